@@ -1,0 +1,119 @@
+"""The `breakglass` command."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from typing import NoReturn
+
+import typer
+
+from bot.policy import PolicyError, load_policy
+from bot.settings import Settings, SettingsError, load_settings
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Breakglass: just-in-time access from Slack.")
+db_cli = typer.Typer(no_args_is_help=True, help="The database schema.")
+cli.add_typer(db_cli, name="db")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"breakglass: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        fail(str(error))
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return settings
+
+
+@cli.command()
+def serve() -> None:
+    """Run the bot: HTTP on $PORT (/slack/events, /healthz), or Socket Mode when SLACK_APP_TOKEN is set."""
+    from bot import runtime
+
+    settings = _settings()
+    try:
+        running = runtime.build(settings, os.environ)
+    except (SettingsError, PolicyError) as error:
+        fail(str(error))
+    running.start_alarms()
+    signal.signal(signal.SIGTERM, lambda *_: running.stop())
+    try:
+        if settings.socket_mode:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            assert settings.slack_app_token is not None
+            SocketModeHandler(running.app, settings.slack_app_token.get_secret_value()).start()
+        else:
+            logging.getLogger("breakglass").info("listening on port %s", settings.port)
+            running.serve_http()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.stop()
+
+
+@cli.command()
+def check() -> None:
+    """Check settings, the policy file and every adapter's configuration; exit 1 if anything is wrong."""
+    from bot.adapters import registry
+
+    settings = _settings()
+    problems: list[str] = []
+    try:
+        policy = load_policy(settings.policy_path)
+    except PolicyError as error:
+        fail(str(error), code=1)
+    for resource in policy.resources.values():
+        where = f"resources.{resource.name}"
+        try:
+            adapter = registry.build(resource.adapter, resource.params, where, os.environ)
+        except PolicyError as error:
+            problems.append(str(error))
+            continue
+        problems += [f"{where}: {problem}" for problem in adapter.check()]
+    try:
+        settings.require_slack()
+    except SettingsError as error:
+        problems.append(str(error))
+    if problems:
+        typer.echo(f"{len(problems)} problem(s):")
+        for problem in problems:
+            typer.echo(f"  - {problem}")
+        raise typer.Exit(1)
+    typer.echo(f"OK: {settings.policy_path} has {len(policy.resources)} resource(s); every adapter is configured.")
+
+
+@cli.command()
+def demo(
+    pace: float = typer.Option(0.0, help="Seconds to pause between steps, to read along."),
+) -> None:
+    """Run the whole story locally: no Slack workspace, SQLite, a stand-in Slack API and the log adapter."""
+    from bot.demo import run_demo
+
+    sys.exit(run_demo(pace=pace))
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Create the schema or bring it up to date."""
+    from bot.store import schema
+    from bot.store.db import make_engine
+
+    settings = _settings()
+    try:
+        engine = make_engine(settings.database_url)
+        schema.upgrade(engine)
+    except Exception as error:
+        fail(f"DATABASE_URL: cannot upgrade the database ({type(error).__name__})", code=1)
+    typer.echo(f"Database at revision {schema.current(engine)}.")
+
+
+def main() -> None:
+    cli()

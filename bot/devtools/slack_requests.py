@@ -1,0 +1,163 @@
+"""Build and sign requests to the bot exactly as Slack does (slash commands, button clicks).
+
+Signing follows https://api.slack.com/authentication/verifying-requests-from-slack:
+``v0=`` + hex HMAC-SHA256 of ``v0:{timestamp}:{body}`` keyed with the app's signing secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+
+TEAM_ID = "T0TEST"
+TEAM_DOMAIN = "breakglass-test"
+API_APP_ID = "A0BREAKGLASS"
+VERIFICATION_TOKEN = "verification-token-unused"  # deprecated by Slack; still sent in every payload
+# Default response_url: nothing listens on port 9, so a bot that answers there fails at once, offline.
+# Pass ``SlackStandIn.response_url(name)`` to capture responses.
+DEFAULT_RESPONSE_URL = "http://127.0.0.1:9/respond/unset"
+
+
+def sign(signing_secret: str, timestamp: int, body: str) -> str:
+    base = f"v0:{timestamp}:{body}".encode()
+    return "v0=" + hmac.new(signing_secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def signed_headers(signing_secret: str, body: str, timestamp: int | None = None) -> dict[str, str]:
+    """Headers Slack sends with a request; the timestamp defaults to now (bots check it against wall time)."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    return {
+        "X-Slack-Request-Timestamp": str(ts),
+        "X-Slack-Signature": sign(signing_secret, ts, body),
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+
+
+def new_trigger_id() -> str:
+    """A fresh id shaped like Slack's (e.g. "13345224609.738474920.8088930838d88f008e0")."""
+    return f"{secrets.randbelow(10**11)}.{secrets.randbelow(10**9)}.{secrets.token_hex(16)}"
+
+
+def slash_command(
+    command: str = "/breakglass",
+    text: str = "",
+    user_id: str = "U0BOB",
+    user_name: str = "bob",
+    channel_id: str = "C0INCIDENT",
+    channel_name: str = "incident",
+    team_id: str = TEAM_ID,
+    response_url: str = DEFAULT_RESPONSE_URL,
+    trigger_id: str | None = None,
+) -> str:
+    """Form-encoded body of a slash command invocation."""
+    return urlencode(
+        {
+            "token": VERIFICATION_TOKEN,
+            "team_id": team_id,
+            "team_domain": TEAM_DOMAIN,
+            "channel_id": channel_id,
+            "channel_name": channel_name,
+            "user_id": user_id,
+            "user_name": user_name,
+            "command": command,
+            "text": text,
+            "api_app_id": API_APP_ID,
+            "is_enterprise_install": "false",
+            "response_url": response_url,
+            "trigger_id": trigger_id or new_trigger_id(),
+        }
+    )
+
+
+def _button_text(message: dict[str, Any] | None, action_id: str) -> str:
+    """The label of the button with ``action_id`` in the message's blocks, else the action id."""
+    for block in (message or {}).get("blocks") or []:
+        for element in block.get("elements") or []:
+            if element.get("action_id") == action_id and isinstance(element.get("text"), dict):
+                return str(element["text"].get("text", action_id))
+    return action_id
+
+
+def block_action(
+    action_id: str,
+    value: str,
+    user_id: str,
+    channel_id: str = "C0INCIDENT",
+    message_ts: str = "1700000000.000100",
+    *,
+    user_name: str | None = None,
+    channel_name: str = "incident",
+    message: dict[str, Any] | None = None,
+    response_url: str = DEFAULT_RESPONSE_URL,
+    team_id: str = TEAM_ID,
+    block_id: str = "decision",
+) -> str:
+    """Form-encoded body (``payload=<json>``) of a button click in a message (``block_actions``).
+
+    ``user_name`` defaults to the user id without its "U0" prefix, lower-cased (U0ALICE -> alice).
+    """
+    name = user_name or user_id.removeprefix("U0").lower()
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user_id, "username": name, "name": name, "team_id": team_id},
+        "api_app_id": API_APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "container": {
+            "type": "message",
+            "message_ts": message_ts,
+            "channel_id": channel_id,
+            "is_ephemeral": False,
+        },
+        "trigger_id": new_trigger_id(),
+        "team": {"id": team_id, "domain": TEAM_DOMAIN},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": channel_id, "name": channel_name},
+        "message": message if message is not None else {"type": "message", "ts": message_ts, "text": ""},
+        "state": {"values": {}},
+        "response_url": response_url,
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": block_id,
+                "text": {"type": "plain_text", "text": _button_text(message, action_id), "emoji": True},
+                "value": value,
+                "type": "button",
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+class SlackSender:
+    """POSTs signed Slack requests to a running bot at ``base_url + "/slack/events"``."""
+
+    def __init__(self, base_url: str, signing_secret: str, timeout: float = 10.0) -> None:
+        self.url = base_url.rstrip("/") + "/slack/events"
+        self.signing_secret = signing_secret
+        self.timeout = timeout
+
+    def command(self, text: str, **kwargs: Any) -> requests.Response:
+        """A slash command (``/breakglass`` unless ``command=`` is given); kwargs go to ``slash_command``."""
+        return self.post(slash_command(text=text, **kwargs))
+
+    def click(
+        self, action_id: str, value: str, user_id: str, channel_id: str, message_ts: str, **kwargs: Any
+    ) -> requests.Response:
+        """A button click; kwargs go to ``block_action``."""
+        return self.post(block_action(action_id, value, user_id, channel_id, message_ts, **kwargs))
+
+    def post(self, body: str, timestamp: int | None = None) -> requests.Response:
+        return self.post_raw(body, signed_headers(self.signing_secret, body, timestamp))
+
+    def post_raw(self, body: str, headers: dict[str, str]) -> requests.Response:
+        """POST ``body`` with exactly ``headers`` (e.g. a bad or stale signature)."""
+        return requests.post(self.url, data=body.encode(), headers=headers, timeout=self.timeout)

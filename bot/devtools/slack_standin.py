@@ -1,0 +1,389 @@
+"""A local stand-in for the Slack Web API, for the tests and for `breakglass demo`.
+
+Point a real ``slack_sdk.WebClient`` at it (``WebClient(token=..., base_url=standin.api_url)``): it
+answers the few Web API methods Breakglass uses with Slack-shaped JSON, keeps the posted messages so
+they can be updated, records every call, and can inject HTTP faults (500, 429 + Retry-After).
+It also serves ``response_url`` endpoints (``standin.response_url(name)``) and records what is posted
+to them.
+
+Bodies are accepted form-encoded or as JSON, as slack_sdk sends them (multipart uploads are not
+supported); the token is taken from ``Authorization: Bearer ...`` or from a ``token`` field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+T = TypeVar("T")
+
+TEAM_ID = "T0TEST"
+BOT_USER_ID = "U0BOT"
+BOT_ID = "B0BOT"
+JSON_FIELDS = ("blocks", "attachments", "metadata")  # fields slack_sdk sends as JSON strings in forms
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One Web API call as received. ``failed``: answered with an injected HTTP fault;
+    ``error``: answered ``{"ok": false, "error": ...}``."""
+
+    method: str
+    args: dict[str, Any]
+    at: float  # time.monotonic()
+    failed: bool = False
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.error is None
+
+
+@dataclass
+class Message:
+    """Current state of a message posted with chat.postMessage."""
+
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]
+    thread_ts: str | None = None
+    updates: int = 0
+
+
+def dm_channel(channel: str) -> str:
+    """Posting to a user id goes to the DM with that user; its channel id here is "D" + user id."""
+    return "D" + channel if channel[:1] in ("U", "W") else channel
+
+
+def _error(code: str) -> dict[str, Any]:
+    return {"ok": False, "error": code}
+
+
+def _parse_args(content_type: str, body: bytes, query: str) -> dict[str, Any]:
+    """Request arguments from the query string and a form or JSON body (raises ValueError on bad JSON)."""
+    args: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
+    text = body.decode("utf-8")
+    if "json" in content_type:
+        args.update(json.loads(text) if text else {})
+    else:
+        args.update(parse_qsl(text, keep_blank_values=True))
+    for key in JSON_FIELDS:
+        value = args.get(key)
+        if isinstance(value, str) and value.startswith(("[", "{")):
+            with contextlib.suppress(ValueError):
+                args[key] = json.loads(value)
+    return args
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    standin: SlackStandIn
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # silence http.server's request log
+        pass
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        url = urlsplit(self.path)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        standin = self.server.standin
+        if url.path.startswith("/api/"):
+            try:
+                args = _parse_args(self.headers.get("Content-Type", ""), body, url.query)
+            except ValueError:
+                self._send(400, json.dumps(_error("invalid_json")).encode(), "application/json")
+                return
+            bearer = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            token = args.pop("token", None) or bearer
+            status, payload, headers = standin._dispatch(url.path.removeprefix("/api/"), args, token)
+            self._send(status, json.dumps(payload).encode(), "application/json; charset=utf-8", headers)
+        elif url.path.startswith("/respond/"):
+            standin._record_response(unquote(url.path.removeprefix("/respond/")), body)
+            self._send(200, b"ok", "text/plain")
+        else:
+            self._send(404, b"not found", "text/plain")
+
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class SlackStandIn:
+    """Slack Web API stand-in on 127.0.0.1 (ephemeral port), served from a daemon thread."""
+
+    def __init__(
+        self,
+        token: str = "xoxb-test-token",
+        users: dict[str, dict[str, Any]] | None = None,
+        groups: dict[str, list[str]] | None = None,
+    ) -> None:
+        self.token = token
+        self._users = {uid: dict(info) for uid, info in (users or {}).items()}
+        self._groups = {gid: list(members) for gid, members in (groups or {}).items()}
+        self._cond = threading.Condition(threading.RLock())
+        self._calls: list[ApiCall] = []
+        self._messages: dict[tuple[str, str], Message] = {}
+        self._responses: list[tuple[str, Any]] = []
+        self._faults: dict[str, list[tuple[int, int]]] = {}
+        self._ts_seq = 0
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> SlackStandIn:
+        if self._server is None:
+            self._server = _Server(("127.0.0.1", 0), _Handler)
+            self._server.standin = self
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="slack-standin",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread, self._server, self._thread = self._server, self._thread, None, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> SlackStandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("SlackStandIn is not started")
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def api_url(self) -> str:
+        """What ``WebClient(base_url=...)`` takes (ends with a slash)."""
+        return self.base_url + "/api/"
+
+    def response_url(self, name: str) -> str:
+        """A ``response_url`` to put in payloads; what is POSTed there shows up in ``responses(name)``."""
+        return f"{self.base_url}/respond/{name}"
+
+    # -- directory and faults -------------------------------------------------------------------
+
+    def add_user(self, id: str, name: str, email: str | None = None, real_name: str | None = None) -> None:
+        with self._cond:
+            self._users[id] = {"name": name, "real_name": real_name or name, "email": email}
+
+    def set_group(self, group_id: str, members: list[str]) -> None:
+        with self._cond:
+            self._groups[group_id] = list(members)
+
+    def fail_next(self, method: str, n: int = 1, status: int = 500, retry_after: int = 1) -> None:
+        """The next ``n`` calls of ``method`` answer HTTP ``status`` (500, or 429 with Retry-After)."""
+        if status not in (429, 500):
+            raise ValueError("status must be 500 or 429")
+        with self._cond:
+            self._faults.setdefault(method, []).extend([(status, retry_after)] * n)
+
+    # -- inspection -----------------------------------------------------------------------------
+
+    def calls(self, method: str | None = None) -> list[ApiCall]:
+        with self._cond:
+            return [c for c in self._calls if method is None or c.method == method]
+
+    def messages(self, channel: str | None = None) -> list[Message]:
+        with self._cond:
+            wanted = channel and dm_channel(channel)
+            return [replace(m) for m in self._messages.values() if wanted is None or m.channel == wanted]
+
+    def message(self, channel: str, ts: str) -> Message | None:
+        with self._cond:
+            found = self._messages.get((dm_channel(channel), ts))
+            return replace(found) if found else None
+
+    def posts_to(self, channel: str) -> list[ApiCall]:
+        """Successful chat.postMessage calls to ``channel`` (a user id and its DM channel are the same)."""
+        wanted = dm_channel(channel)
+        return [c for c in self.calls("chat.postMessage") if c.ok and dm_channel(c.args["channel"]) == wanted]
+
+    def dms(self, user: str) -> list[ApiCall]:
+        return self.posts_to(dm_channel(user))
+
+    def ephemerals(self, user: str | None = None) -> list[ApiCall]:
+        return [c for c in self.calls("chat.postEphemeral") if c.ok and (user is None or c.args.get("user") == user)]
+
+    def responses(self, name: str | None = None) -> list[Any]:
+        """Bodies POSTed to response URLs (parsed JSON; the raw text if not JSON)."""
+        with self._cond:
+            return [body for n, body in self._responses if name is None or n == name]
+
+    def wait_for(self, predicate: Callable[[SlackStandIn], T], timeout: float = 5.0) -> T:
+        """Wait until ``predicate(self)`` is truthy and return its value; TimeoutError with a dump if not."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not (result := predicate(self)):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"condition not met within {timeout}s\n{self.dump()}")
+                self._cond.wait(min(remaining, 0.1))
+            return result
+
+    def dump(self, last: int = 25) -> str:
+        """A readable summary of the recent calls and responses."""
+        with self._cond:
+            calls, responses = self._calls[-last:], self._responses[-last:]
+            lines = [f"last {len(calls)} of {len(self._calls)} Slack API calls:"]
+            for c in calls:
+                flag = " [HTTP fault]" if c.failed else f" -> {c.error}" if c.error else ""
+                lines.append(f"  {c.at:.3f} {c.method}{flag} {json.dumps(c.args, default=str)[:300]}")
+            lines.append(f"{len(self._responses)} response_url posts:")
+            lines += [f"  {n}: {json.dumps(body, default=str)[:300]}" for n, body in responses]
+            return "\n".join(lines)
+
+    def clear(self) -> None:
+        """Forget calls, messages, responses and pending faults (the directory is kept)."""
+        with self._cond:
+            self._calls.clear()
+            self._messages.clear()
+            self._responses.clear()
+            self._faults.clear()
+
+    # -- request handling (called from server threads) ------------------------------------------
+
+    def _record(self, call: ApiCall) -> None:
+        with self._cond:
+            self._calls.append(call)
+            self._cond.notify_all()
+
+    def _record_response(self, name: str, body: bytes) -> None:
+        text = body.decode("utf-8")
+        try:
+            parsed: Any = json.loads(text)
+        except ValueError:
+            parsed = text
+        with self._cond:
+            self._responses.append((name, parsed))
+            self._cond.notify_all()
+
+    def _dispatch(self, method: str, args: dict[str, Any], token: str) -> tuple[int, dict, dict[str, str]]:
+        """Answer one API call: (HTTP status, JSON body, extra headers)."""
+        with self._cond:
+            now = time.monotonic()
+            faults = self._faults.get(method)
+            if faults:
+                status, retry_after = faults.pop(0)
+                self._record(ApiCall(method, args, now, failed=True))
+                if status == 429:
+                    return 429, _error("ratelimited"), {"Retry-After": str(retry_after)}
+                return 500, _error("internal_error"), {}
+            if token != self.token:
+                result = _error("invalid_auth")
+            else:
+                handler = getattr(self, "_api_" + method.replace(".", "_"), None)
+                result = handler(args) if handler else _error("unknown_method")
+            self._record(ApiCall(method, args, now, error=None if result["ok"] else result["error"]))
+            return 200, result, {}
+
+    def _next_ts(self) -> str:
+        self._ts_seq += 1
+        micros = self._ts_seq * 100
+        return f"{1_700_000_000 + micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+    @staticmethod
+    def _message_json(m: Message) -> dict[str, Any]:
+        body = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "text": m.text, "blocks": m.blocks}
+        return body | {"ts": m.ts} | ({"thread_ts": m.thread_ts} if m.thread_ts else {})
+
+    def _api_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": "https://breakglass-test.slack.com/",
+            "team": "Breakglass Test",
+            "team_id": TEAM_ID,
+            "user": "breakglass",
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _api_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("channel"):
+            return _error("channel_not_found")
+        if not (args.get("text") or args.get("blocks") or args.get("attachments")):
+            return _error("no_text")
+        text, blocks, thread_ts = args.get("text") or "", args.get("blocks") or [], args.get("thread_ts")
+        m = Message(dm_channel(args["channel"]), self._next_ts(), text, blocks, thread_ts or None)
+        self._messages[(m.channel, m.ts)] = m
+        return {"ok": True, "channel": m.channel, "ts": m.ts, "message": self._message_json(m)}
+
+    def _api_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        m = self._messages.get((dm_channel(args.get("channel") or ""), args.get("ts") or ""))
+        if m is None:
+            return _error("message_not_found")
+        if "text" in args:
+            m.text = args["text"] or ""
+        if "blocks" in args:
+            m.blocks = args["blocks"] or []
+        m.updates += 1
+        message = self._message_json(m)
+        return {"ok": True, "channel": m.channel, "ts": m.ts, "text": m.text, "message": message}
+
+    def _api_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("channel"):
+            return _error("channel_not_found")
+        if not args.get("user"):
+            return _error("user_not_found")
+        return {"ok": True, "message_ts": self._next_ts()}
+
+    def _api_conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        users = [u for u in str(args.get("users") or "").split(",") if u]
+        if not users:
+            return _error("users_list_not_supplied")
+        channel = dm_channel(users[0]) if len(users) == 1 else "G" + "".join(sorted(users))
+        return {"ok": True, "channel": {"id": channel}}
+
+    def _api_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        uid = args.get("user") or ""
+        info = self._users.get(uid)
+        if info is None:
+            return _error("user_not_found")
+        name = info.get("name") or uid.lower()
+        real_name = info.get("real_name") or name
+        profile = {"real_name": real_name, "display_name": name}
+        if info.get("email"):
+            profile["email"] = info["email"]
+        user = {"id": uid, "team_id": TEAM_ID, "name": name, "real_name": real_name, "profile": profile}
+        return {"ok": True, "user": user | {"deleted": False, "is_bot": False}}
+
+    def _api_usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        members = self._groups.get(args.get("usergroup") or "")
+        if members is None:
+            return _error("no_such_subteam")
+        return {"ok": True, "users": list(members)}

@@ -1,0 +1,222 @@
+"""A real HTTP webhook receiver on loopback, for tests and the demo.
+
+It checks each request's signature the way a receiver author would (with ``verify`` from the webhook adapter),
+records every call, and answers as scripted::
+
+    with WebhookReceiver(secret) as receiver:
+        receiver.respond_with(body={"instructions": "Log in at https://console.example"})
+        receiver.fail_next(2, status=503)
+        ...
+        receiver.wait_for(3)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from bot.adapters.webhook import verify
+from bot.clock import Clock, SystemClock
+
+log = logging.getLogger("breakglass.devtools.webhook_receiver")
+
+PATH = "/hooks/breakglass"
+
+
+@dataclass(frozen=True)
+class WebhookCall:
+    event: str | None
+    body: dict[str, Any]
+    headers: dict[str, str]
+    valid: bool  # the signature verified
+    received_at: float  # time.monotonic()
+    status: int  # what the receiver answered (or would have, had the client waited)
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int = 200
+    body: dict[str, Any] | str | None = None
+    delay: float = 0.0
+
+
+@dataclass
+class _Script:
+    reply: _Reply = field(default_factory=_Reply)
+    failures_left: int = 0
+    failure_status: int = 500
+
+
+class WebhookReceiver:
+    """Single use: ``start()`` once, ``stop()`` once (or use it as a context manager)."""
+
+    def __init__(self, secret: str, *, clock: Clock | None = None) -> None:
+        self.secret = secret
+        self.clock = clock or SystemClock()  # the receiver's "now" for the timestamp check
+        self._calls: list[WebhookCall] = []
+        self._script = _Script()
+        self._changed = threading.Condition()
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> WebhookReceiver:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"WebhookReceiver(url={self.url if self._server else None!r})"
+
+    def start(self) -> WebhookReceiver:
+        if self._server is not None:
+            raise RuntimeError("webhook receiver already started")
+        self._server = _Server(self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},  # stop() waits up to this long
+            name="webhook-receiver",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None or self._stopping.is_set():
+            return
+        self._stopping.set()  # wakes handlers sleeping in hang() or a delay
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=1)
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("webhook receiver not started")
+        return f"http://127.0.0.1:{self._server.server_address[1]}{PATH}"
+
+    @property
+    def calls(self) -> list[WebhookCall]:
+        with self._changed:
+            return list(self._calls)
+
+    def events(self, event: str | None = None) -> list[WebhookCall]:
+        return [call for call in self.calls if event is None or call.event == event]
+
+    def respond_with(self, status: int = 200, body: dict[str, Any] | str | None = None, delay: float = 0.0) -> None:
+        """How following calls are answered; a str body is sent as text/plain, a dict as JSON."""
+        with self._changed:
+            self._script.reply = _Reply(status, body, delay)
+
+    def fail_next(self, n: int, status: int = 500) -> None:
+        with self._changed:
+            self._script.failures_left = n
+            self._script.failure_status = status
+
+    def hang(self, seconds: float) -> None:
+        """Following calls wait this long before answering; ``hang(0)`` ends it."""
+        with self._changed:
+            self._script.reply = replace(self._script.reply, delay=seconds)
+
+    def wait_for(
+        self, predicate_or_count: int | Callable[[list[WebhookCall]], bool], timeout: float = 5.0
+    ) -> list[WebhookCall]:
+        """The calls, once there are at least ``count`` of them or ``predicate(calls)`` holds."""
+        want = predicate_or_count
+
+        def done() -> bool:
+            return want(list(self._calls)) if callable(want) else len(self._calls) >= want
+
+        with self._changed:
+            if self._changed.wait_for(done, timeout=timeout):
+                return list(self._calls)
+            seen = [call.event for call in self._calls]
+        wanted = "the expected calls" if callable(want) else f"{want} call(s)"
+        raise TimeoutError(f"webhook receiver: no {wanted} within {timeout:g}s; got {len(seen)}: {seen}")
+
+    def _handle(self, path: str, headers: dict[str, str], raw: bytes) -> _Reply:
+        """Records one call and decides its answer."""
+        valid = verify(
+            self.secret,
+            headers.get("X-Breakglass-Timestamp"),
+            headers.get("X-Breakglass-Signature"),
+            raw,
+            self.clock.now().timestamp(),
+        )
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        with self._changed:
+            if not valid:
+                reply = _Reply(401, {"error": "invalid signature"})
+            elif urlsplit(path).path != PATH:
+                reply = _Reply(404, {"error": "no such hook"})
+            elif not isinstance(body, dict):
+                reply = _Reply(400, {"error": "body is not a JSON object"})
+            elif self._script.failures_left > 0:
+                self._script.failures_left -= 1
+                status = self._script.failure_status
+                reply = _Reply(status, {"error": _phrase(status)}, self._script.reply.delay)
+            else:
+                reply = self._script.reply
+            data = body if isinstance(body, dict) else {}
+            event = data.get("event") if isinstance(data.get("event"), str) else None
+            self._calls.append(WebhookCall(event, data, headers, valid, time.monotonic(), reply.status))
+            self._changed.notify_all()
+        return reply
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleeps, unless stop() comes first; True if it did."""
+        return seconds > 0 and self._stopping.wait(seconds)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a hung handler must not keep stop() or the process waiting
+
+    def __init__(self, owner: WebhookReceiver) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)  # port 0: any free port
+        self.owner = owner
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that gave up (timeouts) leave broken pipes behind; that is expected here.
+        log.debug("webhook receiver: error handling a request from %s", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        reply = self.server.owner._handle(self.path, dict(self.headers.items()), raw)
+        if self.server.owner._pause(reply.delay):
+            return  # the receiver is shutting down; drop the connection unanswered
+        if isinstance(reply.body, dict):
+            payload, content_type = json.dumps(reply.body).encode(), "application/json"
+        else:
+            payload, content_type = (reply.body or "").encode(), "text/plain; charset=utf-8"
+        self.send_response(reply.status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "scripted failure"

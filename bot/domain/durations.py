@@ -1,0 +1,41 @@
+"""Durations as people write them: 90s, 45m, 2h, 1h30m, 1d."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_PATTERN = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+FORMAT_HINT = "a duration like 90s, 45m, 2h, 1h30m or 1d"
+_LONGEST = timedelta(days=366)
+
+
+class DurationError(ValueError):
+    pass
+
+
+def parse_duration(text: str) -> timedelta:
+    cleaned = text.strip().lower()
+    match = _PATTERN.fullmatch(cleaned)
+    if not cleaned or match is None or not any(match.groups()):
+        raise DurationError(f"'{text}' is not {FORMAT_HINT}")
+    seconds = sum(int(part) * factor for part, factor in zip(match.groups(), _UNITS.values(), strict=True) if part)
+    if seconds <= 0:
+        raise DurationError(f"'{text}' is zero; give {FORMAT_HINT}")
+    if seconds > _LONGEST.total_seconds():
+        raise DurationError(f"'{text}' is longer than a year")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest form that parse_duration reads back: 5400s -> '1h30m'."""
+    remaining = int(value.total_seconds())
+    if remaining <= 0:
+        return "0s"
+    parts = []
+    for unit, factor in _UNITS.items():
+        amount, remaining = divmod(remaining, factor)
+        if amount:
+            parts.append(f"{amount}{unit}")
+    return "".join(parts)

@@ -1,0 +1,249 @@
+"""The policy file (breakglass.yml): who may ask for what, for how long, and who decides.
+
+Read once at start and passed down. Errors name the key path and what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from bot.domain.durations import FORMAT_HINT, DurationError, format_duration, parse_duration
+
+RESERVED_NAMES = frozenset({"help", "list", "mine", "revoke", "review"})
+_RESOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_SLACK_ID = re.compile(r"[UWS][A-Z0-9]{2,}")
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class PolicyError(ValueError):
+    """The policy file is wrong; the message says where and what was expected."""
+
+
+def _to_duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"expected {FORMAT_HINT}")
+    if isinstance(value, int):
+        value = f"{value}s"
+    try:
+        return parse_duration(value)
+    except DurationError as error:
+        raise ValueError(str(error)) from None
+
+
+Duration = Annotated[timedelta, BeforeValidator(_to_duration)]
+
+
+def _check_slack_ids(values: list[str]) -> list[str]:
+    for value in values:
+        if not _SLACK_ID.fullmatch(value):
+            raise ValueError(f"'{value}' is not a Slack user id (U…/W…) or user-group id (S…)")
+    return values
+
+
+SlackIds = Annotated[list[str], Field(min_length=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Channels(_Strict):
+    approvals: str
+    audit: str
+
+    @field_validator("approvals", "audit")
+    @classmethod
+    def _channel_id(cls, value: str) -> str:
+        if not _CHANNEL_ID.fullmatch(value):
+            raise ValueError(f"'{value}' is not a Slack channel id (C…, G…)")
+        return value
+
+
+class Defaults(_Strict):
+    min_duration: Duration = timedelta(minutes=5)
+    default_duration: Duration = timedelta(hours=1)
+    max_duration: Duration = timedelta(hours=4)
+    approvals_required: int = Field(default=1, ge=1, le=10)
+
+
+class ReviewPolicy(_Strict):
+    required: Literal["emergency", "all", "none"] = "emergency"
+    remind_every: Duration = timedelta(hours=24)
+
+
+class Resource(_Strict):
+    name: str = ""
+    description: str = ""
+    adapter: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    approvers: SlackIds
+    requesters: list[str] | None = None
+    approvals_required: int | None = Field(default=None, ge=1, le=10)
+    min_duration: Duration | None = None
+    default_duration: Duration | None = None
+    max_duration: Duration | None = None
+    reason_pattern: str | None = None
+    emergency: bool = False
+
+    @field_validator("approvers", "requesters")
+    @classmethod
+    def _ids(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_slack_ids(value)
+
+    @field_validator("reason_pattern")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"not a valid regular expression ({error})") from None
+        return value
+
+    # The fields below are always set once the policy has applied its defaults.
+    @property
+    def limits(self) -> tuple[timedelta, timedelta, timedelta]:
+        assert self.min_duration and self.default_duration and self.max_duration
+        return self.min_duration, self.default_duration, self.max_duration
+
+    @property
+    def required_approvals(self) -> int:
+        assert self.approvals_required is not None
+        return self.approvals_required
+
+    def allowed_range(self) -> str:
+        low, _, high = self.limits
+        return f"{format_duration(low)} to {format_duration(high)}"
+
+    def reason_matches(self, reason: str) -> bool:
+        return self.reason_pattern is None or re.search(self.reason_pattern, reason) is not None
+
+
+class Policy(_Strict):
+    channels: Channels
+    defaults: Defaults = Defaults()
+    review: ReviewPolicy = ReviewPolicy()
+    resources: dict[str, Resource] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("resources"), dict):
+            return data
+        defaults = data.get("defaults") or {}
+        resources = {}
+        for name, resource in data["resources"].items():
+            if isinstance(resource, dict):
+                resource = {"name": name, **resource}
+                for key in ("min_duration", "default_duration", "max_duration", "approvals_required"):
+                    if resource.get(key) is None:
+                        resource[key] = defaults.get(key, Defaults.model_fields[key].default)
+            resources[name] = resource
+        return {**data, "resources": resources}
+
+    @model_validator(mode="after")
+    def _check_resources(self) -> Policy:
+        for name, resource in self.resources.items():
+            if not _RESOURCE_NAME.fullmatch(str(name)):
+                raise ValueError(f"resources.{name}: a resource name is lower-case letters, digits, '.', '_' or '-'")
+            if name in RESERVED_NAMES:
+                raise ValueError(f"resources.{name}: '{name}' is a /breakglass command, pick another name")
+            low, default, high = resource.limits
+            if not low <= default <= high:
+                raise ValueError(
+                    f"resources.{name}: expected min_duration <= default_duration <= max_duration, got "
+                    f"{format_duration(low)}, {format_duration(default)}, {format_duration(high)}"
+                )
+        return self
+
+    def resource(self, name: str) -> Resource | None:
+        return self.resources.get(name)
+
+    def needs_review(self, emergency: bool) -> bool:
+        return self.review.required == "all" or (self.review.required == "emergency" and emergency)
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        path = ".".join(str(part) for part in problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif problem["type"] == "missing":
+            message = "required key is missing"
+        elif problem["type"] == "too_short":
+            message = "must not be empty"
+        got = problem.get("input")
+        already_named = isinstance(got, str) and f"'{got}'" in message
+        quiet = problem["type"] in ("missing", "extra_forbidden") or already_named or not _short(got)
+        shown = "" if quiet else f" (got {got!r})"
+        lines.append(f"{path}: {message}{shown}" if path else f"{message}{shown}")
+    return "; ".join(lines)
+
+
+def _short(value: Any) -> bool:
+    return isinstance(value, str | int | float) and len(str(value)) <= 80
+
+
+def parse_policy(text: str, source: str = "breakglass.yml") -> Policy:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise PolicyError(f"{source}{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: expected a mapping with channels and resources at the top")
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as error:
+        raise PolicyError(f"{source}: {_describe(error)}") from None
+
+
+def load_policy(path: Path) -> Policy:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise PolicyError(f"{path}: cannot read the policy file ({error.strerror})") from None
+    return parse_policy(text, source=str(path))
+
+
+def interpolate(params: Mapping[str, Any], environ: Mapping[str, str], where: str) -> dict[str, Any]:
+    """Replace ${VAR} in adapter parameters with the environment's value, so secrets never sit in the file."""
+
+    def resolve(value: Any, path: str) -> Any:
+        if isinstance(value, str):
+
+            def lookup(match: re.Match[str]) -> str:
+                name = match.group(1)
+                if name not in environ:
+                    raise PolicyError(f"{path}: environment variable {name} is not set")
+                return environ[name]
+
+            return _ENV_REFERENCE.sub(lookup, value)
+        if isinstance(value, dict):
+            return {key: resolve(item, f"{path}.{key}") for key, item in value.items()}
+        if isinstance(value, list):
+            return [resolve(item, f"{path}[{index}]") for index, item in enumerate(value)]
+        return value
+
+    return resolve(dict(params), where)

@@ -1,0 +1,95 @@
+"""Builds the running bot from settings: database, policy, adapters, Slack, services, scheduler."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from slack_bolt import App
+from waitress.server import create_server
+
+from bot.adapters import registry
+from bot.clock import Clock, SystemClock
+from bot.policy import Policy, load_policy
+from bot.scheduler import Scheduler
+from bot.services.deps import Deps, Tuning
+from bot.services.sweep import Sweeper
+from bot.settings import Settings
+from bot.slack.app import build_app, web_client
+from bot.slack.directory import SlackDirectory
+from bot.slack.notifier import SlackNotifier
+from bot.store import queries, schema
+from bot.store.db import Database
+from bot.web import WebApp
+
+log = logging.getLogger("breakglass")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    deps: Deps
+    app: App
+    web: WebApp
+    sweeper: Sweeper
+    scheduler: Scheduler
+    _server: object | None = field(default=None, repr=False)
+
+    def start_alarms(self) -> None:
+        with self.deps.db.transaction() as session:
+            upcoming = queries.upcoming_times(session, self.deps.now())
+        self.scheduler.start(upcoming)
+
+    def serve_http(self, host: str = "0.0.0.0", port: int | None = None, block: bool = True) -> int:
+        """Serve /slack/events and /healthz. Returns the port (useful with port 0)."""
+        server = create_server(self.web, host=host, port=self.settings.port if port is None else port, threads=8)
+        self._server = server
+        bound = int(server.effective_port)  # type: ignore[union-attr]
+        if block:
+            server.run()
+        else:
+            threading.Thread(target=server.run, name="http", daemon=True).start()
+        return bound
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()  # type: ignore[attr-defined]
+        self.scheduler.shutdown(wait=True)
+        self.deps.db.dispose()
+
+
+def build(
+    settings: Settings,
+    environ: Mapping[str, str],
+    *,
+    clock: Clock | None = None,
+    policy: Policy | None = None,
+    tuning: Tuning | None = None,
+) -> Runtime:
+    settings.require_slack()
+    policy = policy or load_policy(settings.policy_path)
+    adapters = registry.build_all(policy, environ)
+    db = Database.from_url(settings.database_url)
+    if settings.auto_migrate:
+        schema.upgrade(db.engine)
+    clock = clock or SystemClock()
+    assert settings.slack_bot_token is not None
+    client = web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+    tuning = tuning or Tuning(expiry_warning=settings.expiry_warning, revoke_alert_after=settings.revoke_alert_after)
+    deps = Deps(
+        db=db,
+        policy=policy,
+        adapters=adapters,
+        notifier=SlackNotifier(client),
+        directory=SlackDirectory(client, clock),
+        clock=clock,
+        tuning=tuning,
+    )
+    sweeper = Sweeper(deps)
+    scheduler = Scheduler(sweeper, settings.sweep_interval)
+    deps.alarms = scheduler
+    secret = None if settings.socket_mode else settings.slack_signing_secret
+    app = build_app(client, secret.get_secret_value() if secret else None, deps)
+    return Runtime(settings, deps, app, WebApp(app, db), sweeper, scheduler)

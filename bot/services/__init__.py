@@ -1,0 +1,1 @@
+"""The use cases: submit, decide, grant, revoke, expire, remind, review. One transaction each; side effects after."""

@@ -1,0 +1,59 @@
+"""Small pieces the use cases share."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from bot.adapters.base import GrantContext, Person
+from bot.domain.rules import Refused
+from bot.services.deps import Deps
+from bot.services.ports import Notice
+from bot.services.views import RequestView, snapshot
+from bot.store import queries
+from bot.store.models import Request
+
+# The notices that also go to the channel the request was made in, when that is not the approvals channel.
+CHANNEL_NOTICES = frozenset(
+    {Notice.RECEIVED, Notice.ACTIVE, Notice.DENIED, Notice.GRANT_FAILED, Notice.EXPIRED, Notice.REVOKED}
+)
+
+
+def view(deps: Deps, session: Session, request: Request) -> RequestView:
+    return snapshot(session, request, deps.approvals_required(request.resource))
+
+
+def load_view(deps: Deps, request_id: int) -> RequestView | None:
+    with deps.db.transaction() as session:
+        request = queries.get(session, request_id)
+        return view(deps, session, request) if request else None
+
+
+def existing(deps: Deps, request_id: int) -> RequestView:
+    found = load_view(deps, request_id)
+    if found is None:
+        raise Refused(f"There is no request #{request_id}. `/breakglass mine` lists yours.")
+    return found
+
+
+def grant_context(request: Request, expires_at: datetime) -> GrantContext:
+    return GrantContext(
+        grant_id=request.uid,
+        request_number=request.id,
+        resource=request.resource,
+        user=Person(request.requester_id, request.requester_email, request.requester_name),
+        expires_at=expires_at,
+        reason=request.reason,
+        emergency=request.emergency,
+    )
+
+
+def announce(deps: Deps, current: RequestView, notice: Notice) -> None:
+    """Tell the requester, and the channel the request came from where that is not the approvals channel."""
+    deps.notifier.tell_requester(current, notice)
+    origin = current.origin_channel
+    elsewhere = origin and origin != deps.policy.channels.approvals
+    # A request made in a DM with the bot is already answered by tell_requester.
+    if notice in CHANNEL_NOTICES and elsewhere and not origin.startswith("D"):
+        deps.notifier.tell_channel(origin, current, notice)

@@ -1,0 +1,79 @@
+"""Approvers deciding: N distinct approvals grant, one denial ends the request."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+
+from bot.domain.rules import Refused, check_decision
+from bot.domain.states import Status
+from bot.services import access
+from bot.services.common import announce, existing, view
+from bot.services.deps import Deps
+from bot.services.ports import Notice
+from bot.services.views import RequestView
+from bot.store import audit, queries
+from bot.store.models import Decision
+
+
+def decide(deps: Deps, actor: str, request_id: int, approve: bool) -> RequestView:
+    current = existing(deps, request_id)
+    try:
+        check_decision(
+            actor=actor,
+            requester=current.requester_id,
+            status=current.status,
+            request_id=request_id,
+            is_approver=deps.is_approver(actor, current.resource),
+            resource=current.resource,
+        )
+    except Refused as refusal:
+        refuse(deps, actor, current, "decision_refused", str(refusal))
+        raise
+
+    now = deps.now()
+    try:
+        with deps.db.transaction() as session:
+            request = queries.get(session, request_id)
+            assert request is not None
+            if request.status != Status.PENDING:
+                raise Refused(f"Request #{request_id} was decided just now.")
+            session.add(Decision(request_id=request_id, approver_id=actor, approve=approve, at=now))
+            session.flush()
+            audit.record(session, "approved" if approve else "denied", at=now, actor=actor, request=request)
+            if not approve:
+                queries.move(session, request_id, Status.PENDING, Status.DENIED, decided_at=now)
+    except IntegrityError:
+        raise Refused(f"You already decided on request #{request_id}.") from None
+
+    # Counted in a transaction of its own, after ours committed: of two approvers committing at once, the later
+    # one sees both approvals, so the last needed approval always completes the request.
+    with deps.db.transaction() as session:
+        needed = deps.approvals_required(current.resource)
+        completed = approve and queries.approvals_count(session, request_id) >= needed
+        if completed:
+            completed = queries.move(session, request_id, Status.PENDING, Status.APPROVED, decided_at=now)
+        request = queries.get(session, request_id)
+        assert request is not None
+        current = view(deps, session, request)
+
+    if completed:
+        announce(deps, current, Notice.APPROVED)
+        return access.grant(deps, request_id) or current
+    deps.notifier.refresh(current)
+    if current.status is Status.DENIED and not approve:
+        announce(deps, current, Notice.DENIED)
+    return current
+
+
+def refuse(deps: Deps, actor: str, current: RequestView, action: str, why: str) -> None:
+    """Refused attempts are part of the trail too."""
+    with deps.db.transaction() as session:
+        audit.record(
+            session,
+            action,
+            at=deps.now(),
+            actor=actor,
+            resource=current.resource,
+            reason=why,
+            request_id=current.id,
+        )

@@ -1,0 +1,72 @@
+"""Everything a use case needs, built once at start and passed down."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from bot.adapters.base import Adapter
+from bot.clock import Clock
+from bot.policy import Policy, Resource
+from bot.services.ports import Alarms, Directory, NoAlarms, Notifier
+from bot.store.db import Database
+
+
+def instance_name() -> str:
+    """Names the process in claims, so a stuck claim can be traced to a host and pid."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class Tuning:
+    instance: str = field(default_factory=instance_name)
+    lease: timedelta = timedelta(minutes=2)  # how long a claimed revoke is ours before another may take it
+    expiry_warning: timedelta = timedelta(minutes=10)
+    revoke_alert_after: int = 3  # failed revokes before the audit channel hears about it
+    backoff_base: timedelta = timedelta(seconds=10)
+    backoff_max: timedelta = timedelta(minutes=10)
+    grant_attempts: int = 3
+    grant_retry_pause: float = 0.5
+    request_timeout: timedelta = timedelta(hours=24)  # a pending request nobody decided times out
+    batch: int = 100
+    pause: Callable[[float], None] = time.sleep
+
+    def backoff(self, attempts: int) -> timedelta:
+        return min(self.backoff_base * 2 ** max(attempts - 1, 0), self.backoff_max)
+
+
+@dataclass
+class Deps:
+    db: Database
+    policy: Policy
+    adapters: dict[str, Adapter]
+    notifier: Notifier
+    directory: Directory
+    clock: Clock
+    alarms: Alarms = field(default_factory=NoAlarms)
+    tuning: Tuning = field(default_factory=Tuning)
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def is_listed(self, user_id: str, ids: list[str]) -> bool:
+        if user_id in ids:
+            return True
+        groups = [entry for entry in ids if entry.startswith("S")]
+        return bool(groups) and user_id in self.directory.members(groups)
+
+    def is_approver(self, user_id: str, resource_name: str) -> bool:
+        resource = self.policy.resource(resource_name)
+        return resource is not None and self.is_listed(user_id, resource.approvers)
+
+    def may_request(self, user_id: str, resource: Resource) -> bool:
+        return resource.requesters is None or self.is_listed(user_id, resource.requesters)
+
+    def approvals_required(self, resource_name: str) -> int:
+        resource = self.policy.resource(resource_name)
+        return resource.required_approvals if resource else 1

@@ -1,0 +1,136 @@
+"""Asking for access, ending it early, and seeing what is yours."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from bot.domain.commands import Ask
+from bot.domain.rules import Refused, check_ask, check_requester, check_revoke
+from bot.domain.states import Status
+from bot.policy import Resource
+from bot.services import access
+from bot.services.common import announce, existing, load_view, view
+from bot.services.deps import Deps
+from bot.services.ports import MessageRef, Notice
+from bot.services.views import RequestView
+from bot.store import audit, queries
+from bot.store.models import Request
+
+
+def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> RequestView:
+    """Store a request and put it in front of its approvers; an emergency is granted at once."""
+    resource, duration = check_ask(deps.policy, ask)
+    check_requester(resource, deps.may_request(actor, resource))
+    person = deps.directory.person(actor)
+    now = deps.now()
+    with deps.db.transaction() as session:
+        request = Request(
+            uid=str(uuid.uuid4()),
+            resource=resource.name,
+            requester_id=actor,
+            requester_name=person.name,
+            requester_email=person.email,
+            reason=ask.reason,
+            duration_seconds=int(duration.total_seconds()),
+            emergency=ask.emergency,
+            status=Status.PENDING.value,
+            created_at=now,
+            origin_channel=origin_channel,
+            revoke_attempts=0,
+        )
+        session.add(request)
+        session.flush()
+        audit.record(session, "requested", at=now, actor=actor, request=request, emergency=ask.emergency)
+        if ask.emergency:
+            queries.move(session, request.id, Status.PENDING, Status.APPROVED, decided_at=now)
+            audit.record(session, "emergency", at=now, actor=actor, request=request)
+        request_id = request.id
+        current = view(deps, session, request)
+
+    if ask.emergency:
+        return _break_glass(deps, request_id)
+    ref = deps.notifier.post_request(deps.policy.channels.approvals, current)
+    if ref:
+        _remember(deps, request_id, approval=ref)
+    current = load_view(deps, request_id) or current
+    announce(deps, current, Notice.RECEIVED)
+    return current
+
+
+def _break_glass(deps: Deps, request_id: int) -> RequestView:
+    """Access first, then the loud part: both channels hear it, with a button to revoke at once."""
+    current = access.grant(deps, request_id) or load_view(deps, request_id)
+    assert current is not None
+    channels = deps.policy.channels
+    alert = deps.notifier.post_request(channels.audit, current)
+    approval = deps.notifier.post_request(channels.approvals, current) if channels.approvals != channels.audit else None
+    _remember(deps, request_id, approval=approval, alert=alert)
+    current = load_view(deps, request_id) or current
+    if current.status is Status.ACTIVE:
+        deps.notifier.tell_requester(current, Notice.EMERGENCY)
+    return current
+
+
+def _remember(deps: Deps, request_id: int, approval: MessageRef | None = None, alert: MessageRef | None = None) -> None:
+    values = {}
+    if approval:
+        values |= {"approval_channel": approval.channel, "approval_ts": approval.ts}
+    if alert:
+        values |= {"alert_channel": alert.channel, "alert_ts": alert.ts}
+    if values:
+        with deps.db.transaction() as session:
+            queries.set_fields(session, request_id, **values)
+
+
+def end_early(deps: Deps, actor: str, request_id: int) -> RequestView:
+    """`/breakglass revoke <id>`: the holder or an approver ends access now; the requester may withdraw a pending
+    request."""
+    current = existing(deps, request_id)
+    is_approver = deps.is_approver(actor, current.resource)
+    check_revoke(
+        actor=actor,
+        holder=current.requester_id,
+        is_approver=is_approver,
+        status=current.status,
+        request_id=request_id,
+    )
+    if current.status is Status.PENDING:
+        return _withdraw(deps, actor, current)
+    if not access.claim_revoke(deps, request_id, end_reason="revoked", actor=actor):
+        raise Refused(f"Request #{request_id} changed just now; `/breakglass mine` shows where it is.")
+    return access.finish_revoke(deps, request_id) or existing(deps, request_id)
+
+
+def _withdraw(deps: Deps, actor: str, current: RequestView) -> RequestView:
+    if actor != current.requester_id:
+        raise Refused(f"Request #{current.id} is still waiting; approvers decline it with Deny.")
+    now = deps.now()
+    with deps.db.transaction() as session:
+        if not queries.move(session, current.id, Status.PENDING, Status.CANCELLED, decided_at=now):
+            raise Refused(f"Request #{current.id} was decided just now; `/breakglass mine` shows where it is.")
+        request = queries.get(session, current.id)
+        assert request is not None
+        audit.record(session, "cancelled", at=now, actor=actor, request=request)
+        current = view(deps, session, request)
+    deps.notifier.refresh(current)
+    return current
+
+
+@dataclass(frozen=True)
+class Offer:
+    resource: Resource
+    may_request: bool
+
+
+def offers(deps: Deps, actor: str) -> list[Offer]:
+    """`/breakglass list`: every resource, and whether this person may ask for it."""
+    return [Offer(r, deps.may_request(actor, r)) for r in deps.policy.resources.values()]
+
+
+def mine(deps: Deps, actor: str) -> tuple[list[RequestView], list[RequestView]]:
+    """`/breakglass mine`: open requests and grants, and reviews still owed."""
+    with deps.db.transaction() as session:
+        open_requests = [view(deps, session, r) for r in queries.open_for_user(session, actor)]
+        owed = [view(deps, session, r) for r in queries.reviews_due_for(session, actor)]
+    return open_requests, owed

@@ -1,0 +1,86 @@
+"""Post-incident reviews: owed when a grant that needs one ends, chased until somebody records it."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+
+from bot.domain.rules import Refused, check_review
+from bot.domain.states import ReviewStatus
+from bot.services.common import existing, view
+from bot.services.decisions import refuse
+from bot.services.deps import Deps
+from bot.services.ports import Notice
+from bot.services.views import RequestView
+from bot.store import audit, queries
+from bot.store.models import Review
+
+MAX_NOTES = 3000
+
+
+def record(deps: Deps, actor: str, request_id: int, notes: str) -> RequestView:
+    """`/breakglass review <id> <notes…>`: by the requester or an approver; early reviews are welcome too."""
+    current = existing(deps, request_id)
+    try:
+        check_review(
+            actor=actor,
+            holder=current.requester_id,
+            is_approver=deps.is_approver(actor, current.resource),
+            status=current.status,
+            request_id=request_id,
+        )
+    except Refused as refusal:
+        refuse(deps, actor, current, "review_refused", str(refusal))
+        raise
+    if len(notes) > MAX_NOTES:
+        raise Refused(f"The review is too long ({len(notes)} characters; at most {MAX_NOTES}).")
+    now = deps.now()
+    with deps.db.transaction() as session:
+        review = queries.review(session, request_id)
+        if review is not None and review.status == ReviewStatus.DONE:
+            raise Refused(f"Request #{request_id} was already reviewed by <@{review.reviewer_id}>.")
+        done = {"status": ReviewStatus.DONE.value, "reviewer_id": actor, "notes": notes, "done_at": now}
+        if review is None:
+            session.add(Review(request_id=request_id, reminders_sent=0, **done))
+        else:
+            statement = update(Review).where(Review.request_id == request_id, Review.status == ReviewStatus.DUE)
+            if session.execute(statement.values(**done, next_reminder_at=None)).rowcount != 1:
+                raise Refused(f"Request #{request_id} was reviewed just now.")
+        request = queries.get(session, request_id)
+        assert request is not None
+        audit.record(session, "reviewed", at=now, actor=actor, request=request, notes=notes)
+        current = view(deps, session, request)
+    deps.notifier.refresh(current)
+    if actor != current.requester_id:
+        deps.notifier.tell_requester(current, Notice.REVIEW_DONE)
+    return current
+
+
+def remind(deps: Deps, request_id: int) -> bool:
+    """Chase one overdue review. The compare-and-set on the reminder time sends each reminder once."""
+    now = deps.now()
+    every = deps.policy.review.remind_every
+    with deps.db.transaction() as session:
+        review = queries.review(session, request_id)
+        if review is None or review.status != ReviewStatus.DUE or review.next_reminder_at is None:
+            return False
+        if review.next_reminder_at > now:
+            return False
+        claimed = session.execute(
+            update(Review)
+            .where(
+                Review.request_id == request_id,
+                Review.status == ReviewStatus.DUE,
+                Review.next_reminder_at == review.next_reminder_at,
+            )
+            .values(next_reminder_at=now + every, reminders_sent=review.reminders_sent + 1)
+        ).rowcount
+        if claimed != 1:
+            return False
+        request = queries.get(session, request_id)
+        assert request is not None
+        audit.record(session, "review_reminded", at=now, request=request, reminder=review.reminders_sent + 1)
+        current = view(deps, session, request)
+    deps.notifier.tell_requester(current, Notice.REVIEW_REMINDER)
+    deps.notifier.tell_channel(deps.policy.channels.audit, current, Notice.REVIEW_OVERDUE)
+    deps.alarms.wake_at(now + every)
+    return True

@@ -1,0 +1,98 @@
+"""A read-only snapshot of a request, taken after a transaction commits; what every message is rendered from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from bot.domain.states import Status
+from bot.store import queries
+from bot.store.models import Request
+
+
+@dataclass(frozen=True)
+class DecisionView:
+    approver_id: str
+    approve: bool
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ReviewView:
+    status: str
+    reviewer_id: str | None
+    notes: str | None
+    done_at: datetime | None
+    reminders_sent: int
+
+
+@dataclass(frozen=True)
+class RequestView:
+    id: int
+    uid: str
+    resource: str
+    requester_id: str
+    reason: str
+    duration: timedelta
+    emergency: bool
+    status: Status
+    created_at: datetime
+    approvals_required: int
+    decisions: tuple[DecisionView, ...] = ()
+    granted_at: datetime | None = None
+    expires_at: datetime | None = None
+    ended_at: datetime | None = None
+    end_reason: str | None = None
+    ended_by: str | None = None
+    instructions: str | None = None
+    failure: str | None = None
+    revoke_attempts: int = 0
+    review: ReviewView | None = None
+    origin_channel: str | None = None
+    approval_channel: str | None = None
+    approval_ts: str | None = None
+    alert_channel: str | None = None
+    alert_ts: str | None = None
+
+    @property
+    def approvers(self) -> list[str]:
+        return [d.approver_id for d in self.decisions if d.approve]
+
+    @property
+    def denier(self) -> str | None:
+        return next((d.approver_id for d in self.decisions if not d.approve), None)
+
+
+def snapshot(session: Session, request: Request, approvals_required: int) -> RequestView:
+    review = queries.review(session, request.id)
+    return RequestView(
+        id=request.id,
+        uid=request.uid,
+        resource=request.resource,
+        requester_id=request.requester_id,
+        reason=request.reason,
+        duration=timedelta(seconds=request.duration_seconds),
+        emergency=request.emergency,
+        status=Status(request.status),
+        created_at=request.created_at,
+        approvals_required=approvals_required,
+        decisions=tuple(DecisionView(d.approver_id, d.approve, d.at) for d in queries.decisions(session, request.id)),
+        granted_at=request.granted_at,
+        expires_at=request.expires_at,
+        ended_at=request.ended_at,
+        end_reason=request.end_reason,
+        ended_by=request.ended_by,
+        instructions=request.instructions,
+        failure=request.failure,
+        revoke_attempts=request.revoke_attempts,
+        review=ReviewView(review.status, review.reviewer_id, review.notes, review.done_at, review.reminders_sent)
+        if review
+        else None,
+        origin_channel=request.origin_channel,
+        approval_channel=request.approval_channel,
+        approval_ts=request.approval_ts,
+        alert_channel=request.alert_channel,
+        alert_ts=request.alert_ts,
+    )

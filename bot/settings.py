@@ -1,0 +1,98 @@
+"""Settings from the environment and an optional .env file. Read once at start; nothing else reads the
+environment. A bad setting stops start-up with one line naming the variable and what it expects."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.policy import Duration
+
+
+class SettingsError(ValueError):
+    """One line: the variable and what it expects."""
+
+
+def _blank_is_unset(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+Optional = Annotated[SecretStr | None, BeforeValidator(_blank_is_unset)]
+
+
+def _env(name: str) -> dict[str, object]:
+    return {"validation_alias": AliasChoices(name)}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)
+
+    slack_bot_token: Optional = Field(None, **_env("SLACK_BOT_TOKEN"))
+    slack_signing_secret: Optional = Field(None, **_env("SLACK_SIGNING_SECRET"))
+    slack_app_token: Optional = Field(None, **_env("SLACK_APP_TOKEN"))
+    slack_api_url: str | None = Field(None, **_env("SLACK_API_URL"))
+    database_url: str = Field("sqlite:///breakglass.db", **_env("DATABASE_URL"))
+    policy_path: Path = Field(Path("breakglass.yml"), **_env("BREAKGLASS_POLICY"))
+    port: int = Field(3000, ge=1, le=65535, **_env("PORT"))
+    sweep_interval: float = Field(15.0, gt=0, le=3600, **_env("BREAKGLASS_SWEEP_INTERVAL"))
+    expiry_warning: Duration = Field(timedelta(minutes=10), **_env("BREAKGLASS_EXPIRY_WARNING"))
+    revoke_alert_after: int = Field(3, ge=1, le=100, **_env("BREAKGLASS_REVOKE_ALERT_AFTER"))
+    auto_migrate: bool = Field(True, **_env("BREAKGLASS_AUTO_MIGRATE"))
+    log_level: str = Field("INFO", **_env("BREAKGLASS_LOG_LEVEL"))
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _api_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("expected an http(s) URL such as https://slack.com/api/")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("expected one of DEBUG, INFO, WARNING, ERROR")
+        return value.upper()
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
+    def require_slack(self) -> None:
+        """What `serve` needs beyond the defaults."""
+        token = self.slack_bot_token
+        if token is None:
+            raise SettingsError("SLACK_BOT_TOKEN: required; expected the bot token (xoxb-…) of your Slack app")
+        if not token.get_secret_value().startswith("xoxb-"):
+            raise SettingsError("SLACK_BOT_TOKEN: expected a bot token starting with xoxb-")
+        if self.slack_app_token is not None:
+            if not self.slack_app_token.get_secret_value().startswith("xapp-"):
+                raise SettingsError("SLACK_APP_TOKEN: expected an app-level token starting with xapp- (Socket Mode)")
+        elif self.slack_signing_secret is None:
+            raise SettingsError(
+                "SLACK_SIGNING_SECRET: required in HTTP mode; expected your app's signing secret "
+                "(or set SLACK_APP_TOKEN to use Socket Mode)"
+            )
+
+
+_NAMES = {
+    name: field.validation_alias.choices[0]  # type: ignore[union-attr]
+    for name, field in Settings.model_fields.items()
+}
+
+
+def load_settings(env_file: str | None = ".env") -> Settings:
+    try:
+        return Settings(_env_file=env_file)  # type: ignore[call-arg]
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "settings"
+        message = first["msg"].removeprefix("Value error, ")
+        # The value itself is never echoed: it may be a secret.
+        raise SettingsError(f"{_NAMES.get(name, name)}: {message}") from None

@@ -1,0 +1,1 @@
+"""Everything that knows Slack: payload parsing, Block Kit rendering, the Web API. Nothing here knows SQL."""

@@ -1,0 +1,30 @@
+"""The Bolt app: a few lines that wire listeners to services."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+
+from bot.services.deps import Deps
+from bot.slack import listeners
+
+DEFAULT_API_URL = "https://slack.com/api/"
+
+
+def web_client(token: str, api_url: str | None) -> WebClient:
+    client = WebClient(token=token, base_url=api_url or DEFAULT_API_URL, timeout=10)
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
+    return client
+
+
+def build_app(client: WebClient, signing_secret: str | None, deps: Deps) -> App:
+    app = App(
+        client=client,
+        signing_secret=signing_secret,
+        token_verification_enabled=True,  # a wrong token stops start-up instead of every later call
+        request_verification_enabled=signing_secret is not None,  # Socket Mode: the connection is the proof
+        ignoring_self_events_enabled=True,
+    )
+    listeners.register(app, deps)
+    return app

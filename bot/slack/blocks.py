@@ -1,0 +1,167 @@
+"""Block Kit builders: pure functions from a stored request to a message, so any message can be rendered again
+from the database at any time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.domain.commands import USAGE
+from bot.domain.states import Status
+from bot.services.requests import Offer
+from bot.services.views import RequestView
+from bot.slack.ids import ActionId
+from bot.slack.text import escape, format_duration, when, who
+
+Block = dict[str, Any]
+
+
+def _section(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _context(text: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def _button(action: ActionId, label: str, request_id: int, style: str | None = None) -> Block:
+    button: Block = {
+        "type": "button",
+        "action_id": action.value,
+        "text": {"type": "plain_text", "text": label},
+        "value": str(request_id),
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def title(view: RequestView) -> str:
+    if view.emergency:
+        return f"🚨 BREAK-GLASS: emergency access #{view.id}"
+    return f"🔐 Access request #{view.id}"
+
+
+def state_line(view: RequestView) -> str:
+    """One line saying where the request stands and who made it so."""
+    status = view.status
+    approved = ", ".join(who(a) for a in view.approvers)
+    if status is Status.PENDING:
+        got = len(view.approvers)
+        line = f"⏳ Waiting for approval ({got} of {view.approvals_required})"
+        return f"{line}, approved so far by {approved}" if approved else line
+    if status is Status.DENIED:
+        return f"⛔ Denied by {who(view.denier)}"
+    if status is Status.CANCELLED:
+        return "↩️ Withdrawn by the requester"
+    if status is Status.TIMED_OUT:
+        return "⌛ No decision in time; the request lapsed"
+    decided = "granted at once without approval" if view.emergency else f"approved by {approved}"
+    if status is Status.APPROVED:
+        return f"⏳ {decided.capitalize()}; granting access…"
+    if status is Status.GRANT_FAILED:
+        return f"⚠️ {decided.capitalize()}, but the grant failed: {escape(view.failure or 'unknown error')}"
+    if status is Status.ACTIVE:
+        return f"✅ Active until {when(view.expires_at)} · {decided}"
+    if status is Status.REVOKING:
+        return f"⏳ Revoking access… · {decided}"
+    if status is Status.REVOKE_FAILED:
+        error = escape(view.failure or "unknown error")
+        return f"⚠️ Revoke failing (attempt {view.revoke_attempts}), retrying: {error}"
+    if status is Status.EXPIRED:
+        return f"⌛ Expired at {when(view.ended_at)} · {decided}"
+    return f"🛑 Revoked by {who(view.ended_by)} at {when(view.ended_at)} · {decided}"
+
+
+def review_line(view: RequestView) -> str | None:
+    review = view.review
+    if review is None:
+        return None
+    if review.status == "done":
+        return f"📝 Review recorded by {who(review.reviewer_id)} at {when(review.done_at)}"
+    return f"📝 Post-incident review due from {who(view.requester_id)}"
+
+
+def request_message(view: RequestView) -> tuple[str, list[Block]]:
+    """The message in the approvals (and, for emergencies, audit) channel. Edited in place on every change."""
+    summary = (
+        f"{title(view)}: {who(view.requester_id)} · {view.resource} · {format_duration(view.duration)} · "
+        f"{view.status.value.replace('_', ' ')}"
+    )
+    blocks: list[Block] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title(view)}},
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": f"*Requester*\n{who(view.requester_id)}"},
+                {"type": "mrkdwn", "text": f"*Resource*\n`{view.resource}`"},
+                {"type": "mrkdwn", "text": f"*Duration*\n{format_duration(view.duration)}"},
+                {"type": "mrkdwn", "text": f"*Emergency*\n{'yes, glass broken' if view.emergency else 'no'}"},
+            ],
+        },
+        _section(f"*Reason*\n{escape(view.reason)}"),
+        _context(state_line(view)),
+    ]
+    review = review_line(view)
+    if review:
+        blocks.append(_context(review))
+    if view.status is Status.PENDING:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "decision",
+                "elements": [
+                    _button(ActionId.APPROVE, "Approve", view.id, "primary"),
+                    _button(ActionId.DENY, "Deny", view.id, "danger"),
+                ],
+            }
+        )
+    elif view.status is Status.ACTIVE:
+        label = "Revoke now" if view.emergency else "Revoke"
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "access",
+                "elements": [_button(ActionId.REVOKE, label, view.id, "danger")],
+            }
+        )
+    return summary, blocks
+
+
+def help_text() -> str:
+    return f"*Breakglass* gives you temporary access to production, approved by your peers.\n{USAGE}"
+
+
+def offers_text(offers: list[Offer]) -> str:
+    """`/breakglass list`."""
+    lines = ["*Resources you may request*"]
+    for offer in offers:
+        if not offer.may_request:
+            continue
+        resource = offer.resource
+        low, default, high = resource.limits
+        extras = [f"{format_duration(low)} to {format_duration(high)}, default {format_duration(default)}"]
+        if resource.required_approvals > 1:
+            extras.append(f"{resource.required_approvals} approvals")
+        if resource.emergency:
+            extras.append("emergency allowed")
+        if resource.reason_pattern:
+            extras.append(f"reason must match `{resource.reason_pattern}`")
+        description = f" — {escape(resource.description)}" if resource.description else ""
+        lines.append(f"• `{resource.name}`{description} ({'; '.join(extras)})")
+    if len(lines) == 1:
+        lines.append("None: you are not a requester of any resource. Ask your platform team.")
+    return "\n".join(lines)
+
+
+def mine_text(open_requests: list[RequestView], reviews_owed: list[RequestView]) -> str:
+    """`/breakglass mine`."""
+    if not open_requests and not reviews_owed:
+        return "You have no open requests, grants or reviews due."
+    lines = []
+    if open_requests:
+        lines.append("*Your open requests and grants*")
+        lines += [f"• #{v.id} `{v.resource}` {format_duration(v.duration)} — {state_line(v)}" for v in open_requests]
+    if reviews_owed:
+        lines.append("*Reviews you owe* (`/breakglass review <id> <notes…>`)")
+        lines += [f"• #{v.id} `{v.resource}` — ended {when(v.ended_at)}" for v in reviews_owed]
+    return "\n".join(lines)

@@ -1,0 +1,13 @@
+"""Bolt listeners, grouped by payload kind. Each acknowledges first, then calls one service and renders."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from bot.services.deps import Deps
+from bot.slack.listeners import actions, commands
+
+
+def register(app: App, deps: Deps) -> None:
+    commands.register(app, deps)
+    actions.register(app, deps)

@@ -1,0 +1,94 @@
+"""/breakglass: parse, acknowledge within Slack's 3 seconds, then do the work and answer privately."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+
+from bot.domain.commands import Ask, CommandError, Help, ListResources, Mine, RecordReview, Revoke, parse
+from bot.domain.rules import Refused, check_ask
+from bot.domain.states import Status
+from bot.services import requests, reviews
+from bot.services.deps import Deps
+from bot.services.views import RequestView
+from bot.slack import blocks
+from bot.slack.ids import COMMAND
+from bot.slack.text import escape, format_duration, when
+
+log = logging.getLogger("breakglass.slack.commands")
+
+
+def register(app: App, deps: Deps) -> None:
+    @app.command(COMMAND)
+    def on_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+        actor = command["user_id"]
+        try:
+            parsed = parse(command.get("text") or "")
+        except CommandError as error:
+            ack(text=f"{error}\n{blocks.help_text()}")
+            return
+        if isinstance(parsed, Help):
+            ack(text=blocks.help_text())
+            return
+        if isinstance(parsed, Ask):
+            try:
+                resource, duration = check_ask(deps.policy, parsed)  # no I/O, so it fits before the ack
+            except Refused as refusal:
+                ack(text=f"❌ {refusal}")
+                return
+            verb = "Breaking the glass on" if parsed.emergency else "Asking for"
+            ack(text=f"⏳ {verb} `{resource.name}` for {format_duration(duration)}…")
+        else:
+            ack()
+        answer(respond, lambda: run(deps, actor, parsed, command.get("channel_id")))
+
+
+def answer(respond: Respond, work: Callable[[], str]) -> None:
+    """Run the work after the ack; whatever happens, the person hears about it privately."""
+    try:
+        text = work()
+    except Refused as refusal:
+        text = f"❌ {refusal}"
+    except Exception:
+        incident = uuid.uuid4().hex[:8]
+        log.exception("command failed (ref %s)", incident)
+        text = f"⚠️ Something went wrong on our side (ref `{incident}`); nothing was changed that is not shown."
+    respond(text=text, response_type="ephemeral", replace_original=False)
+
+
+def run(deps: Deps, actor: str, parsed: object, channel: str | None) -> str:
+    match parsed:
+        case Ask():
+            return _asked(requests.submit(deps, actor, parsed, channel))
+        case ListResources():
+            return blocks.offers_text(requests.offers(deps, actor))
+        case Mine():
+            return blocks.mine_text(*requests.mine(deps, actor))
+        case Revoke(request_id=request_id):
+            ended = requests.end_early(deps, actor, request_id)
+            if ended.status is Status.CANCELLED:
+                return f"↩️ Request #{request_id} withdrawn."
+            if ended.status is Status.REVOKE_FAILED:
+                return f"⚠️ Revoking #{request_id} failed for now; Breakglass keeps retrying and has told security."
+            return f"🛑 Access for request #{request_id} revoked."
+        case RecordReview(request_id=request_id, notes=notes):
+            reviews.record(deps, actor, request_id, notes)
+            return f"📝 Review of request #{request_id} recorded. Thank you."
+    raise AssertionError(f"unhandled command {parsed!r}")
+
+
+def _asked(view: RequestView) -> str:
+    if view.status is Status.ACTIVE:
+        text = f"✅ Access to `{view.resource}` is active until {when(view.expires_at)} (request #{view.id})."
+        if view.emergency:
+            text = "🚨 Glass broken. " + text + " Security has been told; a review will be due."
+        if view.instructions:
+            text += f"\n>{escape(view.instructions, 2000)}"
+        return text
+    if view.status is Status.GRANT_FAILED:
+        return f"⚠️ Granting `{view.resource}` failed: {escape(view.failure or '')}. You do *not* have access."
+    return f"📨 Request #{view.id} for `{view.resource}` ({format_duration(view.duration)}) is with the approvers."

@@ -1,0 +1,84 @@
+"""What people are told, in words: DMs to the requester and notices in channels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bot.services.ports import Notice
+from bot.services.views import RequestView
+from bot.slack.text import escape, format_duration, when, who
+
+
+def _ref(view: RequestView) -> str:
+    return f"#{view.id} ({view.resource}, {format_duration(view.duration)})"
+
+
+def _active(view: RequestView) -> str:
+    text = f"✅ Your access to *{view.resource}* is active until {when(view.expires_at)}. Request {_ref(view)}."
+    if view.instructions:
+        text += f"\n>{escape(view.instructions, 2000)}"
+    return text
+
+
+_TO_REQUESTER: dict[Notice, Callable[[RequestView], str]] = {
+    Notice.RECEIVED: lambda v: f"📨 Request {_ref(v)} is with the approvers. You will hear here when they decide.",
+    Notice.APPROVED: lambda v: f"👍 Request {_ref(v)} was approved; granting access now.",
+    Notice.DENIED: lambda v: f"⛔ Request {_ref(v)} was denied by {who(v.denier)}.",
+    Notice.ACTIVE: _active,
+    Notice.GRANT_FAILED: lambda v: (
+        f"⚠️ Request {_ref(v)} was approved, but granting access failed: {escape(v.failure or '')}. "
+        "You do *not* have access; the security channel has been told."
+    ),
+    Notice.EXPIRING: lambda v: f"⏰ Your access to *{v.resource}* ends {when(v.expires_at)}. Request {_ref(v)}.",
+    Notice.EXPIRED: lambda v: f"⌛ Your access to *{v.resource}* has expired and was revoked. Request {_ref(v)}.",
+    Notice.REVOKED: lambda v: f"🛑 Your access to *{v.resource}* was revoked by {who(v.ended_by)}. Request {_ref(v)}.",
+    Notice.CANCELLED: lambda v: f"⌛ Request {_ref(v)} got no decision in time and lapsed.",
+    Notice.EMERGENCY: lambda v: (
+        f"🚨 Glass broken: you have emergency access to *{v.resource}* until {when(v.expires_at)}. "
+        "The security channel has been told, and a post-incident review will be due when access ends: "
+        f"`/breakglass review {v.id} <what happened>`."
+    ),
+    Notice.REVIEW_DUE: lambda v: (
+        f"📝 A post-incident review is due for request {_ref(v)}. Record it with "
+        f"`/breakglass review {v.id} <what happened, what you changed, what follows>`."
+    ),
+    Notice.REVIEW_REMINDER: lambda v: (
+        f"📝 Reminder: the post-incident review for request {_ref(v)} is still due. "
+        f"`/breakglass review {v.id} <notes…>`"
+    ),
+    Notice.REVIEW_DONE: lambda v: (
+        f"📝 The review of request {_ref(v)} was recorded by {who(v.review.reviewer_id if v.review else None)}."
+    ),
+}
+
+_TO_CHANNEL: dict[Notice, Callable[[RequestView], str]] = {
+    Notice.RECEIVED: lambda v: f"🔐 {who(v.requester_id)} asked for access to *{v.resource}* (request #{v.id}).",
+    Notice.ACTIVE: lambda v: (
+        f"✅ {who(v.requester_id)} has access to *{v.resource}* until {when(v.expires_at)} (#{v.id})."
+    ),
+    Notice.DENIED: lambda v: f"⛔ Access to *{v.resource}* for {who(v.requester_id)} was denied (#{v.id}).",
+    Notice.EXPIRED: lambda v: f"⌛ Access to *{v.resource}* for {who(v.requester_id)} has ended (#{v.id}).",
+    Notice.REVOKED: lambda v: f"🛑 Access to *{v.resource}* for {who(v.requester_id)} was revoked (#{v.id}).",
+    Notice.GRANT_FAILED: lambda v: (
+        f"⚠️ Granting {who(v.requester_id)} access to *{v.resource}* failed (#{v.id}): {escape(v.failure or '')}"
+    ),
+    Notice.REVOKE_FAILED: lambda v: (
+        f"🚨 Revoking {who(v.requester_id)}'s access to *{v.resource}* keeps failing (#{v.id}, "
+        f"{v.revoke_attempts} attempts): {escape(v.failure or '')}. Breakglass keeps retrying; check the backend."
+    ),
+    Notice.REVOKE_RECOVERED: lambda v: (
+        f"✅ Access to *{v.resource}* for {who(v.requester_id)} is revoked at last (#{v.id})."
+    ),
+    Notice.REVIEW_OVERDUE: lambda v: (
+        f"📝 The post-incident review of request #{v.id} ({v.resource}, {who(v.requester_id)}) is overdue."
+    ),
+}
+
+
+def to_requester(view: RequestView, notice: Notice) -> str:
+    return _TO_REQUESTER[notice](view)
+
+
+def to_channel(view: RequestView, notice: Notice) -> str:
+    render = _TO_CHANNEL.get(notice)
+    return render(view) if render else to_requester(view, notice)

@@ -1,0 +1,161 @@
+"""Queries and compare-and-set moves.
+
+Every state change is ``UPDATE ... WHERE id = :id AND status = :expected``; the row count says who won. That one
+rule makes double clicks, Slack retries, racing replicas and late approvals harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from bot.domain.states import OPEN, Status, can_move
+from bot.store.models import Decision, Request, Review
+
+
+def move(
+    session: Session,
+    request_id: int,
+    expected: Status | Iterable[Status],
+    target: Status,
+    *,
+    when: Sequence[ColumnElement[bool]] = (),
+    **values: Any,
+) -> bool:
+    """Move a request from one of ``expected`` to ``target`` if nobody else did first.
+
+    ``when`` adds conditions that must also still hold, such as who holds the claim.
+    """
+    sources = [expected] if isinstance(expected, Status) else list(expected)
+    for source in sources:
+        assert can_move(source, target), f"{source} -> {target} is not a transition"
+    statement = (
+        update(Request)
+        .where(Request.id == request_id, Request.status.in_([s.value for s in sources]))
+        .values(status=target.value, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if when:
+        statement = statement.where(*when)
+    return session.execute(statement).rowcount == 1
+
+
+def set_fields(session: Session, request_id: int, **values: Any) -> None:
+    session.execute(
+        update(Request).where(Request.id == request_id).values(**values).execution_options(synchronize_session=False)
+    )
+
+
+def get(session: Session, request_id: int) -> Request | None:
+    return session.get(Request, request_id, populate_existing=True)
+
+
+def decisions(session: Session, request_id: int) -> Sequence[Decision]:
+    return session.scalars(select(Decision).where(Decision.request_id == request_id).order_by(Decision.id)).all()
+
+
+def approvals_count(session: Session, request_id: int) -> int:
+    statement = select(func.count()).where(Decision.request_id == request_id, Decision.approve.is_(True))
+    return session.scalar(statement) or 0
+
+
+def review(session: Session, request_id: int) -> Review | None:
+    return session.get(Review, request_id, populate_existing=True)
+
+
+def open_for_user(session: Session, user_id: str) -> Sequence[Request]:
+    return session.scalars(
+        select(Request)
+        .where(Request.requester_id == user_id, Request.status.in_([s.value for s in OPEN]))
+        .order_by(Request.id)
+    ).all()
+
+
+def reviews_due_for(session: Session, user_id: str) -> Sequence[Request]:
+    return session.scalars(
+        select(Request)
+        .join(Review, Review.request_id == Request.id)
+        .where(Request.requester_id == user_id, Review.status == "due")
+        .order_by(Request.id)
+    ).all()
+
+
+def ids(statement: Any, session: Session, limit: int) -> list[int]:
+    return list(session.scalars(statement.limit(limit)))
+
+
+def expired_ids(session: Session, now: datetime, limit: int = 100) -> list[int]:
+    statement = select(Request.id).where(Request.status == Status.ACTIVE, Request.expires_at <= now)
+    return ids(statement.order_by(Request.expires_at), session, limit)
+
+
+def revoke_retry_ids(session: Session, now: datetime, limit: int = 100) -> list[int]:
+    """Failed revokes whose backoff is over, and claims whose holder died before finishing."""
+    statement = select(Request.id).where(
+        or_(
+            (Request.status == Status.REVOKE_FAILED) & (Request.next_attempt_at <= now),
+            (Request.status == Status.REVOKING) & (Request.lease_until <= now),
+        )
+    )
+    return ids(statement.order_by(Request.id), session, limit)
+
+
+def warning_due_ids(session: Session, warn_at_or_before: datetime, limit: int = 100) -> list[int]:
+    statement = select(Request.id).where(
+        Request.status == Status.ACTIVE,
+        Request.warned_at.is_(None),
+        Request.expires_at <= warn_at_or_before,
+    )
+    return ids(statement.order_by(Request.expires_at), session, limit)
+
+
+def reminder_due_ids(session: Session, now: datetime, limit: int = 100) -> list[int]:
+    statement = select(Review.request_id).where(Review.status == "due", Review.next_reminder_at <= now)
+    return ids(statement.order_by(Review.next_reminder_at), session, limit)
+
+
+def upcoming_times(session: Session, after: datetime) -> list[datetime]:
+    """Every future moment something falls due: the alarms to set at start."""
+    times = list(
+        session.scalars(select(Request.expires_at).where(Request.status == Status.ACTIVE, Request.expires_at > after))
+    )
+    times += session.scalars(
+        select(Review.next_reminder_at).where(Review.status == "due", Review.next_reminder_at > after)
+    )
+    times += session.scalars(
+        select(Request.next_attempt_at).where(Request.status == Status.REVOKE_FAILED, Request.next_attempt_at > after)
+    )
+    return [t for t in times if t is not None]
+
+
+def move_claim(session: Session, request_id: int, holder: str | None, now: datetime, **values: Any) -> bool:
+    """Take over a revoke whose holder's lease has run out."""
+    statement = (
+        update(Request)
+        .where(
+            Request.id == request_id,
+            Request.status == Status.REVOKING,
+            Request.claimed_by == holder if holder is not None else Request.claimed_by.is_(None),
+            Request.lease_until <= now,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).rowcount == 1
+
+
+def pending_before_ids(session: Session, cutoff: datetime, limit: int = 100) -> list[int]:
+    statement = select(Request.id).where(Request.status == Status.PENDING, Request.created_at <= cutoff)
+    return ids(statement.order_by(Request.id), session, limit)
+
+
+def set_once(session: Session, request_id: int, status: Status, **values: Any) -> bool:
+    """Set columns that are still NULL, on a request still in ``status``; True for the one caller that did."""
+    statement = update(Request).where(Request.id == request_id, Request.status == status)
+    for column in values:
+        statement = statement.where(getattr(Request, column).is_(None))
+    return session.execute(statement.values(**values).execution_options(synchronize_session=False)).rowcount == 1

@@ -1,0 +1,250 @@
+"""The webhook adapter against a real HTTP receiver on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import requests
+from pydantic import SecretStr, ValidationError
+
+from bot import __version__
+from bot.adapters.base import AdapterError, GrantContext, Person, Receipt
+from bot.adapters.webhook import WebhookAdapter, WebhookParams, sign, verify
+from bot.clock import ManualClock
+from bot.devtools.webhook_receiver import WebhookReceiver
+
+SECRET = "whsec-test-0123456789abcdef"
+NOW = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+NOW_UNIX = 1767258000
+
+CTX = GrantContext(
+    grant_id="g-7f3a",
+    request_number=42,
+    resource="prod-db",
+    user=Person(slack_id="U123", email="zoe@example.com", name="Zoë Ada"),
+    expires_at=datetime(2026, 1, 1, 10, 0, tzinfo=UTC),
+    reason="incident INC-9",
+    emergency=True,
+)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(NOW)
+
+
+@pytest.fixture
+def receiver(clock: ManualClock) -> Iterator[WebhookReceiver]:
+    with WebhookReceiver(SECRET, clock=clock) as running:
+        yield running
+
+
+@pytest.fixture
+def make_adapter(clock: ManualClock, receiver: WebhookReceiver) -> Iterator[Callable[..., WebhookAdapter]]:
+    session = requests.Session()
+    session.trust_env = False  # no proxies from the environment between us and loopback
+
+    def make(**params: Any) -> WebhookAdapter:
+        params = {"url": receiver.url, "secret": SECRET, **params}
+        return WebhookAdapter(WebhookParams(**params), clock=clock, session=session)
+
+    yield make
+    session.close()
+
+
+def expected_body(event: str) -> dict[str, Any]:
+    return {
+        "event": event,
+        "grant_id": "g-7f3a",
+        "resource": "prod-db",
+        "user": {"slack_id": "U123", "email": "zoe@example.com", "name": "Zoë Ada"},
+        "expires_at": "2026-01-01T10:00:00Z",
+        "reason": "incident INC-9",
+        "emergency": True,
+    }
+
+
+def failure(adapter: WebhookAdapter) -> AdapterError:
+    with pytest.raises(AdapterError) as caught:
+        adapter.grant(CTX)
+    return caught.value
+
+
+def test_grant_sends_signed_body_and_headers(make_adapter, receiver: WebhookReceiver) -> None:
+    receipt = make_adapter(headers={"X-Team": "sre"}).grant(CTX)
+
+    assert receipt == Receipt(data={"webhook": True}, instructions=None)
+    [call] = receiver.calls
+    assert call.valid and call.status == 200 and call.event == "grant"
+    assert call.body == expected_body("grant")
+    raw = json.dumps(expected_body("grant"), separators=(",", ":"), ensure_ascii=False).encode()
+    headers = call.headers
+    assert headers["Content-Length"] == str(len(raw))  # compact, UTF-8
+    assert headers["Content-Type"] == "application/json"
+    assert headers["User-Agent"] == f"breakglass/{__version__}"
+    assert headers["X-Breakglass-Timestamp"] == str(NOW_UNIX)
+    assert headers["X-Breakglass-Signature"] == sign(SECRET, NOW_UNIX, raw)
+    assert headers["Idempotency-Key"] == '"g-7f3a:grant"'
+    assert headers["X-Team"] == "sre"
+
+
+def test_idempotency_key_is_stable_per_event(make_adapter, receiver: WebhookReceiver, clock) -> None:
+    adapter = make_adapter()
+    receiver.fail_next(1, status=503)
+    with pytest.raises(AdapterError):
+        adapter.grant(CTX)
+    clock.set(datetime(2026, 1, 1, 9, 0, 5, tzinfo=UTC))
+    adapter.grant(CTX)
+    adapter.revoke(CTX, Receipt(data={"webhook": True}))
+
+    first, retry, revoke = receiver.calls
+    assert first.headers["Idempotency-Key"] == retry.headers["Idempotency-Key"] == '"g-7f3a:grant"'
+    assert revoke.headers["Idempotency-Key"] == '"g-7f3a:revoke"'
+    assert retry.headers["X-Breakglass-Timestamp"] == str(NOW_UNIX + 5)
+    assert revoke.body == expected_body("revoke") and revoke.valid
+
+
+def test_grant_returns_instructions_truncated(make_adapter, receiver: WebhookReceiver) -> None:
+    receiver.respond_with(body={"instructions": "Use the bastion. " + "x" * 3000})
+    instructions = make_adapter().grant(CTX).instructions
+    assert instructions is not None
+    assert instructions.startswith("Use the bastion. ") and len(instructions) == 2000
+
+
+@pytest.mark.parametrize("body", [None, "OK", {"status": "granted"}, {"instructions": 5}])
+def test_reply_without_instructions_still_succeeds(make_adapter, receiver: WebhookReceiver, body) -> None:
+    receiver.respond_with(status=201, body=body)
+    assert make_adapter().grant(CTX).instructions is None
+
+
+@pytest.mark.parametrize("status", [500, 503, 408, 429])
+def test_transient_statuses_are_retryable(make_adapter, receiver: WebhookReceiver, status: int) -> None:
+    receiver.respond_with(status=status)
+    error = failure(make_adapter())
+    assert error.retryable
+    assert str(error).startswith(f"webhook at 127.0.0.1:{receiver.url.split(':')[2].split('/')[0]} answered")
+    assert f"answered {status} " in str(error)
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 302])
+def test_other_failures_are_not_retryable(make_adapter, receiver: WebhookReceiver, status: int) -> None:
+    receiver.respond_with(status=status, body={"error": "nope"})
+    error = failure(make_adapter())
+    assert not error.retryable
+    assert f"answered {status} " in str(error) and "nope" in str(error)
+
+
+def test_revoke_follows_the_same_rules(make_adapter, receiver: WebhookReceiver) -> None:
+    receiver.respond_with(status=404)
+    with pytest.raises(AdapterError) as caught:
+        make_adapter().revoke(CTX, Receipt())
+    assert not caught.value.retryable
+
+
+def test_timeout_is_retryable(make_adapter, receiver: WebhookReceiver) -> None:
+    receiver.hang(5)
+    started = time.monotonic()
+    error = failure(make_adapter(timeout=0.3))
+    assert time.monotonic() - started < 2
+    assert error.retryable and "timed out after 0.3s" in str(error)
+    assert receiver.wait_for(1)[0].event == "grant"
+
+
+def test_connection_refused_is_retryable(make_adapter) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    error = failure(make_adapter(url=f"http://127.0.0.1:{port}/hook"))
+    assert error.retryable
+    assert str(error) == f"cannot connect to webhook host 127.0.0.1:{port}"
+
+
+def test_error_names_host_but_not_credentials_or_query(make_adapter, receiver: WebhookReceiver) -> None:
+    receiver.respond_with(status=503)
+    url = receiver.url.replace("http://", "http://alice:hunter2pass@") + "?token=qs-token-123"
+    message = str(failure(make_adapter(url=url)))
+    assert "127.0.0.1" in message
+    assert "hunter2pass" not in message and "alice" not in message and "qs-token-123" not in message
+
+
+def test_secret_never_leaks(make_adapter, receiver: WebhookReceiver) -> None:
+    receiver.respond_with(status=500, body={"error": f"signature mismatch, expected key {SECRET}"})
+    adapter = make_adapter()
+    error = failure(adapter)
+    assert "[redacted]" in str(error)
+    for text in (str(error), repr(error), repr(adapter), repr(adapter.params), str(adapter.params)):
+        assert SECRET not in text
+
+    receiver.respond_with(body={"instructions": f"key is {SECRET}"})
+    assert SECRET not in (adapter.grant(CTX).instructions or "")
+
+
+def test_error_body_is_cut_to_200_chars(make_adapter, receiver: WebhookReceiver) -> None:
+    receiver.respond_with(status=400, body="e" * 5000)
+    message = str(failure(make_adapter()))
+    assert message.count("e" * 150) == 1 and "e" * 201 not in message
+
+
+def test_receiver_rejects_bad_signature(clock: ManualClock, make_adapter, receiver: WebhookReceiver) -> None:
+    error = failure(make_adapter(secret="some-other-secret-entirely"))
+    assert not error.retryable and "401" in str(error)
+    assert [(call.valid, call.status) for call in receiver.calls] == [(False, 401)]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"secret": SECRET},
+        {"url": "ftp://hooks.example/x", "secret": SECRET},
+        {"url": "https://", "secret": SECRET},
+        {"url": "https://hooks.example/x", "secret": "fifteen-chars-x"},
+        {"url": "https://hooks.example/x"},
+        {"url": "https://hooks.example/x", "secret": SECRET, "retries": 3},
+        {"url": "https://hooks.example/x", "secret": SECRET, "timeout": 0},
+        {"url": "https://hooks.example/x", "secret": SECRET, "timeout": 121},
+        {"url": "https://hooks.example/x", "secret": SECRET, "headers": {"x-breakglass-signature": "v1=0"}},
+    ],
+)
+def test_invalid_params_are_rejected(params: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError) as caught:
+        WebhookParams(**params)
+    assert "fifteen-chars-x" not in str(caught.value)
+
+
+def test_params_defaults() -> None:
+    params = WebhookParams(url="https://hooks.example/x", secret=SECRET)
+    assert params.timeout == 10 and params.headers is None
+    assert params.secret.get_secret_value() == SECRET
+
+
+def test_check_sends_nothing(make_adapter, receiver: WebhookReceiver) -> None:
+    assert make_adapter().check() == []
+    assert receiver.calls == []
+    broken = WebhookParams.model_construct(url="ftp://hooks.example", secret=SecretStr(SECRET), timeout=1.0)
+    assert WebhookAdapter(broken).check() == ["url: must be http or https, not 'ftp'"]
+
+
+def test_verify() -> None:
+    body = b'{"event":"grant"}'
+    signature = sign(SECRET, NOW_UNIX, body)
+    assert signature.startswith("v1=") and len(signature) == 3 + 64
+    assert verify(SECRET, str(NOW_UNIX), signature, body, NOW_UNIX + 299)
+    assert not verify(SECRET, str(NOW_UNIX), "v1=" + "0" * 64, body, NOW_UNIX)  # wrong signature
+    assert not verify("another-secret-of-length", str(NOW_UNIX), signature, body, NOW_UNIX)
+    assert not verify(SECRET, str(NOW_UNIX), signature, body, NOW_UNIX + 301)  # stale
+    assert not verify(SECRET, str(NOW_UNIX), signature, b'{"event":"revoke"}', NOW_UNIX)  # tampered
+    assert not verify(SECRET, str(NOW_UNIX + 1), signature, body, NOW_UNIX)  # timestamp is signed too
+    assert not verify(SECRET, None, signature, body, NOW_UNIX)
+    assert not verify(SECRET, "soon", signature, body, NOW_UNIX)
+
+
+def test_receiver_wait_for_times_out(receiver: WebhookReceiver) -> None:
+    with pytest.raises(TimeoutError, match="no 1 call"):
+        receiver.wait_for(1, timeout=0.05)
+    assert receiver.wait_for(lambda calls: calls == [], timeout=0.05) == []

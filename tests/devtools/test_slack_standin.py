@@ -1,0 +1,183 @@
+"""The Slack stand-in, driven by the real slack_sdk WebClient, and Slack-style request signing."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from urllib.parse import parse_qs
+
+import pytest
+import requests
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
+
+from bot.devtools.slack_requests import block_action, sign, signed_headers, slash_command
+from bot.devtools.slack_standin import SlackStandIn
+
+TOKEN = "xoxb-test-token"
+BLOCKS = [
+    {"type": "section", "text": {"type": "mrkdwn", "text": "*bob* asks for prod-db"}},
+    {
+        "type": "actions",
+        "block_id": "decision",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": "approve",
+                "value": "r1",
+                "text": {"type": "plain_text", "text": "OK"},
+            },
+        ],
+    },
+]
+
+
+@pytest.fixture
+def standin() -> Iterator[SlackStandIn]:
+    users = {"U0BOB": {"name": "bob", "real_name": "Bob Builder", "email": "bob@example.com"}}
+    with SlackStandIn(token=TOKEN, users=users, groups={"S0ONCALL": ["U0ALICE"]}) as s:
+        yield s
+
+
+@pytest.fixture
+def client(standin: SlackStandIn) -> WebClient:
+    return WebClient(token=TOKEN, base_url=standin.api_url)
+
+
+def test_auth_test(standin: SlackStandIn, client: WebClient) -> None:
+    assert standin.api_url.endswith("/api/")
+    resp = client.auth_test()
+    assert (resp["team_id"], resp["user_id"], resp["bot_id"]) == ("T0TEST", "U0BOT", "B0BOT")
+    assert [c.method for c in standin.calls()] == ["auth.test"]
+
+
+def test_post_then_update(standin: SlackStandIn, client: WebClient) -> None:
+    posted = client.chat_postMessage(channel="C0INCIDENT", text="request", blocks=BLOCKS)
+    assert posted["channel"] == "C0INCIDENT" and posted["message"]["blocks"] == BLOCKS
+    second = client.chat_postMessage(channel="C0INCIDENT", text="another")
+    assert float(second["ts"]) > float(posted["ts"])
+
+    client.chat_update(channel="C0INCIDENT", ts=posted["ts"], text="approved", blocks=BLOCKS[:1])
+    msg = standin.message("C0INCIDENT", posted["ts"])
+    assert msg is not None
+    assert (msg.text, msg.blocks, msg.updates) == ("approved", BLOCKS[:1], 1)
+    assert [m.text for m in standin.messages("C0INCIDENT")] == ["approved", "another"]
+    assert standin.calls("chat.postMessage")[0].args["blocks"] == BLOCKS
+
+    with pytest.raises(SlackApiError) as err:
+        client.chat_update(channel="C0INCIDENT", ts="1.000001", text="x")
+    assert err.value.response["error"] == "message_not_found"
+    assert standin.calls("chat.update")[-1].error == "message_not_found"
+
+
+def test_form_encoded_blocks_are_parsed(standin: SlackStandIn, client: WebClient) -> None:
+    client.api_call("chat.postMessage", params={"channel": "C1", "text": "t", "blocks": json.dumps(BLOCKS)})
+    assert standin.messages("C1")[0].blocks == BLOCKS
+
+
+def test_dm_to_user_id(standin: SlackStandIn, client: WebClient) -> None:
+    assert client.conversations_open(users="U0BOB")["channel"]["id"] == "DU0BOB"
+    assert client.chat_postMessage(channel="U0BOB", text="hi")["channel"] == "DU0BOB"
+    client.chat_postMessage(channel="DU0BOB", text="again")
+    client.chat_postEphemeral(channel="C0INCIDENT", user="U0BOB", text="psst")
+    assert [c.args["text"] for c in standin.dms("U0BOB")] == ["hi", "again"]
+    assert len(standin.posts_to("U0BOB")) == 2 and standin.posts_to("C0INCIDENT") == []
+    assert [c.args["text"] for c in standin.ephemerals("U0BOB")] == ["psst"]
+    assert standin.ephemerals("U0OTHER") == []
+
+
+def test_directory(standin: SlackStandIn, client: WebClient) -> None:
+    user = client.users_info(user="U0BOB")["user"]
+    assert (user["name"], user["real_name"]) == ("bob", "Bob Builder")
+    assert user["profile"]["email"] == "bob@example.com"
+    assert client.usergroups_users_list(usergroup="S0ONCALL")["users"] == ["U0ALICE"]
+
+    for call, error in [
+        (lambda: client.users_info(user="U0NOBODY"), "user_not_found"),
+        (lambda: client.usergroups_users_list(usergroup="S0NONE"), "no_such_subteam"),
+        (lambda: client.api_call("admin.nothing"), "unknown_method"),
+    ]:
+        with pytest.raises(SlackApiError) as err:
+            call()
+        assert err.value.response["error"] == error
+
+    standin.add_user("U0CAROL", "carol", email="carol@example.com")
+    standin.set_group("S0ONCALL", ["U0ALICE", "U0CAROL"])
+    assert client.users_info(user="U0CAROL")["user"]["profile"]["email"] == "carol@example.com"
+    assert client.usergroups_users_list(usergroup="S0ONCALL")["users"] == ["U0ALICE", "U0CAROL"]
+
+
+def test_invalid_token(standin: SlackStandIn) -> None:
+    with pytest.raises(SlackApiError) as err:
+        WebClient(token="xoxb-wrong", base_url=standin.api_url).chat_postMessage(channel="C1", text="x")
+    assert err.value.response["error"] == "invalid_auth"
+    assert standin.messages() == [] and standin.posts_to("C1") == []
+
+
+def test_fail_next_429(standin: SlackStandIn, client: WebClient) -> None:
+    standin.fail_next("chat.postMessage", 1, status=429, retry_after=3)
+    with pytest.raises(SlackApiError) as err:
+        client.chat_postMessage(channel="C1", text="x")
+    assert err.value.response.status_code == 429
+    assert err.value.response.headers["Retry-After"] == "3"
+    assert client.chat_postMessage(channel="C1", text="x")["ok"]
+    assert [c.failed for c in standin.calls("chat.postMessage")] == [True, False]
+    assert len(standin.messages("C1")) == 1
+
+
+def test_fail_next_500(standin: SlackStandIn, client: WebClient) -> None:
+    standin.fail_next("auth.test", 2)
+    for _ in range(2):
+        with pytest.raises(SlackApiError) as err:
+            client.auth_test()
+        assert err.value.response.status_code == 500
+    assert client.auth_test()["ok"]
+
+
+def test_response_urls_and_wait_for(standin: SlackStandIn) -> None:
+    url = standin.response_url("cmd1")
+    later = threading.Timer(0.05, requests.post, args=(url,), kwargs={"json": {"text": "done"}, "timeout": 5})
+    later.start()
+    assert standin.wait_for(lambda s: s.responses("cmd1"), timeout=2) == [{"text": "done"}]
+    assert standin.responses("other") == []
+
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="response_url posts"):
+        standin.wait_for(lambda s: s.calls("chat.update"), timeout=0.2)
+    assert time.monotonic() - start < 1
+    standin.clear()
+    assert standin.responses() == [] and standin.calls() == []
+
+
+def test_signature_accepted_by_slack_sdk_verifier() -> None:
+    body = slash_command(text="request prod-db 30m")
+    headers = signed_headers("s3cret", body)
+    ts = headers["X-Slack-Request-Timestamp"]
+    verifier = SignatureVerifier("s3cret")
+    assert verifier.is_valid(body, ts, headers["X-Slack-Signature"])
+    assert verifier.is_valid(body, 1_700_000_000, sign("s3cret", 1_700_000_000, body)) is False  # stale
+    assert not verifier.is_valid(body, ts, sign("other", int(ts), body))
+    fields = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
+    assert fields["command"] == "/breakglass" and fields["text"] == "request prod-db 30m"
+    assert {"token", "team_domain", "api_app_id", "is_enterprise_install", "trigger_id"} <= fields.keys()
+
+
+def test_block_action_round_trip() -> None:
+    message = {"type": "message", "ts": "1700000000.000100", "text": "req", "blocks": BLOCKS}
+    body = block_action("approve", "r1", "U0ALICE", "C0INCIDENT", "1700000000.000100", message=message)
+    payload = json.loads(parse_qs(body)["payload"][0])
+    assert payload["type"] == "block_actions"
+    assert payload["user"] == {"id": "U0ALICE", "username": "alice", "name": "alice", "team_id": "T0TEST"}
+    assert payload["container"] == {
+        "type": "message",
+        "message_ts": "1700000000.000100",
+        "channel_id": "C0INCIDENT",
+        "is_ephemeral": False,
+    }
+    assert payload["message"] == message and payload["channel"]["id"] == "C0INCIDENT"
+    (action,) = payload["actions"]
+    assert (action["action_id"], action["value"], action["block_id"]) == ("approve", "r1", "decision")
+    assert action["text"] == {"type": "plain_text", "text": "OK", "emoji": True}
