@@ -13,7 +13,12 @@ import typer
 from bot.policy import PolicyError, load_policy
 from bot.settings import Settings, SettingsError, load_settings
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Breakglass: just-in-time access from Slack.")
+cli = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Breakglass: just-in-time access from Slack.",
+)
 db_cli = typer.Typer(no_args_is_help=True, help="The database schema.")
 cli.add_typer(db_cli, name="db")
 

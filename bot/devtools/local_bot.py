@@ -20,6 +20,7 @@ from bot.services.common import load_view
 from bot.services.deps import Tuning
 from bot.services.sweep import SweepReport
 from bot.settings import Settings
+from bot.slack.listeners.commands import WORKING
 
 SIGNING_SECRET = "local-signing-secret-0123456789"
 BOT_TOKEN = "xoxb-test-token"
@@ -54,12 +55,13 @@ class LocalBot:
         database_url: str,
         environ: dict[str, str] | None = None,
         tuning: Tuning | None = None,
+        clock: ManualClock | None = None,
     ) -> None:
         self.policy = policy
         self.database_url = database_url
         self.environ = environ or {}
         self.tuning = tuning or Tuning(grant_retry_pause=0.01)
-        self.clock = ManualClock()
+        self.clock = clock or ManualClock()
         self.slack = SlackStandIn(token=BOT_TOKEN, users=PEOPLE, groups=GROUPS)
         self._names = itertools.count(1)
         self.runtime: runtime.Runtime | None = None
@@ -132,7 +134,8 @@ class LocalBot:
             except ValueError:
                 ack = response.text
         answer = None
-        if wait and response.status_code == 200:
+        answer_follows = not ack or ack.startswith(WORKING)
+        if wait and response.status_code == 200 and answer_follows:
             answers = self.slack.wait_for(lambda s: s.responses(name), timeout=10)
             answer = answers[-1].get("text")
         return Reply(response.status_code, ack, answer, elapsed)

@@ -73,7 +73,7 @@ def grant(deps: Deps, request_id: int) -> RequestView | None:
     if warned_at is None:
         deps.alarms.wake_at(expires_at - deps.tuning.expiry_warning)
     deps.notifier.refresh(current)
-    announce(deps, current, Notice.ACTIVE)
+    announce(deps, current, Notice.EMERGENCY if current.emergency else Notice.ACTIVE)
     return current
 
 

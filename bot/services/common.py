@@ -16,7 +16,15 @@ from bot.store.models import Request
 
 # The notices that also go to the channel the request was made in, when that is not the approvals channel.
 CHANNEL_NOTICES = frozenset(
-    {Notice.RECEIVED, Notice.ACTIVE, Notice.DENIED, Notice.GRANT_FAILED, Notice.EXPIRED, Notice.REVOKED}
+    {
+        Notice.RECEIVED,
+        Notice.ACTIVE,
+        Notice.EMERGENCY,
+        Notice.DENIED,
+        Notice.GRANT_FAILED,
+        Notice.EXPIRED,
+        Notice.REVOKED,
+    }
 )
 
 

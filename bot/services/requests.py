@@ -66,10 +66,7 @@ def _break_glass(deps: Deps, request_id: int) -> RequestView:
     alert = deps.notifier.post_request(channels.audit, current)
     approval = deps.notifier.post_request(channels.approvals, current) if channels.approvals != channels.audit else None
     _remember(deps, request_id, approval=approval, alert=alert)
-    current = load_view(deps, request_id) or current
-    if current.status is Status.ACTIVE:
-        deps.notifier.tell_requester(current, Notice.EMERGENCY)
-    return current
+    return load_view(deps, request_id) or current
 
 
 def _remember(deps: Deps, request_id: int, approval: MessageRef | None = None, alert: MessageRef | None = None) -> None:

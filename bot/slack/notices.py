@@ -56,6 +56,9 @@ _TO_CHANNEL: dict[Notice, Callable[[RequestView], str]] = {
     Notice.ACTIVE: lambda v: (
         f"✅ {who(v.requester_id)} has access to *{v.resource}* until {when(v.expires_at)} (#{v.id})."
     ),
+    Notice.EMERGENCY: lambda v: (
+        f"🚨 {who(v.requester_id)} broke the glass on *{v.resource}*: access until {when(v.expires_at)} (#{v.id})."
+    ),
     Notice.DENIED: lambda v: f"⛔ Access to *{v.resource}* for {who(v.requester_id)} was denied (#{v.id}).",
     Notice.EXPIRED: lambda v: f"⌛ Access to *{v.resource}* for {who(v.requester_id)} has ended (#{v.id}).",
     Notice.REVOKED: lambda v: f"🛑 Access to *{v.resource}* for {who(v.requester_id)} was revoked (#{v.id}).",

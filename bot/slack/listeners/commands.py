@@ -21,6 +21,9 @@ from bot.slack.text import escape, format_duration, when
 
 log = logging.getLogger("breakglass.slack.commands")
 
+# An acknowledgement that starts with this is not the answer: a private answer follows once the work is done.
+WORKING = "⏳"
+
 
 def register(app: App, deps: Deps) -> None:
     @app.command(COMMAND)
@@ -41,7 +44,7 @@ def register(app: App, deps: Deps) -> None:
                 ack(text=f"❌ {refusal}")
                 return
             verb = "Breaking the glass on" if parsed.emergency else "Asking for"
-            ack(text=f"⏳ {verb} `{resource.name}` for {format_duration(duration)}…")
+            ack(text=f"{WORKING} {verb} `{resource.name}` for {format_duration(duration)}…")
         else:
             ack()
         answer(respond, lambda: run(deps, actor, parsed, command.get("channel_id")))

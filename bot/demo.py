@@ -1,0 +1,140 @@
+"""`breakglass demo`: the whole story, locally, with no Slack workspace.
+
+The real bot runs over HTTP against a stand-in for the Slack Web API; requests are signed as Slack signs them;
+the database is SQLite in a temporary folder; access goes through the `log` adapter; time moves on demand.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from datetime import timedelta
+from importlib.resources import files
+from pathlib import Path
+
+from bot.devtools.local_bot import PEOPLE, LocalBot, Reply
+from bot.devtools.transcript import plain, render_blocks
+from bot.policy import parse_policy
+from bot.slack.ids import ActionId
+from bot.store import queries
+from bot.store.models import AuditEvent
+
+NAMES = {user_id: person["name"] for user_id, person in PEOPLE.items()} | {
+    "C0APPROVALS": "#approvals",
+    "C0SECURITY": "#security",
+    "C0INCIDENT": "#incident-4211",
+}
+
+
+class Story:
+    def __init__(self, bot: LocalBot, pace: float) -> None:
+        self.bot = bot
+        self.pace = pace
+        self.seen = 0
+
+    def step(self, title: str) -> None:
+        print(f"\n\033[1m== {title}\033[0m")
+        time.sleep(self.pace)
+
+    def says(self, user: str, text: str, channel: str = "C0INCIDENT") -> Reply:
+        print(f"  {NAMES[user]} in {NAMES.get(channel, channel)}: /breakglass {text}")
+        reply = self.bot.command(user, text, channel=channel)
+        self._private(reply)
+        return reply
+
+    def clicks(self, user: str, action: ActionId, request_id: int, channel: str = "C0APPROVALS") -> None:
+        label = action.value.split("-")[0].capitalize()
+        print(f"  {NAMES[user]} clicks [ {label} ] on request #{request_id} in {NAMES[channel]}")
+        self._private(self.bot.click(user, action.value, request_id, channel=channel))
+
+    def _private(self, reply: Reply) -> None:
+        if reply.ack:
+            print(f"    (only you) {plain(reply.ack, NAMES)}   [acknowledged in {reply.ack_seconds * 1000:.0f} ms]")
+        if reply.answer:
+            for line in plain(reply.answer, NAMES).splitlines():
+                print(f"    (only you) {line}")
+        self.slack_activity()
+
+    def wait(self, delta: timedelta, why: str) -> None:
+        print(f"  ... {why}: the clock moves on {delta}")
+        self.bot.advance(delta)
+        self.slack_activity()
+
+    def slack_activity(self) -> None:
+        """Everything the bot posted or edited in Slack since last time."""
+        time.sleep(0.05)  # let the listener threads finish their Slack calls
+        calls = [c for c in self.bot.slack.calls() if c.method in ("chat.postMessage", "chat.update")]
+        for call in calls[self.seen :]:
+            channel = str(call.args.get("channel"))
+            where = f"DM to {NAMES[channel]}" if channel.startswith("U") else NAMES.get(channel, channel)
+            verb = "edits its message in" if call.method == "chat.update" else "posts to"
+            print(f"  bot {verb} {where}:")
+            blocks = call.args.get("blocks")
+            lines = render_blocks(blocks, NAMES) if blocks else plain(str(call.args.get("text")), NAMES).splitlines()
+            for line in lines:
+                print(f"      │ {line}")
+        self.seen = len(calls)
+
+
+def run_demo(pace: float = 0.0) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    policy = parse_policy(files("bot").joinpath("defaults/breakglass.yml").read_text(), "demo policy")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        database = Path(folder) / "demo.db"
+        print("Breakglass demo: the real bot over HTTP, a stand-in Slack API on loopback, SQLite, the log adapter.")
+        print("People: bob is on call; alice and carol lead SRE and approve; dave is a developer.")
+        with LocalBot(policy, f"sqlite:///{database}") as bot:
+            story = Story(bot, pace)
+            _tell(story)
+            with bot.runtime.deps.db.transaction() as session:  # type: ignore[union-attr]
+                trail = session.query(AuditEvent).order_by(AuditEvent.id).all()
+                open_ids = queries.expired_ids(session, bot.clock.now())
+            story.step("The audit trail")
+            for event in trail:
+                ref = f"#{event.request_id}" if event.request_id else ""
+                actor = NAMES.get(event.actor, event.actor)
+                print(f"  {event.at:%b %d %H:%M} {event.action:<16} {ref:<4} by {actor}")
+            assert not open_ids, "a grant outlived its expiry"
+    print(f"\nDone in {time.perf_counter() - started:.1f} s.")
+    return 0
+
+
+def _tell(story: Story) -> None:
+    bot = story.bot
+    story.step("1. Bob asks for access from the incident channel")
+    story.says("U0BOB", "orders-db 30m INC-4211 checkout is failing")
+
+    story.step("2. Bad input is refused at once, saying what is allowed")
+    story.says("U0BOB", "orders-db 9h INC-4211 need more time")
+    story.says("U0BOB", "orders-db 30m checkout is failing")
+    story.says("U0DAVE", "ledger 1h INC-1")
+
+    story.step("3. Bob cannot approve his own request; dave is not an approver")
+    story.clicks("U0BOB", ActionId.APPROVE, 1)
+    story.clicks("U0DAVE", ActionId.APPROVE, 1)
+
+    story.step("4. Alice approves: access is granted through the adapter, the message is edited in place")
+    story.clicks("U0ALICE01", ActionId.APPROVE, 1)
+
+    story.step("5. Time passes: bob is warned, then access expires and is revoked")
+    story.wait(timedelta(minutes=21), "twenty minutes of debugging")
+    story.wait(timedelta(minutes=10), "the grant runs out")
+
+    story.step("6. Two approvals needed: carol and alice both approve")
+    story.says("U0BOB", "payments-admin 15m INC-4211 refund stuck orders")
+    story.clicks("U0CAROL", ActionId.APPROVE, 2)
+    story.clicks("U0ALICE01", ActionId.APPROVE, 2)
+    story.step("7. Bob is done early and gives access back")
+    story.says("U0BOB", "revoke 2")
+
+    story.step("8. A real emergency: bob breaks the glass. Access at once, loud alerts, a review becomes due")
+    story.says("U0BOB", "orders-db 20m INC-4212 orders table locked --emergency")
+    story.wait(timedelta(minutes=21), "the emergency grant runs out")
+
+    story.step("9. The review is chased until it is recorded")
+    story.wait(timedelta(hours=24), "a day without a review")
+    story.says("U0BOB", "mine")
+    story.says("U0BOB", "review 3 a migration locked orders; rolled it back and added a lock timeout")
+    assert bot.runtime is not None
