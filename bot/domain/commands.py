@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 EMERGENCY_FLAG = "--emergency"
@@ -16,6 +17,19 @@ USAGE = (
     "`/breakglass revoke <id>` ends access early · `/breakglass review <id> <notes…>` records a review\n"
     "`/breakglass help` shows this"
 )
+
+
+# Bidirectional overrides make stored text read differently from what it is; control characters (NUL among them)
+# are refused by PostgreSQL and mean nothing in a reason.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def clean(text: str) -> str:
+    """Typed text without control characters, surrogates or bidi overrides; each becomes a space."""
+    return "".join(
+        " " if ch in _BIDI_CONTROLS or (unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\t\n") else ch
+        for ch in text
+    )
 
 
 class CommandError(ValueError):
@@ -70,7 +84,7 @@ def _request_id(word: str | None, usage: str) -> int:
 def parse(text: str) -> Command:
     if len(text) > MAX_TEXT:
         raise CommandError(f"That is too long ({len(text)} characters; at most {MAX_TEXT}).")
-    words = text.split()
+    words = clean(text).split()
     emergency = EMERGENCY_FLAG in (word.lower() for word in words)
     words = [word for word in words if word.lower() != EMERGENCY_FLAG]
     if not words:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool
 
 from bot.store.models import Base
 
@@ -23,9 +22,6 @@ def run(connection) -> None:  # type: ignore[no-untyped-def]
 
 
 connection = config.attributes.get("connection")
-if connection is not None:
-    run(connection)
-else:
-    engine = engine_from_config(config.get_section(config.config_ini_section, {}), poolclass=pool.NullPool)
-    with engine.connect() as fresh:
-        run(fresh)
+if connection is None:
+    raise RuntimeError("run migrations with `breakglass db upgrade`, which hands Alembic a connection")
+run(connection)

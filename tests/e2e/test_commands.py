@@ -1,0 +1,81 @@
+"""What people type: every mistake gets a clear private answer in time, and nothing half-written."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.devtools.local_bot import LocalBot
+from bot.devtools.webhook_receiver import WebhookReceiver
+from bot.slack.ids import ActionId
+from tests.e2e.helpers import ALICE, BOB, DAVE, audit_actions
+
+BAD_REQUESTS = [
+    ("ledger 1h INC-1 fix", "There is no resource 'ledger'. Resources: orders-db, payments-admin"),
+    ("orders-db 1x INC-1 fix", "'1x' is not a duration like 90s, 45m, 2h, 1h30m or 1d. orders-db allows 5m to 2h"),
+    ("orders-db 3h INC-1 fix", "3h is outside what orders-db allows: 5m to 2h"),
+    ("orders-db 1m INC-1 fix", "1m is outside what orders-db allows: 5m to 2h"),
+    ("orders-db 30m", "A reason is missing"),
+    ("orders-db 30m checkout broken", "must mention a reference matching `(INC|CHG)-[0-9]+`"),
+    ("revoke", "A request id is missing"),
+    ("revoke abc", "'abc' is not a request id"),
+    ("review 1", "Notes are missing"),
+    ("--force orders-db", "Unknown option '--force'"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), BAD_REQUESTS)
+def test_bad_input_is_answered_at_once_and_changes_nothing(bot: LocalBot, text: str, expected: str) -> None:
+    reply = bot.command(BOB, text)
+
+    assert reply.status == 200
+    assert expected in reply.ack  # in the acknowledgement itself: well within Slack's 3 seconds
+    assert bot.slack.calls("chat.postMessage") == []
+    assert audit_actions(bot) == []
+
+
+def test_requester_not_in_requesters_is_refused(bot: LocalBot, receiver: WebhookReceiver) -> None:
+    reply = bot.command(DAVE, "orders-db 30m INC-1 fix")
+
+    assert "not among the people who may request orders-db" in reply.text
+    assert bot.slack.calls("chat.postMessage") == [] and audit_actions(bot) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("revoke 42", "There is no request #42"), ("review 42 notes", "There is no request #42")],
+)
+def test_ids_that_do_not_exist(bot: LocalBot, text: str, expected: str) -> None:
+    assert expected in bot.command(BOB, text).text
+
+
+def test_ids_that_are_not_yours(bot: LocalBot) -> None:
+    bot.command(BOB, "orders-db 30m INC-1 fix")
+    bot.click(ALICE, ActionId.APPROVE, 1)
+
+    assert "Only the holder or an approver" in bot.command(DAVE, "revoke 1").text
+    assert "Only the requester or an approver" in bot.command(DAVE, "review 1 x").text
+
+
+def test_help_list_and_mine(bot: LocalBot) -> None:
+    assert "/breakglass <resource> [duration] <reason…>" in bot.command(BOB, "help").ack
+    assert "/breakglass list" in bot.command(BOB, "").ack
+
+    listed = bot.command(BOB, "list").text
+    assert "`orders-db`" in listed and "5m to 2h" in listed and "emergency allowed" in listed
+    assert "`orders-db`" not in bot.command(DAVE, "list").text  # dave is not a requester of orders-db
+    assert "`payments-admin`" in bot.command(DAVE, "list").text
+
+    assert "no open requests" in bot.command(BOB, "mine").text
+    bot.command(BOB, "orders-db 30m INC-1 fix")
+    bot.command(BOB, "payments-admin 30m refunds")
+    bot.click(ALICE, ActionId.APPROVE, 1)
+    mine = bot.command(BOB, "mine").text
+    assert "#1 `orders-db`" in mine and "Active until" in mine and "#2 `payments-admin`" in mine
+    assert "no open requests" in bot.command(DAVE, "mine").text
+
+
+def test_very_long_and_strange_text_is_handled(bot: LocalBot) -> None:
+    assert "too long" in bot.command(BOB, "orders-db 30m INC-1 " + "x" * 5000).ack
+    assert "too long" in bot.command(BOB, "orders-db 30m INC-1 " + "y" * 600).ack
+    weird = bot.command(BOB, "orders-db 30m INC-1 \u202e\u0000 ünïcödé 🧯 `code` *bold*")
+    assert "is with the approvers" in weird.text
