@@ -148,14 +148,17 @@ class Policy(_Strict):
     def _apply_defaults(cls, data: Any) -> Any:
         if not isinstance(data, dict) or not isinstance(data.get("resources"), dict):
             return data
-        defaults = data.get("defaults") or {}
+        try:
+            defaults = Defaults.model_validate(data.get("defaults") or {})
+        except ValidationError:
+            defaults = Defaults()  # the mistake is reported once, under defaults.*, by the field itself
         resources = {}
         for name, resource in data["resources"].items():
             if isinstance(resource, dict):
                 resource = {"name": name, **resource}
                 for key in ("min_duration", "default_duration", "max_duration", "approvals_required"):
                     if resource.get(key) is None:
-                        resource[key] = defaults.get(key, Defaults.model_fields[key].default)
+                        resource[key] = getattr(defaults, key)
             resources[name] = resource
         return {**data, "resources": resources}
 

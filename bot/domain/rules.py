@@ -75,7 +75,14 @@ def check_revoke(*, actor: str, holder: str, is_approver: bool, status: Status, 
 def check_review(*, actor: str, holder: str, is_approver: bool, status: Status, request_id: int) -> None:
     if actor != holder and not is_approver:
         raise Refused(f"Only the requester or an approver may record the review of request #{request_id}.")
-    if status in (Status.PENDING, Status.APPROVED, Status.DENIED, Status.CANCELLED, Status.TIMED_OUT):
+    if status in (
+        Status.PENDING,
+        Status.APPROVED,
+        Status.GRANT_FAILED,
+        Status.DENIED,
+        Status.CANCELLED,
+        Status.TIMED_OUT,
+    ):
         raise Refused(f"Request #{request_id} never granted access; there is nothing to review.")
 
 

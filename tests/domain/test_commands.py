@@ -1,0 +1,155 @@
+"""What people type after /breakglass, parsed into commands."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.domain.commands import (
+    MAX_TEXT,
+    Ask,
+    Command,
+    CommandError,
+    Help,
+    ListResources,
+    Mine,
+    RecordReview,
+    Revoke,
+    parse,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", Help()),
+        ("   ", Help()),
+        ("help", Help()),
+        ("HELP", Help()),
+        ("-h", Help()),
+        ("--help", Help()),
+        ("list", ListResources()),
+        ("List", ListResources()),
+        ("mine", Mine()),
+        ("  mine  ", Mine()),
+        ("revoke 42", Revoke(42)),
+        ("revoke #42", Revoke(42)),
+        ("REVOKE #7", Revoke(7)),
+        (
+            "review 42 rotated the keys, wrote the postmortem",
+            RecordReview(42, "rotated the keys, wrote the postmortem"),
+        ),
+        ("review #9 done", RecordReview(9, "done")),
+    ],
+)
+def test_parses_every_non_ask_command(text: str, expected: Command) -> None:
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "orders-db 1h INC-4211 checkout is failing",
+            Ask("orders-db", "1h", "INC-4211 checkout is failing", emergency=False),
+        ),
+        (
+            "orders-db INC-4211 checkout is failing",
+            Ask("orders-db", None, "INC-4211 checkout is failing", emergency=False),
+        ),
+        ("orders-db 1h30m INC-1", Ask("orders-db", "1h30m", "INC-1", emergency=False)),
+        ("Orders-DB 2h INC-1", Ask("orders-db", "2h", "INC-1", emergency=False)),
+        ("orders-db", Ask("orders-db", None, "", emergency=False)),
+        ("orders-db 2h", Ask("orders-db", "2h", "", emergency=False)),
+        ("orders-db   2h   INC-1    spaced   out", Ask("orders-db", "2h", "INC-1 spaced out", emergency=False)),
+    ],
+)
+def test_parses_an_ask_with_and_without_duration(text: str, expected: Ask) -> None:
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "--emergency orders-db 1h INC-4211 down",
+        "orders-db --emergency 1h INC-4211 down",
+        "orders-db 1h --emergency INC-4211 down",
+        "orders-db 1h INC-4211 down --emergency",
+        "orders-db 1h INC-4211 --EMERGENCY down",
+        "orders-db 1h INC-4211 --Emergency down",
+    ],
+)
+def test_emergency_flag_is_found_anywhere_in_any_case(text: str) -> None:
+    assert parse(text) == Ask("orders-db", "1h", "INC-4211 down", emergency=True)
+
+
+def test_emergency_flag_only_counts_as_a_whole_word() -> None:
+    command = parse("orders-db 1h INC-1 see--emergency-runbook")
+    assert isinstance(command, Ask)
+    assert command.emergency is False
+    assert command.reason == "INC-1 see--emergency-runbook"
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("revoke", ["request id is missing", "/breakglass revoke <id>", "/breakglass mine"]),
+        ("revoke abc", ["'abc' is not a request id", "/breakglass revoke <id>"]),
+        ("revoke 12a", ["'12a' is not a request id"]),
+        ("revoke -3", ["'-3' is not a request id"]),
+        ("revoke ##3", ["'##3' is not a request id"]),
+        ("revoke 1234567890123", ["'1234567890123' is not a request id"]),
+        ("review", ["request id is missing", "/breakglass review <id> <notes…>"]),
+        ("review x notes here", ["'x' is not a request id", "/breakglass review <id> <notes…>"]),
+        ("review 42", ["Notes are missing", "/breakglass review <id>"]),
+        ("review #42   ", ["Notes are missing"]),
+        ("--force orders-db 1h INC-1", ["Unknown option '--force'", "--emergency"]),
+        ("-x", ["Unknown option '-x'"]),
+    ],
+)
+def test_errors_say_what_is_wrong_and_what_is_allowed(text: str, words: list[str]) -> None:
+    with pytest.raises(CommandError) as caught:
+        parse(text)
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_over_long_text_is_refused_before_anything_else() -> None:
+    with pytest.raises(CommandError, match=f"at most {MAX_TEXT}"):
+        parse("orders-db 1h " + "x" * MAX_TEXT)
+
+
+def test_text_at_the_limit_is_accepted() -> None:
+    text = "orders-db 1h " + "x" * (MAX_TEXT - len("orders-db 1h "))
+    command = parse(text)
+    assert isinstance(command, Ask)
+    assert len(text) == MAX_TEXT
+
+
+@given(st.text(max_size=200))
+def test_parse_only_ever_raises_command_error(text: str) -> None:
+    try:
+        command = parse(text)
+    except CommandError as error:
+        assert str(error)
+        return
+    assert isinstance(command, Help | ListResources | Mine | Revoke | RecordReview | Ask)
+    if isinstance(command, Ask):
+        assert command.resource
+        assert command.resource == command.resource.lower()
+        assert "--emergency" not in command.reason.lower().split()
+
+
+@given(st.lists(st.sampled_from(["revoke", "review", "#1", "1", "--emergency", "-", "x", "1h", " ", "\t"]), max_size=8))
+def test_parse_only_ever_raises_command_error_on_command_like_words(words: list[str]) -> None:
+    text = " ".join(words)
+    try:
+        command = parse(text)
+    except CommandError as error:
+        head = [word for word in text.split() if word.lower() != "--emergency"][0]
+        assert head in ("revoke", "review", "-")
+        assert str(error)
+        return
+    if isinstance(command, Ask):
+        assert command.emergency == ("--emergency" in text.split())

@@ -1,0 +1,188 @@
+"""The `breakglass` console script, run for real: `python -m bot` in a subprocess, from an empty directory
+(so no .env is picked up) with a cleaned environment.
+
+Starting an interpreter costs about a second, so every case is started at once when the module's first test
+asks for its result, and each test then reads the finished run it is about."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+CLEARED = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "SLACK_API_URL",
+    "DATABASE_URL",
+    "BREAKGLASS_POLICY",
+    "PORT",
+    "BREAKGLASS_SWEEP_INTERVAL",
+    "BREAKGLASS_EXPIRY_WARNING",
+    "BREAKGLASS_REVOKE_ALERT_AFTER",
+    "BREAKGLASS_AUTO_MIGRATE",
+    "BREAKGLASS_LOG_LEVEL",
+    "MISSING_VAR",
+)
+TOKENS = {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_SIGNING_SECRET": "test-signing-secret"}
+
+GOOD_POLICY = """\
+channels: {approvals: C0APPROVALS, audit: C0SECURITY}
+resources:
+  orders-db:
+    adapter: log
+    approvers: [S0SRELEADS]
+  payments-admin:
+    adapter: log
+    approvers: [U0ALICE01]
+    approvals_required: 2
+"""
+
+WEBHOOK_POLICY = """\
+channels: {approvals: C0APPROVALS, audit: C0SECURITY}
+resources:
+  orders-db:
+    adapter: log
+    approvers: [S0SRELEADS]
+  hooked:
+    adapter: webhook
+    approvers: [S0SRELEADS]
+    params:
+      url: https://access.internal.example/hooks/breakglass
+      secret: ${MISSING_VAR}
+"""
+
+MALFORMED_POLICY = GOOD_POLICY + "    max_duration: 4x\n"
+
+
+@dataclass(frozen=True)
+class Case:
+    args: tuple[str, ...]
+    env: dict[str, str]  # "{dir}" in a value becomes the case's working directory
+    policy: str | None = None
+
+
+CASES = {
+    "serve-no-token": Case(("serve",), {"DATABASE_URL": "sqlite:///{dir}/x.db"}, GOOD_POLICY),
+    "serve-bad-port": Case(("serve",), {"PORT": "abc", **TOKENS}, GOOD_POLICY),
+    "check-good": Case(("check",), TOKENS, GOOD_POLICY),
+    "check-missing-var": Case(("check",), TOKENS, WEBHOOK_POLICY),
+    "check-malformed": Case(("check",), TOKENS, MALFORMED_POLICY),
+    "check-no-file": Case(("check",), TOKENS),
+    "db-upgrade": Case(("db", "upgrade"), {"DATABASE_URL": "sqlite:///{dir}/x.db"}),
+    "db-upgrade-unreachable": Case(("db", "upgrade"), {"DATABASE_URL": "sqlite:///{dir}/no/such/dir/x.db"}),
+}
+
+
+@dataclass(frozen=True)
+class Result:
+    directory: Path
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Result]]:
+    inherited = {name: value for name, value in os.environ.items() if name not in CLEARED}
+    started: dict[str, tuple[Path, subprocess.Popen[str]]] = {}
+    try:
+        for name, case in CASES.items():
+            directory = tmp_path_factory.mktemp(name)
+            if case.policy is not None:
+                (directory / "breakglass.yml").write_text(case.policy, encoding="utf-8")
+            env = {**inherited, **{key: value.format(dir=directory) for key, value in case.env.items()}}
+            process = subprocess.Popen(
+                [sys.executable, "-m", "bot", *case.args],
+                env=env,
+                cwd=directory,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            started[name] = (directory, process)
+        finished = {}
+        for name, (directory, process) in started.items():
+            stdout, stderr = process.communicate(timeout=60)
+            finished[name] = Result(directory, process.returncode, stdout, stderr)
+        yield finished
+    finally:
+        for _, process in started.values():
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+
+
+def one_line_error(result: Result) -> str:
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_serve_without_a_bot_token_says_so_in_one_line(results: dict[str, Result]) -> None:
+    result = results["serve-no-token"]
+    assert result.returncode == 2
+    assert one_line_error(result).startswith("breakglass: SLACK_BOT_TOKEN: required")
+
+
+def test_serve_with_a_bad_port_names_it(results: dict[str, Result]) -> None:
+    result = results["serve-bad-port"]
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert line.startswith("breakglass: PORT: ")
+    assert "abc" not in line
+
+
+def test_check_a_good_policy(results: dict[str, Result]) -> None:
+    result = results["check-good"]
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("OK: breakglass.yml has 2 resource(s)")
+
+
+def test_check_lists_a_missing_environment_variable(results: dict[str, Result]) -> None:
+    result = results["check-missing-var"]
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "1 problem(s):"
+    assert "resources.hooked.params.secret" in lines[1]
+    assert "MISSING_VAR" in lines[1]
+
+
+def test_check_a_malformed_policy_names_the_key(results: dict[str, Result]) -> None:
+    result = results["check-malformed"]
+    assert result.returncode != 0
+    line = one_line_error(result)
+    assert "resources.payments-admin.max_duration" in line
+    assert "'4x'" in line
+
+
+def test_check_without_a_policy_file_says_so(results: dict[str, Result]) -> None:
+    result = results["check-no-file"]
+    assert result.returncode != 0
+    assert "breakglass.yml: cannot read the policy file" in one_line_error(result)
+
+
+def test_db_upgrade_creates_the_schema(results: dict[str, Result]) -> None:
+    result = results["db-upgrade"]
+    assert result.returncode == 0, result.stderr
+    assert "Database at revision 0001." in result.stdout
+    with sqlite3.connect(result.directory / "x.db") as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        (revision,) = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+    assert revision == "0001"
+    assert tables - {"alembic_version"}
+
+
+def test_db_upgrade_on_an_unreachable_database_names_the_variable(results: dict[str, Result]) -> None:
+    result = results["db-upgrade-unreachable"]
+    assert result.returncode == 1
+    assert one_line_error(result).startswith("breakglass: DATABASE_URL: cannot upgrade the database")

@@ -1,0 +1,218 @@
+"""Settings from the environment: defaults, one-line errors naming the variable, and secrets kept secret."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from bot.settings import Settings, SettingsError, load_settings
+
+VARIABLES = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "SLACK_API_URL",
+    "DATABASE_URL",
+    "BREAKGLASS_POLICY",
+    "PORT",
+    "BREAKGLASS_SWEEP_INTERVAL",
+    "BREAKGLASS_EXPIRY_WARNING",
+    "BREAKGLASS_REVOKE_ALERT_AFTER",
+    "BREAKGLASS_AUTO_MIGRATE",
+    "BREAKGLASS_LOG_LEVEL",
+)
+SECRETS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env, whatever load_settings is asked for
+
+
+def settings_error(env_file: str | None = None) -> str:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env_file=env_file)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_defaults() -> None:
+    settings = load_settings(env_file=None)
+    assert settings.database_url == "sqlite:///breakglass.db"
+    assert settings.policy_path == Path("breakglass.yml")
+    assert settings.port == 3000
+    assert settings.sweep_interval == 15
+    assert settings.expiry_warning == timedelta(minutes=10)
+    assert settings.revoke_alert_after == 3
+    assert settings.auto_migrate is True
+    assert settings.log_level == "INFO"
+    assert settings.slack_bot_token is None
+    assert settings.slack_signing_secret is None
+    assert settings.slack_app_token is None
+    assert settings.slack_api_url is None
+    assert settings.socket_mode is False
+
+
+def test_values_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://bg@db/bg")
+    monkeypatch.setenv("BREAKGLASS_POLICY", "/etc/breakglass/policy.yml")
+    monkeypatch.setenv("PORT", "8080")
+    monkeypatch.setenv("BREAKGLASS_SWEEP_INTERVAL", "2.5")
+    monkeypatch.setenv("BREAKGLASS_EXPIRY_WARNING", "15m")
+    monkeypatch.setenv("BREAKGLASS_AUTO_MIGRATE", "false")
+    monkeypatch.setenv("BREAKGLASS_LOG_LEVEL", "debug")
+    settings = load_settings(env_file=None)
+    assert settings.database_url == "postgresql+psycopg://bg@db/bg"
+    assert settings.policy_path == Path("/etc/breakglass/policy.yml")
+    assert settings.port == 8080
+    assert settings.sweep_interval == 2.5
+    assert settings.expiry_warning == timedelta(minutes=15)
+    assert settings.auto_migrate is False
+    assert settings.log_level == "DEBUG"
+
+
+def test_names_are_case_sensitive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("port", "8080")
+    assert load_settings(env_file=None).port == 3000
+
+
+def test_env_file_is_read_when_asked_and_the_environment_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env_file = tmp_path / "custom.env"
+    env_file.write_text("PORT=4000\nBREAKGLASS_SWEEP_INTERVAL=5\n", encoding="utf-8")
+    monkeypatch.setenv("BREAKGLASS_SWEEP_INTERVAL", "7")
+    settings = load_settings(env_file=str(env_file))
+    assert settings.port == 4000
+    assert settings.sweep_interval == 7
+    assert load_settings(env_file=None).port == 3000
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("PORT", "abc", "integer"),
+        ("PORT", "0", "greater than or equal to 1"),
+        ("PORT", "65536", "less than or equal to 65535"),
+        ("BREAKGLASS_SWEEP_INTERVAL", "often", "number"),
+        ("BREAKGLASS_SWEEP_INTERVAL", "0", "greater than 0"),
+        ("BREAKGLASS_SWEEP_INTERVAL", "-1", "greater than 0"),
+        ("BREAKGLASS_SWEEP_INTERVAL", "3601", "less than or equal to 3600"),
+        ("SLACK_API_URL", "slack.com/api", "expected an http(s) URL"),
+        ("SLACK_API_URL", "ftp://slack.com/api/", "expected an http(s) URL"),
+        ("BREAKGLASS_EXPIRY_WARNING", "soon", "90s, 45m"),
+        ("BREAKGLASS_REVOKE_ALERT_AFTER", "0", "greater than or equal to 1"),
+        ("BREAKGLASS_AUTO_MIGRATE", "perhaps", "boolean"),
+        ("BREAKGLASS_LOG_LEVEL", "loud", "DEBUG, INFO, WARNING, ERROR"),
+    ],
+)
+def test_a_bad_value_names_the_variable_first(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    message = settings_error()
+    assert message.startswith(f"{name}: ")
+    assert expected in message
+
+
+@pytest.mark.parametrize("name", ["PORT", "BREAKGLASS_SWEEP_INTERVAL", "SLACK_API_URL"])
+def test_values_are_not_echoed(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    value = "xoxb-looks-like-a-pasted-token-123"
+    monkeypatch.setenv(name, value)
+    message = settings_error()
+    assert message.startswith(f"{name}: ")
+    assert value not in message
+    assert "looks-like" not in message
+
+
+def test_a_bad_value_in_the_env_file_names_the_variable(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("PORT=eighty\n", encoding="utf-8")
+    message = settings_error(str(env_file))
+    assert message.startswith("PORT: ")
+    assert "eighty" not in message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("https://slack.example/api", "https://slack.example/api/"),
+        ("http://127.0.0.1:9/api/", "http://127.0.0.1:9/api/"),
+        ("  ", None),
+    ],
+)
+def test_slack_api_url_ends_in_a_slash(monkeypatch: pytest.MonkeyPatch, value: str, expected: str | None) -> None:
+    monkeypatch.setenv("SLACK_API_URL", value)
+    assert load_settings(env_file=None).slack_api_url == expected
+
+
+def test_secrets_are_secret_str_and_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-secret-bot-token")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "signing-secret-value")
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-secret-app-token")
+    settings = load_settings(env_file=None)
+    for field in (settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token):
+        assert isinstance(field, SecretStr)
+    assert settings.slack_bot_token is not None
+    assert settings.slack_bot_token.get_secret_value() == "xoxb-secret-bot-token"
+    shown = repr(settings) + str(settings) + settings.model_dump_json()
+    for secret in ("xoxb-secret-bot-token", "signing-secret-value", "xapp-secret-app-token"):
+        assert secret not in shown
+
+
+@pytest.mark.parametrize("name", SECRETS)
+def test_blank_secrets_count_as_unset(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(name, "   ")
+    assert getattr(load_settings(env_file=None), name.lower()) is None
+
+
+def slack(monkeypatch: pytest.MonkeyPatch, **values: str) -> Settings:
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return load_settings(env_file=None)
+
+
+def require_slack_error(settings: Settings) -> str:
+    with pytest.raises(SettingsError) as caught:
+        settings.require_slack()
+    return str(caught.value)
+
+
+def test_require_slack_http_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = slack(monkeypatch, SLACK_BOT_TOKEN="xoxb-1", SLACK_SIGNING_SECRET="shh")
+    settings.require_slack()
+    assert settings.socket_mode is False
+
+
+def test_require_slack_socket_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = slack(monkeypatch, SLACK_BOT_TOKEN="xoxb-1", SLACK_APP_TOKEN="xapp-1")
+    settings.require_slack()
+    assert settings.socket_mode is True
+
+
+def test_require_slack_without_a_bot_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = require_slack_error(slack(monkeypatch, SLACK_SIGNING_SECRET="shh"))
+    assert message.startswith("SLACK_BOT_TOKEN: required")
+    assert "xoxb-" in message
+
+
+def test_require_slack_with_a_wrong_kind_of_bot_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = require_slack_error(slack(monkeypatch, SLACK_BOT_TOKEN="xoxp-user-token-999", SLACK_SIGNING_SECRET="s"))
+    assert message.startswith("SLACK_BOT_TOKEN: expected a bot token starting with xoxb-")
+    assert "user-token-999" not in message
+
+
+def test_require_slack_with_a_wrong_kind_of_app_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = require_slack_error(slack(monkeypatch, SLACK_BOT_TOKEN="xoxb-1", SLACK_APP_TOKEN="xoxb-app-999"))
+    assert message.startswith("SLACK_APP_TOKEN: expected an app-level token starting with xapp-")
+    assert "app-999" not in message
+
+
+def test_require_slack_http_mode_needs_the_signing_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = require_slack_error(slack(monkeypatch, SLACK_BOT_TOKEN="xoxb-1"))
+    assert message.startswith("SLACK_SIGNING_SECRET: required in HTTP mode")
+    assert "SLACK_APP_TOKEN" in message
