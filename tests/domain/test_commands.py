@@ -147,7 +147,7 @@ def test_parse_only_ever_raises_command_error_on_command_like_words(words: list[
     try:
         command = parse(text)
     except CommandError as error:
-        head = [word for word in text.split() if word.lower() != "--emergency"][0]
+        head = next(word for word in text.split() if word.lower() != "--emergency")
         assert head in ("revoke", "review", "-")
         assert str(error)
         return
