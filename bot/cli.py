@@ -34,6 +34,7 @@ def _settings() -> Settings:
     except SettingsError as error:
         fail(str(error))
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))  # a line per sweep
     return settings
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from slack_bolt import App
+from waitress import wasyncore
 from waitress.server import create_server
 
 from bot.adapters import registry
@@ -36,6 +37,7 @@ class Runtime:
     sweeper: Sweeper
     scheduler: Scheduler
     _server: object | None = field(default=None, repr=False)
+    _server_thread: threading.Thread | None = field(default=None, repr=False)
 
     def start_alarms(self) -> None:
         with self.deps.db.transaction() as session:
@@ -50,13 +52,26 @@ class Runtime:
         if block:
             server.run()
         else:
-            threading.Thread(target=server.run, name="http", daemon=True).start()
+            self._server_thread = threading.Thread(target=server.run, name="http", daemon=True)
+            self._server_thread.start()
         return bound
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()  # type: ignore[attr-defined]
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop taking requests, let the ones in flight finish, stop the alarms, close connections. Idempotent."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.task_dispatcher.shutdown(timeout=grace)  # type: ignore[attr-defined]
+            # Sockets are closed by the server's own loop thread (through its trigger): closing them from here
+            # would pull them out from under its select().
+            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))  # type: ignore[attr-defined]
+        if self._server_thread is not None and self._server_thread is not threading.current_thread():
+            self._server_thread.join(timeout=grace)
+            self._server_thread = None
         self.scheduler.shutdown(wait=True)
+        for adapter in self.deps.adapters.values():
+            close = getattr(adapter, "close", None)
+            if callable(close):
+                close()
         self.deps.db.dispose()
 
 

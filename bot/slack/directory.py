@@ -45,6 +45,9 @@ class SlackDirectory:
         except SlackApiError as error:
             log.warning("users.info for %s failed: %s", user_id, error.response.get("error"))
             return Person(user_id)
+        except OSError as error:  # network trouble: carry on with what we know
+            log.warning("users.info for %s failed: %s", user_id, type(error).__name__)
+            return Person(user_id)
         profile = user.get("profile") or {}
         person = Person(
             slack_id=user_id,
@@ -70,6 +73,9 @@ class SlackDirectory:
         except SlackApiError as error:
             # Not cached: an outage must not lock approvers out for a minute after it ends.
             log.warning("usergroups.users.list for %s failed: %s", group_id, error.response.get("error"))
+            return frozenset()
+        except OSError as error:
+            log.warning("usergroups.users.list for %s failed: %s", group_id, type(error).__name__)
             return frozenset()
         with self._lock:
             self._groups[group_id] = (self.clock.now(), members)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
-    if parsed.drivername == "postgresql":
+    if parsed.drivername in ("postgres", "postgresql"):  # postgres:// is what Heroku-style platforms hand out
         parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, not the default psycopg2
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})

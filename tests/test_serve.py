@@ -1,0 +1,71 @@
+"""`breakglass serve` as the Procfile runs it: a real process, real HTTP, a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from importlib.resources import files
+from pathlib import Path
+
+import requests
+
+from bot.devtools.local_bot import GROUPS, PEOPLE
+from bot.devtools.slack_requests import SlackSender
+from bot.devtools.slack_standin import SlackStandIn
+
+SECRET = "serve-test-signing-secret-0123"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_answers_slack_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    (tmp_path / "breakglass.yml").write_text(files("bot").joinpath("defaults/breakglass.yml").read_text())
+    port = free_port()
+    with SlackStandIn(users=PEOPLE, groups=GROUPS) as slack:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "SLACK_BOT_TOKEN": "xoxb-test-token",
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": slack.api_url,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'bg.db'}",
+            "PORT": str(port),
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    health = requests.get(f"{base}/healthz", timeout=1)
+                    break
+                except requests.ConnectionError:
+                    assert server.poll() is None, server.stderr.read() if server.stderr else "serve exited"
+                    assert time.monotonic() < deadline, "serve did not start listening"
+                    time.sleep(0.1)
+            assert health.json() == {"ok": True, "database": "up"}
+
+            reply = SlackSender(base, SECRET).command(
+                "orders-db 30m INC-1 fix", user_id="U0BOB", response_url=slack.response_url("serve")
+            )
+            assert reply.status_code == 200, reply.text
+            assert "Asking for `orders-db`" in reply.text, (reply.headers, reply.text)
+            slack.wait_for(lambda s: s.responses("serve"), timeout=10)  # the work after the ack finished too
+            assert slack.posts_to("C0APPROVALS")
+
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(timeout=15) == 0
+        finally:
+            if server.poll() is None:
+                server.kill()
+        logs = server.stderr.read() if server.stderr else ""
+        assert "Traceback" not in logs and SECRET not in logs and "xoxb-test-token" not in logs
