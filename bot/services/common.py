@@ -11,7 +11,7 @@ from bot.domain.rules import Refused
 from bot.services.deps import Deps
 from bot.services.ports import Notice
 from bot.services.views import RequestView, snapshot
-from bot.store import queries
+from bot.store import audit, queries
 from bot.store.models import Request
 
 # The notices that also go to the channel the request was made in, when that is not the approvals channel.
@@ -65,3 +65,17 @@ def announce(deps: Deps, current: RequestView, notice: Notice) -> None:
     # A request made in a DM with the bot is already answered by tell_requester.
     if notice in CHANNEL_NOTICES and elsewhere and not origin.startswith("D"):
         deps.notifier.tell_channel(origin, current, notice)
+
+
+def refuse(deps: Deps, actor: str, current: RequestView, action: str, why: str) -> None:
+    """Refused attempts are part of the trail too."""
+    with deps.db.transaction() as session:
+        audit.record(
+            session,
+            action,
+            at=deps.now(),
+            actor=actor,
+            resource=current.resource,
+            reason=why,
+            request_id=current.id,
+        )

@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.domain.rules import Refused, check_decision
 from bot.domain.states import Status
 from bot.services import access
-from bot.services.common import announce, existing, view
+from bot.services.common import announce, existing, refuse, view
 from bot.services.deps import Deps
 from bot.services.ports import Notice
 from bot.services.views import RequestView
@@ -63,17 +63,3 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool) -> RequestVie
     if current.status is Status.DENIED and not approve:
         announce(deps, current, Notice.DENIED)
     return current
-
-
-def refuse(deps: Deps, actor: str, current: RequestView, action: str, why: str) -> None:
-    """Refused attempts are part of the trail too."""
-    with deps.db.transaction() as session:
-        audit.record(
-            session,
-            action,
-            at=deps.now(),
-            actor=actor,
-            resource=current.resource,
-            reason=why,
-            request_id=current.id,
-        )

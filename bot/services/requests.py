@@ -10,7 +10,7 @@ from bot.domain.rules import Refused, check_ask, check_requester, check_revoke
 from bot.domain.states import Status
 from bot.policy import Resource
 from bot.services import access
-from bot.services.common import announce, existing, load_view, view
+from bot.services.common import announce, existing, load_view, refuse, view
 from bot.services.deps import Deps
 from bot.services.ports import MessageRef, Notice
 from bot.services.views import RequestView
@@ -21,7 +21,14 @@ from bot.store.models import Request
 def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> RequestView:
     """Store a request and put it in front of its approvers; an emergency is granted at once."""
     resource, duration = check_ask(deps.policy, ask)
-    check_requester(resource, deps.may_request(actor, resource))
+    try:
+        check_requester(resource, deps.may_request(actor, resource))
+    except Refused as refusal:
+        with deps.db.transaction() as session:
+            audit.record(
+                session, "request_refused", at=deps.now(), actor=actor, resource=resource.name, reason=str(refusal)
+            )
+        raise
     person = deps.directory.person(actor)
     now = deps.now()
     with deps.db.transaction() as session:
@@ -85,13 +92,18 @@ def end_early(deps: Deps, actor: str, request_id: int) -> RequestView:
     request."""
     current = existing(deps, request_id)
     is_approver = deps.is_approver(actor, current.resource)
-    check_revoke(
-        actor=actor,
-        holder=current.requester_id,
-        is_approver=is_approver,
-        status=current.status,
-        request_id=request_id,
-    )
+    try:
+        check_revoke(
+            actor=actor,
+            holder=current.requester_id,
+            is_approver=is_approver,
+            status=current.status,
+            request_id=request_id,
+        )
+    except Refused as refusal:
+        if actor != current.requester_id and not is_approver:  # an attempt on someone else's access
+            refuse(deps, actor, current, "revoke_refused", str(refusal))
+        raise
     if current.status is Status.PENDING:
         return _withdraw(deps, actor, current)
     if not access.claim_revoke(deps, request_id, end_reason="revoked", actor=actor):

@@ -6,8 +6,7 @@ from sqlalchemy import update
 
 from bot.domain.rules import Refused, check_review
 from bot.domain.states import ReviewStatus
-from bot.services.common import existing, view
-from bot.services.decisions import refuse
+from bot.services.common import existing, refuse, view
 from bot.services.deps import Deps
 from bot.services.ports import Notice
 from bot.services.views import RequestView

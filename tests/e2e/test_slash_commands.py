@@ -37,7 +37,8 @@ def test_requester_not_in_requesters_is_refused(bot: LocalBot, receiver: Webhook
     reply = bot.command(DAVE, "orders-db 30m INC-1 fix")
 
     assert "not among the people who may request orders-db" in reply.text
-    assert bot.slack.calls("chat.postMessage") == [] and audit_actions(bot) == []
+    assert bot.slack.calls("chat.postMessage") == []
+    assert audit_actions(bot) == [("request_refused", DAVE)]
 
 
 @pytest.mark.parametrize(
@@ -54,6 +55,10 @@ def test_ids_that_are_not_yours(bot: LocalBot) -> None:
 
     assert "Only the holder or an approver" in bot.command(DAVE, "revoke 1").text
     assert "Only the requester or an approver" in bot.command(DAVE, "review 1 x").text
+    assert [a for a in audit_actions(bot, 1) if a[0].endswith("_refused")] == [
+        ("revoke_refused", DAVE),
+        ("review_refused", DAVE),
+    ]
 
 
 def test_help_list_and_mine(bot: LocalBot) -> None:
