@@ -85,6 +85,7 @@ _NAMES = {
     name: field.validation_alias.choices[0]  # type: ignore[union-attr]
     for name, field in Settings.model_fields.items()
 }
+VARIABLES = tuple(_NAMES.values())  # every environment variable Breakglass reads
 
 
 def load_settings(env_file: str | None = ".env") -> Settings:

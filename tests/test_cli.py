@@ -16,21 +16,9 @@ from pathlib import Path
 
 import pytest
 
-CLEARED = (
-    "SLACK_BOT_TOKEN",
-    "SLACK_SIGNING_SECRET",
-    "SLACK_APP_TOKEN",
-    "SLACK_API_URL",
-    "DATABASE_URL",
-    "BREAKGLASS_POLICY",
-    "PORT",
-    "BREAKGLASS_SWEEP_INTERVAL",
-    "BREAKGLASS_EXPIRY_WARNING",
-    "BREAKGLASS_REVOKE_ALERT_AFTER",
-    "BREAKGLASS_AUTO_MIGRATE",
-    "BREAKGLASS_LOG_LEVEL",
-    "MISSING_VAR",
-)
+from bot.settings import VARIABLES
+
+CLEARED = (*VARIABLES, "MISSING_VAR")
 TOKENS = {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_SIGNING_SECRET": "test-signing-secret"}
 
 GOOD_POLICY = """\

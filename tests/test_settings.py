@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from bot.settings import VARIABLES as READ_BY_THE_CODE
 from bot.settings import Settings, SettingsError, load_settings
 
 VARIABLES = (
@@ -216,3 +217,7 @@ def test_require_slack_http_mode_needs_the_signing_secret(monkeypatch: pytest.Mo
     message = require_slack_error(slack(monkeypatch, SLACK_BOT_TOKEN="xoxb-1"))
     assert message.startswith("SLACK_SIGNING_SECRET: required in HTTP mode")
     assert "SLACK_APP_TOKEN" in message
+
+
+def test_the_code_reads_exactly_the_documented_variables() -> None:
+    assert sorted(READ_BY_THE_CODE) == sorted(VARIABLES)
