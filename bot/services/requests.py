@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.domain.commands import Ask
 from bot.domain.rules import Refused, check_ask, check_requester, check_revoke
@@ -57,10 +57,7 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> Requ
 
     if ask.emergency:
         return _break_glass(deps, request_id)
-    ref = deps.notifier.post_request(deps.policy.channels.approvals, current)
-    if ref:
-        _remember(deps, request_id, approval=ref)
-    current = load_view(deps, request_id) or current
+    current = _remember(deps, current, approval=deps.notifier.post_request(deps.policy.channels.approvals, current))
     announce(deps, current, Notice.RECEIVED)
     return current
 
@@ -72,19 +69,23 @@ def _break_glass(deps: Deps, request_id: int) -> RequestView:
     channels = deps.policy.channels
     alert = deps.notifier.post_request(channels.audit, current)
     approval = deps.notifier.post_request(channels.approvals, current) if channels.approvals != channels.audit else None
-    _remember(deps, request_id, approval=approval, alert=alert)
-    return load_view(deps, request_id) or current
+    return _remember(deps, current, approval=approval, alert=alert)
 
 
-def _remember(deps: Deps, request_id: int, approval: MessageRef | None = None, alert: MessageRef | None = None) -> None:
-    values = {}
+def _remember(
+    deps: Deps, current: RequestView, approval: MessageRef | None = None, alert: MessageRef | None = None
+) -> RequestView:
+    """Store where the request's messages are, so they can be edited later; returns the view that knows it."""
+    values: dict[str, str] = {}
     if approval:
         values |= {"approval_channel": approval.channel, "approval_ts": approval.ts}
     if alert:
         values |= {"alert_channel": alert.channel, "alert_ts": alert.ts}
-    if values:
-        with deps.db.transaction() as session:
-            queries.set_fields(session, request_id, **values)
+    if not values:
+        return current
+    with deps.db.transaction() as session:
+        queries.set_fields(session, current.id, **values)
+    return replace(current, **values)
 
 
 def end_early(deps: Deps, actor: str, request_id: int) -> RequestView:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.domain.states import Status
@@ -64,11 +65,11 @@ def sweep(deps: Deps) -> SweepReport:
         reminders = queries.reminder_due_ids(session, now, batch)
         stale = queries.pending_before_ids(session, now - deps.tuning.request_timeout, batch)
     for request_id in expired:
-        report.revoked += _revoke(deps, request_id)
+        report.revoked += _guarded(_revoke, deps, request_id)
     for request_id in retries:
-        report.retried += _revoke(deps, request_id)
+        report.retried += _guarded(_revoke, deps, request_id)
     for request_id in warnings:
-        report.warned += _warn(deps, request_id)
+        report.warned += _guarded(_warn, deps, request_id)
     for request_id in reminders:
         report.reminded += _guarded(reviews.remind, deps, request_id)
     for request_id in stale:
@@ -78,7 +79,7 @@ def sweep(deps: Deps) -> SweepReport:
     return report
 
 
-def _guarded(step, deps: Deps, request_id: int) -> int:  # type: ignore[no-untyped-def]
+def _guarded(step: Callable[[Deps, int], object], deps: Deps, request_id: int) -> int:
     """One bad row must not stop the sweep for every other."""
     try:
         return int(bool(step(deps, request_id)))
@@ -87,26 +88,20 @@ def _guarded(step, deps: Deps, request_id: int) -> int:  # type: ignore[no-untyp
         return 0
 
 
-def _revoke(deps: Deps, request_id: int) -> int:
-    def claim_and_finish(deps: Deps, request_id: int) -> bool:
-        return access.claim_revoke(deps, request_id) and access.finish_revoke(deps, request_id) is not None
-
-    return _guarded(claim_and_finish, deps, request_id)
+def _revoke(deps: Deps, request_id: int) -> bool:
+    return access.claim_revoke(deps, request_id) and access.finish_revoke(deps, request_id) is not None
 
 
-def _warn(deps: Deps, request_id: int) -> int:
-    def warn(deps: Deps, request_id: int) -> bool:
-        now = deps.now()
-        with deps.db.transaction() as session:
-            claimed = queries.set_once(session, request_id, Status.ACTIVE, warned_at=now)
-            request = queries.get(session, request_id)
-            if not claimed or request is None:
-                return False
-            current = view(deps, session, request)
-        deps.notifier.tell_requester(current, Notice.EXPIRING)
-        return True
-
-    return _guarded(warn, deps, request_id)
+def _warn(deps: Deps, request_id: int) -> bool:
+    now = deps.now()
+    with deps.db.transaction() as session:
+        claimed = queries.set_once(session, request_id, Status.ACTIVE, warned_at=now)
+        request = queries.get(session, request_id)
+        if not claimed or request is None:
+            return False
+        current = view(deps, session, request)
+    deps.notifier.tell_requester(current, Notice.EXPIRING)
+    return True
 
 
 def _time_out(deps: Deps, request_id: int) -> bool:

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from bot.domain.commands import USAGE
+from bot.domain.durations import format_duration
 from bot.domain.states import Status
 from bot.services.requests import Offer
 from bot.services.views import RequestView
 from bot.slack.ids import ActionId
-from bot.slack.text import escape, format_duration, when, who
+from bot.slack.text import escape, when, who
 
 Block = dict[str, Any]
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bot.domain.durations import format_duration
 from bot.services.ports import Notice
 from bot.services.views import RequestView
-from bot.slack.text import escape, format_duration, when, who
+from bot.slack.text import escape, when, who
 
 
 def _ref(view: RequestView) -> str:

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.domain.durations import format_duration
-
-__all__ = ["escape", "format_duration", "when", "who"]
-
 
 def escape(text: str, limit: int = 1000) -> str:
     """User-typed text, made inert: no <!channel> pings, no forged <links|…>, no mentions.

@@ -10,6 +10,7 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 
 from bot.domain.commands import Ask, CommandError, Help, ListResources, Mine, RecordReview, Revoke, parse
+from bot.domain.durations import format_duration
 from bot.domain.rules import Refused, check_ask
 from bot.domain.states import Status
 from bot.services import requests, reviews
@@ -17,7 +18,7 @@ from bot.services.deps import Deps
 from bot.services.views import RequestView
 from bot.slack import blocks
 from bot.slack.ids import COMMAND
-from bot.slack.text import escape, format_duration, when
+from bot.slack.text import escape, when
 
 log = logging.getLogger("breakglass.slack.commands")
 
