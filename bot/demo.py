@@ -90,7 +90,7 @@ def run_demo(pace: float = 0.0) -> int:
             _tell(story)
             with bot.runtime.deps.db.transaction() as session:  # type: ignore[union-attr]
                 trail = session.query(AuditEvent).order_by(AuditEvent.id).all()
-                open_ids = queries.expired_ids(session, bot.clock.now())
+                open_ids = queries.overdue_ids(session, bot.clock.now())
             story.step("The audit trail")
             for event in trail:
                 ref = f"#{event.request_id}" if event.request_id else ""

@@ -15,7 +15,8 @@ from bot.adapters import registry
 from bot.clock import Clock, SystemClock
 from bot.policy import Policy, load_policy
 from bot.scheduler import Scheduler
-from bot.services.deps import Deps, Tuning
+from bot.services import leases
+from bot.services.deps import Deps, Tuning, instance_name
 from bot.services.sweep import Sweeper
 from bot.settings import Settings
 from bot.slack.app import build_app, web_client
@@ -40,9 +41,19 @@ class Runtime:
     _server_thread: threading.Thread | None = field(default=None, repr=False)
 
     def start_alarms(self) -> None:
+        """Take back claims left by an earlier life of this replica (same BREAKGLASS_INSTANCE), set an alarm for
+        everything due later, and start sweeping."""
+        now = self.deps.now()
+        taken_back = leases.release(self.deps.db, self.deps.tuning.instance, now)
+        if taken_back:
+            log.warning("took back %s claims this replica held before it stopped", taken_back)
         with self.deps.db.transaction() as session:
-            upcoming = queries.upcoming_times(session, self.deps.now())
+            upcoming = queries.upcoming_times(session, now)
         self.scheduler.start(upcoming)
+
+    def renew_claims(self) -> None:
+        deps = self.deps
+        deps.leases.renew(deps.db, deps.tuning.instance, deps.now(), deps.tuning.lease)
 
     def serve_http(self, host: str = "0.0.0.0", port: int | None = None, block: bool = True) -> int:
         """Serve /slack/events and /healthz. Returns the port (useful with port 0)."""
@@ -68,6 +79,13 @@ class Runtime:
             self._server_thread.join(timeout=grace)
             self._server_thread = None
         self.scheduler.shutdown(wait=True)
+        still_running = self.sweeper.close(grace)
+        if still_running:
+            log.warning("stopping with %s backend calls unfinished; their claims go back", len(still_running))
+        # Hand back whatever we still hold, so another replica (or our restart) need not wait for leases to end.
+        handed_back = leases.release(self.deps.db, self.deps.tuning.instance, self.deps.now())
+        if handed_back:
+            log.info("handed back %s claims", handed_back)
         for adapter in self.deps.adapters.values():
             close = getattr(adapter, "close", None)
             if callable(close):
@@ -92,7 +110,14 @@ def build(
     clock = clock or SystemClock()
     assert settings.slack_bot_token is not None
     client = web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
-    tuning = tuning or Tuning(expiry_warning=settings.expiry_warning, revoke_alert_after=settings.revoke_alert_after)
+    tuning = tuning or Tuning(
+        instance=settings.instance or instance_name(),
+        lease=settings.lease,
+        call_timeout=settings.backend_timeout,
+        lane_width=settings.backend_concurrency,
+        expiry_warning=settings.expiry_warning,
+        revoke_alert_after=settings.revoke_alert_after,
+    )
     deps = Deps(
         db=db,
         policy=policy,
@@ -103,8 +128,10 @@ def build(
         tuning=tuning,
     )
     sweeper = Sweeper(deps)
-    scheduler = Scheduler(sweeper, settings.sweep_interval)
+    scheduler = Scheduler(sweeper.kick, settings.sweep_interval, renew_every=tuning.lease.total_seconds() / 3)
     deps.alarms = scheduler
     secret = None if settings.socket_mode else settings.slack_signing_secret
     app = build_app(client, secret.get_secret_value() if secret else None, deps)
-    return Runtime(settings, deps, app, WebApp(app, db), sweeper, scheduler)
+    running = Runtime(settings, deps, app, WebApp(app, db), sweeper, scheduler)
+    scheduler.renew = running.renew_claims
+    return running

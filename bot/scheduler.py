@@ -13,9 +13,17 @@ log = logging.getLogger("breakglass.scheduler")
 
 
 class Scheduler:
-    def __init__(self, sweep: Callable[[], object], interval: float) -> None:
+    def __init__(
+        self,
+        sweep: Callable[[], object],
+        interval: float,
+        renew: Callable[[], object] | None = None,
+        renew_every: float = 10.0,
+    ) -> None:
         self._sweep = sweep
         self._interval = interval
+        self.renew = renew
+        self._renew_every = renew_every
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
             # APScheduler's default grace of 1 s silently drops a job that falls due while the process is busy.
@@ -27,6 +35,8 @@ class Scheduler:
         self._scheduler.add_job(
             self._run, "interval", seconds=self._interval, id="sweep", next_run_time=datetime.now(UTC)
         )
+        if self.renew is not None:
+            self._scheduler.add_job(self._keep_claims, "interval", seconds=self._renew_every, id="renew")
         self._scheduler.start()
         for moment in upcoming:
             self.wake_at(moment)
@@ -43,6 +53,13 @@ class Scheduler:
             self._sweep()
         except Exception:
             log.exception("sweep failed; the next one will try again")
+
+    def _keep_claims(self) -> None:
+        assert self.renew is not None
+        try:
+            self.renew()
+        except Exception:
+            log.exception("renewing claims failed; trying again in %ss", self._renew_every)
 
     def shutdown(self, wait: bool = True) -> None:
         if self._scheduler.running:

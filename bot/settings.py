@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(15.0, gt=0, le=3600, **_env("BREAKGLASS_SWEEP_INTERVAL"))
     expiry_warning: Duration = Field(timedelta(minutes=10), **_env("BREAKGLASS_EXPIRY_WARNING"))
     revoke_alert_after: int = Field(3, ge=1, le=100, **_env("BREAKGLASS_REVOKE_ALERT_AFTER"))
+    instance: str | None = Field(None, max_length=64, **_env("BREAKGLASS_INSTANCE"))
+    lease: Duration = Field(timedelta(seconds=30), **_env("BREAKGLASS_LEASE"))
+    backend_timeout: float = Field(20.0, gt=0, le=600, **_env("BREAKGLASS_BACKEND_TIMEOUT"))
+    backend_concurrency: int = Field(4, ge=1, le=64, **_env("BREAKGLASS_BACKEND_CONCURRENCY"))
     auto_migrate: bool = Field(True, **_env("BREAKGLASS_AUTO_MIGRATE"))
     log_level: str = Field("INFO", **_env("BREAKGLASS_LOG_LEVEL"))
 

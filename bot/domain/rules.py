@@ -68,6 +68,8 @@ def check_revoke(*, actor: str, holder: str, is_approver: bool, status: Status, 
         raise Refused(f"Only the holder or an approver may revoke request #{request_id}.")
     if status in (Status.REVOKING, Status.REVOKE_FAILED):
         raise Refused(f"Access for request #{request_id} is already being revoked.")
+    if status in (Status.APPROVED, Status.GRANTING):
+        raise Refused(f"Access for request #{request_id} is being granted right now; revoke it once it is active.")
     if status not in (Status.ACTIVE, Status.PENDING):
         raise Refused(f"Request #{request_id} is {status.value.replace('_', ' ')}; there is no access to revoke.")
 
@@ -78,6 +80,7 @@ def check_review(*, actor: str, holder: str, is_approver: bool, status: Status, 
     if status in (
         Status.PENDING,
         Status.APPROVED,
+        Status.GRANTING,
         Status.GRANT_FAILED,
         Status.DENIED,
         Status.CANCELLED,

@@ -1,9 +1,13 @@
 """The life of a request, and which moves are allowed.
 
-pending -> approved -> active -> revoking -> (expired | revoked)
+pending -> approved -> granting -> active -> revoking -> (expired | revoked)
 pending -> (denied | cancelled | timed_out)
-approved -> grant_failed
-revoking -> revoke_failed -> revoking  (retried until the backend confirms)
+granting -> grant_failed                  (the backend refused: nothing to undo)
+granting -> revoking -> grant_failed      (an unclear failure, such as a timeout: undo whatever was done)
+revoking -> revoke_failed -> revoking     (retried until the backend confirms)
+
+``granting`` and ``revoking`` are claims: they name the process doing the work and a lease that it renews while
+it works. When the holder dies, the lease runs out and another process (or the same one restarted) takes over.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from enum import StrEnum
 class Status(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
+    GRANTING = "granting"
     ACTIVE = "active"
     REVOKING = "revoking"
     REVOKE_FAILED = "revoke_failed"
@@ -34,9 +39,10 @@ class EndReason(StrEnum):
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.PENDING: frozenset({Status.APPROVED, Status.DENIED, Status.CANCELLED, Status.TIMED_OUT}),
-    Status.APPROVED: frozenset({Status.ACTIVE, Status.GRANT_FAILED}),
+    Status.APPROVED: frozenset({Status.GRANTING}),
+    Status.GRANTING: frozenset({Status.ACTIVE, Status.GRANT_FAILED, Status.REVOKING}),
     Status.ACTIVE: frozenset({Status.REVOKING}),
-    Status.REVOKING: frozenset({Status.EXPIRED, Status.REVOKED, Status.REVOKE_FAILED}),
+    Status.REVOKING: frozenset({Status.EXPIRED, Status.REVOKED, Status.REVOKE_FAILED, Status.GRANT_FAILED}),
     Status.REVOKE_FAILED: frozenset({Status.REVOKING}),
 }
 
@@ -44,8 +50,9 @@ FINAL = frozenset(
     {Status.EXPIRED, Status.REVOKED, Status.DENIED, Status.CANCELLED, Status.TIMED_OUT, Status.GRANT_FAILED}
 )
 # Access may exist on the backend in these states; they must all end in a confirmed revoke.
-HOLDS_ACCESS = frozenset({Status.ACTIVE, Status.REVOKING, Status.REVOKE_FAILED})
+HOLDS_ACCESS = frozenset({Status.GRANTING, Status.ACTIVE, Status.REVOKING, Status.REVOKE_FAILED})
 OPEN = frozenset({Status.PENDING, Status.APPROVED}) | HOLDS_ACCESS
+CLAIMS = frozenset({Status.GRANTING, Status.REVOKING})
 
 
 def can_move(current: Status, target: Status) -> bool:

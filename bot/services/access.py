@@ -1,20 +1,29 @@
 """Granting and revoking access through the resource's adapter.
 
-The database records the intent first (a claim), the adapter acts, and only the adapter's confirmation moves the
-request on. A failed revoke is retried with backoff and announced; it is never marked done on hope.
+Every backend call happens under a claim: the request moves to ``granting`` or ``revoking`` with this process's
+name and a lease, in the database, before the adapter is called. Only the adapter's answer moves it on. If the
+process dies mid-call, the lease runs out and whoever takes the claim over repeats the call; adapters are
+idempotent, so repeating is safe where forgetting would not be.
+
+A grant that fails in a way that leaves doubt (a timeout, a 5xx, an adapter bug) is undone with a revoke before
+the request settles at ``grant_failed``, so access the backend made but never confirmed cannot linger.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from bot.adapters.base import AdapterError, GrantContext, Receipt
-from bot.domain.states import Status
+from bot.domain.states import CLAIMS, Status
 from bot.services.common import announce, grant_context, view
+from bot.services.deadline import Overdue, call_within
 from bot.services.deps import Deps
 from bot.services.ports import Notice
 from bot.services.views import RequestView
@@ -23,55 +32,151 @@ from bot.store.models import Request, Review
 
 log = logging.getLogger("breakglass.access")
 
+GRANT_FAILED = "grant_failed"  # the end_reason of a revoke that undoes a failed grant
 
-def _adapter_error(error: Exception) -> AdapterError:
-    if isinstance(error, AdapterError):
-        return error
-    # An adapter bug: keep the type, not the text, which may carry connection strings or secrets.
-    log.exception("adapter raised %s", type(error).__name__)
-    return AdapterError(f"adapter failed unexpectedly ({type(error).__name__})", retryable=True)
+
+class Step(StrEnum):
+    GRANT = "grant"
+    REVOKE = "revoke"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """Backend work this process has claimed and must now finish."""
+
+    request_id: int
+    resource: str
+    step: Step
+
+
+def request_duration(request: Request) -> timedelta:
+    return timedelta(seconds=request.duration_seconds)
+
+
+# -- claims ------------------------------------------------------------------------------------------------------
+
+
+def claim(
+    deps: Deps,
+    session: Session,
+    request: Request,
+    now: datetime,
+    *,
+    end_reason: str | None = None,
+    actor: str | None = None,
+) -> Claimed | None:
+    """Claim the backend work ``request`` needs now, if nobody else did first. Called inside a transaction."""
+    me = deps.tuning.instance
+    lease = {"claimed_by": me, "lease_until": now + deps.tuning.lease}
+    status = Status(request.status)
+    step = Step.REVOKE
+    if status is Status.APPROVED:
+        step = Step.GRANT
+        expires_at = now + request_duration(request)
+        won = queries.move(session, request.id, Status.APPROVED, Status.GRANTING, expires_at=expires_at, **lease)
+    elif status is Status.ACTIVE:
+        ending = {"end_reason": end_reason or "expired", "ended_by": actor}
+        won = queries.move(session, request.id, Status.ACTIVE, Status.REVOKING, **lease, **ending)
+        if won:
+            action = "revoke_requested" if end_reason == "revoked" else "expiring"
+            audit.record(session, action, at=now, actor=actor or audit.SYSTEM, request=request)
+    elif status is Status.REVOKE_FAILED and request.next_attempt_at and request.next_attempt_at <= now:
+        when = [Request.next_attempt_at <= now]
+        won = queries.move(session, request.id, Status.REVOKE_FAILED, Status.REVOKING, when=when, **lease)
+    elif status in CLAIMS and request.lease_until and request.lease_until <= now:
+        step = Step.GRANT if status is Status.GRANTING else Step.REVOKE
+        holder = request.claimed_by
+        won = queries.move_claim(session, request.id, status, holder, now, **lease)
+        if won and holder != me:
+            audit.record(session, "claim_taken_over", at=now, request=request, step=step.value, previous=holder)
+    else:
+        return None
+    return Claimed(request.id, request.resource, step) if won else None
+
+
+def claim_due(deps: Deps, limit: int) -> list[Claimed]:
+    """Claim a batch of due backend work: expiries, retries, and the claims of processes that died."""
+    now = deps.now()
+    with deps.db.transaction() as session:
+        rows = queries.lock_due(session, now, now - deps.tuning.lease, limit)
+        claimed = [claim(deps, session, request, now) for request in rows]
+    return [c for c in claimed if c is not None]
+
+
+def claim_revoke(deps: Deps, request_id: int, *, end_reason: str | None = None, actor: str | None = None) -> bool:
+    """Claim the revoke of one request now (an early revoke). Exactly one claimant wins."""
+    with deps.db.transaction() as session:
+        request = queries.get(session, request_id)
+        if request is None or request.status not in (Status.ACTIVE, Status.REVOKE_FAILED, Status.REVOKING):
+            return False
+        return claim(deps, session, request, deps.now(), end_reason=end_reason, actor=actor) is not None
+
+
+def finish(deps: Deps, claimed: Claimed) -> RequestView | None:
+    return (finish_grant if claimed.step is Step.GRANT else finish_revoke)(deps, claimed.request_id)
+
+
+# -- granting ----------------------------------------------------------------------------------------------------
 
 
 def grant(deps: Deps, request_id: int) -> RequestView | None:
     """Make an approved request's access real. Returns the new state, or None if it was not ours to grant."""
-    now = deps.now()
     with deps.db.transaction() as session:
         request = queries.get(session, request_id)
         if request is None or request.status != Status.APPROVED:
             return None
-        expires_at = now + request_duration(request)
-        ctx = grant_context(request, expires_at)
-    adapter = deps.adapters.get(ctx.resource)
-    try:
-        if adapter is None:
-            raise AdapterError(f"{ctx.resource} is no longer in the policy", retryable=False)
-        receipt = _grant_with_retries(deps, adapter.grant, ctx)
-    except Exception as raised:
-        return _grant_failed(deps, request_id, _adapter_error(raised))
+        if claim(deps, session, request, deps.now()) is None:
+            return None
+    return finish_grant(deps, request_id)
 
-    warned_at = now if request_duration(request) <= deps.tuning.expiry_warning * 2 else None
-    with deps.db.transaction() as session:
-        moved = queries.move(
-            session,
-            request_id,
-            Status.APPROVED,
-            Status.ACTIVE,
-            granted_at=now,
-            expires_at=expires_at,
-            warned_at=warned_at,
-            receipt=receipt.data,
-            instructions=receipt.instructions,
-        )
-        request = queries.get(session, request_id)
-        assert request is not None
-        if moved:
-            audit.record(session, "granted", at=now, request=request, expires_at=expires_at.isoformat())
-        current = view(deps, session, request)
+
+def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
+    me = deps.tuning.instance
+    with deps.leases.holding(request_id):
+        with deps.db.transaction() as session:
+            request = queries.get(session, request_id)
+            if request is None or request.status != Status.GRANTING or request.claimed_by != me:
+                return None
+            assert request.expires_at is not None
+            ctx = grant_context(request, request.expires_at)
+            duration = request_duration(request)
+        if deps.now() >= ctx.expires_at:
+            # Taken over too late to be of use: finish by making sure nothing the dead holder did is left.
+            return _undo(deps, request_id, AdapterError("the grant was interrupted and its time ran out"), "expired")
+        adapter = deps.adapters.get(ctx.resource)
+        try:
+            if adapter is None:
+                raise AdapterError(f"{ctx.resource} is no longer in the policy", retryable=False)
+            receipt = _grant_with_retries(deps, adapter.grant, ctx)
+        except Exception as raised:
+            return _grant_failed(deps, request_id, _adapter_error(raised))
+
+        now = deps.now()
+        warned_at = now if duration <= deps.tuning.expiry_warning * 2 else None
+        with deps.db.transaction() as session:
+            moved = queries.move(
+                session,
+                request_id,
+                Status.GRANTING,
+                Status.ACTIVE,
+                when=[Request.claimed_by == me],
+                granted_at=now,
+                warned_at=warned_at,
+                receipt=receipt.data,
+                instructions=receipt.instructions,
+                claimed_by=None,
+                lease_until=None,
+            )
+            request = queries.get(session, request_id)
+            assert request is not None
+            if moved:
+                audit.record(session, "granted", at=now, request=request, expires_at=ctx.expires_at.isoformat())
+            current = view(deps, session, request)
     if not moved:
         return None
-    deps.alarms.wake_at(expires_at)
+    deps.alarms.wake_at(ctx.expires_at)
     if warned_at is None:
-        deps.alarms.wake_at(expires_at - deps.tuning.expiry_warning)
+        deps.alarms.wake_at(ctx.expires_at - deps.tuning.expiry_warning)
     deps.notifier.refresh(current)
     announce(deps, current, Notice.EMERGENCY if current.emergency else Notice.ACTIVE)
     return current
@@ -81,7 +186,7 @@ def _grant_with_retries(deps: Deps, call: Callable[[GrantContext], Receipt], ctx
     attempts = max(deps.tuning.grant_attempts, 1)
     for attempt in range(1, attempts + 1):
         try:
-            return call(ctx)
+            return _call_backend(deps, call, ctx)
         except AdapterError as error:
             if not error.retryable or attempt == attempts:
                 raise
@@ -90,88 +195,104 @@ def _grant_with_retries(deps: Deps, call: Callable[[GrantContext], Receipt], ctx
 
 
 def _grant_failed(deps: Deps, request_id: int, error: AdapterError) -> RequestView | None:
+    """The backend said no: report it. The backend may have said yes without our hearing it: undo, then report."""
+    if error.retryable:
+        return _undo(deps, request_id, error, GRANT_FAILED)
     now = deps.now()
     with deps.db.transaction() as session:
-        moved = queries.move(session, request_id, Status.APPROVED, Status.GRANT_FAILED, failure=str(error))
+        moved = queries.move(
+            session,
+            request_id,
+            Status.GRANTING,
+            Status.GRANT_FAILED,
+            when=[Request.claimed_by == deps.tuning.instance],
+            failure=str(error),
+            ended_at=now,
+            claimed_by=None,
+            lease_until=None,
+        )
         request = queries.get(session, request_id)
         assert request is not None
         if moved:
             audit.record(session, "grant_failed", at=now, request=request, error=str(error))
         current = view(deps, session, request)
     if moved:
-        log.warning("grant of request %s failed: %s", request_id, error)
-        deps.notifier.refresh(current)
-        announce(deps, current, Notice.GRANT_FAILED)
-        deps.notifier.tell_channel(deps.policy.channels.audit, current, Notice.GRANT_FAILED)
+        _tell_grant_failed(deps, current, error)
     return current
 
 
-def request_duration(request: Request) -> timedelta:
-    return timedelta(seconds=request.duration_seconds)
-
-
-def claim_revoke(deps: Deps, request_id: int, *, end_reason: str | None = None, actor: str | None = None) -> bool:
-    """Take the revoke of one request for this process: from active, a failed revoke due for retry, or a claim
-    whose holder's lease ran out. Exactly one claimant wins."""
+def _undo(deps: Deps, request_id: int, error: AdapterError, end_reason: str) -> RequestView | None:
+    """Turn our grant claim into a revoke claim, and revoke: what may exist on the backend must not outlive us."""
     now = deps.now()
-    lease = {"claimed_by": deps.tuning.instance, "lease_until": now + deps.tuning.lease}
     with deps.db.transaction() as session:
+        moved = queries.move(
+            session,
+            request_id,
+            Status.GRANTING,
+            Status.REVOKING,
+            when=[Request.claimed_by == deps.tuning.instance],
+            end_reason=end_reason,
+            failure=str(error) if end_reason == GRANT_FAILED else None,
+            lease_until=now + deps.tuning.lease,
+        )
         request = queries.get(session, request_id)
-        if request is None:
-            return False
-        status = Status(request.status)
-        if status is Status.ACTIVE:
-            ending = {"end_reason": end_reason or "expired", "ended_by": actor}
-            won = queries.move(session, request_id, Status.ACTIVE, Status.REVOKING, **lease, **ending)
-        elif status is Status.REVOKE_FAILED and request.next_attempt_at and request.next_attempt_at <= now:
-            won = queries.move(
-                session,
-                request_id,
-                Status.REVOKE_FAILED,
-                Status.REVOKING,
-                when=[Request.next_attempt_at <= now],
-                **lease,
-            )
-        elif status is Status.REVOKING and request.lease_until and request.lease_until <= now:
-            won = queries.move_claim(session, request_id, request.claimed_by, now, **lease)
-        else:
-            return False
-        if won and status is Status.ACTIVE:
-            action = "revoke_requested" if end_reason == "revoked" else "expiring"
-            audit.record(session, action, at=now, actor=actor or audit.SYSTEM, request=request)
-        return won
+        assert request is not None
+        if moved:
+            action = "grant_failed" if end_reason == GRANT_FAILED else "expiring"
+            audit.record(session, action, at=now, request=request, error=str(error), undo=True)
+        current = view(deps, session, request)
+    if not moved:
+        return None
+    if end_reason == GRANT_FAILED:
+        _tell_grant_failed(deps, current, error)
+    return finish_revoke(deps, request_id)
+
+
+def _tell_grant_failed(deps: Deps, current: RequestView, error: AdapterError) -> None:
+    log.warning("grant of request %s failed: %s", current.id, error)
+    deps.notifier.refresh(current)
+    announce(deps, current, Notice.GRANT_FAILED)
+    deps.notifier.tell_channel(deps.policy.channels.audit, current, Notice.GRANT_FAILED)
+
+
+# -- revoking ----------------------------------------------------------------------------------------------------
 
 
 def finish_revoke(deps: Deps, request_id: int) -> RequestView | None:
     """Revoke a request this process has claimed; record the outcome only as the adapter reports it."""
     me = deps.tuning.instance
-    with deps.db.transaction() as session:
-        request = queries.get(session, request_id)
-        if request is None or request.status != Status.REVOKING or request.claimed_by != me:
-            return None
-        assert request.expires_at is not None
-        ctx = grant_context(request, request.expires_at)
-        receipt = Receipt(data=dict(request.receipt or {}), instructions=request.instructions)
-        attempts_before = request.revoke_attempts
-    adapter = deps.adapters.get(ctx.resource)
-    try:
-        if adapter is None:
-            raise AdapterError(f"{ctx.resource} is no longer in the policy; cannot reach its backend", retryable=True)
-        adapter.revoke(ctx, receipt)
-    except Exception as raised:
-        return _revoke_failed(deps, request_id, _adapter_error(raised))
+    with deps.leases.holding(request_id):
+        with deps.db.transaction() as session:
+            request = queries.get(session, request_id)
+            if request is None or request.status != Status.REVOKING or request.claimed_by != me:
+                return None
+            assert request.expires_at is not None
+            ctx = grant_context(request, request.expires_at)
+            receipt = Receipt(data=dict(request.receipt or {}), instructions=request.instructions)
+            attempts_before = request.revoke_attempts
+        adapter = deps.adapters.get(ctx.resource)
+        try:
+            if adapter is None:
+                missing = f"{ctx.resource} is no longer in the policy; cannot reach its backend"
+                raise AdapterError(missing, retryable=True)
+            _call_backend(deps, adapter.revoke, ctx, receipt)
+        except Exception as raised:
+            return _revoke_failed(deps, request_id, _adapter_error(raised))
+        return _revoked(deps, request_id, attempts_before)
 
+
+def _revoked(deps: Deps, request_id: int, attempts_before: int) -> RequestView | None:
     now = deps.now()
     with deps.db.transaction() as session:
         request = queries.get(session, request_id)
         assert request is not None
-        final = Status.REVOKED if request.end_reason == "revoked" else Status.EXPIRED
+        final = _final_status(request.end_reason)
         done = queries.move(
             session,
             request_id,
             Status.REVOKING,
             final,
-            when=[Request.claimed_by == me],
+            when=[Request.claimed_by == deps.tuning.instance],
             ended_at=now,
             claimed_by=None,
             lease_until=None,
@@ -181,17 +302,25 @@ def finish_revoke(deps: Deps, request_id: int) -> RequestView | None:
             return None
         request = queries.get(session, request_id)
         assert request is not None
-        audit.record(session, final.value, at=now, actor=request.ended_by or audit.SYSTEM, request=request)
-        review_asked = _ask_for_review(deps, session, request, now)
+        action = "grant_undone" if final is Status.GRANT_FAILED else final.value
+        audit.record(session, action, at=now, actor=request.ended_by or audit.SYSTEM, request=request)
+        review_asked = final is not Status.GRANT_FAILED and _ask_for_review(deps, session, request, now)
         current = view(deps, session, request)
     deps.notifier.refresh(current)
-    announce(deps, current, Notice.REVOKED if final is Status.REVOKED else Notice.EXPIRED)
+    if final is not Status.GRANT_FAILED:
+        announce(deps, current, Notice.REVOKED if final is Status.REVOKED else Notice.EXPIRED)
     if attempts_before >= deps.tuning.revoke_alert_after:
         deps.notifier.tell_channel(deps.policy.channels.audit, current, Notice.REVOKE_RECOVERED)
     if review_asked:
         deps.notifier.tell_requester(current, Notice.REVIEW_DUE)
         deps.alarms.wake_at(now + deps.policy.review.remind_every)
     return current
+
+
+def _final_status(end_reason: str | None) -> Status:
+    if end_reason == GRANT_FAILED:
+        return Status.GRANT_FAILED
+    return Status.REVOKED if end_reason == "revoked" else Status.EXPIRED
 
 
 def _ask_for_review(deps: Deps, session: Session, request: Request, now: datetime) -> bool:
@@ -241,3 +370,21 @@ def _revoke_failed(deps: Deps, request_id: int, error: AdapterError) -> RequestV
     if attempts == deps.tuning.revoke_alert_after:
         deps.notifier.tell_channel(deps.policy.channels.audit, current, Notice.REVOKE_FAILED)
     return current
+
+
+# -- calling the backend -----------------------------------------------------------------------------------------
+
+
+def _call_backend(deps: Deps, call: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return call_within(deps.tuning.call_timeout, call, *args)
+    except Overdue as overdue:
+        raise AdapterError(f"the backend gave {overdue}", retryable=True) from None
+
+
+def _adapter_error(error: Exception) -> AdapterError:
+    if isinstance(error, AdapterError):
+        return error
+    # An adapter bug: keep the type, not the text, which may carry connection strings or secrets.
+    log.error("adapter raised %s", type(error).__name__, exc_info=error)
+    return AdapterError(f"adapter failed unexpectedly ({type(error).__name__})", retryable=True)

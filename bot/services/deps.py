@@ -13,19 +13,26 @@ from datetime import datetime, timedelta
 from bot.adapters.base import Adapter
 from bot.clock import Clock
 from bot.policy import Policy, Resource
+from bot.services.leases import Leases
 from bot.services.ports import Alarms, Directory, NoAlarms, Notifier
 from bot.store.db import Database
 
 
 def instance_name() -> str:
-    """Names the process in claims, so a stuck claim can be traced to a host and pid."""
+    """Names the process in claims, so a stuck claim can be traced to a host and pid. ``BREAKGLASS_INSTANCE`` gives
+    a replica a name that survives restarts (a dyno or StatefulSet pod name), so a restarted replica takes back its
+    own claims at once instead of waiting for their leases to run out."""
     return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 @dataclass(frozen=True)
 class Tuning:
     instance: str = field(default_factory=instance_name)
-    lease: timedelta = timedelta(minutes=2)  # how long a claimed revoke is ours before another may take it
+    # A claim is ours for one lease; we renew it while we work, so the lease is how long a dead replica's work
+    # waits before another takes it over.
+    lease: timedelta = timedelta(seconds=30)
+    call_timeout: float = 20.0  # seconds one backend call may take before we give up on it and retry later
+    lane_width: int = 4  # backend calls at once per resource, so one slow backend cannot hold up the others
     expiry_warning: timedelta = timedelta(minutes=10)
     revoke_alert_after: int = 3  # failed revokes before the audit channel hears about it
     backoff_base: timedelta = timedelta(seconds=10)
@@ -50,6 +57,7 @@ class Deps:
     clock: Clock
     alarms: Alarms = field(default_factory=NoAlarms)
     tuning: Tuning = field(default_factory=Tuning)
+    leases: Leases = field(default_factory=Leases)
 
     def now(self) -> datetime:
         return self.clock.now()

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
 
 from bot.domain.states import Status
 from bot.services import access, reviews
+from bot.services.background import BackgroundNotifier
 from bot.services.common import announce, view
 from bot.services.deps import Deps
+from bot.services.lanes import Lanes
 from bot.services.ports import Notice
 from bot.store import audit, queries
 
@@ -20,8 +25,10 @@ log = logging.getLogger("breakglass.sweep")
 
 @dataclass
 class SweepReport:
+    """What a sweep did (or, when not waited for, set going)."""
+
     revoked: int = 0
-    retried: int = 0
+    granted: int = 0
     warned: int = 0
     reminded: int = 0
     timed_out: int = 0
@@ -29,16 +36,27 @@ class SweepReport:
     def __bool__(self) -> bool:
         return any(vars(self).values())
 
+    def add(self, other: SweepReport) -> None:
+        for key, value in vars(other).items():
+            setattr(self, key, getattr(self, key) + value)
+
 
 class Sweeper:
-    """Runs sweeps one at a time. A wake-up during a sweep makes it go round once more instead of waiting."""
+    """Runs sweeps one at a time. A wake-up during a sweep makes it go round once more instead of waiting.
+
+    A sweep claims due work in the sweep thread and hands it to worker lanes, one lane per resource, so a hung
+    backend delays only its own resource; notices go out from a thread of their own, so a Slack outage delays
+    nothing. The scheduler does not wait for the lanes; tests and the demo do (``wait=True``).
+    """
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
+        self.lanes = Lanes(deps.tuning.lane_width)
+        self.notifier = BackgroundNotifier(deps.notifier)
         self._running = threading.Lock()
         self._again = threading.Event()
 
-    def __call__(self) -> SweepReport:
+    def __call__(self, wait: bool = True) -> SweepReport:
         total = SweepReport()
         self._again.set()
         while self._again.is_set():
@@ -46,50 +64,71 @@ class Sweeper:
                 return total  # the sweep in progress will go round again
             try:
                 self._again.clear()
-                report = sweep(self.deps)
-                for key, value in vars(report).items():
-                    setattr(total, key, getattr(total, key) + value)
+                total.add(self._sweep(wait))
             finally:
                 self._running.release()
         return total
 
+    def kick(self) -> None:
+        """The scheduler's entry: start due work and return."""
+        report = self(wait=False)
+        if report:
+            log.info("sweep started %s", report)
 
-def sweep(deps: Deps) -> SweepReport:
-    report = SweepReport()
-    now = deps.now()
-    batch = deps.tuning.batch
-    with deps.db.transaction() as session:
-        expired = queries.expired_ids(session, now, batch)
-        retries = queries.revoke_retry_ids(session, now, batch)
-        warnings = queries.warning_due_ids(session, now + deps.tuning.expiry_warning, batch)
-        reminders = queries.reminder_due_ids(session, now, batch)
-        stale = queries.pending_before_ids(session, now - deps.tuning.request_timeout, batch)
-    for request_id in expired:
-        report.revoked += _guarded(_revoke, deps, request_id)
-    for request_id in retries:
-        report.retried += _guarded(_revoke, deps, request_id)
-    for request_id in warnings:
-        report.warned += _guarded(_warn, deps, request_id)
-    for request_id in reminders:
-        report.reminded += _guarded(reviews.remind, deps, request_id)
-    for request_id in stale:
-        report.timed_out += _guarded(_time_out, deps, request_id)
-    if report:
-        log.info("sweep: %s", report)
-    return report
+    def close(self, grace: float) -> list[Hashable]:
+        """Start nothing new; give running work up to ``grace`` seconds. Returns what was still running."""
+        left = self.lanes.close(grace)
+        self.notifier.close(grace)
+        return left
+
+    def _sweep(self, wait: bool) -> SweepReport:
+        deps = replace(self.deps, notifier=self.notifier)
+        started: list[tuple[str, Future[Any]]] = []
+
+        def start(kind: str, lane: str, key: Hashable, step: Callable[[], object]) -> None:
+            future = self.lanes.submit(lane, key, step)
+            if future is not None:
+                started.append((kind, future))
+
+        batch = deps.tuning.batch
+        while True:
+            claimed = access.claim_due(deps, batch)
+            for work in claimed:
+                kind = "granted" if work.step is access.Step.GRANT else "revoked"
+                start(kind, work.resource, ("backend", work.request_id), partial(access.finish, deps, work))
+            if len(claimed) < batch:
+                break
+
+        now = deps.now()
+        with deps.db.transaction() as session:
+            warnings = queries.warning_due_ids(session, now + deps.tuning.expiry_warning, batch)
+            reminders = queries.reminder_due_ids(session, now, batch)
+            stale = queries.pending_before_ids(session, now - deps.tuning.request_timeout, batch)
+        for kind, ids, step in (
+            ("warned", warnings, _warn),
+            ("reminded", reminders, reviews.remind),
+            ("timed_out", stale, _time_out),
+        ):
+            for request_id in ids:
+                start(kind, SLACK_LANE, (kind, request_id), partial(step, deps, request_id))
+
+        report = SweepReport()
+        for kind, future in started:
+            if not wait or _succeeded(future):
+                setattr(report, kind, getattr(report, kind) + 1)
+        if wait:
+            self.notifier.flush()
+        return report
 
 
-def _guarded(step: Callable[[Deps, int], object], deps: Deps, request_id: int) -> int:
-    """One bad row must not stop the sweep for every other."""
+SLACK_LANE = "~slack"  # warnings, reminders and lapses: Slack and the database only; no resource has this name
+
+
+def _succeeded(future: Future[Any]) -> bool:
     try:
-        return int(bool(step(deps, request_id)))
+        return bool(future.result())
     except Exception:
-        log.exception("sweep step %s failed for request %s", step.__name__, request_id)
-        return 0
-
-
-def _revoke(deps: Deps, request_id: int) -> bool:
-    return access.claim_revoke(deps, request_id) and access.finish_revoke(deps, request_id) is not None
+        return False  # logged by the lane; one bad row must not stop the sweep for every other
 
 
 def _warn(deps: Deps, request_id: int) -> bool:

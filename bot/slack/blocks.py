@@ -57,12 +57,15 @@ def state_line(view: RequestView) -> str:
     if status is Status.TIMED_OUT:
         return "⌛ No decision in time; the request lapsed"
     decided = "granted at once without approval" if view.emergency else f"approved by {approved}"
-    if status is Status.APPROVED:
+    if status in (Status.APPROVED, Status.GRANTING):
         return f"⏳ {decided.capitalize()}; granting access…"
     if status is Status.GRANT_FAILED:
         return f"⚠️ {decided.capitalize()}, but the grant failed: {escape(view.failure or 'unknown error')}"
     if status is Status.ACTIVE:
         return f"✅ Active until {when(view.expires_at)} · {decided}"
+    if view.end_reason == "grant_failed" and status in (Status.REVOKING, Status.REVOKE_FAILED):
+        error = escape(view.failure or "unknown error")
+        return f"⚠️ The grant failed ({error}); making sure nothing was left on the backend…"
     if status is Status.REVOKING:
         return f"⏳ Revoking access… · {decided}"
     if status is Status.REVOKE_FAILED:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.domain.states import OPEN, Status, can_move
+from bot.domain.states import CLAIMS, HOLDS_ACCESS, OPEN, Status, can_move
 from bot.store.models import Decision, Request, Review
 
 
@@ -88,20 +88,10 @@ def ids(statement: Any, session: Session, limit: int) -> list[int]:
     return list(session.scalars(statement.limit(limit)))
 
 
-def expired_ids(session: Session, now: datetime, limit: int = 100) -> list[int]:
-    statement = select(Request.id).where(Request.status == Status.ACTIVE, Request.expires_at <= now)
-    return ids(statement.order_by(Request.expires_at), session, limit)
-
-
-def revoke_retry_ids(session: Session, now: datetime, limit: int = 100) -> list[int]:
-    """Failed revokes whose backoff is over, and claims whose holder died before finishing."""
-    statement = select(Request.id).where(
-        or_(
-            (Request.status == Status.REVOKE_FAILED) & (Request.next_attempt_at <= now),
-            (Request.status == Status.REVOKING) & (Request.lease_until <= now),
-        )
-    )
-    return ids(statement.order_by(Request.id), session, limit)
+def overdue_ids(session: Session, now: datetime) -> list[int]:
+    """Requests that may still hold access after their expiry: what must always come back empty soon enough."""
+    statement = select(Request.id).where(Request.status.in_(list(HOLDS_ACCESS)), Request.expires_at <= now)
+    return list(session.scalars(statement.order_by(Request.id)))
 
 
 def warning_due_ids(session: Session, warn_at_or_before: datetime, limit: int = 100) -> list[int]:
@@ -132,13 +122,15 @@ def upcoming_times(session: Session, after: datetime) -> list[datetime]:
     return [t for t in times if t is not None]
 
 
-def move_claim(session: Session, request_id: int, holder: str | None, now: datetime, **values: Any) -> bool:
-    """Take over a revoke whose holder's lease has run out."""
+def move_claim(
+    session: Session, request_id: int, status: Status, holder: str | None, now: datetime, **values: Any
+) -> bool:
+    """Take over a claim (``granting`` or ``revoking``) whose holder's lease has run out."""
     statement = (
         update(Request)
         .where(
             Request.id == request_id,
-            Request.status == Status.REVOKING,
+            Request.status == status,
             Request.claimed_by == holder if holder is not None else Request.claimed_by.is_(None),
             Request.lease_until <= now,
         )
@@ -146,6 +138,44 @@ def move_claim(session: Session, request_id: int, holder: str | None, now: datet
         .execution_options(synchronize_session=False)
     )
     return session.execute(statement).rowcount == 1
+
+
+def lock_due(session: Session, now: datetime, orphaned_before: datetime, limit: int) -> Sequence[Request]:
+    """Rows whose backend work is due, locked for this transaction; rows another replica has locked are skipped
+    (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one writer at a time anyway).
+
+    Due means: expired access, a failed revoke whose backoff is over, a claim whose lease ran out, and an approval
+    nobody started granting (its process died between the decision and the claim).
+    """
+    due = or_(
+        (Request.status == Status.ACTIVE) & (Request.expires_at <= now),
+        (Request.status == Status.REVOKE_FAILED) & (Request.next_attempt_at <= now),
+        Request.status.in_([Status.GRANTING, Status.REVOKING]) & (Request.lease_until <= now),
+        (Request.status == Status.APPROVED) & (Request.decided_at <= orphaned_before),
+    )
+    statement = select(Request).where(due).order_by(Request.id).limit(limit).with_for_update(skip_locked=True)
+    return session.scalars(statement, execution_options={"populate_existing": True}).all()
+
+
+def renew_claims(session: Session, holder: str, request_ids: Sequence[int], until: datetime) -> int:
+    statement = (
+        update(Request)
+        .where(Request.id.in_(request_ids), Request.claimed_by == holder, Request.status.in_(list(CLAIMS)))
+        .values(lease_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).rowcount
+
+
+def release_claims(session: Session, holder: str, now: datetime) -> int:
+    """End the leases of ``holder``'s claims now. The holder's name stays on the row, for the record."""
+    statement = (
+        update(Request)
+        .where(Request.claimed_by == holder, Request.status.in_(list(CLAIMS)), Request.lease_until > now)
+        .values(lease_until=now)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).rowcount
 
 
 def pending_before_ids(session: Session, cutoff: datetime, limit: int = 100) -> list[int]:

@@ -184,9 +184,15 @@ def test_revoke_in_progress_is_not_started_again(status: Status) -> None:
         check_revoke(actor="U0ZOE", holder="U0ZOE", is_approver=False, status=status, request_id=7)
 
 
+@pytest.mark.parametrize("status", [Status.APPROVED, Status.GRANTING])
+def test_access_being_granted_is_revoked_once_active(status: Status) -> None:
+    with pytest.raises(Refused, match="being granted right now"):
+        check_revoke(actor="U0ZOE", holder="U0ZOE", is_approver=False, status=status, request_id=7)
+
+
 @pytest.mark.parametrize(
     "status",
-    [Status.APPROVED, Status.EXPIRED, Status.REVOKED, Status.DENIED, Status.CANCELLED, Status.TIMED_OUT],
+    [Status.EXPIRED, Status.REVOKED, Status.DENIED, Status.CANCELLED, Status.TIMED_OUT, Status.GRANT_FAILED],
 )
 def test_nothing_to_revoke_once_access_is_gone_or_never_came(status: Status) -> None:
     with pytest.raises(Refused, match="no access to revoke") as caught:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 
@@ -119,7 +120,7 @@ def test_requests_from_the_approvals_channel_get_no_extra_notice(bot: LocalBot) 
 
 
 def test_grant_failure_is_reported_and_never_shown_as_active(bot: LocalBot, receiver: WebhookReceiver) -> None:
-    receiver.respond_with(status=503)
+    receiver.fail_next(3, status=503)
     bot.command(BOB, "orders-db 30m INC-1 fix")
 
     bot.click(ALICE, ActionId.APPROVE, 1)
@@ -127,12 +128,31 @@ def test_grant_failure_is_reported_and_never_shown_as_active(bot: LocalBot, rece
     current = view(bot, 1)
     assert current.status is Status.GRANT_FAILED
     assert len(receiver.events("grant")) == 3  # retried: 503 can be retried
+    # A 503 leaves doubt whether the backend acted, so the grant is undone before the request settles.
+    assert len(receiver.events("revoke")) == 1
+    assert ("grant_undone", "breakglass") in audit_actions(bot, 1)
     assert "503" in (current.failure or "")
     message = bot.request_message(1)
     assert buttons(message) == [] and "grant failed" in state(message)
     assert any("You do *not* have access" in text for text in dm_texts(bot, BOB))
     assert any("failed" in text for text in channel_texts(bot, "C0SECURITY"))
     assert ("grant_failed", "breakglass") in audit_actions(bot, 1)
+
+
+def test_a_failed_grant_whose_undo_fails_keeps_being_undone(bot: LocalBot, receiver: WebhookReceiver) -> None:
+    receiver.respond_with(status=503)
+    bot.command(BOB, "orders-db 30m INC-1 fix")
+
+    bot.click(ALICE, ActionId.APPROVE, 1)
+
+    assert view(bot, 1).status is Status.REVOKE_FAILED
+    assert "grant failed" in state(bot.request_message(1))
+    assert any("You do *not* have access" in text for text in dm_texts(bot, BOB))
+
+    receiver.respond_with(status=200)
+    bot.advance(timedelta(minutes=1))
+    assert view(bot, 1).status is Status.GRANT_FAILED
+    assert view(bot, 1).review is None  # nothing was granted, so nothing to review
 
 
 def test_a_rejected_grant_is_not_retried(bot: LocalBot, receiver: WebhookReceiver) -> None:
