@@ -119,17 +119,6 @@ def finish(deps: Deps, claimed: Claimed) -> RequestView | None:
 # -- granting ----------------------------------------------------------------------------------------------------
 
 
-def grant(deps: Deps, request_id: int) -> RequestView | None:
-    """Make an approved request's access real. Returns the new state, or None if it was not ours to grant."""
-    with deps.db.transaction() as session:
-        request = queries.get(session, request_id)
-        if request is None or request.status != Status.APPROVED:
-            return None
-        if claim(deps, session, request, deps.now()) is None:
-            return None
-    return finish_grant(deps, request_id)
-
-
 def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
     me = deps.tuning.instance
     with deps.leases.holding(request_id):

@@ -54,11 +54,15 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool) -> RequestVie
             completed = queries.move(session, request_id, Status.PENDING, Status.APPROVED, decided_at=now)
         request = queries.get(session, request_id)
         assert request is not None
+        if completed:  # claimed in the same transaction: an approval is never left without an owner
+            access.claim(deps, session, request, now)
+            request = queries.get(session, request_id)
+            assert request is not None
         current = view(deps, session, request)
 
     if completed:
         announce(deps, current, Notice.APPROVED)
-        return access.grant(deps, request_id) or current
+        return access.finish_grant(deps, request_id) or current
     deps.notifier.refresh(current)
     if current.status is Status.DENIED and not approve:
         announce(deps, current, Notice.DENIED)

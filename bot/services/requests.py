@@ -52,6 +52,9 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> Requ
         if ask.emergency:
             queries.move(session, request.id, Status.PENDING, Status.APPROVED, decided_at=now)
             audit.record(session, "emergency", at=now, actor=actor, request=request)
+            approved = queries.get(session, request.id)
+            assert approved is not None
+            access.claim(deps, session, approved, now)
         request_id = request.id
         current = view(deps, session, request)
 
@@ -64,7 +67,7 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> Requ
 
 def _break_glass(deps: Deps, request_id: int) -> RequestView:
     """Access first, then the loud part: both channels hear it, with a button to revoke at once."""
-    current = access.grant(deps, request_id) or load_view(deps, request_id)
+    current = access.finish_grant(deps, request_id) or load_view(deps, request_id)
     assert current is not None
     channels = deps.policy.channels
     alert = deps.notifier.post_request(channels.audit, current)

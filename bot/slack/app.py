@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from slack_bolt import App
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.services.deps import Deps
 from bot.slack import listeners
+from bot.slack.retry import SlackRetry
 
 DEFAULT_API_URL = "https://slack.com/api/"
 
 
 def web_client(token: str, api_url: str | None) -> WebClient:
-    client = WebClient(token=token, base_url=api_url or DEFAULT_API_URL, timeout=10)
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
-    return client
+    return WebClient(token=token, base_url=api_url or DEFAULT_API_URL, timeout=10, retry_handlers=[SlackRetry()])
 
 
 def build_app(client: WebClient, signing_secret: str | None, deps: Deps) -> App:

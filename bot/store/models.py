@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -44,6 +45,7 @@ class Base(DeclarativeBase):
 
 class Request(Base):
     __tablename__ = "requests"
+    __table_args__ = (Index("ix_requests_status_lease_until", "status", "lease_until"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uid: Mapped[str] = mapped_column(String(36), unique=True)  # the grant id backends see
@@ -68,7 +70,7 @@ class Request(Base):
     failure: Mapped[str | None] = mapped_column(Text)
     revoke_attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
-    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_by: Mapped[str | None] = mapped_column(String(64), index=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     origin_channel: Mapped[str | None] = mapped_column(String(32))
     approval_channel: Mapped[str | None] = mapped_column(String(32))

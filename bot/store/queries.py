@@ -145,7 +145,7 @@ def lock_due(session: Session, now: datetime, orphaned_before: datetime, limit: 
     (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one writer at a time anyway).
 
     Due means: expired access, a failed revoke whose backoff is over, a claim whose lease ran out, and an approval
-    nobody started granting (its process died between the decision and the claim).
+    nobody started granting (approvals are claimed in the same transaction now; older versions left a gap).
     """
     due = or_(
         (Request.status == Status.ACTIVE) & (Request.expires_at <= now),
