@@ -2,7 +2,8 @@
 
 Point a real ``slack_sdk.WebClient`` at it (``WebClient(token=..., base_url=standin.api_url)``): it
 answers the few Web API methods Breakglass uses with Slack-shaped JSON, keeps the posted messages so
-they can be updated, records every call, and can inject HTTP faults (500, 429 + Retry-After).
+they can be updated, records every call, and can inject HTTP faults (500, 502, 503, 429 + Retry-After) and slow
+answers (to make a client time out).
 It also serves ``response_url`` endpoints (``standin.response_url(name)``) and records what is posted
 to them.
 
@@ -28,11 +29,12 @@ TEAM_ID = "T0TEST"
 BOT_USER_ID = "U0BOT"
 BOT_ID = "B0BOT"
 JSON_FIELDS = ("blocks", "attachments", "metadata")  # fields slack_sdk sends as JSON strings in forms
+FAULT_STATUSES = (429, 500, 502, 503)
 
 
 @dataclass(frozen=True)
 class ApiCall:
-    """One Web API call as received. ``failed``: answered with an injected HTTP fault;
+    """One Web API call as received (``at``: when it arrived). ``failed``: answered with an injected HTTP fault;
     ``error``: answered ``{"ok": false, "error": ...}``."""
 
     method: str
@@ -112,7 +114,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             bearer = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             token = args.pop("token", None) or bearer
-            status, payload, headers = standin._dispatch(url.path.removeprefix("/api/"), args, token)
+            status, payload, headers, stall = standin._dispatch(url.path.removeprefix("/api/"), args, token)
+            if stall:
+                time.sleep(stall)  # the call is done and recorded; only the answer is late
             self._send(status, json.dumps(payload).encode(), "application/json; charset=utf-8", headers)
         elif url.path.startswith("/respond/"):
             standin._record_response(unquote(url.path.removeprefix("/respond/")), body)
@@ -121,13 +125,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"not found", "text/plain")
 
     def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
+        with contextlib.suppress(ConnectionError):  # the client gave up waiting (a stalled answer)
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
 
 
 class SlackStandIn:
@@ -147,6 +152,7 @@ class SlackStandIn:
         self._messages: dict[tuple[str, str], Message] = {}
         self._responses: list[tuple[str, Any]] = []
         self._faults: dict[str, list[tuple[int, int]]] = {}
+        self._stalls: dict[str, list[float]] = {}
         self._ts_seq = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -206,11 +212,26 @@ class SlackStandIn:
             self._groups[group_id] = list(members)
 
     def fail_next(self, method: str, n: int = 1, status: int = 500, retry_after: int = 1) -> None:
-        """The next ``n`` calls of ``method`` answer HTTP ``status`` (500, or 429 with Retry-After)."""
-        if status not in (429, 500):
-            raise ValueError("status must be 500 or 429")
+        """The next ``n`` calls of ``method`` answer HTTP ``status`` (500, 502, 503, or 429 with Retry-After)
+        without acting, as Slack does."""
+        if status not in FAULT_STATUSES:
+            raise ValueError(f"status must be one of {FAULT_STATUSES}")
         with self._cond:
             self._faults.setdefault(method, []).extend([(status, retry_after)] * n)
+
+    def stall_next(self, method: str, n: int = 1, seconds: float = 1.0) -> None:
+        """The next ``n`` calls of ``method`` are acted on and recorded at once, but answered only ``seconds``
+        later: a client with a shorter timeout gives up on a call that Slack did carry out."""
+        if seconds <= 0:
+            raise ValueError("seconds must be positive")
+        with self._cond:
+            self._stalls.setdefault(method, []).extend([seconds] * n)
+
+    def clear_faults(self) -> None:
+        """Forget pending faults and stalls: Slack is back (calls and messages are kept)."""
+        with self._cond:
+            self._faults.clear()
+            self._stalls.clear()
 
     # -- inspection -----------------------------------------------------------------------------
 
@@ -274,6 +295,7 @@ class SlackStandIn:
             self._messages.clear()
             self._responses.clear()
             self._faults.clear()
+            self._stalls.clear()
 
     # -- request handling (called from server threads) ------------------------------------------
 
@@ -292,24 +314,26 @@ class SlackStandIn:
             self._responses.append((name, parsed))
             self._cond.notify_all()
 
-    def _dispatch(self, method: str, args: dict[str, Any], token: str) -> tuple[int, dict, dict[str, str]]:
-        """Answer one API call: (HTTP status, JSON body, extra headers)."""
+    def _dispatch(self, method: str, args: dict[str, Any], token: str) -> tuple[int, dict, dict[str, str], float]:
+        """Answer one API call: (HTTP status, JSON body, extra headers, seconds to wait before answering)."""
         with self._cond:
             now = time.monotonic()
+            stalls = self._stalls.get(method)
+            stall = stalls.pop(0) if stalls else 0.0
             faults = self._faults.get(method)
             if faults:
                 status, retry_after = faults.pop(0)
                 self._record(ApiCall(method, args, now, failed=True))
                 if status == 429:
-                    return 429, _error("ratelimited"), {"Retry-After": str(retry_after)}
-                return 500, _error("internal_error"), {}
+                    return 429, _error("ratelimited"), {"Retry-After": str(retry_after)}, stall
+                return status, _error("internal_error" if status == 500 else "service_unavailable"), {}, stall
             if token != self.token:
                 result = _error("invalid_auth")
             else:
                 handler = getattr(self, "_api_" + method.replace(".", "_"), None)
                 result = handler(args) if handler else _error("unknown_method")
             self._record(ApiCall(method, args, now, error=None if result["ok"] else result["error"]))
-            return 200, result, {}
+            return 200, result, {}, stall
 
     def _next_ts(self) -> str:
         self._ts_seq += 1

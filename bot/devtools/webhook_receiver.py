@@ -8,6 +8,9 @@ records every call, and answers as scripted::
         receiver.fail_next(2, status=503)
         ...
         receiver.wait_for(3)
+
+A scripted delay (``hang``) holds the answer back; ``in_flight`` counts the calls still being held, and
+``wait_until_idle`` waits for them all to be answered (or dropped).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class _Script:
     reply: _Reply = field(default_factory=_Reply)
     failures_left: int = 0
     failure_status: int = 500
+    failure_body: dict[str, Any] | str | None = None  # None: {"error": <the status's phrase>}
 
 
 class WebhookReceiver:
@@ -62,6 +66,7 @@ class WebhookReceiver:
         self.secret = secret
         self.clock = clock or SystemClock()  # the receiver's "now" for the timestamp check
         self._calls: list[WebhookCall] = []
+        self._open = 0  # calls received but not yet answered
         self._script = _Script()
         self._changed = threading.Condition()
         self._stopping = threading.Event()
@@ -118,15 +123,32 @@ class WebhookReceiver:
         with self._changed:
             self._script.reply = _Reply(status, body, delay)
 
-    def fail_next(self, n: int, status: int = 500) -> None:
+    def fail_next(self, n: int, status: int = 500, body: dict[str, Any] | str | None = None) -> None:
+        """The next ``n`` valid calls answer ``status`` (after any ``hang``), then the scripted reply resumes.
+        ``body`` is what the failures say; by default ``{"error": <the status's phrase>}``."""
         with self._changed:
             self._script.failures_left = n
             self._script.failure_status = status
+            self._script.failure_body = body
 
     def hang(self, seconds: float) -> None:
         """Following calls wait this long before answering; ``hang(0)`` ends it."""
         with self._changed:
             self._script.reply = replace(self._script.reply, delay=seconds)
+
+    @property
+    def in_flight(self) -> int:
+        """Calls received whose answer has not been sent yet (held by ``hang`` or a delay)."""
+        with self._changed:
+            return self._open
+
+    def wait_until_idle(self, timeout: float = 5.0) -> None:
+        """Returns once every call received so far has been answered (or dropped by ``stop``)."""
+        with self._changed:
+            if self._changed.wait_for(lambda: self._open == 0, timeout=timeout):
+                return
+            left = self._open
+        raise TimeoutError(f"webhook receiver: {left} call(s) still unanswered after {timeout:g}s")
 
     def wait_for(
         self, predicate_or_count: int | Callable[[list[WebhookCall]], bool], timeout: float = 5.0
@@ -167,14 +189,22 @@ class WebhookReceiver:
             elif self._script.failures_left > 0:
                 self._script.failures_left -= 1
                 status = self._script.failure_status
-                reply = _Reply(status, {"error": _phrase(status)}, self._script.reply.delay)
+                said = self._script.failure_body
+                reply = _Reply(status, {"error": _phrase(status)} if said is None else said, self._script.reply.delay)
             else:
                 reply = self._script.reply
             data = body if isinstance(body, dict) else {}
             event = data.get("event") if isinstance(data.get("event"), str) else None
             self._calls.append(WebhookCall(event, data, headers, valid, time.monotonic(), reply.status))
+            self._open += 1
             self._changed.notify_all()
         return reply
+
+    def _answered(self) -> None:
+        """A call's answer went out (or the connection was dropped): it is no longer in flight."""
+        with self._changed:
+            self._open -= 1
+            self._changed.notify_all()
 
     def _pause(self, seconds: float) -> bool:
         """Sleeps, unless stop() comes first; True if it did."""
@@ -198,18 +228,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        reply = self.server.owner._handle(self.path, dict(self.headers.items()), raw)
-        if self.server.owner._pause(reply.delay):
-            return  # the receiver is shutting down; drop the connection unanswered
-        if isinstance(reply.body, dict):
-            payload, content_type = json.dumps(reply.body).encode(), "application/json"
-        else:
-            payload, content_type = (reply.body or "").encode(), "text/plain; charset=utf-8"
-        self.send_response(reply.status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        owner = self.server.owner
+        reply = owner._handle(self.path, dict(self.headers.items()), raw)
+        try:
+            if owner._pause(reply.delay):
+                return  # the receiver is shutting down; drop the connection unanswered
+            if isinstance(reply.body, dict):
+                payload, content_type = json.dumps(reply.body).encode(), "application/json"
+            else:
+                payload, content_type = (reply.body or "").encode(), "text/plain; charset=utf-8"
+            self.send_response(reply.status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            self.wfile.flush()
+        finally:
+            owner._answered()
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

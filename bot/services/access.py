@@ -79,7 +79,7 @@ def claim(
         won = queries.move(session, request.id, Status.ACTIVE, Status.REVOKING, **lease, **ending)
         if won:
             action = "revoke_requested" if end_reason == "revoked" else "expiring"
-            audit.record(session, action, at=now, actor=actor or audit.SYSTEM, request=request)
+            audit.record(session, action, at=now, actor=actor or audit.SYSTEM, request=request, replica=me)
     elif status is Status.REVOKE_FAILED and request.next_attempt_at and request.next_attempt_at <= now:
         when = [Request.next_attempt_at <= now]
         won = queries.move(session, request.id, Status.REVOKE_FAILED, Status.REVOKING, when=when, **lease)
@@ -88,7 +88,8 @@ def claim(
         holder = request.claimed_by
         won = queries.move_claim(session, request.id, status, holder, now, **lease)
         if won and holder != me:
-            audit.record(session, "claim_taken_over", at=now, request=request, step=step.value, previous=holder)
+            taken = {"step": step.value, "previous": holder, "replica": me}
+            audit.record(session, "claim_taken_over", at=now, request=request, **taken)
     else:
         return None
     return Claimed(request.id, request.resource, step) if won else None
@@ -131,7 +132,12 @@ def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
             duration = request_duration(request)
         if deps.now() >= ctx.expires_at:
             # Taken over too late to be of use: finish by making sure nothing the dead holder did is left.
-            return _undo(deps, request_id, AdapterError("the grant was interrupted and its time ran out"), "expired")
+            return _undo(
+                deps,
+                request_id,
+                AdapterError("the grant was interrupted and its time ran out", retryable=True),
+                "expired",
+            )
         adapter = deps.adapters.get(ctx.resource)
         try:
             if adapter is None:

@@ -11,13 +11,14 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from bot.domain.states import Status
+from bot.domain.states import FINAL, Status
 from bot.services import access, reviews
 from bot.services.background import BackgroundNotifier
 from bot.services.common import announce, view
 from bot.services.deps import Deps
 from bot.services.lanes import Lanes
 from bot.services.ports import Notice
+from bot.services.views import RequestView
 from bot.store import audit, queries
 
 log = logging.getLogger("breakglass.sweep")
@@ -125,10 +126,14 @@ SLACK_LANE = "~slack"  # warnings, reminders and lapses: Slack and the database 
 
 
 def _succeeded(future: Future[Any]) -> bool:
+    """Done for good: a revoke confirmed, a grant active, a notice sent. A retry still to come does not count."""
     try:
-        return bool(future.result())
+        result = future.result()
     except Exception:
         return False  # logged by the lane; one bad row must not stop the sweep for every other
+    if isinstance(result, RequestView):
+        return result.status in FINAL or result.status is Status.ACTIVE
+    return bool(result)
 
 
 def _warn(deps: Deps, request_id: int) -> bool:

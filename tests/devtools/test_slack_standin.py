@@ -137,6 +137,43 @@ def test_fail_next_500(standin: SlackStandIn, client: WebClient) -> None:
     assert client.auth_test()["ok"]
 
 
+@pytest.mark.parametrize("status", [502, 503])
+def test_fail_next_502_503(standin: SlackStandIn, client: WebClient, status: int) -> None:
+    standin.fail_next("chat.postMessage", 1, status=status)
+    with pytest.raises(SlackApiError) as err:
+        client.chat_postMessage(channel="C1", text="x")
+    assert err.value.response.status_code == status
+    assert standin.messages("C1") == []  # a fault is answered without acting
+    client.chat_postMessage(channel="C1", text="x")
+    assert [c.failed for c in standin.calls("chat.postMessage")] == [True, False]
+    with pytest.raises(ValueError, match="status must be one of"):
+        standin.fail_next("chat.postMessage", 1, status=404)
+
+
+def test_stall_next_acts_at_once_and_answers_late(standin: SlackStandIn) -> None:
+    impatient = WebClient(token=TOKEN, base_url=standin.api_url, timeout=0.2, retry_handlers=[])
+    standin.stall_next("chat.postMessage", 1, seconds=0.5)
+    with pytest.raises(TimeoutError):
+        impatient.chat_postMessage(channel="C1", text="slow")
+    [call] = standin.calls("chat.postMessage")
+    assert call.ok and [m.text for m in standin.messages("C1")] == ["slow"]  # Slack did the work all the same
+
+    impatient.chat_postMessage(channel="C1", text="quick")  # only the next n calls stall: no timeout
+    with pytest.raises(ValueError, match="positive"):
+        standin.stall_next("chat.postMessage", 1, seconds=0)
+
+
+def test_clear_faults_keeps_calls_and_messages(standin: SlackStandIn) -> None:
+    impatient = WebClient(token=TOKEN, base_url=standin.api_url, timeout=0.5, retry_handlers=[])
+    impatient.chat_postMessage(channel="C1", text="before")
+    standin.fail_next("chat.postMessage", 5)
+    standin.stall_next("chat.postMessage", 5, seconds=2)
+    standin.clear_faults()
+    impatient.chat_postMessage(channel="C1", text="after")  # neither failed nor stalled
+    assert [m.text for m in standin.messages("C1")] == ["before", "after"]
+    assert [c.ok for c in standin.calls("chat.postMessage")] == [True, True]
+
+
 def test_response_urls_and_wait_for(standin: SlackStandIn) -> None:
     url = standin.response_url("cmd1")
     later = threading.Timer(0.05, requests.post, args=(url,), kwargs={"json": {"text": "done"}, "timeout": 5})

@@ -1,0 +1,219 @@
+"""Real `breakglass serve` processes against one database, a Slack stand-in and a webhook backend on loopback.
+
+The stand-in and the backend live in the test process, so they outlive every bot process the tests kill.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import requests
+from sqlalchemy import select
+
+from bot.devtools.local_bot import BOT_TOKEN, GROUPS, PEOPLE, SIGNING_SECRET
+from bot.devtools.slack_requests import SlackSender
+from bot.devtools.slack_standin import SlackStandIn
+from bot.devtools.webhook_receiver import WebhookCall, WebhookReceiver
+from bot.domain.states import FINAL, Status
+from bot.store.db import Database
+from bot.store.models import AuditEvent, Request
+
+WEBHOOK_SECRET = "webhook-secret-for-resilience-0123456789"
+SWEEP_INTERVAL = 1.0  # seconds, for every bot process here
+LEASE = 3  # seconds
+
+POLICY = """
+channels:
+  approvals: C0APPROVALS
+  audit: C0SECURITY
+defaults:
+  min_duration: 1s
+  default_duration: 3s
+  max_duration: 1h
+review:
+  required: emergency
+  remind_every: 24h
+resources:
+  orders-db:
+    adapter: webhook
+    params:
+      url: ${WEBHOOK_URL}
+      secret: ${BREAKGLASS_WEBHOOK_SECRET}
+      timeout: 5
+    approvers: [S0SRELEADS]
+    emergency: true
+    requesters: [S0ONCALL]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wall_time(call: WebhookCall) -> datetime:
+    """A receiver call's arrival on the wall clock (the receiver records time.monotonic())."""
+    return datetime.fromtimestamp(time.time() - time.monotonic() + call.received_at, UTC)
+
+
+@dataclass
+class Replica:
+    """One `breakglass serve` process."""
+
+    name: str
+    port: int
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    ready_at: datetime | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def kill(self) -> datetime:
+        """SIGKILL: no clean-up of any kind, as when a machine dies."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self.process = None
+        return datetime.now(UTC)
+
+    def terminate(self, timeout: float = 30) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=timeout)
+        self.process = None
+        return code
+
+
+@dataclass
+class Fleet:
+    database_url: str
+    folder: Path
+    slack: SlackStandIn
+    backend: WebhookReceiver
+    replicas: list[Replica] = field(default_factory=list)
+    _names: Iterator[int] = field(default_factory=lambda: iter(range(1, 1_000_000)))
+
+    def __post_init__(self) -> None:
+        self.policy_file = self.folder / "breakglass.yml"
+        self.policy_file.write_text(POLICY)
+        self.db = Database.from_url(self.database_url)
+
+    def environ(self, replica: Replica) -> dict[str, str]:
+        return {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "BREAKGLASS_"))},
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": self.slack.api_url,
+            "DATABASE_URL": self.database_url,
+            "BREAKGLASS_POLICY": str(self.policy_file),
+            "PORT": str(replica.port),
+            "BREAKGLASS_INSTANCE": replica.name,
+            "BREAKGLASS_SWEEP_INTERVAL": str(SWEEP_INTERVAL),
+            "BREAKGLASS_LEASE": f"{LEASE}s",
+            "BREAKGLASS_BACKEND_TIMEOUT": "4",
+            "BREAKGLASS_EXPIRY_WARNING": "1s",
+            "BREAKGLASS_LOG_LEVEL": "INFO",
+            "WEBHOOK_URL": self.backend.url,
+            "BREAKGLASS_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def replica(self, name: str | None = None) -> Replica:
+        name = name or f"replica-{next(self._names)}"
+        replica = Replica(name, free_port(), self.folder / f"{name}.log")
+        self.replicas.append(replica)
+        return replica
+
+    def start(self, replica: Replica, timeout: float = 30) -> Replica:
+        """Start (or restart) a replica and wait until it answers /healthz."""
+        replica.port = free_port()
+        with replica.log.open("ab") as log:
+            replica.process = subprocess.Popen(
+                [sys.executable, "-m", "bot", "serve"],
+                env=self.environ(replica),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.folder,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if replica.process.poll() is not None:
+                raise RuntimeError(f"{replica.name} exited at start:\n{replica.log.read_text()[-3000:]}")
+            try:
+                if requests.get(f"{replica.url}/healthz", timeout=1).status_code == 200:
+                    replica.ready_at = datetime.now(UTC)
+                    return replica
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"{replica.name} did not become healthy:\n{replica.log.read_text()[-3000:]}")
+
+    def stop_all(self) -> None:
+        for replica in self.replicas:
+            if replica.process is not None:
+                replica.kill()
+        self.db.dispose()
+
+    # -- people ---------------------------------------------------------------------------------------------------
+
+    def break_glass(self, replica: Replica, duration: str, user: str = "U0BOB") -> requests.Response:
+        sender = SlackSender(replica.url, SIGNING_SECRET)
+        return sender.command(
+            f"orders-db {duration} INC-4211 checkout failing --emergency",
+            user_id=user,
+            user_name=PEOPLE[user]["name"],
+            channel_id="C0INCIDENT",
+            response_url=self.slack.response_url(f"cmd-{time.monotonic_ns()}"),
+        )
+
+    # -- what the database says -----------------------------------------------------------------------------------
+
+    def requests(self) -> list[Request]:
+        with self.db.transaction() as session:
+            rows = session.scalars(select(Request).order_by(Request.id)).all()
+            session.expunge_all()
+            return list(rows)
+
+    def audit(self) -> list[AuditEvent]:
+        with self.db.transaction() as session:
+            rows = session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+            session.expunge_all()
+            return list(rows)
+
+    def wait_until_settled(self, timeout: float = 30) -> list[Request]:
+        """Every request in a final state; the rows then."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.requests()
+            if rows and all(Status(r.status) in FINAL for r in rows):
+                return rows
+            if time.monotonic() > deadline:
+                open_rows = [(r.id, r.status, r.claimed_by) for r in rows if Status(r.status) not in FINAL]
+                raise TimeoutError(f"requests still open after {timeout}s: {open_rows}")
+            time.sleep(0.1)
+
+
+@contextmanager
+def fleet(database_url: str, folder: Path) -> Iterator[Fleet]:
+    with (
+        SlackStandIn(token=BOT_TOKEN, users=PEOPLE, groups=GROUPS) as slack,
+        WebhookReceiver(WEBHOOK_SECRET) as backend,
+    ):
+        running = Fleet(database_url, folder, slack, backend)
+        try:
+            yield running
+        finally:
+            running.stop_all()

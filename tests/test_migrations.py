@@ -1,0 +1,210 @@
+"""Schema changes go through the Alembic migrations: from an empty database, from the previous revision, down and up
+again, on SQLite and PostgreSQL. The migrations must build exactly the tables the models describe."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import Script, ScriptDirectory
+from sqlalchemy import Connection, Engine, inspect, text
+
+from bot.store import schema
+from bot.store.db import make_engine
+from bot.store.models import Base
+
+TABLES = ("requests", "decisions", "reviews", "audit_events")
+CLAIM_INDEXES = {"ix_requests_status_lease_until": ["status", "lease_until"], "ix_requests_claimed_by": ["claimed_by"]}
+
+
+def migration_scripts() -> list[Script]:
+    """Every migration, oldest first."""
+    return list(reversed(list(ScriptDirectory.from_config(schema.alembic_config()).walk_revisions())))
+
+
+REVISIONS = [script.revision for script in migration_scripts()]
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """The counterpart of schema.upgrade: Alembic runs on the connection handed over, never on a URL."""
+    config = schema.alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+def schema_diff(engine: Engine) -> list[Any]:
+    """What autogenerate would still have to do to make the database match the models."""
+    with engine.connect() as connection:
+        return compare_metadata(MigrationContext.configure(connection), Base.metadata)
+
+
+def layout(engine: Engine) -> dict[str, Any]:
+    """Tables, their columns and their indexes, as the database reports them."""
+    inspector = inspect(engine)
+    return {
+        table: (
+            [column["name"] for column in inspector.get_columns(table)],
+            sorted((index["name"], index["column_names"], index["unique"]) for index in inspector.get_indexes(table)),
+        )
+        for table in inspector.get_table_names()
+    }
+
+
+def request_indexes(engine: Engine) -> dict[str, list[str]]:
+    return {index["name"]: index["column_names"] for index in inspect(engine).get_indexes("requests")}
+
+
+def insert(connection: Connection, table: str, **values: Any) -> None:
+    """Plain SQL, so that rows are stored as the old revision stores them, whatever the models say today."""
+    columns = ", ".join(values)
+    placeholders = ", ".join(f":{column}" for column in values)
+    connection.execute(text(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"), values)
+
+
+def record_a_granted_request(engine: Engine) -> None:
+    """A granted request with its approval, the review it owes and its audit event. Times are written the way
+    SQLAlchemy stores them in SQLite; PostgreSQL parses the same text."""
+    with engine.begin() as connection:
+        insert(
+            connection,
+            "requests",
+            id=1,
+            uid="6f1c2a9e-3b7d-4e52-9a40-1d2e3f4a5b6c",
+            resource="orders-db",
+            requester_id="U0BOB0001",
+            requester_name="Bob",
+            requester_email="bob@example.com",
+            reason="INC-4211: orders stuck in pending",
+            duration_seconds=3600,
+            emergency=False,
+            status="granted",
+            created_at="2026-11-21 09:00:00.000000",
+            decided_at="2026-11-21 09:02:00.000000",
+            granted_at="2026-11-21 09:02:01.000000",
+            expires_at="2026-11-21 10:02:01.000000",
+            receipt='{"role": "orders-readonly", "grant": "g-81"}',
+            revoke_attempts=0,
+            claimed_by="replica-a",
+            lease_until="2026-11-21 09:03:00.000000",
+            approval_channel="C0APPROVALS",
+            approval_ts="1763715600.000100",
+        )
+        insert(
+            connection,
+            "decisions",
+            id=1,
+            request_id=1,
+            approver_id="U0ALICE01",
+            approve=True,
+            at="2026-11-21 09:02:00.000000",
+        )
+        insert(
+            connection,
+            "reviews",
+            request_id=1,
+            status="pending",
+            requested_at="2026-11-21 10:02:01.000000",
+            next_reminder_at="2026-11-22 10:02:01.000000",
+            reminders_sent=0,
+        )
+        insert(
+            connection,
+            "audit_events",
+            id=1,
+            at="2026-11-21 09:02:01.000000",
+            actor="U0ALICE01",
+            action="granted",
+            request_id=1,
+            resource="orders-db",
+            reason="INC-4211: orders stuck in pending",
+            detail='{"approvers": ["U0ALICE01"]}',
+        )
+
+
+def stored_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    with engine.connect() as connection:
+        return {
+            table: [tuple(row) for row in connection.execute(text(f"SELECT * FROM {table} ORDER BY 1"))]
+            for table in TABLES
+        }
+
+
+def test_an_empty_database_upgrades_to_exactly_the_models(engine: Engine) -> None:
+    schema.upgrade(engine)
+
+    assert schema.current(engine) == schema.head()
+    assert schema_diff(engine) == []
+
+
+def test_upgrading_from_the_previous_revision_keeps_every_row_and_adds_the_claim_indexes(engine: Engine) -> None:
+    schema.upgrade(engine, "0001")
+    record_a_granted_request(engine)
+    before = stored_rows(engine)
+    assert all(len(rows) == 1 for rows in before.values())
+    assert not CLAIM_INDEXES.keys() & request_indexes(engine).keys()
+
+    schema.upgrade(engine)
+
+    assert schema.current(engine) == schema.head()
+    assert stored_rows(engine) == before
+    assert CLAIM_INDEXES.items() <= request_indexes(engine).items()
+
+
+def test_every_revision_steps_up_down_and_up_again(engine: Engine) -> None:
+    layouts = {}
+    for revision in REVISIONS:
+        schema.upgrade(engine, revision)
+        assert schema.current(engine) == revision
+        layouts[revision] = layout(engine)
+
+    for revision in reversed(REVISIONS[:-1]):
+        downgrade(engine, revision)
+        assert schema.current(engine) == revision
+        assert layout(engine) == layouts[revision]
+
+    for revision in REVISIONS[1:]:
+        schema.upgrade(engine, revision)
+        assert schema.current(engine) == revision
+        assert layout(engine) == layouts[revision]
+    assert schema_diff(engine) == []
+
+
+def test_upgrading_a_current_database_changes_nothing(engine: Engine) -> None:
+    schema.upgrade(engine)
+    before = layout(engine)
+
+    schema.upgrade(engine)
+
+    assert schema.current(engine) == schema.head()
+    assert layout(engine) == before
+
+
+@pytest.mark.parametrize("script", migration_scripts(), ids=lambda script: script.revision)
+def test_every_migration_says_what_it_does_and_can_be_undone(script: Script) -> None:
+    # Alembic's template leaves "Revision ID: ..." as the first paragraph when the message is empty.
+    assert script.doc and not script.doc.startswith("Revision ID"), f"{script.path} needs a docstring"
+    module = ast.parse(Path(script.path).read_text())
+    downgrades = [node for node in module.body if isinstance(node, ast.FunctionDef) and node.name == "downgrade"]
+    assert downgrades, f"{script.path} has no downgrade()"
+    assert not all(isinstance(statement, ast.Pass) for statement in downgrades[0].body), f"{script.path}: empty"
+
+
+def test_the_revisions_form_a_single_line() -> None:
+    scripts = migration_scripts()
+    assert len(ScriptDirectory.from_config(schema.alembic_config()).get_heads()) == 1
+    assert scripts[0].down_revision is None
+    assert [script.down_revision for script in scripts[1:]] == REVISIONS[:-1]
