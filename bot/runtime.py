@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -68,18 +69,24 @@ class Runtime:
         return bound
 
     def stop(self, grace: float = 10.0) -> None:
-        """Stop taking requests, let the ones in flight finish, stop the alarms, close connections. Idempotent."""
+        """Stop taking requests and starting work; give what is in flight ``grace`` seconds in all; hand back the
+        claims still held; close connections. Idempotent."""
+        deadline = time.monotonic() + grace
+
+        def left() -> float:
+            return max(deadline - time.monotonic(), 0.1)
+
         server, self._server = self._server, None
         if server is not None:
-            server.task_dispatcher.shutdown(timeout=grace)  # type: ignore[attr-defined]
+            server.task_dispatcher.shutdown(timeout=left())  # type: ignore[attr-defined]
             # Sockets are closed by the server's own loop thread (through its trigger): closing them from here
             # would pull them out from under its select().
             server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))  # type: ignore[attr-defined]
         if self._server_thread is not None and self._server_thread is not threading.current_thread():
-            self._server_thread.join(timeout=grace)
+            self._server_thread.join(timeout=left())
             self._server_thread = None
         self.scheduler.shutdown(wait=True)
-        still_running = self.sweeper.close(grace)
+        still_running = self.sweeper.close(left())
         if still_running:
             log.warning("stopping with %s backend calls unfinished; their claims go back", len(still_running))
         # Hand back whatever we still hold, so another replica (or our restart) need not wait for leases to end.

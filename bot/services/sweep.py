@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
@@ -78,9 +79,10 @@ class Sweeper:
 
     def close(self, grace: float) -> list[Hashable]:
         """Start nothing new; give running work up to ``grace`` seconds. Returns what was still running."""
-        left = self.lanes.close(grace)
-        self.notifier.close(grace)
-        return left
+        deadline = time.monotonic() + grace
+        unfinished = self.lanes.close(grace)
+        self.notifier.close(max(deadline - time.monotonic(), 0.1))
+        return unfinished
 
     def _sweep(self, wait: bool) -> SweepReport:
         deps = replace(self.deps, notifier=self.notifier)
