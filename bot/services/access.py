@@ -117,6 +117,19 @@ def finish(deps: Deps, claimed: Claimed) -> RequestView | None:
     return (finish_grant if claimed.step is Step.GRANT else finish_revoke)(deps, claimed.request_id)
 
 
+def _held(deps: Deps, session: Session, request_id: int, status: Status) -> Request | None:
+    """The request, if it is in ``status`` under a claim this process holds."""
+    request = queries.get(session, request_id)
+    if request is None or request.status != status or request.claimed_by != deps.tuning.instance:
+        return None
+    return request
+
+
+def _expiry(request: Request) -> datetime:
+    assert request.expires_at is not None, "a claimed request always has its expiry fixed"
+    return request.expires_at
+
+
 # -- granting ----------------------------------------------------------------------------------------------------
 
 
@@ -124,11 +137,10 @@ def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
     me = deps.tuning.instance
     with deps.leases.holding(request_id):
         with deps.db.transaction() as session:
-            request = queries.get(session, request_id)
-            if request is None or request.status != Status.GRANTING or request.claimed_by != me:
+            request = _held(deps, session, request_id, Status.GRANTING)
+            if request is None:
                 return None
-            assert request.expires_at is not None
-            ctx = grant_context(request, request.expires_at)
+            ctx = grant_context(request, _expiry(request))
             duration = request_duration(request)
         if deps.now() >= ctx.expires_at:
             # Taken over too late to be of use: finish by making sure nothing the dead holder did is left.
@@ -255,14 +267,12 @@ def _tell_grant_failed(deps: Deps, current: RequestView, error: AdapterError) ->
 
 def finish_revoke(deps: Deps, request_id: int) -> RequestView | None:
     """Revoke a request this process has claimed; record the outcome only as the adapter reports it."""
-    me = deps.tuning.instance
     with deps.leases.holding(request_id):
         with deps.db.transaction() as session:
-            request = queries.get(session, request_id)
-            if request is None or request.status != Status.REVOKING or request.claimed_by != me:
+            request = _held(deps, session, request_id, Status.REVOKING)
+            if request is None:
                 return None
-            assert request.expires_at is not None
-            ctx = grant_context(request, request.expires_at)
+            ctx = grant_context(request, _expiry(request))
             receipt = Receipt(data=dict(request.receipt or {}), instructions=request.instructions)
             attempts_before = request.revoke_attempts
         adapter = deps.adapters.get(ctx.resource)
