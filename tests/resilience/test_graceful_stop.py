@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.store.models import Request
-from tests.resilience.harness import LEASE, fleet
+from tests.resilience.harness import LEASE, Fleet, fleet
 
 GRANTS = 8  # twice the lane width: some revokes are in flight at the stop, the rest wait their turn
 
@@ -21,6 +21,7 @@ def test_sigterm_hands_back_claims_and_exits_in_bounded_time(database_url: str, 
         running.backend.wait_for(lambda calls: sum(c.event == "grant" for c in calls) >= GRANTS)
         running.backend.hang(60)  # revokes will hang: the stop finds them in flight
         running.backend.wait_for(lambda calls: sum(c.event == "revoke" for c in calls) >= 4, timeout=15)
+        wait_until_all_claimed(running)  # four in flight, four queued behind them
 
         started = time.monotonic()
         assert old.terminate(timeout=30) == 0
@@ -39,3 +40,10 @@ def test_sigterm_hands_back_claims_and_exits_in_bounded_time(database_url: str, 
         assert taken, "the revokes still queued at the stop should have been handed over"
         assert all(e.at - new.ready_at < timedelta(seconds=LEASE) for e in taken)
     print(f"\nSIGTERM with {GRANTS} revokes claimed against a hung backend: exited in {took:.1f} s, 0 claims kept")
+
+
+def wait_until_all_claimed(running: Fleet, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while sum(r.status == "revoking" for r in running.requests()) < GRANTS:
+        assert time.monotonic() < deadline, "the expired grants were never all claimed"
+        time.sleep(0.05)
