@@ -60,10 +60,6 @@ class Lanes:
                 with self._lock:
                     self._in_flight.pop(key, None)
 
-    def busy(self) -> int:
-        with self._lock:
-            return len(self._in_flight)
-
     def close(self, grace: float) -> list[Hashable]:
         """Take no more work; cancel what has not started; wait up to ``grace`` seconds for what has. Returns the
         keys of the work still running when time was up."""

@@ -24,11 +24,12 @@ def move(
     target: Status,
     *,
     when: Sequence[ColumnElement[bool]] = (),
+    held_by: str | None = None,
     **values: Any,
 ) -> bool:
     """Move a request from one of ``expected`` to ``target`` if nobody else did first.
 
-    ``when`` adds conditions that must also still hold, such as who holds the claim.
+    ``when`` adds conditions that must also still hold; ``held_by`` that this process still holds the claim.
     """
     sources = [expected] if isinstance(expected, Status) else list(expected)
     for source in sources:
@@ -39,6 +40,8 @@ def move(
         .values(status=target.value, **values)
         .execution_options(synchronize_session=False)
     )
+    if held_by is not None:
+        statement = statement.where(Request.claimed_by == held_by)
     if when:
         statement = statement.where(*when)
     return session.execute(statement).rowcount == 1
