@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from bot.adapters.principal import template_problem
 from bot.domain.durations import FORMAT_HINT, DurationError, format_duration, parse_duration
 
 RESERVED_NAMES = frozenset({"help", "list", "mine", "revoke", "review"})
@@ -94,6 +95,9 @@ class Resource(_Strict):
     description: str = ""
     adapter: str
     params: dict[str, Any] = Field(default_factory=dict)
+    # How a Slack user becomes a backend identity: a template over the profile, an explicit map, or both.
+    principal: str | None = None
+    users: dict[str, str] | None = None
     approvers: SlackIds
     requesters: list[str] | None = None
     approvals_required: int | None = Field(default=None, ge=1, le=10)
@@ -107,6 +111,23 @@ class Resource(_Strict):
     @classmethod
     def _ids(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _check_slack_ids(value)
+
+    @field_validator("principal")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None and (problem := template_problem(value)):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("users")
+    @classmethod
+    def _users(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for slack_id, principal in (value or {}).items():
+            if not _SLACK_ID.fullmatch(slack_id) or slack_id.startswith("S"):
+                raise ValueError(f"'{slack_id}' is not a Slack user id (U…/W…)")
+            if not principal.strip():
+                raise ValueError(f"{slack_id}: the backend identity is empty")
+        return value
 
     @field_validator("reason_pattern")
     @classmethod
@@ -217,9 +238,27 @@ def parse_policy(text: str, source: str = "breakglass.yml") -> Policy:
     if not isinstance(data, dict):
         raise PolicyError(f"{source}: expected a mapping with channels and resources at the top")
     try:
+        _refuse_non_string_keys(data, "")
+    except PolicyError as error:
+        raise PolicyError(f"{source}: {error}") from None
+    try:
         return Policy.model_validate(data)
     except ValidationError as error:
         raise PolicyError(f"{source}: {_describe(error)}") from None
+
+
+def _refuse_non_string_keys(node: Any, path: str) -> None:
+    """YAML 1.1 reads a bare on, off, yes or no as a boolean, so `on: orders.*` would silently lose its key."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str):
+                hint = " (YAML reads on/off/yes/no as booleans)" if isinstance(key, bool) else ""
+                where = f"{path}: " if path else ""
+                raise PolicyError(f"{where}the key {key!r} is not a string{hint}; put it in quotes")
+            _refuse_non_string_keys(value, f"{path}.{key}" if path else key)
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            _refuse_non_string_keys(item, f"{path}[{index}]")
 
 
 def load_policy(path: Path) -> Policy:

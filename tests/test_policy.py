@@ -349,3 +349,16 @@ def test_interpolate_never_puts_a_value_into_the_error() -> None:
     assert "MISSING_VAR" in str(caught.value)
     assert "hunter2" not in str(caught.value)
     assert caught.value.__cause__ is None
+
+
+def test_a_yaml_boolean_key_is_named_instead_of_silently_lost() -> None:
+    text = (
+        "channels: {approvals: C0APPROVALS, audit: C0AUDIT}\n"
+        "resources:\n  orders-db:\n    adapter: log\n    approvers: [U0ALICE01]\n    params:\n      on: orders.*\n"
+    )
+    with pytest.raises(PolicyError) as refused:
+        parse_policy(text)
+    assert str(refused.value) == (
+        "breakglass.yml: resources.orders-db.params: the key True is not a string "
+        "(YAML reads on/off/yes/no as booleans); put it in quotes"
+    )

@@ -140,7 +140,7 @@ def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
             request = _held(deps, session, request_id, Status.GRANTING)
             if request is None:
                 return None
-            ctx = grant_context(request, _expiry(request))
+            ctx = grant_context(deps, request, _expiry(request))
             duration = request_duration(request)
         if deps.now() >= ctx.expires_at:
             # Taken over too late to be of use: finish by making sure nothing the dead holder did is left.
@@ -186,6 +186,8 @@ def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
         deps.alarms.wake_at(ctx.expires_at - deps.tuning.expiry_warning)
     deps.notifier.refresh(current)
     announce(deps, current, Notice.EMERGENCY if current.emergency else Notice.ACTIVE)
+    if receipt.credentials:
+        deps.notifier.send_credentials(current, receipt.credentials)
     return current
 
 
@@ -272,7 +274,7 @@ def finish_revoke(deps: Deps, request_id: int) -> RequestView | None:
             request = _held(deps, session, request_id, Status.REVOKING)
             if request is None:
                 return None
-            ctx = grant_context(request, _expiry(request))
+            ctx = grant_context(deps, request, _expiry(request))
             receipt = Receipt(data=dict(request.receipt or {}), instructions=request.instructions)
             attempts_before = request.revoke_attempts
         adapter = deps.adapters.get(ctx.resource)

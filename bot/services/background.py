@@ -33,6 +33,9 @@ class BackgroundNotifier:
     def tell_requester(self, view: RequestView, notice: Notice) -> None:
         self._put(self.inner.tell_requester, view, notice)
 
+    def send_credentials(self, view: RequestView, credentials: str) -> None:
+        self._put(self.inner.send_credentials, view, credentials)
+
     def tell_channel(self, channel: str, view: RequestView, notice: Notice) -> None:
         self._put(self.inner.tell_channel, channel, view, notice)
 

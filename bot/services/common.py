@@ -6,8 +6,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from bot.adapters import principal
 from bot.adapters.base import GrantContext, Person
 from bot.domain.rules import Refused
+from bot.policy import Resource
 from bot.services.deps import Deps
 from bot.services.ports import Notice
 from bot.services.views import RequestView, snapshot
@@ -45,16 +47,35 @@ def existing(deps: Deps, request_id: int) -> RequestView:
     return found
 
 
-def grant_context(request: Request, expires_at: datetime) -> GrantContext:
+def grant_context(deps: Deps, request: Request, expires_at: datetime) -> GrantContext:
+    person = Person(request.requester_id, request.requester_email, request.requester_name)
     return GrantContext(
         grant_id=request.uid,
         request_number=request.id,
         resource=request.resource,
-        user=Person(request.requester_id, request.requester_email, request.requester_name),
+        user=person,
+        principal=request.principal or _unstored_principal(deps, request.resource, person),
         expires_at=expires_at,
         reason=request.reason,
         emergency=request.emergency,
     )
+
+
+def principal_for(deps: Deps, resource: Resource, person: Person) -> str:
+    """The person's identity on the resource's backend; Unmappable says why there is none."""
+    adapter = deps.adapters.get(resource.name)
+    return principal.for_resource(person, resource.name, resource.principal, resource.users, adapter)
+
+
+def _unstored_principal(deps: Deps, resource_name: str, person: Person) -> str:
+    # Requests made before principals were stored: map them now, as the revoke of such a grant must still go out.
+    resource = deps.policy.resource(resource_name)
+    if resource is None:
+        return person.slack_id
+    try:
+        return principal_for(deps, resource, person)
+    except principal.Unmappable:
+        return person.slack_id
 
 
 def announce(deps: Deps, current: RequestView, notice: Notice) -> None:

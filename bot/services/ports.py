@@ -51,6 +51,10 @@ class Notifier(Protocol):
 
     def tell_requester(self, view: RequestView, notice: Notice) -> None: ...
 
+    def send_credentials(self, view: RequestView, credentials: str) -> None:
+        """Give the requester a one-time secret (a temporary password) privately. Nothing else keeps it."""
+        ...
+
     def tell_channel(self, channel: str, view: RequestView, notice: Notice) -> None: ...
 
 

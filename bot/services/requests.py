@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 
+from bot.adapters.principal import Unmappable
 from bot.domain.commands import Ask
 from bot.domain.rules import Refused, check_ask, check_requester, check_revoke
 from bot.domain.states import Status
 from bot.policy import Resource
 from bot.services import access
-from bot.services.common import announce, existing, load_view, refuse, view
+from bot.services.common import announce, existing, load_view, principal_for, refuse, view
 from bot.services.deps import Deps
 from bot.services.ports import MessageRef, Notice
 from bot.services.views import RequestView
@@ -30,6 +31,13 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> Requ
             )
         raise
     person = deps.directory.person(actor)
+    try:
+        identity = principal_for(deps, resource, person)
+    except Unmappable as unmappable:
+        with deps.db.transaction() as session:
+            why = str(unmappable)
+            audit.record(session, "request_refused", at=deps.now(), actor=actor, resource=resource.name, reason=why)
+        raise Refused(why) from None
     now = deps.now()
     with deps.db.transaction() as session:
         request = Request(
@@ -38,6 +46,7 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> Requ
             requester_id=actor,
             requester_name=person.name,
             requester_email=person.email,
+            principal=identity,
             reason=ask.reason,
             duration_seconds=int(duration.total_seconds()),
             emergency=ask.emergency,
@@ -48,7 +57,9 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> Requ
         )
         session.add(request)
         session.flush()
-        audit.record(session, "requested", at=now, actor=actor, request=request, emergency=ask.emergency)
+        audit.record(
+            session, "requested", at=now, actor=actor, request=request, emergency=ask.emergency, principal=identity
+        )
         if ask.emergency:
             queries.move(session, request.id, Status.PENDING, Status.APPROVED, decided_at=now)
             audit.record(session, "emergency", at=now, actor=actor, request=request)

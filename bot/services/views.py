@@ -48,6 +48,7 @@ class RequestView:
     ended_by: str | None = None
     instructions: str | None = None
     failure: str | None = None
+    principal: str | None = None  # who the requester is on the backend
     revoke_attempts: int = 0
     review: ReviewView | None = None
     origin_channel: str | None = None
@@ -85,6 +86,7 @@ def snapshot(session: Session, request: Request, approvals_required: int) -> Req
         end_reason=request.end_reason,
         ended_by=request.ended_by,
         instructions=request.instructions,
+        principal=request.principal,
         failure=request.failure,
         revoke_attempts=request.revoke_attempts,
         review=ReviewView(review.status, review.reviewer_id, review.notes, review.done_at, review.reminders_sent)

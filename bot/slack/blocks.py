@@ -85,6 +85,13 @@ def review_line(view: RequestView) -> str | None:
     return f"📝 Post-incident review due from {who(view.requester_id)}"
 
 
+def _as(view: RequestView) -> str:
+    """The backend identity, when it is not just the Slack id: approvers should see who exactly gets in."""
+    if not view.principal or view.principal == view.requester_id:
+        return ""
+    return f" as {escape(view.principal, 130)}"
+
+
 def request_message(view: RequestView) -> tuple[str, list[Block]]:
     """The message in the approvals (and, for emergencies, audit) channel. Edited in place on every change."""
     summary = (
@@ -97,7 +104,7 @@ def request_message(view: RequestView) -> tuple[str, list[Block]]:
             "type": "section",
             "fields": [
                 {"type": "mrkdwn", "text": f"*Requester*\n{who(view.requester_id)}"},
-                {"type": "mrkdwn", "text": f"*Resource*\n`{view.resource}`"},
+                {"type": "mrkdwn", "text": f"*Resource*\n`{view.resource}`{_as(view)}"},
                 {"type": "mrkdwn", "text": f"*Duration*\n{format_duration(view.duration)}"},
                 {"type": "mrkdwn", "text": f"*Emergency*\n{'yes, glass broken' if view.emergency else 'no'}"},
             ],

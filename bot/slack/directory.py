@@ -53,6 +53,7 @@ class SlackDirectory:
             slack_id=user_id,
             email=profile.get("email"),
             name=profile.get("real_name") or user.get("real_name") or user.get("name"),
+            handle=user.get("name"),
         )
         with self._lock:
             self._people[user_id] = (self.clock.now(), person)

@@ -16,9 +16,28 @@ def _ref(view: RequestView) -> str:
 
 def _active(view: RequestView) -> str:
     text = f"✅ Your access to *{view.resource}* is active until {when(view.expires_at)}. Request {_ref(view)}."
-    if view.instructions:
-        text += f"\n>{escape(view.instructions, 2000)}"
-    return text
+    return text + _how_to_use(view)
+
+
+def _emergency(view: RequestView) -> str:
+    text = (
+        f"🚨 Glass broken: you have emergency access to *{view.resource}* until {when(view.expires_at)}. "
+        "The security channel has been told, and a post-incident review will be due when access ends: "
+        f"`/breakglass review {view.id} <what happened>`."
+    )
+    return text + _how_to_use(view)
+
+
+def _how_to_use(view: RequestView) -> str:
+    return f"\n>{escape(view.instructions, 2000)}" if view.instructions else ""
+
+
+def credentials(view: RequestView, secret: str) -> str:
+    """The one message that carries a one-time secret. Breakglass keeps no other copy."""
+    return (
+        f"🔑 Your one-time credentials for *{view.resource}* (request #{view.id}): `{secret}`\n"
+        f"They stop working {when(view.expires_at)}. Breakglass keeps no copy: this message is the only one."
+    )
 
 
 _TO_REQUESTER: dict[Notice, Callable[[RequestView], str]] = {
@@ -34,11 +53,7 @@ _TO_REQUESTER: dict[Notice, Callable[[RequestView], str]] = {
     Notice.EXPIRED: lambda v: f"⌛ Your access to *{v.resource}* has expired and was revoked. Request {_ref(v)}.",
     Notice.REVOKED: lambda v: f"🛑 Your access to *{v.resource}* was revoked by {who(v.ended_by)}. Request {_ref(v)}.",
     Notice.CANCELLED: lambda v: f"⌛ Request {_ref(v)} got no decision in time and lapsed.",
-    Notice.EMERGENCY: lambda v: (
-        f"🚨 Glass broken: you have emergency access to *{v.resource}* until {when(v.expires_at)}. "
-        "The security channel has been told, and a post-incident review will be due when access ends: "
-        f"`/breakglass review {v.id} <what happened>`."
-    ),
+    Notice.EMERGENCY: _emergency,
     Notice.REVIEW_DUE: lambda v: (
         f"📝 A post-incident review is due for request {_ref(v)}. Record it with "
         f"`/breakglass review {v.id} <what happened, what you changed, what follows>`."

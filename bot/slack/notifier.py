@@ -43,5 +43,9 @@ class SlackNotifier:
     def tell_requester(self, view: RequestView, notice: Notice) -> None:
         self._call("chat.postMessage", channel=view.requester_id, text=notices.to_requester(view, notice))
 
+    def send_credentials(self, view: RequestView, credentials: str) -> None:
+        # Straight to the requester's DM; the text is built here so the secret passes through nothing that logs.
+        self._call("chat.postMessage", channel=view.requester_id, text=notices.credentials(view, credentials))
+
     def tell_channel(self, channel: str, view: RequestView, notice: Notice) -> None:
         self._call("chat.postMessage", channel=channel, text=notices.to_channel(view, notice))

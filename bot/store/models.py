@@ -53,6 +53,8 @@ class Request(Base):
     requester_id: Mapped[str] = mapped_column(String(32), index=True)
     requester_name: Mapped[str | None] = mapped_column(String(255))
     requester_email: Mapped[str | None] = mapped_column(String(320))
+    # The requester's identity on the backend, fixed when the request is made (see adapters/principal.py).
+    principal: Mapped[str | None] = mapped_column(String(255))
     reason: Mapped[str] = mapped_column(Text)
     duration_seconds: Mapped[int] = mapped_column(Integer)
     emergency: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -30,6 +30,7 @@ resources:
   orders-db:
     description: Orders database, read/write
     adapter: webhook
+    principal: "{email_local}"
     params:
       url: ${WEBHOOK_URL}
       secret: ${BREAKGLASS_WEBHOOK_SECRET}

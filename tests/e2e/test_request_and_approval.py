@@ -62,6 +62,7 @@ def test_approval_grants_through_the_webhook_and_edits_the_message(bot: LocalBot
         "grant_id": current.uid,
         "resource": "orders-db",
         "user": {"slack_id": BOB, "email": "bob@example.com", "name": "Bob Oncall"},
+        "principal": "bob",
         "expires_at": current.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),  # type: ignore[union-attr]
         "reason": "INC-4211 checkout failing",
         "emergency": False,
