@@ -3,6 +3,15 @@
 An adapter makes access real for one principal until ``ctx.expires_at`` and takes it back. Both calls are
 idempotent: granting what is already granted, or revoking what is already gone, succeeds. Where the backend
 can end access by itself at expiry, the adapter makes it do so, so access ends even if the bot is down.
+
+Beyond the protocol below an adapter may define:
+
+- ``default_principal``: the principal template used when the resource names none (else ``{slack_id}``);
+- ``principal_problem(principal) -> str | None``: why a name cannot be an identity on this backend, so the
+  request is refused at once instead of failing at grant time;
+- ``close()``: let go of connections when the bot stops.
+
+``bot.testing.contract`` is the test suite every adapter is expected to pass.
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 
 @dataclass(frozen=True)
@@ -20,7 +29,8 @@ class Person:
 
     slack_id: str
     email: str | None = None
-    name: str | None = None
+    name: str | None = None  # the real name, for people to read
+    handle: str | None = None  # the Slack username, unique in the workspace
 
 
 @dataclass(frozen=True)
@@ -30,16 +40,22 @@ class GrantContext:
     resource: str
     user: Person
     expires_at: datetime  # timezone-aware, UTC
+    principal: str  # the user's identity on the backend, from the resource's mapping (see principal.py)
     reason: str
     emergency: bool = False
 
 
 @dataclass(frozen=True)
 class Receipt:
-    """What a grant produced. ``data`` is stored (JSON, no secrets) and handed back to revoke."""
+    """What a grant produced. ``data`` is stored (JSON, no secrets) and handed back to revoke.
+
+    ``credentials`` is for a secret the requester needs to use the access, such as the password of a temporary
+    login: it goes to the requester once, in a private message, and is never stored, logged or audited.
+    """
 
     data: dict[str, Any] = field(default_factory=dict)
-    instructions: str | None = None  # shown to the requester
+    instructions: str | None = None  # shown to the requester, and stored
+    credentials: str | None = field(default=None, repr=False)
 
 
 class AdapterError(Exception):
@@ -48,6 +64,15 @@ class AdapterError(Exception):
     def __init__(self, message: str, *, retryable: bool) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+def redact(text: str, *secrets: str | SecretStr | None) -> str:
+    """``text`` with every secret blanked out: for error messages that quote what a backend or a program said."""
+    for secret in secrets:
+        value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+        if value:
+            text = text.replace(value, "[redacted]")
+    return text
 
 
 class AdapterParams(BaseModel):

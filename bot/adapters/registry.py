@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -13,39 +14,64 @@ from bot.policy import Policy, PolicyError, interpolate
 
 GROUP = "breakglass.adapters"
 
+# The built-in adapters, loaded only when a policy uses them: their drivers are optional extras.
+BUILTIN: dict[str, tuple[str, str | None]] = {
+    "log": ("bot.adapters.log:LogAdapter", None),
+    "webhook": ("bot.adapters.webhook:WebhookAdapter", None),
+    "command": ("bot.adapters.command:CommandAdapter", None),
+    "postgres": ("bot.adapters.postgres:PostgresAdapter", "postgres"),
+    "mysql": ("bot.adapters.mysql:MysqlAdapter", "mysql"),
+    "redis": ("bot.adapters.redis_acl:RedisAdapter", "redis"),
+    "aws-iam": ("bot.adapters.aws_iam:AwsIamAdapter", "aws"),
+    "ldap": ("bot.adapters.ldap:LdapAdapter", "ldap"),
+    "kubernetes": ("bot.adapters.kubernetes:KubernetesAdapter", "kubernetes"),
+}
 
-def _builtin() -> dict[str, type]:
-    from bot.adapters.log import LogAdapter
-    from bot.adapters.webhook import WebhookAdapter
 
-    return {LogAdapter.name: LogAdapter, WebhookAdapter.name: WebhookAdapter}
+def names() -> list[str]:
+    """Every adapter name that can be configured, without loading any of them."""
+    return sorted(set(BUILTIN) | {point.name for point in entry_points(group=GROUP)})
+
+
+def load(name: str) -> type | None:
+    """The adapter class called ``name``; None if there is none. PolicyError if it is there but cannot load."""
+    if name in BUILTIN:
+        target, extra = BUILTIN[name]
+        module, _, attribute = target.partition(":")
+        try:
+            return getattr(import_module(module), attribute)
+        except ImportError as error:
+            hint = f": pip install 'breakglass[{extra}]'" if extra else ""
+            raise PolicyError(f"adapter '{name}' needs the {error.name} package{hint}") from None
+    for point in entry_points(group=GROUP, name=name):
+        try:
+            return point.load()
+        except Exception as error:  # a broken plugin must not stop the others
+            raise PolicyError(f"adapter '{name}' failed to load ({type(error).__name__}: {error})") from None
+    return None
 
 
 def available() -> dict[str, type]:
-    found = _builtin()
-    for point in entry_points(group=GROUP):
-        if point.name not in found:
-            try:
-                found[point.name] = point.load()
-            except Exception as error:  # a broken plugin must not stop the others
-                found.setdefault(point.name, _Broken(point.name, error))  # type: ignore[arg-type]
+    """Every adapter that loads here, by name (imports them all: for tools and tests, not for start-up)."""
+    found: dict[str, type] = {}
+    for name in names():
+        try:
+            kind = load(name)
+        except PolicyError:
+            continue
+        if kind is not None:
+            found[name] = kind
     return found
-
-
-class _Broken:
-    def __init__(self, name: str, error: Exception) -> None:
-        self.name = name
-        self.error = error
 
 
 def build(name: str, params: Mapping[str, Any], where: str, environ: Mapping[str, str]) -> Adapter:
     """One configured adapter; PolicyError names the key and what was expected."""
-    kinds = available()
-    kind = kinds.get(name)
+    try:
+        kind = load(name)
+    except PolicyError as error:
+        raise PolicyError(f"{where}.adapter: {error}") from None
     if kind is None:
-        raise PolicyError(f"{where}.adapter: unknown adapter '{name}' (available: {', '.join(sorted(kinds))})")
-    if isinstance(kind, _Broken):
-        raise PolicyError(f"{where}.adapter: adapter '{name}' failed to load ({type(kind.error).__name__})")
+        raise PolicyError(f"{where}.adapter: unknown adapter '{name}' (available: {', '.join(names())})")
     resolved = interpolate(params, environ, f"{where}.params")
     try:
         parsed = kind.Params.model_validate(resolved)

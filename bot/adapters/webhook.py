@@ -3,7 +3,7 @@
 Every grant and revoke is a ``POST`` of a compact UTF-8 JSON body to the configured ``url``::
 
     {"event": "grant", "grant_id": "...", "resource": "...",
-     "user": {"slack_id": "U123", "email": "...", "name": "..."},
+     "user": {"slack_id": "U123", "email": "...", "name": "..."}, "principal": "zoe",
      "expires_at": "2026-01-01T10:00:00Z", "reason": "...", "emergency": false}
 
 Verifying a request (receiver side)
@@ -225,6 +225,7 @@ def _body(event: str, ctx: GrantContext) -> bytes:
         "grant_id": ctx.grant_id,
         "resource": ctx.resource,
         "user": {"slack_id": ctx.user.slack_id, "email": ctx.user.email, "name": ctx.user.name},
+        "principal": ctx.principal,
         "expires_at": as_utc(ctx.expires_at).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "reason": ctx.reason,
         "emergency": ctx.emergency,

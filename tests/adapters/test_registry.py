@@ -12,7 +12,7 @@ import pytest
 
 from bot.adapters.base import Adapter
 from bot.adapters.log import LogAdapter
-from bot.adapters.registry import GROUP, available, build, build_all
+from bot.adapters.registry import GROUP, available, build, build_all, names
 from bot.adapters.webhook import WebhookAdapter
 from bot.policy import PolicyError, parse_policy
 
@@ -42,9 +42,9 @@ def test_build_a_log_adapter() -> None:
 
 def test_unknown_adapter_lists_the_available_ones() -> None:
     with pytest.raises(PolicyError) as caught:
-        build("ldap", {}, WHERE, {})
+        build("nosuch", {}, WHERE, {})
     message = str(caught.value)
-    assert message.startswith(f"{WHERE}.adapter: unknown adapter 'ldap'")
+    assert message.startswith(f"{WHERE}.adapter: unknown adapter 'nosuch'")
     assert "(available: " in message
     listed = message.split("(available: ")[1].rstrip(")").split(", ")
     assert {"log", "webhook"} <= set(listed)
@@ -193,8 +193,9 @@ def test_a_plugin_cannot_replace_a_built_in_adapter() -> None:
 
 @pytest.mark.usefixtures("plugins")
 def test_a_broken_plugin_is_named_and_does_not_stop_the_others() -> None:
-    assert {"log", "webhook", "shell", "gone"} <= set(available())
+    assert {"log", "webhook", "shell", "gone"} <= set(names())
+    assert {"log", "webhook", "shell"} <= set(available())
     assert isinstance(build("log", {}, WHERE, {}), LogAdapter)
     with pytest.raises(PolicyError) as caught:
         build("gone", {}, "resources.box", {})
-    assert str(caught.value) == "resources.box.adapter: adapter 'gone' failed to load (ModuleNotFoundError)"
+    assert str(caught.value).startswith("resources.box.adapter: adapter 'gone' failed to load (ModuleNotFoundError")

@@ -1,0 +1,1 @@
+"""Helpers for testing Breakglass and its adapters; needs pytest (the ``test`` extra)."""
