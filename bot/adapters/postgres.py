@@ -1,0 +1,379 @@
+"""Grants membership in PostgreSQL roles, to a person's own login or to a temporary login made for the grant.
+
+Two modes, chosen by ``login``:
+
+``existing`` (default)
+    The principal is a login role that already exists. Grant: ``GRANT <roles> TO <principal>``. Revoke:
+    ``REVOKE <roles> FROM <principal>``, then every open session of the principal is ended with
+    ``pg_terminate_backend`` (PostgreSQL cannot tell which sessions used the role). PostgreSQL has no expiring
+    membership, so the bot revokes at expiry; while the bot is down, membership stays until it is back.
+
+``temporary``
+    Grant creates the login role ``<login_prefix><principal>`` with a random password, ``VALID UNTIL
+    <expires_at>`` and membership of the roles; the password reaches the requester once, privately
+    (``Receipt.credentials``), and is sent to the server only as a SCRAM verifier, so it is never in a server
+    log. PostgreSQL itself refuses password logins after ``VALID UNTIL``, even with the bot down (open sessions
+    last until the revoke). A repeated grant gives the same role a new password and expiry. Revoke disables
+    the login (``NOLOGIN PASSWORD NULL VALID UNTIL '-infinity'``), revokes the roles, drops the role, commits,
+    then ends its sessions. A role that owns objects or holds privileges cannot be dropped: it stays, unable
+    to log in and without membership, and the log says so. The bot only touches a login role it created for
+    the same resource (marked by a comment on the role), never a same-named role someone else made.
+
+Each grant and revoke is one short transaction on a fresh connection, with ``connect_timeout`` and a
+``statement_timeout`` so a lock wait cannot hang the bot. Role names are always quoted with
+``psycopg.sql.Identifier``; timestamps and verifiers are literals; lookups are parameter-bound.
+
+The bot's account needs ADMIN OPTION on the roles (before PostgreSQL 16, CREATEROLE is enough),
+``pg_signal_backend`` to end sessions, and CREATEROLE for temporary logins: see docs/adapters/postgres.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, ClassVar, Literal
+
+import psycopg
+from psycopg import errors, sql
+from pydantic import AfterValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Receipt, redact
+from bot.clock import as_utc
+
+log = logging.getLogger("breakglass.adapters.postgres")
+
+MAX_NAME_BYTES = 63  # NAMEDATALEN - 1: PostgreSQL would silently truncate a longer name
+STATEMENT_TIMEOUT_MS = 10_000
+TERMINATE_WAIT_MS = 5_000
+MARKER = "breakglass temporary login for resource "
+_PLAIN = re.compile(r"[a-z_][a-z0-9_$]*")
+# Server refusals at login that a retry cannot fix; anything else (refused, timeout, too many clients) can.
+_LOGIN_REFUSALS = (
+    "authentication failed",
+    "does not exist",
+    "pg_hba.conf",
+    "permission denied",
+    "not permitted to log in",
+    "no password supplied",
+    "does not support ssl",
+    "certificate",
+)
+# Transient server states plus the races of two grants for one role ("tuple concurrently updated").
+_RETRYABLE = (psycopg.OperationalError, psycopg.InternalError, errors.DuplicateObject, errors.UniqueViolation)
+
+
+def _plain_role(name: str) -> str:
+    if not _PLAIN.fullmatch(name) or len(name.encode()) > MAX_NAME_BYTES:
+        raise ValueError(
+            f"'{name}' is not a plain role name (lower-case letters, digits, _ and $, not starting with a digit, "
+            f"at most {MAX_NAME_BYTES} bytes)"
+        )
+    return name
+
+
+class PostgresParams(AdapterParams):
+    model_config = ConfigDict(hide_input_in_errors=True)  # a rejected value may be the password
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=5432, ge=1, le=65535)
+    database: str = Field(min_length=1)
+    user: str = Field(min_length=1)
+    password: SecretStr | None = None  # None: libpq's own sources (PGPASSWORD, ~/.pgpass)
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    connect_timeout: int = Field(default=5, ge=2, le=120)
+    roles: list[Annotated[str, AfterValidator(_plain_role)]] = Field(min_length=1)
+    login: Literal["existing", "temporary"] = "existing"
+    login_prefix: str = Field(default="", max_length=32, pattern=r"^[a-z0-9_]*$")
+    terminate_sessions: bool = True
+
+    @field_validator("roles")
+    @classmethod
+    def _unique(cls, roles: list[str]) -> list[str]:
+        return list(dict.fromkeys(roles))
+
+    @model_validator(mode="after")
+    def _prefix_needs_temporary(self) -> PostgresParams:
+        if self.login_prefix and self.login != "temporary":
+            raise ValueError("login_prefix is only used with login: temporary")
+        return self
+
+
+class PostgresAdapter:
+    name: ClassVar[str] = "postgres"
+    Params: ClassVar[type[AdapterParams]] = PostgresParams
+    default_principal: ClassVar[str] = "{email_local}"
+
+    def __init__(self, params: PostgresParams) -> None:
+        self.params = params
+        host = f"[{params.host}]" if ":" in params.host else params.host
+        self._where = f"postgres at {host}:{params.port}"
+
+    def __repr__(self) -> str:
+        return f"PostgresAdapter({self._where!r}, login={self.params.login!r}, roles={self.params.roles!r})"
+
+    def principal_problem(self, principal: str) -> str | None:
+        login = self._login_name(principal)
+        size = len(login.encode())
+        if size > MAX_NAME_BYTES:
+            return f"PostgreSQL role names are at most {MAX_NAME_BYTES} bytes and {login!r} is {size}"
+        if login == self.params.user:
+            return "it is the bot's own account"
+        if login in self.params.roles:
+            return "it is one of the roles this resource grants"
+        return None
+
+    def grant(self, ctx: GrantContext) -> Receipt:
+        login = self._login_name(ctx.principal)
+        problem = self.principal_problem(ctx.principal)
+        if problem:
+            raise AdapterError(f"cannot grant to {login!r} on {self._where}: {problem}", retryable=False)
+        roles = self.params.roles
+        until = as_utc(ctx.expires_at).strftime("%Y-%m-%d %H:%M UTC")
+        with self._connection() as conn, conn.transaction():
+            missing = sorted(set(roles) - _existing(conn, roles))
+            if missing:
+                raise AdapterError(
+                    f"{self._where} has no role {', '.join(map(repr, missing))} (params.roles)", retryable=False
+                )
+            if self.params.login == "existing":
+                if _lookup(conn, login) is None:
+                    raise AdapterError(f"{self._where} has no login role {login!r} to grant to", retryable=False)
+                conn.execute(sql.SQL("GRANT {} TO {}").format(_names(roles), sql.Identifier(login)))
+                password = None
+            else:
+                password = secrets.token_urlsafe(24)
+                self._create_or_renew(conn, login, password, ctx)
+        log.info("grant %s: %s now in %s on %s until %s", ctx.grant_id, login, ",".join(roles), self._where, until)
+        return Receipt(
+            data={"login": login, "mode": self.params.login, "roles": list(roles)},
+            instructions=self._instructions(login, until),
+            credentials=password,
+        )
+
+    def revoke(self, ctx: GrantContext, receipt: Receipt) -> None:
+        stored = receipt.data.get("login")
+        login = stored if isinstance(stored, str) and stored else self._login_name(ctx.principal)
+        # The roles granted then and the roles configured now: the policy may have changed in between.
+        granted = receipt.data.get("roles")
+        granted = [role for role in granted if isinstance(role, str)] if isinstance(granted, list) else []
+        roles = list(dict.fromkeys([*granted, *self.params.roles]))
+        with self._connection() as conn:
+            with conn.transaction():
+                found = _lookup(conn, login)
+                if found is None:
+                    log.info("revoke %s: %s has no role %r; nothing to do", ctx.grant_id, self._where, login)
+                    return
+                oid, comment = found
+                temporary = self.params.login == "temporary"
+                if temporary and comment != MARKER + ctx.resource:
+                    log.warning(
+                        "revoke %s: %r on %s is not a temporary login Breakglass made for %s; left untouched",
+                        ctx.grant_id,
+                        login,
+                        self._where,
+                        ctx.resource,
+                    )
+                    return
+                if temporary:
+                    conn.execute(
+                        sql.SQL("ALTER ROLE {} NOLOGIN PASSWORD NULL VALID UNTIL '-infinity'").format(
+                            sql.Identifier(login)
+                        )
+                    )
+                existing = _existing(conn, roles)
+                present = [role for role in roles if role in existing]
+                if present:
+                    conn.execute(sql.SQL("REVOKE {} FROM {}").format(_names(present), sql.Identifier(login)))
+                kept = temporary and not _drop(conn, login)
+            # After the commit, so an ended session cannot log straight back in before the change is visible.
+            ended = self._terminate(conn, oid) if self.params.terminate_sessions else 0
+        if kept:
+            log.warning(
+                "revoke %s: %r on %s owns objects or holds privileges, so it was kept with login disabled and no "
+                "membership; drop it by hand (REASSIGN OWNED, DROP OWNED, DROP ROLE)",
+                ctx.grant_id,
+                login,
+                self._where,
+            )
+        log.info(
+            "revoke %s: %s out of %s on %s, %d session(s) ended",
+            ctx.grant_id,
+            login,
+            ",".join(roles),
+            self._where,
+            ended,
+        )
+
+    def check(self) -> list[str]:
+        try:
+            with self._connection() as conn:
+                return self._problems(conn)
+        except AdapterError as error:
+            return [str(error)]
+
+    def _problems(self, conn: psycopg.Connection) -> list[str]:
+        user = sql.Identifier(self.params.user).as_string(conn)
+        superuser, createrole, can_signal = conn.execute(
+            "SELECT rolsuper, rolcreaterole, pg_has_role(current_user, 'pg_signal_backend', 'USAGE')"
+            " FROM pg_roles WHERE rolname = current_user"
+        ).fetchone() or (False, False, False)
+        createrole_grants = createrole and conn.info.server_version < 160000  # PostgreSQL 16 narrowed CREATEROLE
+        rows = conn.execute(
+            "SELECT rolname, rolsuper, pg_has_role(current_user, oid, 'MEMBER WITH ADMIN OPTION')"
+            " FROM pg_roles WHERE rolname = ANY(%s)",
+            [self.params.roles],
+        ).fetchall()
+        found = {name: (rolsuper, admin) for name, rolsuper, admin in rows}
+        problems = []
+        for role in self.params.roles:
+            if role not in found:
+                problems.append(f"params.roles: {self._where} has no role {role!r}")
+                continue
+            rolsuper, admin = found[role]
+            if not (superuser or admin or (createrole_grants and not rolsuper)):
+                problems.append(
+                    f"the bot's account {self.params.user!r} cannot grant {role!r}: "
+                    f"GRANT {sql.Identifier(role).as_string(conn)} TO {user} WITH ADMIN OPTION"
+                )
+        if self.params.login == "temporary" and not (superuser or createrole):
+            problems.append(
+                f"the bot's account {self.params.user!r} cannot create temporary logins: ALTER ROLE {user} CREATEROLE"
+            )
+        if self.params.terminate_sessions and not (superuser or can_signal):
+            problems.append(
+                f"the bot's account {self.params.user!r} cannot end open sessions at revoke: "
+                f"GRANT pg_signal_backend TO {user} (or set terminate_sessions: false)"
+            )
+        return problems
+
+    def _create_or_renew(self, conn: psycopg.Connection, login: str, password: str, ctx: GrantContext) -> None:
+        name = sql.Identifier(login)
+        verifier = conn.pgconn.encrypt_password(password.encode(), login.encode(), b"scram-sha-256").decode()
+        until = sql.Literal(as_utc(ctx.expires_at).isoformat())
+        found = _lookup(conn, login)
+        if found is None:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} VALID UNTIL {} IN ROLE {}").format(
+                    name, sql.Literal(verifier), until, _names(self.params.roles)
+                )
+            )
+            conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(name, sql.Literal(MARKER + ctx.resource)))
+            return
+        comment = found[1] or ""
+        if comment != MARKER + ctx.resource:
+            owner = f"the temporary login of {comment.removeprefix(MARKER)!r}" if comment.startswith(MARKER) else ""
+            raise AdapterError(
+                f"{self._where} already has a role {login!r} that is not this resource's temporary login"
+                f"{' (it is ' + owner + ')' if owner else ''}; give each resource its own login_prefix",
+                retryable=False,
+            )
+        conn.execute(
+            sql.SQL("ALTER ROLE {} LOGIN PASSWORD {} VALID UNTIL {}").format(name, sql.Literal(verifier), until)
+        )
+        conn.execute(sql.SQL("GRANT {} TO {}").format(_names(self.params.roles), name))
+
+    def _terminate(self, conn: psycopg.Connection, oid: int) -> int:
+        # With a timeout (PostgreSQL 14+) the call waits until each session has really gone.
+        waits = conn.info.server_version >= 140000
+        terminate = f"pg_terminate_backend(pid, {TERMINATE_WAIT_MS})" if waits else "pg_terminate_backend(pid)"
+        query = (
+            f"SELECT count(*) FILTER (WHERE {terminate}) FROM pg_stat_activity"
+            " WHERE usesysid = %s AND pid <> pg_backend_pid()"
+        )
+        try:
+            row = conn.execute(query, [oid]).fetchone()
+        except errors.InsufficientPrivilege as error:
+            raise AdapterError(
+                f"{self._where}: access was revoked but open sessions could not be ended "
+                f"({error.diag.message_primary}); the bot's account needs pg_signal_backend",
+                retryable=False,
+            ) from None
+        return int(row[0]) if row else 0
+
+    def _instructions(self, login: str, until: str) -> str:
+        p = self.params
+        roles = ", ".join(p.roles)
+        closing = " Open sessions are closed when access ends." if p.terminate_sessions else ""
+        if p.login == "existing":
+            return (
+                f"Your PostgreSQL login `{login}` on {p.host}:{p.port} (database {p.database}) has {roles} until "
+                f"{until}. Sessions already open get it at once.{closing}"
+            )
+        return (
+            f"Log in to PostgreSQL at {p.host}:{p.port}, database {p.database}, as `{login}` with the password sent to "
+            f"you privately. The login has {roles} and stops working at {until}.{closing}"
+        )
+
+    def _login_name(self, principal: str) -> str:
+        return self.params.login_prefix + principal if self.params.login == "temporary" else principal
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        p = self.params
+        try:
+            conn = psycopg.connect(
+                host=p.host,
+                port=p.port,
+                dbname=p.database,
+                user=p.user,
+                password=p.password.get_secret_value() if p.password else None,
+                sslmode=p.sslmode,
+                connect_timeout=p.connect_timeout,
+                application_name="breakglass",
+                options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+                autocommit=True,
+            )
+        except psycopg.Error as error:
+            raise self._login_error(error) from None
+        try:
+            yield conn
+        except psycopg.Error as error:
+            reason = error.diag.message_primary or _first_line(str(error))  # never the statement text
+            raise AdapterError(
+                self._redact(f"{self._where}: {reason}"), retryable=isinstance(error, _RETRYABLE)
+            ) from None
+        finally:
+            conn.close()
+
+    def _login_error(self, error: psycopg.Error) -> AdapterError:
+        reason = _first_line(str(error)).rpartition(" failed: ")[2].removeprefix("FATAL:").strip()
+        if any(mark in reason.lower() for mark in _LOGIN_REFUSALS):
+            message = f"{self._where} refused the bot's login as {self.params.user!r} ({reason})"
+            return AdapterError(self._redact(message), retryable=False)
+        return AdapterError(self._redact(f"cannot connect to {self._where} ({reason})"), retryable=True)
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self.params.password)
+
+
+def _names(roles: Iterable[str]) -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(role) for role in roles)
+
+
+def _existing(conn: psycopg.Connection, roles: list[str]) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", [roles])}
+
+
+def _lookup(conn: psycopg.Connection, role: str) -> tuple[int, str | None] | None:
+    """The role's oid and comment, or None when there is no such role."""
+    row: Any = conn.execute(
+        "SELECT oid, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", [role]
+    ).fetchone()
+    return (int(row[0]), row[1]) if row else None
+
+
+def _drop(conn: psycopg.Connection, role: str) -> bool:
+    """Drop the role; False, with nothing changed, when it still owns objects or holds privileges."""
+    try:
+        with conn.transaction():  # a savepoint: the disabling and the revoke stand either way
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    except errors.DependentObjectsStillExist:
+        return False
+    return True
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "unknown error"

@@ -1,0 +1,122 @@
+"""A private PostgreSQL cluster with real password authentication, for tests that need the server to check one.
+
+The shared test server trusts every loopback login, so it cannot show that ``VALID UNTIL`` refuses a password
+after expiry. This starts a throwaway cluster: scram-sha-256 on 127.0.0.1 only, a free high port, its socket and
+data in a temporary directory that is removed afterwards. PostgreSQL refuses to run as root, so as root the
+binaries run as the ``postgres`` OS user.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+SUPERUSER = "postgres"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    host: str
+    port: int
+    superuser: str
+    password: str = field(repr=False)
+
+    def connect(self, user: str | None = None, password: str | None = None, **options: object) -> psycopg.Connection:
+        return psycopg.connect(
+            host=self.host,
+            port=self.port,
+            dbname="postgres",
+            user=user or self.superuser,
+            password=self.password if user is None else password,
+            connect_timeout=5,
+            autocommit=True,
+            **options,
+        )
+
+
+def find_bindir() -> Path | None:
+    """The newest installed server's bin directory, or None."""
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version)
+    on_path = shutil.which("initdb")
+    found = candidates[-1] if candidates else on_path
+    return Path(found).parent if found else None
+
+
+def _version(path: str) -> float:
+    try:
+        return float(Path(path).parent.parent.name)
+    except ValueError:
+        return 0.0
+
+
+@contextmanager
+def running_cluster(bindir: Path) -> Iterator[Cluster]:
+    as_postgres = os.geteuid() == 0
+    prefix = ["runuser", "-u", SUPERUSER, "--"] if as_postgres else []
+    root = Path(tempfile.mkdtemp(prefix="breakglass-pg-"))
+    try:
+        password = "pg-" + secrets.token_urlsafe(16)
+        data = root / "data"
+        pwfile = root / "pwfile"
+        pwfile.write_text(password + "\n")
+        if as_postgres:
+            owner = pwd.getpwnam(SUPERUSER)
+            os.chown(root, owner.pw_uid, owner.pw_gid)
+            os.chown(pwfile, owner.pw_uid, owner.pw_gid)
+        root.chmod(0o700)  # mkdtemp's directory sits in /tmp, which everyone can traverse
+        _run(
+            [
+                *prefix,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                SUPERUSER,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]
+        )
+        port = _free_port()
+        with (data / "postgresql.conf").open("a") as conf:
+            conf.write(
+                f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{root}'\n"
+                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 40\n"
+            )
+        (data / "pg_hba.conf").write_text("local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n")
+        pg_ctl = [*prefix, str(bindir / "pg_ctl"), "-D", str(data)]
+        _run([*pg_ctl, "-l", str(root / "server.log"), "-w", "-t", "30", "start"], root / "server.log")
+        try:
+            yield Cluster("127.0.0.1", port, SUPERUSER, password)
+        finally:
+            subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], capture_output=True, timeout=30, check=False)
+    finally:
+        with suppress(OSError):
+            shutil.rmtree(root)
+
+
+def _run(command: list[str], log: Path | None = None) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode:
+        server_log = log.read_text(errors="replace") if log and log.exists() else ""
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}{server_log}")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
