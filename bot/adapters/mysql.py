@@ -1,0 +1,536 @@
+"""Grants privileges on MySQL or MariaDB for the length of a grant, and takes them back.
+
+Two modes, chosen by ``login``:
+
+- ``existing`` (default): the person already has a login (``principal@user_host``). Grant runs
+  ``GRANT <privileges> ON <target> TO login``; revoke runs the matching ``REVOKE`` and ends every open connection of
+  that user name (``KILL CONNECTION`` for each row of ``information_schema.PROCESSLIST``), because MySQL keeps
+  database and global privileges in an open connection. The login's other privileges are left alone, but those
+  named in the policy are taken away at the end even if the login held them before: do not use this mode for
+  privileges a login keeps permanently.
+- ``temporary``: grant creates ``login_prefix + principal`` with a random password (a repeated grant sets a
+  fresh one), which the requester receives once in a private message; revoke drops the login and ends its
+  connections. The prefix (``bg_`` unless set) keeps the bot away from real accounts, which it would otherwise
+  re-password and drop.
+
+Expiry: with ``backstop`` (default) each grant also creates a one-off event in ``events_database`` that fires at
+``expires_at`` and does the revoke on the server itself (revoke or drop, then kill the connections), so access
+ends on time even while the bot is down. The event is scheduled in UTC (the session's time zone is set to +00:00
+when it is created) and needs the server's ``event_scheduler`` ON; revoke drops it. ``check()`` reports a
+scheduler that is off.
+
+Account names and the host part are bound as string literals by PyMySQL; database and table names are checked
+against ``[A-Za-z0-9_$]`` and quoted with backticks (``_`` escaped in database-level grants, where it is a
+wildcard); privileges come from an allow-list. The bot's own login needs the privileges it hands out WITH GRANT
+OPTION, PROCESS and CONNECTION ADMIN (or SUPER), EVENT for the backstop and CREATE USER for temporary logins; see
+docs/adapters/mysql.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+import secrets
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, ClassVar, Literal, Self
+
+import pymysql
+from pydantic import ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+
+from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Receipt, redact
+from bot.clock import as_utc
+
+log = logging.getLogger("breakglass.adapters.mysql")
+
+MAX_USER_LENGTH = 32  # MySQL's limit; MariaDB allows 80, but one rule for both servers
+TEMPORARY_PREFIX = "bg_"
+
+# Privileges by the narrowest level they can be granted at. They are keywords, which cannot be bound.
+TABLE_PRIVILEGES = frozenset(
+    {
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "CREATE",
+        "DROP",
+        "ALTER",
+        "INDEX",
+        "REFERENCES",
+        "TRIGGER",
+        "CREATE VIEW",
+        "SHOW VIEW",
+        "DELETE HISTORY",
+        "ALL PRIVILEGES",
+    }
+)
+DATABASE_PRIVILEGES = TABLE_PRIVILEGES | {
+    "EVENT",
+    "EXECUTE",
+    "LOCK TABLES",
+    "CREATE ROUTINE",
+    "ALTER ROUTINE",
+    "CREATE TEMPORARY TABLES",
+}
+GLOBAL_PRIVILEGES = DATABASE_PRIVILEGES | {
+    "PROCESS",
+    "RELOAD",
+    "SHUTDOWN",
+    "FILE",
+    "SUPER",
+    "SHOW DATABASES",
+    "CREATE USER",
+    "CREATE TABLESPACE",
+    "REPLICATION CLIENT",
+    "REPLICATION SLAVE",
+    "BINLOG MONITOR",
+    "SLAVE MONITOR",
+    "CONNECTION ADMIN",
+    "READ_ONLY ADMIN",
+}
+KILL_PRIVILEGES = {"SUPER", "CONNECTION ADMIN", "CONNECTION_ADMIN"}  # MariaDB 10.5+, MySQL 8, either
+
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_$]{1,64}")
+_RETRYABLE = {1040, 1053, 1205, 1213}  # too many connections, shutting down, lock wait timeout, deadlock
+_NO_SUCH_GRANT = {1141, 1147}
+_UNKNOWN_THREAD = 1094
+_UNKNOWN_SQL_MODE = 1231  # MySQL 8 has no NO_AUTO_CREATE_USER: it never creates users in GRANT anyway
+
+
+@dataclass(frozen=True)
+class _Object:
+    """What the privileges are on: ``*.*``, ``db.*`` or ``db.table``."""
+
+    database: str | None
+    table: str | None
+
+    @classmethod
+    def parse(cls, text: str) -> _Object:
+        database, dot, table = text.strip().partition(".")
+        if not dot or not _part_ok(database) or not _part_ok(table) or (database == "*" and table != "*"):
+            raise ValueError(f"expected db.* or db.table ({_IDENTIFIER.pattern} each) or *.*, not '{text}'")
+        return cls(None if database == "*" else database, None if table == "*" else table)
+
+    @property
+    def level(self) -> str:
+        return "table" if self.table else "database" if self.database else "global"
+
+    def __str__(self) -> str:
+        return f"{self.database or '*'}.{self.table or '*'}"
+
+    def sql(self) -> str:
+        if self.database is None:
+            return "*.*"
+        if self.table is None:  # in a database-level grant '_' and '%' are wildcards
+            return f"`{self.database.replace('_', chr(92) + '_')}`.*"
+        return f"`{self.database}`.`{self.table}`"
+
+
+def _part_ok(part: str) -> bool:
+    return part == "*" or _IDENTIFIER.fullmatch(part) is not None
+
+
+def _privileges(values: Iterable[str], on: _Object) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(" ".join(str(value).upper().split()) for value in values))
+    names = tuple("ALL PRIVILEGES" if name == "ALL" else name for name in names)
+    if not names:
+        raise ValueError("name at least one privilege")
+    if "ALL PRIVILEGES" in names and len(names) > 1:
+        raise ValueError("ALL PRIVILEGES cannot be combined with other privileges")
+    allowed = {"global": GLOBAL_PRIVILEGES, "database": DATABASE_PRIVILEGES, "table": TABLE_PRIVILEGES}[on.level]
+    for name in names:
+        if name in ("GRANT OPTION", "PROXY", "USAGE"):
+            raise ValueError(f"{name} cannot be granted by Breakglass")
+        if name not in GLOBAL_PRIVILEGES:
+            raise ValueError(f"unknown privilege '{name}' (expected one of {', '.join(sorted(GLOBAL_PRIVILEGES))})")
+        if name not in allowed:
+            raise ValueError(f"{name} cannot be granted on {on} (a {on.level}-level object)")
+    return names
+
+
+class MysqlParams(AdapterParams):
+    model_config = ConfigDict(hide_input_in_errors=True)  # a rejected value may be the password
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=3306, ge=1, le=65535)
+    user: str = Field(min_length=1, max_length=80)
+    password: SecretStr | None = None
+    connect_timeout: float = Field(default=5, gt=0, le=60)
+    query_timeout: float = Field(default=30, gt=0, le=600)
+    target: str  # not `on`: YAML 1.1 reads that key as the boolean true
+    privileges: tuple[str, ...]
+    login: Literal["existing", "temporary"] = "existing"
+    user_host: str = Field(default="%", min_length=1, max_length=255)
+    login_prefix: str | None = Field(default=None, max_length=16)
+    backstop: bool = True
+    events_database: str | None = Field(default=None, validate_default=True)
+
+    @field_validator("target")
+    @classmethod
+    def _object(cls, value: str) -> str:
+        return str(_Object.parse(value))
+
+    @field_validator("privileges")
+    @classmethod
+    def _allowed(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        target = info.data.get("target")
+        return _privileges(value, _Object.parse(target)) if target else value
+
+    @field_validator("login_prefix")
+    @classmethod
+    def _prefix(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value == "" and info.data.get("login") == "temporary":
+            raise ValueError("temporary logins are dropped at revoke, so they need a prefix no real account uses")
+        return value
+
+    @field_validator("events_database")
+    @classmethod
+    def _events_database(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not _IDENTIFIER.fullmatch(value):
+            raise ValueError(f"expected a database name ({_IDENTIFIER.pattern}), not '{value}'")
+        if value is None and info.data.get("backstop") and info.data.get("target") == "*.*":
+            raise ValueError("required when `target` is *.* and backstop is on: the expiry events live in a database")
+        return value
+
+    @property
+    def on(self) -> _Object:
+        return _Object.parse(self.target)
+
+    @property
+    def prefix(self) -> str:
+        if self.login_prefix is not None:
+            return self.login_prefix
+        return TEMPORARY_PREFIX if self.login == "temporary" else ""
+
+    @property
+    def events_schema(self) -> str | None:
+        return (self.events_database or self.on.database) if self.backstop else None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one grant did, kept in the receipt, so revoke undoes exactly that even if the policy changed since."""
+
+    login: str
+    host: str
+    mode: str
+    privileges: tuple[str, ...]
+    on: _Object
+    event: tuple[str, str] | None  # (database, name)
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "login": self.login,
+            "host": self.host,
+            "mode": self.mode,
+            "privileges": list(self.privileges),
+            "target": str(self.on),
+            "event": ".".join(self.event) if self.event else None,
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> _Plan:
+        """Checked like the policy: these values end up in SQL as keywords and identifiers."""
+        on = _Object.parse(data["target"])
+        event = None
+        if data.get("event"):
+            database, _, name = data["event"].partition(".")
+            if not (_IDENTIFIER.fullmatch(database) and _IDENTIFIER.fullmatch(name)):
+                raise ValueError("bad event name")
+            event = (database, name)
+        if data["mode"] not in ("existing", "temporary"):
+            raise ValueError("bad mode")
+        return cls(str(data["login"]), str(data["host"]), data["mode"], _privileges(data["privileges"], on), on, event)
+
+
+class MysqlAdapter:
+    name: ClassVar[str] = "mysql"
+    Params: ClassVar[type[AdapterParams]] = MysqlParams
+    default_principal: ClassVar[str] = "{email_local}"
+
+    def __init__(self, params: MysqlParams) -> None:
+        self.params = params
+        self._where = f"mysql at {params.host}:{params.port}"
+
+    def __repr__(self) -> str:
+        return f"MysqlAdapter(host={self.params.host!r}, port={self.params.port}, target={self.params.target!r})"
+
+    def principal_problem(self, principal: str) -> str | None:
+        login = self.params.prefix + principal
+        if len(login) > MAX_USER_LENGTH:
+            prefixed = f"with the login prefix '{self.params.prefix}' " if self.params.prefix else ""
+            return f"{prefixed}it is longer than the {MAX_USER_LENGTH} characters MySQL allows in a user name"
+        if login != login.rstrip():
+            return "it ends with a space, which MySQL drops, so it would name another login"
+        if any(ord(char) > 0xFFFF for char in login):
+            return "it contains characters MySQL cannot store in a user name (such as emoji)"
+        if login == self.params.user:
+            return "it is the bot's own login"
+        return None
+
+    def grant(self, ctx: GrantContext) -> Receipt:
+        problem = self.principal_problem(ctx.principal)
+        if problem:
+            raise AdapterError(f"cannot grant to {ctx.principal!r} on {self._where}: {problem}", retryable=False)
+        plan = self._plan(ctx)
+        account = (plan.login, plan.host)
+        password = _new_password() if plan.mode == "temporary" else None
+        with self._connect() as db:
+            if plan.event:  # first, so that nothing is granted without its expiry in place
+                db.run("create the expiry event", *self._event(ctx, plan))
+            if password:
+                create = "CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s"
+                db.run("create the temporary login", create, (*account, password), secret=password)
+                reset = "ALTER USER %s@%s IDENTIFIED BY %s"  # a repeated grant: the previous password is gone
+                db.run("set the temporary login's password", reset, (*account, password), secret=password)
+            grant = f"GRANT {', '.join(plan.privileges)} ON {plan.on.sql()} TO %s@%s"
+            db.run(f"grant {', '.join(plan.privileges)} on {plan.on}", grant, account)
+        log.info("grant %s: %s on %s to %r@%r", ctx.grant_id, ",".join(plan.privileges), plan.on, *account)
+        return Receipt(data=plan.data(), instructions=self._instructions(ctx, plan), credentials=password)
+
+    def revoke(self, ctx: GrantContext, receipt: Receipt) -> None:
+        plan = self._plan(ctx, receipt)
+        account = (plan.login, plan.host)
+        with self._connect() as db:
+            if plan.mode == "temporary":
+                db.run("drop the temporary login", "DROP USER IF EXISTS %s@%s", account)
+            else:
+                revoke = f"REVOKE {', '.join(plan.privileges)} ON {plan.on.sql()} FROM %s@%s"
+                db.run(f"revoke {', '.join(plan.privileges)} on {plan.on}", revoke, account, ignore=_NO_SUCH_GRANT)
+            # After the revoke, so that a reconnect cannot win the race; open connections keep what they had.
+            ended = 0
+            find = "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s AND ID <> CONNECTION_ID()"
+            for (thread,) in db.run("find the login's connections", find, (plan.login,)):
+                db.run("end a connection", "KILL CONNECTION %s", (thread,), ignore={_UNKNOWN_THREAD})
+                ended += 1
+            if plan.event:
+                db.run("drop the expiry event", f"DROP EVENT IF EXISTS `{plan.event[0]}`.`{plan.event[1]}`")
+        log.info("revoke %s: %r@%r on %s, %d connection(s) ended", ctx.grant_id, *account, plan.on, ended)
+
+    def check(self) -> list[str]:
+        try:
+            with self._connect() as db:
+                return self._problems(db)
+        except AdapterError as error:
+            return [str(error)]
+
+    def _plan(self, ctx: GrantContext, receipt: Receipt | None = None) -> _Plan:
+        if receipt and receipt.data.get("login"):
+            try:
+                return _Plan.from_data(receipt.data)
+            except (KeyError, TypeError, ValueError):
+                raise AdapterError(
+                    f"the stored receipt of grant {ctx.grant_id} is not valid", retryable=False
+                ) from None
+        schema = self.params.events_schema
+        return _Plan(
+            login=self.params.prefix + ctx.principal,
+            host=self.params.user_host,
+            mode=self.params.login,
+            privileges=self.params.privileges,
+            on=self.params.on,
+            event=(schema, event_name(ctx.grant_id)) if schema else None,
+        )
+
+    def _event(self, ctx: GrantContext, plan: _Plan) -> tuple[str, tuple[Any, ...]]:
+        assert plan.event
+        if plan.mode == "temporary":
+            remove = "DROP USER IF EXISTS %s@%s"
+        else:
+            remove = f"REVOKE {', '.join(plan.privileges)} ON {plan.on.sql()} FROM %s@%s"
+        # Whole seconds, rounded up: access must not end before expires_at.
+        at = datetime.fromtimestamp(math.ceil(as_utc(ctx.expires_at).timestamp()), UTC).replace(tzinfo=None)
+        comment = f"breakglass: ends request #{ctx.request_number}"[:64]
+        sql = f"""CREATE EVENT IF NOT EXISTS `{plan.event[0]}`.`{plan.event[1]}`
+ON SCHEDULE AT GREATEST(CAST(%s AS DATETIME), UTC_TIMESTAMP() + INTERVAL 1 SECOND)
+ON COMPLETION NOT PRESERVE COMMENT %s
+DO BEGIN
+  BEGIN
+    DECLARE CONTINUE HANDLER FOR SQLEXCEPTION BEGIN END;
+    {remove};
+  END;
+  BEGIN
+    DECLARE done BOOL DEFAULT FALSE;
+    DECLARE victim BIGINT;
+    DECLARE sessions CURSOR FOR SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s;
+    DECLARE CONTINUE HANDLER FOR NOT FOUND SET done = TRUE;
+    OPEN sessions;
+    sweep: LOOP
+      FETCH sessions INTO victim;
+      IF done THEN LEAVE sweep; END IF;
+      BEGIN
+        DECLARE CONTINUE HANDLER FOR SQLEXCEPTION BEGIN END;
+        KILL CONNECTION victim;
+      END;
+    END LOOP;
+    CLOSE sessions;
+  END;
+END"""
+        return sql, (at, comment, plan.login, plan.host, plan.login)
+
+    def _instructions(self, ctx: GrantContext, plan: _Plan) -> str:
+        until = as_utc(ctx.expires_at).strftime("%Y-%m-%d %H:%M UTC")
+        what = f"{', '.join(plan.privileges)} on {plan.on}"
+        if plan.mode == "temporary":
+            command = f"mysql -h {shlex.quote(self.params.host)} -P {self.params.port} -u {shlex.quote(plan.login)} -p"
+            return (
+                f"Log in to {self.params.host}:{self.params.port} as `{plan.login}` with the password sent to you "
+                f"privately (`{command}`). It has {what}. The login is deleted and its connections closed at "
+                f"{until}."
+            )
+        return (
+            f"Your login `{plan.login}` has {what} until {until}. Open a new connection to use it (connections "
+            "opened before the grant may not see it); your connections are closed when access ends."
+        )
+
+    def _problems(self, db: _Session) -> list[str]:
+        (me,) = db.run("read the bot's own account", "SELECT CURRENT_USER()")[0]
+        user, _, host = me.rpartition("@")
+        grantee = f"'{user}'@'{host}'"
+        on = self.params.on
+        held, grantable = self._held(db, grantee, on)
+        problems: list[str] = []
+        if on.table:
+            exists = "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s"
+            if not db.run("look up the table", exists, (on.database, on.table))[0][0]:
+                problems.append(f"target: table {on} does not exist, or the bot's login {me} cannot see it")
+        missing = [p for p in self.params.privileges if p != "ALL PRIVILEGES" and p not in held]
+        if missing:
+            problems.append(f"the bot's login {me} lacks {', '.join(missing)} on {on}: it can only grant what it holds")
+        if not grantable:
+            problems.append(f"the bot's login {me} lacks GRANT OPTION on {on}")
+        everywhere, _ = self._held(db, grantee, _Object(None, None))
+        if "PROCESS" not in everywhere:
+            problems.append(f"the bot's login {me} lacks PROCESS on *.*: it cannot find the connections to end")
+        if not everywhere & KILL_PRIVILEGES:
+            problems.append(f"the bot's login {me} lacks CONNECTION ADMIN (or SUPER): it cannot end connections")
+        if self.params.login == "temporary" and "CREATE USER" not in everywhere:
+            problems.append(f"the bot's login {me} lacks CREATE USER, which temporary logins need")
+        schema = self.params.events_schema
+        if schema:
+            events, _ = self._held(db, grantee, _Object(schema, None))
+            if "EVENT" not in events:
+                problems.append(f"the bot's login {me} lacks EVENT on {schema}.*, which the expiry backstop needs")
+            (state,) = db.run("read event_scheduler", "SELECT @@GLOBAL.event_scheduler")[0]
+            if str(state).upper() != "ON":
+                problems.append(
+                    f"event_scheduler is {state}: access ends only when the bot revokes it "
+                    "(turn the scheduler on in the server's configuration, or set backstop: false)"
+                )
+        return problems
+
+    @staticmethod
+    def _held(db: _Session, grantee: str, on: _Object) -> tuple[set[str], bool]:
+        """The privileges the bot's login holds directly on ``on`` (from any level above it too), and whether
+        it holds GRANT OPTION there. Privileges that come through roles are not seen."""
+        queries: list[tuple[str, tuple[Any, ...]]] = [
+            ("SELECT GRANTEE, PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.USER_PRIVILEGES", ())
+        ]
+        if on.database:
+            schema = "SELECT GRANTEE, PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.SCHEMA_PRIVILEGES"
+            queries.append((schema + " WHERE %s LIKE TABLE_SCHEMA", (on.database,)))  # grants hold patterns
+        if on.table:
+            table = "SELECT GRANTEE, PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.TABLE_PRIVILEGES"
+            queries.append((table + " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (on.database, on.table)))
+        held: set[str] = set()
+        grantable = False
+        for sql, args in queries:
+            for who, privilege, is_grantable in db.run("read the bot's privileges", sql, args):
+                if who == grantee:
+                    held.add(privilege)
+                    grantable = grantable or is_grantable == "YES"
+        return held, grantable
+
+    def _connect(self) -> _Session:
+        return _Session(self.params, self._where)
+
+
+class _Session:
+    """One connection as the bot, for one call; every failure comes out as an AdapterError without secrets."""
+
+    def __init__(self, params: MysqlParams, where: str) -> None:
+        self.params = params
+        self.where = where
+        self._password = params.password.get_secret_value() if params.password else ""
+
+    def __enter__(self) -> Self:
+        try:
+            self.connection = pymysql.connect(
+                host=self.params.host,
+                port=self.params.port,
+                user=self.params.user,
+                password=self._password,
+                connect_timeout=self.params.connect_timeout,
+                read_timeout=self.params.query_timeout,
+                write_timeout=self.params.query_timeout,
+                charset="utf8mb4",
+                autocommit=True,
+                init_command="SET SESSION time_zone = '+00:00'",  # the expiry event's AT is read in UTC
+            )
+        except pymysql.MySQLError as error:
+            raise self._failure(error, f"log in as '{self.params.user}'") from None
+        no_auto_create = (
+            "SET SESSION sql_mode = IF(@@SESSION.sql_mode = '', 'NO_AUTO_CREATE_USER', "
+            "CONCAT(@@SESSION.sql_mode, ',NO_AUTO_CREATE_USER'))"  # GRANT must never create a passwordless login
+        )
+        try:
+            self.run("set the session's sql_mode", no_auto_create, ignore={_UNKNOWN_SQL_MODE})
+        except AdapterError:
+            self.connection.close()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.connection.close()
+
+    def run(
+        self, doing: str, sql: str, args: Sequence[Any] = (), *, ignore: Iterable[int] = (), secret: str | None = None
+    ) -> tuple[tuple[Any, ...], ...]:
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.execute(sql, tuple(args) or None)
+                return tuple(cursor.fetchall())
+        except pymysql.MySQLError as error:
+            if _code(error) in set(ignore):
+                return ()
+            raise self._failure(error, doing, secret) from None
+
+    def _failure(self, error: pymysql.MySQLError, doing: str, secret: str | None = None) -> AdapterError:
+        code = _code(error)
+        detail = str(error.args[1]) if len(error.args) > 1 else type(error).__name__
+        detail = redact(detail, self._password, secret)
+        if code in (1045, 1698):
+            message = f"{self.where} refused the bot's login as '{self.params.user}' ({detail})"
+        elif code in (2003, 2002):
+            message = f"cannot connect to {self.where} ({detail})"
+        else:
+            message = f"{self.where}: could not {doing} ({f'{code}: ' if code else ''}{detail})"
+        # Client-side errors (2000 and up: connection refused, lost, timed out) and a busy server are worth a retry.
+        if code is None:
+            retryable = isinstance(error, pymysql.OperationalError | pymysql.InterfaceError)
+        else:
+            retryable = code in _RETRYABLE or code >= 2000
+        return AdapterError(message, retryable=retryable)
+
+
+def _code(error: pymysql.MySQLError) -> int | None:
+    return error.args[0] if error.args and isinstance(error.args[0], int) and error.args[0] else None
+
+
+def event_name(grant_id: str) -> str:
+    """A valid, unique event name for a grant: readable where the id allows, with a hash against collisions."""
+    readable = re.sub(r"[^A-Za-z0-9]", "", grant_id)[:32]
+    return f"breakglass_{readable}_{hashlib.sha256(grant_id.encode()).hexdigest()[:8]}"
+
+
+def _new_password() -> str:
+    # The fixed tail meets common password-validation plugins (upper, lower, digit, symbol).
+    return secrets.token_urlsafe(24) + "-Aa9"
