@@ -1,0 +1,407 @@
+"""Grants AWS access to an IAM user, in one of two modes.
+
+``policy``: grant puts an inline policy ``<policy_name_prefix><grant id>`` on the user (PutUserPolicy, which
+overwrites, so a repeated grant is harmless); revoke deletes it. Every statement of that policy carries
+``"DateLessThan": {"aws:CurrentTime": "<expires_at>"}``, merged into the statement's own conditions, so AWS
+itself stops honouring the policy at expiry even if the bot is down; the revoke then only tidies up.
+
+``group``: grant adds the user to an IAM group (AddUserToGroup); revoke removes them. IAM cannot expire a group
+membership, so here access ends only when the bot revokes it; and since a membership has no owner, the first
+revoke ends it for every grant of that group to that user.
+
+The principal is an IAM user name. The bot calls IAM with its own credentials: explicit keys, or boto3's
+default chain (environment, shared config, instance or task role) when none are given, optionally assuming
+``role_arn`` first. Its minimum IAM policy is in docs/adapters/aws-iam.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import re
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Receipt, redact
+from bot.clock import as_utc
+
+log = logging.getLogger("breakglass.adapters.aws_iam")
+
+NAME_CHARS = re.compile(r"[A-Za-z0-9_+=,.@-]+")  # IAM's [\w+=,.@-], ASCII only
+MAX_USER_NAME = 64
+MAX_POLICY_NAME = 128
+MAX_POLICY_SIZE = 2048  # IAM's limit for a user's inline policies, all of them together
+VERSION = "2012-10-17"
+EXPIRY_OPERATOR, EXPIRY_KEY = "DateLessThan", "aws:CurrentTime"
+_STATEMENT_KEYS = {"Sid", "Effect", "Action", "NotAction", "Resource", "NotResource", "Condition"}
+_RETRYABLE_CODES = {
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "RequestThrottled",
+    "ServiceUnavailable",
+    "ServiceFailure",
+    "InternalFailure",
+    "InternalError",
+    "RequestTimeout",
+    "RequestTimeoutException",
+}
+_HINTS = {
+    "InvalidClientTokenId": "the bot's access key is unknown to AWS",
+    "SignatureDoesNotMatch": "the bot's secret access key is wrong",
+    "ExpiredToken": "the bot's session token has expired",
+    "InvalidToken": "the bot's session token is not valid",
+    "UnrecognizedClientException": "the bot's access key is unknown to AWS",
+    "AccessDenied": "the bot's IAM policy does not allow this (see the minimum policy in the docs)",
+    "LimitExceeded": f"an IAM user's inline policies together may hold at most {MAX_POLICY_SIZE} characters",
+    "MalformedPolicyDocument": "the statements in the resource's params are not a valid IAM policy",
+}
+_ROLE_REFRESH = timedelta(minutes=5)  # assume the role again this long before its credentials expire
+
+
+class AwsIamParams(AdapterParams):
+    model_config = ConfigDict(hide_input_in_errors=True)  # a rejected value may be a key
+
+    mode: Literal["group", "policy"]
+    group: str | None = None
+    statements: list[dict[str, Any]] | None = None
+    policy_name_prefix: str = Field(default="breakglass-", max_length=64)
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    role_arn: str | None = None
+    connect_timeout: float = Field(default=5, gt=0, le=60)
+    read_timeout: float = Field(default=10, gt=0, le=120)
+
+    @field_validator("group")
+    @classmethod
+    def _group_name(cls, value: str | None) -> str | None:
+        if value is not None and not (NAME_CHARS.fullmatch(value) and len(value) <= 128):
+            raise ValueError("an IAM group name is 1 to 128 of the characters A-Z a-z 0-9 _ + = , . @ -")
+        return value
+
+    @field_validator("policy_name_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not NAME_CHARS.fullmatch(value):
+            raise ValueError("may only hold the characters A-Z a-z 0-9 _ + = , . @ -")
+        return value
+
+    @field_validator("statements")
+    @classmethod
+    def _statements(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("needs at least one statement")
+        for index, statement in enumerate(value):
+            problem = statement_problem(statement)
+            if problem:
+                raise ValueError(f"statements[{index}].{problem}")
+        size = len(policy_document(value, datetime(2000, 1, 1, tzinfo=UTC)))
+        if size > MAX_POLICY_SIZE:
+            raise ValueError(f"the policy would be {size} characters with its expiry; IAM allows {MAX_POLICY_SIZE}")
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+                raise ValueError("must be an http(s) URL with a host and no credentials in it")
+        return value
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]+", value):
+            raise ValueError("must be an IAM role ARN, arn:aws:iam::<account>:role/<name>")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AwsIamParams:
+        if self.mode == "group" and (self.group is None or self.statements is not None):
+            raise ValueError("mode 'group' takes `group` (the IAM group name) and no `statements`")
+        if self.mode == "policy" and (self.statements is None or self.group is not None):
+            raise ValueError("mode 'policy' takes `statements` (IAM policy statements) and no `group`")
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("give access_key_id and secret_access_key together, or neither (default credentials)")
+        if self.session_token is not None and self.access_key_id is None:
+            raise ValueError("session_token goes with access_key_id and secret_access_key")
+        return self
+
+
+def statement_problem(statement: Any) -> str | None:
+    """What is wrong with one identity-policy statement, starting with the key at fault; None when fine."""
+    if not isinstance(statement, dict):
+        return "must be a mapping with Effect, Action and Resource"
+    unknown = sorted(str(key) for key in statement if key not in _STATEMENT_KEYS)
+    if unknown:
+        return f"{unknown[0]}: not a key of an IAM user policy statement ({', '.join(sorted(_STATEMENT_KEYS))})"
+    if statement.get("Effect") not in ("Allow", "Deny"):
+        return 'Effect: must be "Allow" or "Deny"'
+    for key, negated in (("Action", "NotAction"), ("Resource", "NotResource")):
+        if (key in statement) == (negated in statement):
+            return f"{key}: give exactly one of {key} or {negated}"
+        name = key if key in statement else negated
+        if not _strings(statement[name]):
+            return f"{name}: must be a non-empty string or a list of them"
+    return _condition_problem(statement.get("Condition", {}))
+
+
+def _strings(value: Any) -> bool:
+    items = value if isinstance(value, list) else [value]
+    return bool(items) and all(isinstance(item, str) and item.strip() for item in items)
+
+
+def _condition_problem(condition: Any) -> str | None:
+    if not isinstance(condition, dict) or not all(isinstance(keys, dict) for keys in condition.values()):
+        return "Condition: must map operators to {key: value} mappings"
+    if any(key.lower() == EXPIRY_KEY.lower() for key in condition.get(EXPIRY_OPERATOR, {})):
+        return f"Condition: {EXPIRY_OPERATOR} {EXPIRY_KEY} is set by the adapter to the grant's expiry"
+    return None
+
+
+def policy_name(prefix: str, grant_id: str) -> str:
+    """``<prefix><grant_id>``, or a digest of the grant id where that would not be a valid policy name."""
+    name = prefix + grant_id
+    if NAME_CHARS.fullmatch(name) and len(name) <= MAX_POLICY_NAME:
+        return name
+    digest = hashlib.sha256(grant_id.encode()).hexdigest()
+    return f"{prefix}h{digest[: MAX_POLICY_NAME - len(prefix) - 1]}"
+
+
+def expiry_stamp(expires_at: datetime) -> str:
+    # Whole seconds, rounded down: AWS stops honouring the policy at or just before expires_at, never after.
+    return as_utc(expires_at).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def policy_document(statements: list[dict[str, Any]], expires_at: datetime) -> str:
+    """The inline policy: the statements, each also conditional on the current time being before expiry."""
+    stamped = []
+    for statement in statements:
+        conditions = copy.deepcopy(statement.get("Condition", {}))
+        conditions.setdefault(EXPIRY_OPERATOR, {})[EXPIRY_KEY] = expiry_stamp(expires_at)
+        stamped.append({**copy.deepcopy(statement), "Condition": conditions})
+    return json.dumps({"Version": VERSION, "Statement": stamped}, separators=(",", ":"))
+
+
+class AwsIamAdapter:
+    name: ClassVar[str] = "aws-iam"
+    Params: ClassVar[type[AdapterParams]] = AwsIamParams
+    default_principal: ClassVar[str] = "{email_local}"
+
+    def __init__(self, params: AwsIamParams) -> None:
+        self.params = params
+        self._config = Config(
+            connect_timeout=params.connect_timeout,
+            read_timeout=params.read_timeout,
+            retries={"mode": "standard", "max_attempts": 2},  # the bot retries on its own
+        )
+        self._base = boto3.session.Session(
+            aws_access_key_id=_reveal(params.access_key_id),
+            aws_secret_access_key=_reveal(params.secret_access_key),
+            aws_session_token=_reveal(params.session_token),
+            region_name=params.region,
+        )
+        self._session = self._base
+        self._role_until: datetime | None = None
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"AwsIamAdapter(mode={self.params.mode!r}, region={self.params.region!r})"
+
+    def principal_problem(self, principal: str) -> str | None:
+        if len(principal) > MAX_USER_NAME or not NAME_CHARS.fullmatch(principal):
+            return f"an IAM user name is 1 to {MAX_USER_NAME} of the characters A-Z a-z 0-9 _ + = , . @ -"
+        return None
+
+    def grant(self, ctx: GrantContext) -> Receipt:
+        user, until = ctx.principal, as_utc(ctx.expires_at).strftime("%Y-%m-%d %H:%M UTC")
+        if self.params.mode == "group":
+            group = self.params.group
+            self._call(
+                f"adding IAM user '{user}' to group '{group}'",
+                "iam",
+                "add_user_to_group",
+                UserName=user,
+                GroupName=group,
+            )
+            log.info("grant %s: IAM user %s added to group %s", ctx.grant_id, user, group)
+            return Receipt(
+                data={"mode": "group", "user": user, "group": group},
+                instructions=f"Your IAM user {user} is in the IAM group {group} until {until}. "
+                "Use your usual AWS credentials; IAM may take a few seconds to apply the change.",
+            )
+        name = policy_name(self.params.policy_name_prefix, ctx.grant_id)
+        document = policy_document(self.params.statements or [], ctx.expires_at)
+        self._call(
+            f"putting policy {name} on IAM user '{user}'",
+            "iam",
+            "put_user_policy",
+            missing=f"IAM user '{user}' does not exist in this AWS account",
+            UserName=user,
+            PolicyName=name,
+            PolicyDocument=document,
+        )
+        log.info("grant %s: inline policy %s put on IAM user %s", ctx.grant_id, name, user)
+        return Receipt(
+            data={"mode": "policy", "user": user, "policy": name, "expires_at": expiry_stamp(ctx.expires_at)},
+            instructions=f"Your IAM user {user} has the inline policy {name} until {until}, when AWS itself stops "
+            "honouring it. Use your usual AWS credentials; IAM may take a few seconds to apply the change.",
+        )
+
+    def revoke(self, ctx: GrantContext, receipt: Receipt) -> None:
+        # The receipt says what was granted, should the policy have changed since; else it is worked out again.
+        data = receipt.data
+        user = data.get("user") or ctx.principal
+        if data.get("mode", self.params.mode) == "group":
+            group = data.get("group") or self.params.group
+            self._call(
+                f"removing IAM user '{user}' from group '{group}'",
+                "iam",
+                "remove_user_from_group",
+                gone_is_fine=True,
+                UserName=user,
+                GroupName=group,
+            )
+            log.info("revoke %s: IAM user %s removed from group %s", ctx.grant_id, user, group)
+            return
+        name = data.get("policy") or policy_name(self.params.policy_name_prefix, ctx.grant_id)
+        self._call(
+            f"deleting policy {name} of IAM user '{user}'",
+            "iam",
+            "delete_user_policy",
+            gone_is_fine=True,
+            UserName=user,
+            PolicyName=name,
+        )
+        log.info("revoke %s: inline policy %s deleted from IAM user %s", ctx.grant_id, name, user)
+
+    def check(self) -> list[str]:
+        try:
+            self._call("checking the bot's credentials (sts:GetCallerIdentity)", "sts", "get_caller_identity")
+            if self.params.mode == "group":
+                group = self.params.group
+                self._call(
+                    f"reading IAM group '{group}' (iam:GetGroup)",
+                    "iam",
+                    "get_group",
+                    missing=f"IAM group '{group}' does not exist",
+                    GroupName=group,
+                    MaxItems=1,
+                )
+        except AdapterError as error:
+            return [str(error)]
+        return []
+
+    def _call(
+        self,
+        doing: str,
+        service: str,
+        operation: str,
+        *,
+        missing: str | None = None,
+        gone_is_fine: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        try:
+            client = self._client(service)
+            return getattr(client, operation)(**kwargs)
+        except ClientError as error:
+            if gone_is_fine and _code(error) == "NoSuchEntity":
+                return {}
+            raise self._failure(error, doing, missing) from None
+        except BotoCoreError as error:
+            raise self._failure(error, doing, missing) from None
+
+    def _client(self, service: str) -> Any:
+        with self._lock:
+            if self.params.role_arn and self._role_expiring():
+                self._assume_role()
+            if service not in self._clients:
+                self._clients[service] = self._session.client(
+                    service, endpoint_url=self.params.endpoint_url, config=self._config
+                )
+            return self._clients[service]
+
+    def _role_expiring(self) -> bool:
+        return self._role_until is None or self._role_until - datetime.now(UTC) < _ROLE_REFRESH
+
+    def _assume_role(self) -> None:
+        sts = self._base.client("sts", endpoint_url=self.params.endpoint_url, config=self._config)
+        try:
+            answer = sts.assume_role(RoleArn=self.params.role_arn, RoleSessionName="breakglass")
+        except (ClientError, BotoCoreError) as error:
+            raise self._failure(error, f"assuming role {self.params.role_arn}", None) from None
+        credentials = answer["Credentials"]
+        self._session = boto3.session.Session(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+            region_name=self.params.region,
+        )
+        self._role_until = as_utc(credentials["Expiration"])
+        self._clients.clear()
+
+    def _failure(self, error: Exception, doing: str, missing: str | None) -> AdapterError:
+        where = self._where()
+        if isinstance(error, ClientError):
+            code = _code(error)
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            if code == "NoSuchEntity" and missing:
+                return AdapterError(f"{missing} ({doing} failed)", retryable=False)
+            said = self._redact(str(error.response.get("Error", {}).get("Message") or "").strip())
+            message = f"{doing} failed: {where} answered {code}" + (f" ({said})" if said else "")
+            hint = _HINTS.get(code)
+            return AdapterError(
+                message + (f"; {hint}" if hint else ""), retryable=code in _RETRYABLE_CODES or status >= 500
+            )
+        if isinstance(error, HTTPClientError | BotoConnectionError):  # cannot connect, timed out, dropped
+            return AdapterError(f"{doing} failed: cannot reach {where} ({type(error).__name__})", retryable=True)
+        if isinstance(error, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
+            return AdapterError(
+                f"{doing} failed: found no usable AWS credentials for the bot ({type(error).__name__}); give "
+                "access_key_id and secret_access_key, or set up boto3's default credentials",
+                retryable=False,
+            )
+        return AdapterError(f"{doing} failed: {type(error).__name__}", retryable=False)
+
+    def _where(self) -> str:
+        if not self.params.endpoint_url:
+            return f"AWS ({self.params.region})"
+        parts = urlsplit(self.params.endpoint_url)
+        return f"AWS endpoint {parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self.params.access_key_id, self.params.secret_access_key, self.params.session_token)
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code") or "UnknownError")
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
