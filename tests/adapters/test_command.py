@@ -1,0 +1,217 @@
+"""The command adapter, run against a real program: a little access gate that keeps one key file per principal.
+
+``gate.py`` is the backend. Grant writes the principal's key file with its expiry, revoke deletes it, and
+``gate.py use <principal>`` is the door: it opens only for a key that exists and has not expired. So the door
+also shows a backend that ends access by itself, from the ``expires_at`` the adapter hands it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.adapters.base import Adapter, AdapterError, Receipt
+from bot.adapters.command import CommandAdapter, CommandParams
+from bot.adapters.registry import build
+from bot.policy import PolicyError
+from bot.testing.contract import AdapterContract, BackendExpiryContract, grant_context
+
+SECRET = "gate-token-5f1e9b7c2d"
+
+GATE = textwrap.dedent(
+    """\
+    import hashlib, json, os, sys, time
+    from datetime import datetime
+
+    keys = os.environ["GATE_DIR"]
+    if os.environ.get("GATE_TOKEN") != "gate-token-5f1e9b7c2d":
+        sys.exit("gate: bad token")
+
+    def key_file(principal):
+        return os.path.join(keys, hashlib.sha256(principal.encode()).hexdigest())
+
+    if sys.argv[1:2] == ["use"]:
+        try:
+            with open(key_file(sys.argv[2])) as key:
+                until = float(key.read())
+        except FileNotFoundError:
+            sys.exit(1)
+        sys.exit(0 if time.time() < until else 1)
+
+    event = json.load(sys.stdin)
+    mode = os.environ.get("GATE_MODE", "")
+    if mode == "flaky":
+        print("gate: busy, try again", file=sys.stderr)
+        sys.exit(75)
+    if mode == "hang":
+        time.sleep(60)
+    if mode == "echo-secret":
+        sys.exit("gate: refused with token " + os.environ["GATE_TOKEN"])
+    if mode == "garbage" and event["event"] == "grant":
+        print("granted!")
+        sys.exit(0)
+    if mode == "dump-env":
+        print(json.dumps({"data": {"env": sorted(os.environ)}}))
+        sys.exit(0)
+    if event["event"] == "check":
+        sys.exit(0)
+    path = key_file(event["principal"])
+    if event["event"] == "grant":
+        until = datetime.fromisoformat(event["expires_at"].replace("Z", "+00:00")).timestamp()
+        with open(path, "w") as key:
+            key.write(str(until))
+        print(json.dumps({"data": {"key": os.path.basename(path)}, "instructions": "Knock twice.",
+                          "credentials": "knock-" + event["grant_id"][:8]}))
+    elif event["event"] == "revoke":
+        if os.path.exists(path):
+            os.remove(path)
+    """
+)
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Path:
+    script = tmp_path / "gate.py"
+    script.write_text(GATE)
+    (tmp_path / "keys").mkdir()
+    return script
+
+
+def gate_adapter(gate: Path, token: str = SECRET, mode: str = "", timeout: float = 10.0) -> CommandAdapter:
+    argv = [sys.executable, str(gate)]
+    env = {"GATE_DIR": str(gate.parent / "keys"), "GATE_TOKEN": token, "GATE_MODE": mode}
+    return CommandAdapter(CommandParams(grant=argv, revoke=argv, check=argv, env=env, timeout=timeout))
+
+
+class GateProbe:
+    def __init__(self, gate: Path) -> None:
+        self.gate = gate
+
+    def principal(self, hint: str = "") -> str:
+        return f"{hint}user-{uuid.uuid4().hex[:8]}"
+
+    def can_use(self, ctx, receipt: Receipt) -> bool:  # type: ignore[no-untyped-def]
+        env = {"GATE_DIR": str(self.gate.parent / "keys"), "GATE_TOKEN": SECRET, "PATH": os.defpath}
+        door = subprocess.run([sys.executable, str(self.gate), "use", ctx.principal], env=env, check=False)
+        return door.returncode == 0
+
+    def secrets(self) -> list[str]:
+        return [SECRET]
+
+
+class TestCommandContract(AdapterContract, BackendExpiryContract):
+    expiry_seconds = 4.0  # two Python start-ups (grant, then probe) must fit, even on a loaded CI machine
+    expiry_tolerance = 5.0
+
+    @pytest.fixture
+    def adapter(self, gate: Path) -> Adapter:
+        return gate_adapter(gate)
+
+    @pytest.fixture
+    def wrong_credentials(self, gate: Path) -> Adapter:
+        return gate_adapter(gate, token="not-the-token")
+
+    @pytest.fixture
+    def probe(self, gate: Path) -> GateProbe:
+        return GateProbe(gate)
+
+
+def test_the_program_gets_the_grant_as_json_on_stdin(tmp_path: Path) -> None:
+    capture = tmp_path / "seen.json"
+    script = tmp_path / "capture.py"
+    script.write_text(f"import sys; open({str(capture)!r}, 'w').write(sys.stdin.read())")
+    adapter = CommandAdapter(CommandParams(grant=[sys.executable, str(script)], revoke=[sys.executable, str(script)]))
+    ctx = grant_context("zoe", expires_in=timedelta(minutes=30))
+
+    assert adapter.grant(ctx) == Receipt()
+    seen = json.loads(capture.read_text())
+
+    assert seen["event"] == "grant"
+    assert seen["principal"] == "zoe"
+    assert seen["grant_id"] == ctx.grant_id
+    assert seen["expires_at"] == ctx.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert seen["user"] == {
+        "slack_id": "U0CONTRACT",
+        "email": "zoe@example.com",
+        "name": "Zoë Contract",
+        "handle": "zoe",
+    }
+    adapter.revoke(ctx, Receipt(data={"key": "k-1"}))
+    seen = json.loads(capture.read_text())
+    assert seen["event"] == "revoke" and seen["receipt"] == {"key": "k-1"}
+
+
+def test_the_receipt_comes_from_stdout_and_the_credentials_are_kept_apart(gate: Path) -> None:
+    receipt = gate_adapter(gate).grant(grant_context("zoe"))
+    assert receipt.instructions == "Knock twice."
+    assert receipt.credentials and receipt.credentials.startswith("knock-")
+    assert receipt.credentials not in json.dumps(receipt.data)
+
+
+def test_exit_75_is_a_failure_worth_retrying_and_other_statuses_are_not(gate: Path) -> None:
+    with pytest.raises(AdapterError) as busy:
+        gate_adapter(gate, mode="flaky").grant(grant_context("zoe"))
+    assert busy.value.retryable
+    assert "exited with status 75: gate: busy, try again" in str(busy.value)
+
+    with pytest.raises(AdapterError) as refused:
+        gate_adapter(gate, token="wrong").grant(grant_context("zoe"))
+    assert not refused.value.retryable
+    assert "status 1: gate: bad token" in str(refused.value)
+
+
+def test_a_program_that_hangs_is_stopped_with_its_children_and_the_failure_is_retryable(gate: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(AdapterError) as hung:
+        gate_adapter(gate, mode="hang", timeout=0.5).grant(grant_context("zoe"))
+    assert hung.value.retryable
+    assert "did not finish within 0.5s" in str(hung.value)
+    assert time.monotonic() - started < 30  # bounded, not the program's 60 s
+
+
+def test_a_secret_the_program_echoes_is_not_repeated_in_the_error(gate: Path) -> None:
+    with pytest.raises(AdapterError) as refused:
+        gate_adapter(gate, mode="echo-secret").revoke(grant_context("zoe"), Receipt())
+    assert SECRET not in str(refused.value)
+    assert "[redacted]" in str(refused.value)
+
+
+def test_garbage_on_stdout_after_success_is_a_doubtful_grant_the_bot_will_undo(gate: Path) -> None:
+    with pytest.raises(AdapterError) as doubtful:
+        gate_adapter(gate, mode="garbage").grant(grant_context("zoe"))
+    assert doubtful.value.retryable  # the bot then revokes, as the program may have granted
+
+
+def test_the_program_does_not_inherit_the_bots_environment(gate: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-must-not-leak")
+    receipt = gate_adapter(gate, mode="dump-env").grant(grant_context("zoe"))
+    assert "SLACK_BOT_TOKEN" not in receipt.data["env"]
+    assert {"GATE_DIR", "GATE_TOKEN", "PATH"} <= set(receipt.data["env"])
+
+
+def test_check_names_a_program_that_is_not_there(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope.sh")
+    adapter = CommandAdapter(CommandParams(grant=[missing], revoke=["true"]))
+    assert adapter.check() == [f"command: {missing} is not an executable file here"]
+    with pytest.raises(AdapterError, match="cannot start"):
+        adapter.grant(grant_context("zoe"))
+
+
+def test_params_are_checked_when_the_policy_is_read() -> None:
+    with pytest.raises(PolicyError, match=r"resources\.gate\.params\.grant: "):
+        build("command", {"grant": [], "revoke": ["/bin/true"]}, "resources.gate", {})
+    with pytest.raises(PolicyError, match=r"resources\.gate\.params\.env\.TOKEN: environment variable GATE_T"):
+        build("command", {"grant": ["x"], "revoke": ["x"], "env": {"TOKEN": "${GATE_T}"}}, "resources.gate", {})
+    adapter = build(
+        "command", {"grant": ["x"], "revoke": ["x"], "env": {"TOKEN": "${GATE_T}"}}, "r", {"GATE_T": SECRET}
+    )
+    assert SECRET not in repr(adapter.params)  # type: ignore[attr-defined]
