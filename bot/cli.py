@@ -6,11 +6,11 @@ import logging
 import os
 import signal
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 
-from bot.policy import PolicyError, load_policy
+from bot.policy import PolicyError, Resource, load_policy
 from bot.settings import Settings, SettingsError, load_settings
 
 cli = typer.Typer(
@@ -83,7 +83,7 @@ def check() -> None:
         except PolicyError as error:
             problems.append(str(error))
             continue
-        problems += [f"{where}: {problem}" for problem in adapter.check()]
+        problems += [f"{where}: {problem}" for problem in _check_adapter(adapter, resource)]
     try:
         settings.require_slack()
     except SettingsError as error:
@@ -94,6 +94,24 @@ def check() -> None:
             typer.echo(f"  - {problem}")
         raise typer.Exit(1)
     typer.echo(f"OK: {settings.policy_path} has {len(policy.resources)} resource(s); every adapter is configured.")
+
+
+def _check_adapter(adapter: Any, resource: Resource) -> list[str]:
+    """The adapter's own check (credentials, reachability, privileges) and the identities the policy lists."""
+    try:
+        problems = list(adapter.check())
+    except Exception as error:  # a buggy check must not hide the other resources' problems
+        problems = [f"the adapter's check failed ({type(error).__name__})"]
+    finally:
+        close = getattr(adapter, "close", None)
+        if callable(close):
+            close()
+    judge = getattr(adapter, "principal_problem", None)
+    for slack_id, principal in (resource.users or {}).items():
+        why = judge(principal) if callable(judge) else None
+        if why:
+            problems.append(f"users.{slack_id}: '{principal}' cannot be an identity here: {why}")
+    return problems
 
 
 @cli.command()

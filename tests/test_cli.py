@@ -50,6 +50,21 @@ resources:
 
 MALFORMED_POLICY = GOOD_POLICY + "    max_duration: 4x\n"
 
+# Real backends that refuse: a program that is not there, and a Redis port nobody listens on.
+BACKENDS_POLICY = """\
+channels: {approvals: C0APPROVALS, audit: C0SECURITY}
+resources:
+  gate:
+    adapter: command
+    approvers: [S0SRELEADS]
+    params: {grant: [/nonexistent/gate], revoke: [/nonexistent/gate]}
+  cache:
+    adapter: redis
+    approvers: [S0SRELEADS]
+    users: {U0ALICE01: "alice smith"}
+    params: {host: 127.0.0.1, port: 9, rules: ["+get"]}
+"""
+
 
 @dataclass(frozen=True)
 class Case:
@@ -65,6 +80,7 @@ CASES = {
     "check-missing-var": Case(("check",), TOKENS, WEBHOOK_POLICY),
     "check-malformed": Case(("check",), TOKENS, MALFORMED_POLICY),
     "check-no-file": Case(("check",), TOKENS),
+    "check-backends": Case(("check",), TOKENS, BACKENDS_POLICY),
     "db-upgrade": Case(("db", "upgrade"), {"DATABASE_URL": "sqlite:///{dir}/x.db"}),
     "db-upgrade-unreachable": Case(("db", "upgrade"), {"DATABASE_URL": "sqlite:///{dir}/no/such/dir/x.db"}),
 }
@@ -175,3 +191,12 @@ def test_db_upgrade_on_an_unreachable_database_names_the_variable(results: dict[
     result = results["db-upgrade-unreachable"]
     assert result.returncode == 1
     assert one_line_error(result).startswith("breakglass: DATABASE_URL: cannot upgrade the database")
+
+
+def test_check_asks_every_backend_and_lists_each_problem(results: dict[str, Result]) -> None:
+    result = results["check-backends"]
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "resources.gate: command: /nonexistent/gate is not an executable file here" in result.stdout
+    assert "resources.cache: " in result.stdout  # the closed port
+    assert "resources.cache: users.U0ALICE01: 'alice smith' cannot be an identity here" in result.stdout
