@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import secrets
 import statistics
 import sys
 import tempfile
@@ -165,6 +166,7 @@ def measure(config: Config, policy: Policy, grants: int, spread: float, approval
             SLACK_API_URL=slack.api_url,
             DATABASE_URL=f"sqlite:///{tmp / (config.name.replace(' ', '-') + '.db')}",
             BREAKGLASS_SWEEP_INTERVAL=config.sweep_interval,
+            BREAKGLASS_AUDIT_KEY=secrets.token_urlsafe(48),
         )
         environ = {"BENCH_WEBHOOK_URL": receiver.url, "BENCH_WEBHOOK_SECRET": WEBHOOK_SECRET}
         bot = runtime.build(settings, environ, clock=SystemClock(), policy=policy)

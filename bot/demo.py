@@ -19,6 +19,7 @@ from bot.policy import parse_policy
 from bot.slack.ids import ActionId
 from bot.store import queries
 from bot.store.models import AuditEvent
+from bot.store.verify import verify
 
 NAMES = {user_id: person["name"] for user_id, person in PEOPLE.items()} | {
     "C0APPROVALS": "#approvals",
@@ -89,14 +90,17 @@ def run_demo(pace: float = 0.0) -> int:
             story = Story(bot, pace)
             _tell(story)
             with bot.runtime.deps.db.transaction() as session:  # type: ignore[union-attr]
-                trail = session.query(AuditEvent).order_by(AuditEvent.id).all()
+                trail = session.query(AuditEvent).order_by(AuditEvent.seq).all()
                 open_ids = queries.overdue_ids(session, bot.clock.now())
             story.step("The audit trail")
             for event in trail:
                 ref = f"#{event.request_id}" if event.request_id else ""
                 actor = NAMES.get(event.actor, event.actor)
                 print(f"  {event.at:%b %d %H:%M} {event.action:<16} {ref:<4} by {actor}")
+            verdict = verify(bot.runtime.deps.db.engine, bot.runtime.deps.db.seal)  # type: ignore[union-attr]
+            print(f"  `breakglass audit verify` (with this run's random key): {verdict.line()}")
             assert not open_ids, "a grant outlived its expiry"
+            assert verdict.ok, verdict.line()
     print(f"\nDone in {time.perf_counter() - started:.1f} s.")
     return 0
 

@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     backend_concurrency: int = Field(4, ge=1, le=64, **_env("BREAKGLASS_BACKEND_CONCURRENCY"))
     auto_migrate: bool = Field(True, **_env("BREAKGLASS_AUTO_MIGRATE"))
     log_level: str = Field("INFO", **_env("BREAKGLASS_LOG_LEVEL"))
+    audit_key: Optional = Field(None, **_env("BREAKGLASS_AUDIT_KEY"))
+    audit_previous_keys: Optional = Field(None, **_env("BREAKGLASS_AUDIT_PREVIOUS_KEYS"))
+    slack_team_id: str | None = Field(None, pattern=r"^T[A-Z0-9]{2,20}$", **_env("SLACK_TEAM_ID"))
+    slack_enterprise_id: str | None = Field(None, pattern=r"^E[A-Z0-9]{2,20}$", **_env("SLACK_ENTERPRISE_ID"))
+    requests_per_hour: int = Field(20, ge=1, le=10_000, **_env("BREAKGLASS_REQUESTS_PER_HOUR"))
+    actions_per_minute: int = Field(30, ge=1, le=10_000, **_env("BREAKGLASS_ACTIONS_PER_MINUTE"))
+    refusals_alert: int = Field(5, ge=1, le=1000, **_env("BREAKGLASS_REFUSALS_ALERT"))
 
     @field_validator("slack_api_url")
     @classmethod
@@ -63,6 +70,11 @@ class Settings(BaseSettings):
         if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError("expected one of DEBUG, INFO, WARNING, ERROR")
         return value.upper()
+
+    @field_validator("slack_team_id", "slack_enterprise_id", mode="before")
+    @classmethod
+    def _blank_id(cls, value: object) -> object:
+        return _blank_is_unset(value)
 
     @property
     def socket_mode(self) -> bool:
@@ -84,6 +96,26 @@ class Settings(BaseSettings):
                 "(or set SLACK_APP_TOKEN to use Socket Mode)"
             )
 
+    def audit_keys(self) -> tuple[str, list[str]]:
+        """The key that seals new audit events, and retired keys that older events were sealed with."""
+        key = self.audit_key.get_secret_value() if self.audit_key else ""
+        if len(key) < MIN_AUDIT_KEY:
+            problem = "required" if not key else f"too short ({len(key)} characters)"
+            raise SettingsError(
+                f"BREAKGLASS_AUDIT_KEY: {problem}; expected at least {MIN_AUDIT_KEY} random characters kept outside "
+                "the database (make one with `breakglass audit keygen`)"
+            )
+        previous = self.audit_previous_keys.get_secret_value() if self.audit_previous_keys else ""
+        retired = [part.strip() for part in previous.split(",") if part.strip()]
+        if any(len(old) < MIN_AUDIT_KEY for old in retired):
+            raise SettingsError(
+                f"BREAKGLASS_AUDIT_PREVIOUS_KEYS: expected a comma-separated list of earlier audit keys, "
+                f"each at least {MIN_AUDIT_KEY} characters"
+            )
+        return key, retired
+
+
+MIN_AUDIT_KEY = 32
 
 _NAMES = {
     name: field.validation_alias.choices[0]  # type: ignore[union-attr]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,13 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect, select, text
 
-from bot.store import schema
-from bot.store.db import make_engine
-from bot.store.models import Base
+from bot.store import audit, schema
+from bot.store.chain import ADOPTED, GENESIS, AuditSeal
+from bot.store.db import Database, make_engine
+from bot.store.models import AuditEvent, Base
+from bot.store.verify import verify
 
 TABLES = ("requests", "decisions", "reviews", "audit_events")
 CLAIM_INDEXES = {"ix_requests_status_lease_until": ["status", "lease_until"], "ix_requests_claimed_by": ["claimed_by"]}
@@ -170,6 +173,61 @@ def test_upgrading_from_the_first_revision_keeps_every_row_and_adds_what_came_la
     assert CLAIM_INDEXES.items() <= request_indexes(engine).items()
     with engine.connect() as connection:  # an old request has no stored principal: it is mapped when needed
         assert connection.execute(text("SELECT principal FROM requests")).scalar_one() is None
+
+
+def test_events_from_before_the_chain_are_adopted_by_the_first_seal_and_verify(engine: Engine) -> None:
+    """An existing deployment upgrades: its audit events were never chained. The first audited change chains them,
+    oldest first, and records that it did; verify then says from where on they are proven."""
+    schema.upgrade(engine, "0003")
+    record_a_granted_request(engine)
+    with engine.begin() as connection:
+        insert(
+            connection,
+            "audit_events",
+            id=2,
+            at="2026-11-21 10:02:02.000000",
+            actor="breakglass",
+            action="expired",
+            request_id=1,
+            resource="orders-db",
+            detail='{"note": "=1+1"}',
+        )
+        if connection.dialect.name == "postgresql":  # ids written by hand: move the sequence past them
+            connection.execute(text("SELECT setval(pg_get_serial_sequence('audit_events', 'id'), 2)"))
+    old_columns = {table: [c["name"] for c in inspect(engine).get_columns(table)] for table in TABLES}
+    before = stored_rows(engine)
+    schema.upgrade(engine)
+    with engine.connect() as connection:
+        head = connection.execute(text("SELECT seq, hash, key_id, mac FROM audit_chain_head")).one()
+    assert tuple(head) == (0, GENESIS, None, None)
+    seal = AuditSeal("migration-test-audit-key-0123456789abcdef")
+    waiting = verify(engine, seal)
+    assert waiting.ok and waiting.events == 0 and waiting.waiting == 2
+
+    with Database(engine, seal).transaction() as session:
+        audit.record(session, "reviewed", at=datetime(2026, 11, 22, 9, 0, tzinfo=UTC), actor="U0BOB", request_id=1)
+
+    events = AuditEvent.__table__
+    with engine.connect() as connection:
+        chain = connection.execute(select(events).order_by(events.c.seq)).all()
+    assert [(row.seq, row.id, row.action) for row in chain[:3]] == [
+        (1, 1, "granted"),
+        (2, 2, "expired"),
+        (3, 3, ADOPTED),
+    ]
+    assert (chain[3].seq, chain[3].action) == (4, "reviewed")
+    assert chain[2].detail == {"events": 2, "first_id": 1, "last_id": 2}
+    after = stored_rows(engine, old_columns)
+    assert after | {"audit_events": after["audit_events"][:2]} == before  # adopting changed nothing they held
+    verdict = verify(engine, seal)
+    assert verdict.ok, verdict.line()
+    assert verdict.adopted == 2
+    assert "seq 1..2 predate the chain" in verdict.line()
+
+    with engine.begin() as connection:  # adopted events are proven from then on
+        connection.execute(text("UPDATE audit_events SET reason = 'nothing happened' WHERE id = 1"))
+    broken = verify(engine, seal).broken
+    assert broken is not None and (broken.kind, broken.seq, broken.id) == ("edited", 1, 1)
 
 
 def test_every_revision_steps_up_down_and_up_again(engine: Engine) -> None:

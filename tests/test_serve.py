@@ -37,6 +37,7 @@ def test_serve_answers_slack_and_stops_cleanly_on_sigterm(tmp_path: Path) -> Non
             "SLACK_API_URL": slack.api_url,
             "DATABASE_URL": f"sqlite:///{tmp_path / 'bg.db'}",
             "PORT": str(port),
+            "BREAKGLASS_AUDIT_KEY": "serve-test-audit-key-0123456789abcdef",
         }
         server = subprocess.Popen(
             [sys.executable, "-m", "bot", "serve"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True

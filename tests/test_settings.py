@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from bot.settings import _NAMES, Settings, SettingsError, load_settings
 from bot.settings import VARIABLES as READ_BY_THE_CODE
-from bot.settings import Settings, SettingsError, load_settings
 
 VARIABLES = (
     "SLACK_BOT_TOKEN",
@@ -28,8 +28,21 @@ VARIABLES = (
     "BREAKGLASS_REVOKE_ALERT_AFTER",
     "BREAKGLASS_AUTO_MIGRATE",
     "BREAKGLASS_LOG_LEVEL",
+    "BREAKGLASS_AUDIT_KEY",
+    "BREAKGLASS_AUDIT_PREVIOUS_KEYS",
+    "SLACK_TEAM_ID",
+    "SLACK_ENTERPRISE_ID",
+    "BREAKGLASS_REQUESTS_PER_HOUR",
+    "BREAKGLASS_ACTIONS_PER_MINUTE",
+    "BREAKGLASS_REFUSALS_ALERT",
 )
-SECRETS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN")
+SECRETS = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "BREAKGLASS_AUDIT_KEY",
+    "BREAKGLASS_AUDIT_PREVIOUS_KEYS",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -172,7 +185,8 @@ def test_secrets_are_secret_str_and_hidden(monkeypatch: pytest.MonkeyPatch) -> N
 @pytest.mark.parametrize("name", SECRETS)
 def test_blank_secrets_count_as_unset(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setenv(name, "   ")
-    assert getattr(load_settings(env_file=None), name.lower()) is None
+    field = next(field for field, variable in _NAMES.items() if variable == name)
+    assert getattr(load_settings(env_file=None), field) is None
 
 
 def slack(monkeypatch: pytest.MonkeyPatch, **values: str) -> Settings:
@@ -225,3 +239,46 @@ def test_require_slack_http_mode_needs_the_signing_secret(monkeypatch: pytest.Mo
 
 def test_the_code_reads_exactly_the_documented_variables() -> None:
     assert sorted(READ_BY_THE_CODE) == sorted(VARIABLES)
+
+
+AUDIT_KEY = "audit-key-0123456789abcdef0123456789abcdef"
+RETIRED = "retired-audit-key-0123456789abcdef0123456789"
+
+
+def audit_keys_error(monkeypatch: pytest.MonkeyPatch, **values: str) -> str:
+    settings = slack(monkeypatch, **values)
+    with pytest.raises(SettingsError) as caught:
+        settings.audit_keys()
+    message = str(caught.value)
+    assert "\n" not in message
+    for value in values.values():
+        assert value not in message
+    return message
+
+
+def test_audit_keys_current_and_retired(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = slack(
+        monkeypatch, BREAKGLASS_AUDIT_KEY=AUDIT_KEY, BREAKGLASS_AUDIT_PREVIOUS_KEYS=f" {RETIRED} ,, {AUDIT_KEY[::-1]},"
+    )
+    assert settings.audit_keys() == (AUDIT_KEY, [RETIRED, AUDIT_KEY[::-1]])
+    assert slack(monkeypatch, BREAKGLASS_AUDIT_PREVIOUS_KEYS=" ").audit_keys() == (AUDIT_KEY, [])
+    shown = repr(settings) + str(settings) + settings.model_dump_json()
+    assert AUDIT_KEY not in shown and RETIRED not in shown
+
+
+def test_audit_keys_are_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = audit_keys_error(monkeypatch)
+    assert message.startswith("BREAKGLASS_AUDIT_KEY: required;")
+    assert "breakglass audit keygen" in message
+
+
+def test_a_short_audit_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = audit_keys_error(monkeypatch, BREAKGLASS_AUDIT_KEY="only-twenty-chars-xx")
+    assert message.startswith("BREAKGLASS_AUDIT_KEY: too short (20 characters)")
+
+
+def test_a_short_retired_audit_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = audit_keys_error(
+        monkeypatch, BREAKGLASS_AUDIT_KEY=AUDIT_KEY, BREAKGLASS_AUDIT_PREVIOUS_KEYS=f"{RETIRED},old-short-key"
+    )
+    assert message.startswith("BREAKGLASS_AUDIT_PREVIOUS_KEYS: expected a comma-separated list")

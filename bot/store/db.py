@@ -10,6 +10,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.store.chain import AuditSeal, install
+
 
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
@@ -32,17 +34,23 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
 
 
 class Database:
-    def __init__(self, engine: Engine) -> None:
+    """Transactions on one engine. Audit events added in a transaction are sealed into the hash chain as it commits,
+    with ``seal``'s key; without one, with plain SHA-256 (key id "unkeyed"), which proves nothing against anyone
+    who can write to the database: for tests and tools, never for `serve`."""
+
+    def __init__(self, engine: Engine, seal: AuditSeal | None = None) -> None:
         self.engine = engine
+        self.seal = seal or AuditSeal(None)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        install(self._sessions, self.seal)
 
     @classmethod
-    def from_url(cls, url: str) -> Database:
-        return cls(make_engine(url))
+    def from_url(cls, url: str, seal: AuditSeal | None = None) -> Database:
+        return cls(make_engine(url), seal)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """One unit of work: commits on success, rolls back on any error."""
+        """One unit of work: commits on success (sealing its audit events last), rolls back on any error."""
         with self._sessions() as session, session.begin():
             yield session
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -110,7 +111,10 @@ class Review(Base):
 
 
 class AuditEvent(Base):
-    """Append-only. Nothing in the code updates or deletes these rows."""
+    """Append-only. Nothing in the code updates or deletes these rows, and a hash chain shows if anyone else did:
+    ``seq`` is the gapless position, ``hash`` a keyed MAC over the position, the previous event's hash and the
+    contents (bot/store/chain.py). ``seq`` stays empty only on events from before the chain, until the first seal
+    adopts them."""
 
     __tablename__ = "audit_events"
 
@@ -122,3 +126,30 @@ class AuditEvent(Base):
     resource: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    seq: Mapped[int | None] = mapped_column(Integer, unique=True, index=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(String(16))
+
+
+class AuditChainHead(Base):
+    """The last sealed event's position and hash, with a MAC, in one row: deleting the newest events shows, and
+    locking this row is what serialises appends across replicas."""
+
+    __tablename__ = "audit_chain_head"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_audit_chain_head_one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(String(16))
+    mac: Mapped[str | None] = mapped_column(String(64))
+
+
+class SlackDelivery(Base):
+    """The signature of every request from Slack seen in the last few minutes: a replay finds its own here."""
+
+    __tablename__ = "slack_deliveries"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the X-Slack-Signature header
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
