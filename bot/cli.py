@@ -10,6 +10,8 @@ from typing import Any, NoReturn
 
 import typer
 
+from bot import redaction
+from bot.audit_cli import audit_cli
 from bot.policy import PolicyError, Resource, load_policy
 from bot.settings import Settings, SettingsError, load_settings
 
@@ -21,6 +23,7 @@ cli = typer.Typer(
 )
 db_cli = typer.Typer(no_args_is_help=True, help="The database schema.")
 cli.add_typer(db_cli, name="db")
+cli.add_typer(audit_cli, name="audit")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -35,6 +38,8 @@ def _settings() -> Settings:
         fail(str(error))
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))  # a line per sweep
+    redaction.install(redaction.collect(settings))  # the adapters' secrets join once the policy is read
+    redaction.log_uncaught()
     return settings
 
 
@@ -48,6 +53,7 @@ def serve() -> None:
         running = runtime.build(settings, os.environ)
     except (SettingsError, PolicyError) as error:
         fail(str(error))
+    redaction.install(running.deps.redactor)
     running.start_alarms()
     signal.signal(signal.SIGTERM, lambda *_: running.stop())
     try:
@@ -76,14 +82,22 @@ def check() -> None:
         policy = load_policy(settings.policy_path)
     except PolicyError as error:
         fail(str(error), code=1)
+    built: dict[str, Any] = {}
     for resource in policy.resources.values():
-        where = f"resources.{resource.name}"
         try:
-            adapter = registry.build(resource.adapter, resource.params, where, os.environ)
+            built[resource.name] = registry.build(resource.adapter, resource.params, _where(resource), os.environ)
         except PolicyError as error:
-            problems.append(str(error))
-            continue
-        problems += [f"{where}: {problem}" for problem in _check_adapter(adapter, resource)]
+            built[resource.name] = error
+    adapters = {name: adapter for name, adapter in built.items() if not isinstance(adapter, PolicyError)}
+    # A backend's error may quote a credential (its own or another's): every line printed is scrubbed.
+    redactor = redaction.collect(settings, adapters, policy, os.environ)
+    redaction.install(redactor)
+    for resource in policy.resources.values():
+        adapter = built[resource.name]
+        if isinstance(adapter, PolicyError):
+            problems.append(str(adapter))
+        else:
+            problems += [f"{_where(resource)}: {problem}" for problem in _check_adapter(adapter, resource)]
     try:
         settings.require_slack()
     except SettingsError as error:
@@ -91,9 +105,13 @@ def check() -> None:
     if problems:
         typer.echo(f"{len(problems)} problem(s):")
         for problem in problems:
-            typer.echo(f"  - {problem}")
+            typer.echo(f"  - {redactor.scrub(problem)}")
         raise typer.Exit(1)
     typer.echo(f"OK: {settings.policy_path} has {len(policy.resources)} resource(s); every adapter is configured.")
+
+
+def _where(resource: Resource) -> str:
+    return f"resources.{resource.name}"
 
 
 def _check_adapter(adapter: Any, resource: Resource) -> list[str]:

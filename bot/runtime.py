@@ -15,15 +15,17 @@ from waitress.server import create_server
 from bot.adapters import registry
 from bot.clock import Clock, SystemClock
 from bot.policy import Policy, load_policy
+from bot.redaction import collect as collect_secrets
 from bot.scheduler import Scheduler
 from bot.services import leases
 from bot.services.deps import Deps, Tuning, instance_name
 from bot.services.sweep import Sweeper
-from bot.settings import Settings
-from bot.slack.app import build_app, web_client
+from bot.settings import Settings, SettingsError
+from bot.slack.app import build_app, home_of, web_client
 from bot.slack.directory import SlackDirectory
 from bot.slack.notifier import SlackNotifier
 from bot.store import queries, schema
+from bot.store.chain import AuditSeal, ChainError, check_head
 from bot.store.db import Database
 from bot.web import WebApp
 
@@ -109,11 +111,16 @@ def build(
     tuning: Tuning | None = None,
 ) -> Runtime:
     settings.require_slack()
+    audit_key, retired_keys = settings.audit_keys()
     policy = policy or load_policy(settings.policy_path)
     adapters = registry.build_all(policy, environ)
-    db = Database.from_url(settings.database_url)
+    db = Database.from_url(settings.database_url, AuditSeal(audit_key, retired_keys))
     if settings.auto_migrate:
         schema.upgrade(db.engine)
+    try:
+        check_head(db.engine, db.seal)  # a key rotated without keeping the old one fails here, not at the first event
+    except ChainError as error:
+        raise SettingsError(f"BREAKGLASS_AUDIT_KEY: {error}") from None
     clock = clock or SystemClock()
     assert settings.slack_bot_token is not None
     client = web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
@@ -124,6 +131,9 @@ def build(
         lane_width=settings.backend_concurrency,
         expiry_warning=settings.expiry_warning,
         revoke_alert_after=settings.revoke_alert_after,
+        refusals_alert=settings.refusals_alert,
+        requests_per_hour=settings.requests_per_hour,
+        actions_per_minute=settings.actions_per_minute,
     )
     deps = Deps(
         db=db,
@@ -133,12 +143,16 @@ def build(
         directory=SlackDirectory(client, clock),
         clock=clock,
         tuning=tuning,
+        redactor=collect_secrets(settings, adapters, policy, environ),
     )
     sweeper = Sweeper(deps)
     scheduler = Scheduler(sweeper.kick, settings.sweep_interval, renew_every=tuning.lease.total_seconds() / 3)
     deps.alarms = scheduler
     secret = None if settings.socket_mode else settings.slack_signing_secret
-    app = build_app(client, secret.get_secret_value() if secret else None, deps)
-    running = Runtime(settings, deps, app, WebApp(app, db), sweeper, scheduler)
+    home = home_of(client, settings.slack_team_id, settings.slack_enterprise_id)
+    app = build_app(client, secret.get_secret_value() if secret else None, deps, home)
+    running = Runtime(
+        settings, deps, app, WebApp(app, deps, secret.get_secret_value() if secret else None), sweeper, scheduler
+    )
     scheduler.renew = running.renew_claims
     return running

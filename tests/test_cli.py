@@ -13,13 +13,15 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from bot.settings import VARIABLES
 from bot.store import schema
+from tests.conftest import POSTGRES_ENV
 
-CLEARED = (*VARIABLES, "MISSING_VAR")
+CLEARED = (*VARIABLES, "MISSING_VAR", "HOOK_SECRET", "HOOK_TOKEN", "API_KEY", "PG_PASSWORD")
 TOKENS = {"SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_SIGNING_SECRET": "test-signing-secret"}
 
 GOOD_POLICY = """\
@@ -66,6 +68,61 @@ resources:
 """
 
 
+# Backends whose check fails and whose error quotes credentials: a program that echoes what it was given (the Slack
+# token and another resource's webhook secret among it), and, when PostgreSQL is at hand, a login that is refused.
+LEAKY_SECRETS = {
+    "SLACK_BOT_TOKEN": "xoxb-7318402956-1183750294618-Zt4qLm8vNc2xRb6yWp0sKd3f",
+    "SLACK_SIGNING_SECRET": "5d1e0b9a7c3f48e2a6b0c9d8e7f61234",
+    "HOOK_SECRET": "hook-secret-3f9a0c7e1b5d4a28",
+    "HOOK_TOKEN": "hook-bearer-token-8c2e5a1f9d7b",
+    "API_KEY": "api-key-for-the-program-4b7e0d2c",
+    "PG_PASSWORD": "wrong-password-6e1c9a3f7b2d",
+}
+LEAKY_POLICY = """\
+channels: {approvals: C0APPROVALS, audit: C0SECURITY}
+resources:
+  hooked:
+    adapter: webhook
+    approvers: [S0SRELEADS]
+    params:
+      url: http://127.0.0.1:9/hooks/breakglass
+      secret: ${HOOK_SECRET}
+      headers: {Authorization: "Bearer ${HOOK_TOKEN}"}
+  echo:
+    adapter: command
+    approvers: [S0SRELEADS]
+    params:
+      grant: [/bin/sh]
+      revoke: [/bin/sh]
+      check:
+        - /bin/sh
+        - -c
+        - 'echo "refused: token $0 hook $1 key $API_KEY" >&2; exit 1'
+        - ${SLACK_BOT_TOKEN}
+        - ${HOOK_SECRET}
+      env: {API_KEY: "${API_KEY}"}
+"""
+
+
+def _leaky_postgres() -> str:
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        return ""
+    url = urlsplit(base)
+    return f"""\
+  pg:
+    adapter: postgres
+    approvers: [S0SRELEADS]
+    params:
+      host: {url.hostname}
+      port: {url.port or 5432}
+      database: {url.path.lstrip("/") or "postgres"}
+      user: breakglass_no_such_login
+      password: ${{PG_PASSWORD}}
+      roles: [breakglass_none]
+"""
+
+
 @dataclass(frozen=True)
 class Case:
     args: tuple[str, ...]
@@ -81,6 +138,9 @@ CASES = {
     "check-malformed": Case(("check",), TOKENS, MALFORMED_POLICY),
     "check-no-file": Case(("check",), TOKENS),
     "check-backends": Case(("check",), TOKENS, BACKENDS_POLICY),
+    "check-leaky": Case(
+        ("check",), {**LEAKY_SECRETS, "BREAKGLASS_LOG_LEVEL": "DEBUG"}, LEAKY_POLICY + _leaky_postgres()
+    ),
     "db-upgrade": Case(("db", "upgrade"), {"DATABASE_URL": "sqlite:///{dir}/x.db"}),
     "db-upgrade-unreachable": Case(("db", "upgrade"), {"DATABASE_URL": "sqlite:///{dir}/no/such/dir/x.db"}),
 }
@@ -200,3 +260,20 @@ def test_check_asks_every_backend_and_lists_each_problem(results: dict[str, Resu
     assert "resources.gate: command: /nonexistent/gate is not an executable file here" in result.stdout
     assert "resources.cache: " in result.stdout  # the closed port
     assert "resources.cache: users.U0ALICE01: 'alice smith' cannot be an identity here" in result.stdout
+
+
+def test_check_prints_no_secret_even_when_a_backend_quotes_one(results: dict[str, Result]) -> None:
+    result = results["check-leaky"]
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    # The program's complaint is shown, with every credential in it blanked: the Slack token and the other
+    # resource's webhook secret by the check's redaction, its own key by the command adapter.
+    assert (
+        "resources.echo: command check: /bin/sh exited with status 1: refused: token [redacted] hook [redacted] "
+        "key [redacted]" in result.stdout
+    )
+    if os.environ.get(POSTGRES_ENV):
+        assert "resources.pg: " in result.stdout  # the refused login is reported
+    leaked = [name for name, value in LEAKY_SECRETS.items() if value in output]
+    assert leaked == []

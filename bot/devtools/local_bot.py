@@ -6,12 +6,14 @@ Used by `breakglass demo` and the end-to-end tests: one harness, so the demo sho
 from __future__ import annotations
 
 import itertools
+import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from bot import runtime
+from bot import redaction, runtime
 from bot.clock import ManualClock
 from bot.devtools.slack_requests import SlackSender
 from bot.devtools.slack_standin import SlackStandIn
@@ -22,8 +24,12 @@ from bot.services.sweep import SweepReport
 from bot.settings import Settings
 from bot.slack.listeners.commands import WORKING
 
-SIGNING_SECRET = "local-signing-secret-0123456789"
-BOT_TOKEN = "xoxb-test-token"
+# Shaped like the real thing, so the tests that scan for leaked secrets look for something a leak would contain.
+SIGNING_SECRET = "a3f09c7e5b2d4816e0c97f3b5a1d2e84"
+BOT_TOKEN = "xoxb-1029384756-4820193746582-Vq3ZpL8sYt0cWk5NhR2mXbJe"
+# One random key per process unless one is given: the chain is sealed, and a bot restarted on the same database
+# (as the tests do) can extend it.
+RUN_AUDIT_KEY = secrets.token_urlsafe(48)
 
 PEOPLE = {
     "U0ALICE01": {"name": "alice", "real_name": "Alice Approver", "email": "alice@example.com"},
@@ -56,15 +62,19 @@ class LocalBot:
         environ: dict[str, str] | None = None,
         tuning: Tuning | None = None,
         clock: ManualClock | None = None,
+        audit_key: str | None = None,
     ) -> None:
         self.policy = policy
         self.database_url = database_url
         self.environ = environ or {}
         self.tuning = tuning or Tuning(grant_retry_pause=0.01)
         self.clock = clock or ManualClock()
+        self.audit_key = audit_key or RUN_AUDIT_KEY
         self.slack = SlackStandIn(token=BOT_TOKEN, users=PEOPLE, groups=GROUPS)
         self._names = itertools.count(1)
         self.runtime: runtime.Runtime | None = None
+        self.replies: list[Reply] = []  # every answer the bot gave, for tests that look at all of them
+        self._unredact: Callable[[], None] | None = None
 
     def start(self) -> LocalBot:
         self.slack.start()
@@ -76,8 +86,10 @@ class LocalBot:
             SLACK_API_URL=self.slack.api_url,
             DATABASE_URL=self.database_url,
             PORT=3000,
+            BREAKGLASS_AUDIT_KEY=self.audit_key,
         )
         self.runtime = runtime.build(settings, self.environ, clock=self.clock, policy=self.policy, tuning=self.tuning)
+        self._unredact = redaction.install(self.runtime.deps.redactor)
         port = self.runtime.serve_http(host="127.0.0.1", port=0, block=False)
         self.base_url = f"http://127.0.0.1:{port}"
         self.sender = SlackSender(self.base_url, SIGNING_SECRET)
@@ -87,6 +99,9 @@ class LocalBot:
         if self.runtime is not None:
             self.runtime.stop()
         self.slack.stop()
+        if self._unredact is not None:
+            self._unredact()
+            self._unredact = None
 
     def __enter__(self) -> LocalBot:
         return self.start()
@@ -138,7 +153,9 @@ class LocalBot:
         if wait and response.status_code == 200 and answer_follows:
             answers = self.slack.wait_for(lambda s: s.responses(name), timeout=10)
             answer = answers[-1].get("text")
-        return Reply(response.status_code, ack, answer, elapsed)
+        reply = Reply(response.status_code, ack, answer, elapsed)
+        self.replies.append(reply)
+        return reply
 
     # -- time -----------------------------------------------------------------------------------
 

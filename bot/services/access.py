@@ -118,11 +118,16 @@ def finish(deps: Deps, claimed: Claimed) -> RequestView | None:
 
 
 def _held(deps: Deps, session: Session, request_id: int, status: Status) -> Request | None:
-    """The request, if it is in ``status`` under a claim this process holds."""
-    request = queries.get(session, request_id)
-    if request is None or request.status != status or request.claimed_by != deps.tuning.instance:
+    """The request, if it is in ``status`` under a claim this process holds, with its lease renewed.
+
+    Renewed in the same statement that checks the lease has not run out: work that waited in a lane past its
+    lease may already be another replica's (``move_claim`` takes lapsed claims with the mirror condition), and
+    exactly one of the two statements can win.
+    """
+    now = deps.now()
+    if not queries.refresh_claim(session, request_id, status, deps.tuning.instance, now, now + deps.tuning.lease):
         return None
-    return request
+    return queries.get(session, request_id)
 
 
 def _expiry(request: Request) -> datetime:
@@ -169,8 +174,8 @@ def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
                 held_by=me,
                 granted_at=now,
                 warned_at=warned_at,
-                receipt=receipt.data,
-                instructions=receipt.instructions,
+                receipt=deps.redactor.scrub_data(receipt.data),  # no secrets by contract; made sure of
+                instructions=deps.redactor.scrub(receipt.instructions) if receipt.instructions else None,
                 claimed_by=None,
                 lease_until=None,
             )
@@ -205,6 +210,7 @@ def _grant_with_retries(deps: Deps, call: Callable[[GrantContext], Receipt], ctx
 
 def _grant_failed(deps: Deps, request_id: int, error: AdapterError) -> RequestView | None:
     """The backend said no: report it. The backend may have said yes without our hearing it: undo, then report."""
+    error = scrubbed(deps, error)
     if error.retryable:
         return _undo(deps, request_id, error, GRANT_FAILED)
     now = deps.now()
@@ -232,6 +238,7 @@ def _grant_failed(deps: Deps, request_id: int, error: AdapterError) -> RequestVi
 
 def _undo(deps: Deps, request_id: int, error: AdapterError, end_reason: str) -> RequestView | None:
     """Turn our grant claim into a revoke claim, and revoke: what may exist on the backend must not outlive us."""
+    error = scrubbed(deps, error)
     now = deps.now()
     with deps.db.transaction() as session:
         moved = queries.move(
@@ -347,6 +354,7 @@ def _ask_for_review(deps: Deps, session: Session, request: Request, now: datetim
 
 
 def _revoke_failed(deps: Deps, request_id: int, error: AdapterError) -> RequestView | None:
+    error = scrubbed(deps, error)
     now = deps.now()
     with deps.db.transaction() as session:
         request = queries.get(session, request_id)
@@ -387,6 +395,13 @@ def _call_backend(deps: Deps, call: Callable[..., Any], *args: Any) -> Any:
         return call_within(deps.tuning.call_timeout, call, *args)
     except Overdue as overdue:
         raise AdapterError(f"the backend gave {overdue}", retryable=True) from None
+
+
+def scrubbed(deps: Deps, error: AdapterError) -> AdapterError:
+    """The error with every secret the process knows blanked out: its text is stored, audited and shown in Slack,
+    and a backend's answer may quote a credential the adapter itself did not know to hide."""
+    clean = deps.redactor.scrub(str(error))
+    return error if clean == str(error) else AdapterError(clean, retryable=error.retryable)
 
 
 def _adapter_error(error: Exception) -> AdapterError:

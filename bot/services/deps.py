@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from bot.adapters.base import Adapter
 from bot.clock import Clock
 from bot.policy import Policy, Resource
+from bot.redaction import Redactor
 from bot.services.leases import Leases
 from bot.services.ports import Alarms, Directory, NoAlarms, Notifier
 from bot.store.db import Database
@@ -41,6 +42,9 @@ class Tuning:
     grant_retry_pause: float = 0.5
     request_timeout: timedelta = timedelta(hours=24)  # a pending request nobody decided times out
     batch: int = 100
+    refusals_alert: int = 5  # refused attempts by one person within guard.WINDOW before the audit channel hears
+    requests_per_hour: int = 20  # requests one person may file in an hour, across all replicas
+    actions_per_minute: int = 30  # commands and clicks one person may send a minute, per replica
     pause: Callable[[float], None] = time.sleep
 
     def backoff(self, attempts: int) -> timedelta:
@@ -58,6 +62,7 @@ class Deps:
     alarms: Alarms = field(default_factory=NoAlarms)
     tuning: Tuning = field(default_factory=Tuning)
     leases: Leases = field(default_factory=Leases)
+    redactor: Redactor = field(default_factory=Redactor)  # every secret the process knows, for failure texts
 
     def now(self) -> datetime:
         return self.clock.now()

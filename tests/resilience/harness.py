@@ -29,6 +29,7 @@ from bot.store.db import Database
 from bot.store.models import AuditEvent, Request
 
 WEBHOOK_SECRET = "webhook-secret-for-resilience-0123456789"
+AUDIT_KEY = "audit-key-for-resilience-0123456789abcdef"  # every replica seals with it
 SWEEP_INTERVAL = 1.0  # seconds, for every bot process here
 LEASE = 3  # seconds
 
@@ -129,6 +130,7 @@ class Fleet:
             "WEBHOOK_URL": self.backend.url,
             "BREAKGLASS_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "PYTHONUNBUFFERED": "1",
+            "BREAKGLASS_AUDIT_KEY": AUDIT_KEY,
         }
 
     def replica(self, name: str | None = None) -> Replica:
@@ -160,6 +162,18 @@ class Fleet:
                 pass
             time.sleep(0.05)
         raise TimeoutError(f"{replica.name} did not become healthy:\n{replica.log.read_text()[-3000:]}")
+
+    def leaked_secrets(self) -> list[str]:
+        """Which configured secrets appear in any replica's output (by name and log file, never the value)."""
+        if not self.replicas:
+            return []
+        secrets = {
+            name: value
+            for name, value in self.environ(self.replicas[0]).items()
+            if name.startswith(("SLACK_", "BREAKGLASS_")) and any(w in name for w in ("TOKEN", "SECRET", "KEY"))
+        }
+        logs = {r.log.name: r.log.read_text(errors="replace") for r in self.replicas if r.log.exists()}
+        return [f"{name} in {log}" for name, value in secrets.items() for log, text in logs.items() if value in text]
 
     def stop_all(self) -> None:
         for replica in self.replicas:
@@ -217,3 +231,5 @@ def fleet(database_url: str, folder: Path) -> Iterator[Fleet]:
             yield running
         finally:
             running.stop_all()
+        leaks = running.leaked_secrets()
+        assert not leaks, f"secrets in the bot's output: {'; '.join(leaks)}"
