@@ -9,6 +9,9 @@ itself stops honouring the policy at expiry even if the bot is down; the revoke 
 membership, so here access ends only when the bot revokes it; and since a membership has no owner, the first
 revoke ends it for every grant of that group to that user.
 
+Extending a grant (``ExtendsExpiry``) puts the stored policy again with the new expiry in every statement; that
+takes ``iam:GetUserPolicy`` besides the grant's actions. A group membership has nothing to move.
+
 The principal is an IAM user name. The bot calls IAM with its own credentials: explicit keys, or boto3's
 default chain (environment, shared config, instance or task role) when none are given, optionally assuming
 ``role_arn`` first. Its minimum IAM policy is in docs/adapters/aws-iam.md.
@@ -24,7 +27,7 @@ import re
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import boto3
 from botocore.config import Config
@@ -300,6 +303,46 @@ class AwsIamAdapter:
         )
         log.info("revoke %s: inline policy %s deleted from IAM user %s", ctx.grant_id, name, user)
 
+    def extend(self, ctx: GrantContext, receipt: Receipt) -> None:
+        """Policy mode: the inline policy is put again, as it is stored (what was granted, whatever the policy file
+        says now), with every statement's ``aws:CurrentTime`` moved to the new expiry. A policy that is gone was
+        revoked: a final error, never a new grant. Group mode: IAM ends nothing by itself, so nothing moves."""
+        data = receipt.data
+        user = data.get("user") or ctx.principal
+        if data.get("mode", self.params.mode) == "group":
+            log.info("extend %s: IAM group membership has no end in AWS; nothing to move", ctx.grant_id)
+            return
+        name = data.get("policy") or policy_name(self.params.policy_name_prefix, ctx.grant_id)
+        stored = self._call(
+            f"reading policy {name} of IAM user '{user}'",
+            "iam",
+            "get_user_policy",
+            missing=f"IAM user '{user}' has no policy {name} any more: the access was revoked and cannot be extended",
+            UserName=user,
+            PolicyName=name,
+        ).get("PolicyDocument")
+        statements = _statements_of(stored)
+        if statements is None:
+            raise AdapterError(
+                f"policy {name} of IAM user '{user}' is not one Breakglass wrote; left as it is", retryable=False
+            )
+        self._call(
+            f"putting policy {name} on IAM user '{user}'",
+            "iam",
+            "put_user_policy",
+            missing=f"IAM user '{user}' does not exist in this AWS account",
+            UserName=user,
+            PolicyName=name,
+            PolicyDocument=policy_document(statements, ctx.expires_at),
+        )
+        log.info(
+            "extend %s: inline policy %s of IAM user %s now ends %s",
+            ctx.grant_id,
+            name,
+            user,
+            expiry_stamp(ctx.expires_at),
+        )
+
     def check(self) -> list[str]:
         try:
             self._call("checking the bot's credentials (sts:GetCallerIdentity)", "sts", "get_caller_identity")
@@ -397,6 +440,21 @@ class AwsIamAdapter:
 
     def _redact(self, text: str) -> str:
         return redact(text, self.params.access_key_id, self.params.secret_access_key, self.params.session_token)
+
+
+def _statements_of(document: Any) -> list[dict[str, Any]] | None:
+    """The statements of a stored policy document (boto3 hands it back parsed; JSON text is read too)."""
+    if isinstance(document, str):
+        try:
+            document = json.loads(unquote(document))
+        except ValueError:
+            return None
+    statements = document.get("Statement") if isinstance(document, dict) else None
+    if isinstance(statements, dict):
+        statements = [statements]
+    if not isinstance(statements, list) or not statements or not all(isinstance(s, dict) for s in statements):
+        return None
+    return statements
 
 
 def _code(error: ClientError) -> str:

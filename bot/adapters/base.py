@@ -93,3 +93,15 @@ class Adapter(Protocol):
     def check(self) -> list[str]:
         """Problems with configuration or credentials, found without granting anything; empty when fine."""
         ...
+
+
+@runtime_checkable
+class ExtendsExpiry(Protocol):
+    """An adapter whose backend ends access by itself at ``expires_at`` (a VALID UNTIL, a scheduled event, a policy
+    condition) moves that end when a grant is extended. Adapters whose access only the bot's revoke ends need not
+    implement it: extending those is the bot's own business."""
+
+    def extend(self, ctx: GrantContext, receipt: Receipt) -> None:
+        """Make the access granted under ``ctx.grant_id`` last until ``ctx.expires_at`` (later than before).
+        Idempotent. Raises AdapterError like grant."""
+        ...

@@ -6,7 +6,11 @@ Each call starts the configured program (no shell) with one JSON object on stdin
      "principal": "zoe", "user": {"slack_id": "U123", "email": "...", "name": "...", "handle": "..."},
      "expires_at": "2026-01-01T10:00:00Z", "reason": "...", "emergency": false, "receipt": {}}
 
-``event`` is ``grant``, ``revoke`` or ``check``; on revoke, ``receipt`` is the ``data`` the grant returned.
+``event`` is ``grant``, ``revoke``, ``extend`` or ``check``; on revoke and extend, ``receipt`` is the ``data`` the
+grant returned. ``extend`` runs the optional ``extend`` program when a grant is extended, with the new
+``expires_at``: it must make access last until then, wherever your grant program set an end on the backend.
+Without an ``extend`` program, extending a grant of the resource fails (the bot cannot know whether your program
+gave the backend an end of its own); a program that sets none can say so with ``extend: [true]``.
 The exit status decides: 0 is success, 75 (EX_TEMPFAIL) is a failure worth retrying, anything else is a
 refusal. On grant the program may print one JSON object on stdout: ``{"data": {...}, "instructions": "...",
 "credentials": "..."}`` (``data`` is stored and handed back to revoke, so no secrets in it).
@@ -38,12 +42,13 @@ SAFE_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ")
 class CommandParams(AdapterParams):
     grant: list[str] = Field(min_length=1)
     revoke: list[str] = Field(min_length=1)
+    extend: list[str] | None = None  # run when a grant is extended, with event "extend" and the new expires_at
     check: list[str] | None = None  # run by `breakglass check`, with event "check"
     timeout: float = Field(default=15.0, gt=0, le=600)  # under BREAKGLASS_BACKEND_TIMEOUT
     env: dict[str, SecretStr] = Field(default_factory=dict)
     workdir: str | None = None
 
-    @field_validator("grant", "revoke", "check")
+    @field_validator("grant", "revoke", "extend", "check")
     @classmethod
     def _program(cls, argv: list[str] | None) -> list[str] | None:
         if argv is not None and not argv[0].strip():
@@ -66,9 +71,19 @@ class CommandAdapter:
     def revoke(self, ctx: GrantContext, receipt: Receipt) -> None:
         self._run("revoke", self.params.revoke, _payload("revoke", ctx, receipt.data))
 
+    def extend(self, ctx: GrantContext, receipt: Receipt) -> None:
+        if self.params.extend is None:
+            raise AdapterError(
+                f"command extend: resource {ctx.resource!r} has no `extend` program, so an end its grant program "
+                "may have set on the backend cannot be moved (set params.extend; `[true]` if it sets no end)",
+                retryable=False,
+            )
+        self._run("extend", self.params.extend, _payload("extend", ctx, receipt.data))
+
     def check(self) -> list[str]:
         problems = []
-        argvs = [self.params.grant, self.params.revoke] + ([self.params.check] if self.params.check else [])
+        p = self.params
+        argvs = [p.grant, p.revoke] + [argv for argv in (p.extend, p.check) if argv]
         for argv in argvs:
             if shutil.which(argv[0], path=self._environment()["PATH"]) is None:
                 problems.append(f"command: {argv[0]} is not an executable file here")

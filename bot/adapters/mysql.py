@@ -17,7 +17,8 @@ Expiry: with ``backstop`` (default) each grant also creates a one-off event in `
 ``expires_at`` and does the revoke on the server itself (revoke or drop, then kill the connections), so access
 ends on time even while the bot is down. The event is scheduled in UTC (the session's time zone is set to +00:00
 when it is created) and needs the server's ``event_scheduler`` ON; revoke drops it. ``check()`` reports a
-scheduler that is off.
+scheduler that is off. Extending a grant moves its event (``ExtendsExpiry``); an event that already ran has ended
+the access, and the extend fails saying so.
 
 Account names and the host part are bound as string literals by PyMySQL; database and table names are checked
 against ``[A-Za-z0-9_$]`` and quoted with backticks (``_`` escaped in database-level grants, where it is a
@@ -100,6 +101,7 @@ _IDENTIFIER = re.compile(r"[A-Za-z0-9_$]{1,64}")
 _RETRYABLE = {1040, 1053, 1205, 1213}  # too many connections, shutting down, lock wait timeout, deadlock
 _NO_SUCH_GRANT = {1141, 1147}
 _UNKNOWN_THREAD = 1094
+_NO_SUCH_EVENT = 1539
 _UNKNOWN_SQL_MODE = 1231  # MySQL 8 has no NO_AUTO_CREATE_USER: it never creates users in GRANT anyway
 
 
@@ -313,6 +315,31 @@ class MysqlAdapter:
                 db.run("drop the expiry event", f"DROP EVENT IF EXISTS `{plan.event[0]}`.`{plan.event[1]}`")
         log.info("revoke %s: %r@%r on %s, %d connection(s) ended", ctx.grant_id, *account, plan.on, ended)
 
+    def extend(self, ctx: GrantContext, receipt: Receipt) -> None:
+        """Moves the grant's expiry event to the new expiry (``ALTER EVENT … ON SCHEDULE AT``), in either mode. An
+        event that has run is gone (``ON COMPLETION NOT PRESERVE``), and so is the access it ended: a final error,
+        not a new grant. Without the backstop nothing on the server ends access, so nothing moves."""
+        plan = self._plan(ctx, receipt)
+        if plan.event is None:
+            log.info("extend %s: no expiry event on %s (backstop off); nothing to move", ctx.grant_id, self._where)
+            return
+        database, name = plan.event
+        schedule = "ON SCHEDULE AT GREATEST(CAST(%s AS DATETIME), UTC_TIMESTAMP() + INTERVAL 1 SECOND)"
+        find = "SELECT EXECUTE_AT FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s AND EVENT_NAME = %s"
+        at = _event_time(ctx.expires_at)
+        with self._connect() as db:
+            alter = f"ALTER EVENT `{database}`.`{name}` {schedule}"
+            db.run("move the expiry event", alter, (at,), ignore={_NO_SUCH_EVENT})
+            # Read back: an event that ran while we altered it is gone too.
+            moved = db.run("read the expiry event", find, (database, name))
+        if not moved:
+            raise AdapterError(
+                f"{self._where}: the expiry event of grant {ctx.grant_id} has already run or been dropped, so the "
+                "access has ended and cannot be extended; request it again",
+                retryable=False,
+            )
+        log.info("extend %s: expiry event %s.%s on %s moved to %s UTC", ctx.grant_id, database, name, self._where, at)
+
     def check(self) -> list[str]:
         try:
             with self._connect() as db:
@@ -344,8 +371,7 @@ class MysqlAdapter:
             remove = "DROP USER IF EXISTS %s@%s"
         else:
             remove = f"REVOKE {', '.join(plan.privileges)} ON {plan.on.sql()} FROM %s@%s"
-        # Whole seconds, rounded up: access must not end before expires_at.
-        at = datetime.fromtimestamp(math.ceil(as_utc(ctx.expires_at).timestamp()), UTC).replace(tzinfo=None)
+        at = _event_time(ctx.expires_at)
         comment = f"breakglass: ends request #{ctx.request_number}"[:64]
         sql = f"""CREATE EVENT IF NOT EXISTS `{plan.event[0]}`.`{plan.event[1]}`
 ON SCHEDULE AT GREATEST(CAST(%s AS DATETIME), UTC_TIMESTAMP() + INTERVAL 1 SECOND)
@@ -523,6 +549,12 @@ class _Session:
 
 def _code(error: pymysql.MySQLError) -> int | None:
     return error.args[0] if error.args and isinstance(error.args[0], int) and error.args[0] else None
+
+
+def _event_time(expires_at: datetime) -> datetime:
+    """When the expiry event runs, in UTC (the session's time zone): whole seconds, rounded up, so that access
+    never ends before ``expires_at``."""
+    return datetime.fromtimestamp(math.ceil(as_utc(expires_at).timestamp()), UTC).replace(tzinfo=None)
 
 
 def event_name(grant_id: str) -> str:

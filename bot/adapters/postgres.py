@@ -19,7 +19,12 @@ Two modes, chosen by ``login``:
     to log in and without membership, and the log says so. The bot only touches a login role it created for
     the same resource (marked by a comment on the role), never a same-named role someone else made.
 
-Each grant and revoke is one short transaction on a fresh connection, with ``connect_timeout`` and a
+Extend (``ExtendsExpiry``): a temporary login gets ``VALID UNTIL <new expiry>``, and nothing else changes (not
+the password, not a login a revoke has disabled); a login that is gone or disabled means the access has ended,
+which is a final error. If the old ``VALID UNTIL`` has already passed but the bot has not revoked yet, the same
+login and password work again. Existing logins: nothing on the server ends the membership, so nothing moves.
+
+Each grant, extend and revoke is one short transaction on a fresh connection, with ``connect_timeout`` and a
 ``statement_timeout`` so a lock wait cannot hang the bot. Role names are always quoted with
 ``psycopg.sql.Identifier``; timestamps and verifiers are literals; lookups are parameter-bound.
 
@@ -206,6 +211,36 @@ class PostgresAdapter:
             self._where,
             ended,
         )
+
+    def extend(self, ctx: GrantContext, receipt: Receipt) -> None:
+        """Temporary logins: ``ALTER ROLE … VALID UNTIL <new expiry>`` on the login the grant made. Membership of an
+        existing login has no end on the server, so there is nothing to move; the bot's revoke ends it."""
+        mode = receipt.data.get("mode")
+        if (mode if mode in ("existing", "temporary") else self.params.login) == "existing":
+            log.info("extend %s: membership on %s has no end on the server; nothing to move", ctx.grant_id, self._where)
+            return
+        stored = receipt.data.get("login")
+        login = stored if isinstance(stored, str) and stored else self._login_name(ctx.principal)
+        until = as_utc(ctx.expires_at)
+        with self._connection() as conn, conn.transaction():
+            row = conn.execute(
+                "SELECT rolcanlogin, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", [login]
+            ).fetchone()
+            if row is not None and row[1] != MARKER + ctx.resource:
+                raise AdapterError(
+                    f"{self._where}: {login!r} is not this resource's temporary login; left untouched", retryable=False
+                )
+            if row is None or not row[0]:  # dropped, or disabled by a revoke that could not drop it
+                raise AdapterError(
+                    f"{self._where} has no usable login {login!r} any more: the access was revoked, so it cannot be "
+                    "extended",
+                    retryable=False,
+                )
+            # VALID UNTIL only: a login a revoke disabled meanwhile stays disabled.
+            conn.execute(
+                sql.SQL("ALTER ROLE {} VALID UNTIL {}").format(sql.Identifier(login), sql.Literal(until.isoformat()))
+            )
+        log.info("extend %s: %s on %s now valid until %s", ctx.grant_id, login, self._where, until.isoformat())
 
     def check(self) -> list[str]:
         try:

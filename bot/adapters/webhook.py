@@ -1,10 +1,14 @@
-"""Tells an HTTP endpoint of yours to grant or revoke access: for backends Breakglass has no adapter for.
+"""Tells an HTTP endpoint of yours to grant, extend or revoke access: for backends Breakglass has no adapter for.
 
-Every grant and revoke is a ``POST`` of a compact UTF-8 JSON body to the configured ``url``::
+Every call is a ``POST`` of a compact UTF-8 JSON body to the configured ``url``::
 
     {"event": "grant", "grant_id": "...", "resource": "...",
      "user": {"slack_id": "U123", "email": "...", "name": "..."}, "principal": "zoe",
      "expires_at": "2026-01-01T10:00:00Z", "reason": "...", "emergency": false}
+
+``event`` is ``grant``, ``revoke`` or ``extend``. An ``extend`` carries the same fields, with the new, later
+``expires_at``: a receiver that ends access by itself at ``expires_at`` must move that end; one that leaves the end
+to Breakglass's revoke just answers 2xx.
 
 Verifying a request (receiver side)
 -----------------------------------
@@ -28,10 +32,14 @@ Answering
 ---------
 Any 2xx is success. 5xx, 408 and 429 mean "try again later", and Breakglass will; any other status is a
 failure that retrying cannot fix. Retries of one event carry the same ``Idempotency-Key`` header
-(``"<grant_id>:<event>"``, a quoted string as in the IETF Idempotency-Key draft), so a receiver can
-recognise a repeat; both events must be idempotent anyway. A grant may answer
-``{"instructions": "..."}``; the text (at most 2000 characters) is shown to the requester. Revoking access
-that is already gone must answer 2xx, not 404.
+(``"<grant_id>:<event>"``, and ``"<grant_id>:extend:<expires_at>"`` for an extend, so that each extension has
+its own; a quoted string as in the IETF Idempotency-Key draft), so a receiver can recognise a repeat; every
+event must be idempotent anyway. A grant may answer ``{"instructions": "..."}``; the text (at most 2000
+characters) is shown to the requester. Revoking access that is already gone must answer 2xx, not 404.
+
+A receiver that does not know ``extend`` answers 400, 404, 405 or 501 to it: Breakglass then reports that this
+resource cannot be extended (a final failure, not retried), and the grant keeps its old end. A receiver whose
+access has already ended (expired or revoked) should refuse an extend, with 409 or 410, rather than grant anew.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import hashlib
 import hmac
 import json
 import logging
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -57,6 +66,7 @@ MAX_INSTRUCTIONS = 2000
 _MAX_SNIPPET = 200
 _MAX_REPLY = 64 * 1024  # a reply is read no further than this, so a broken receiver cannot exhaust memory
 _RETRYABLE_STATUSES = {408, 429}
+_CANNOT_EXTEND = frozenset({400, 404, 405, 501})  # a receiver that does not know the extend event
 _RESERVED_HEADERS = {
     "content-type",
     "user-agent",
@@ -146,6 +156,18 @@ class WebhookAdapter:
         self._send("revoke", ctx)
         log.info("revoke %s: webhook %s accepted", ctx.grant_id, self._host)
 
+    def extend(self, ctx: GrantContext, receipt: Receipt) -> None:
+        try:
+            self._send("extend", ctx)
+        except _Refused as refused:
+            if refused.status not in _CANNOT_EXTEND:
+                raise
+            raise AdapterError(
+                f"{refused}; the receiver does not take `extend`, so the end of access it may enforce cannot be moved",
+                retryable=False,
+            ) from None
+        log.info("extend %s: webhook %s accepted, now until %s", ctx.grant_id, self._host, _stamp(ctx.expires_at))
+
     def check(self) -> list[str]:
         # No request: a receiver need not have an endpoint that does nothing.
         parts = urlsplit(self._url)
@@ -157,6 +179,7 @@ class WebhookAdapter:
 
     def _send(self, event: str, ctx: GrantContext) -> bytes:
         body = _body(event, ctx)
+        until = _stamp(ctx.expires_at) if event == "extend" else None  # each extension is a new operation
         timestamp = int(self.clock.now().timestamp())
         headers = {
             **(self.params.headers or {}),
@@ -164,7 +187,7 @@ class WebhookAdapter:
             "User-Agent": f"breakglass/{__version__}",
             "X-Breakglass-Timestamp": str(timestamp),
             "X-Breakglass-Signature": sign(self.params.secret.get_secret_value(), timestamp, body),
-            "Idempotency-Key": idempotency_key(ctx.grant_id, event),
+            "Idempotency-Key": idempotency_key(ctx.grant_id, event, until),
         }
         # `from None` throughout: requests' own exceptions name the full URL, query string and all.
         try:
@@ -197,7 +220,7 @@ class WebhookAdapter:
         snippet = " ".join(self._redact(reply.decode("utf-8", errors="replace")).split())
         if snippet:
             message += f": {_truncate(snippet, _MAX_SNIPPET)}"
-        raise AdapterError(message, retryable=status >= 500 or status in _RETRYABLE_STATUSES)
+        raise _Refused(message, status)
 
     def _instructions(self, reply: bytes) -> str | None:
         try:
@@ -213,9 +236,19 @@ class WebhookAdapter:
         return text.replace(self.params.secret.get_secret_value(), "[redacted]")
 
 
-def idempotency_key(grant_id: str, event: str) -> str:
-    """The same for every retry of one event, as a quoted string (RFC 8941 sf-string)."""
-    value = f"{grant_id}:{event}".replace("\\", "\\\\").replace('"', '\\"')
+class _Refused(AdapterError):
+    """The receiver answered with a status other than 2xx."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message, retryable=status >= 500 or status in _RETRYABLE_STATUSES)
+        self.status = status
+
+
+def idempotency_key(grant_id: str, event: str, expires_at: str | None = None) -> str:
+    """The same for every retry of one event (of one extension, with its ``expires_at``), as a quoted string
+    (RFC 8941 sf-string)."""
+    value = f"{grant_id}:{event}" + (f":{expires_at}" if expires_at else "")
+    value = value.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{value}"'
 
 
@@ -226,11 +259,15 @@ def _body(event: str, ctx: GrantContext) -> bytes:
         "resource": ctx.resource,
         "user": {"slack_id": ctx.user.slack_id, "email": ctx.user.email, "name": ctx.user.name},
         "principal": ctx.principal,
-        "expires_at": as_utc(ctx.expires_at).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "expires_at": _stamp(ctx.expires_at),
         "reason": ctx.reason,
         "emergency": ctx.emergency,
     }
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _stamp(moment: datetime) -> str:
+    return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _read_limited(response: requests.Response) -> bytes:

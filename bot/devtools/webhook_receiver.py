@@ -11,6 +11,12 @@ records every call, and answers as scripted::
 
 A scripted delay (``hang``) holds the answer back; ``in_flight`` counts the calls still being held, and
 ``wait_until_idle`` waits for them all to be answered (or dropped).
+
+It also keeps access the way a receiver would: a successful ``grant`` holds access for the principal until its
+``expires_at``, ``extend`` moves that end (410 when there is no access under the grant to extend), ``revoke``
+ends it; ``has_access`` and ``access`` show the state. With ``ends_access_at_expiry`` the receiver also ends
+access by itself at ``expires_at`` by its ``clock``, as a backend that enforces expiry does; without it, access
+lasts until the revoke. An event it does not know is answered 400.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -32,6 +39,7 @@ from bot.clock import Clock, SystemClock
 log = logging.getLogger("breakglass.devtools.webhook_receiver")
 
 PATH = "/hooks/breakglass"
+EVENTS = ("grant", "revoke", "extend")
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,15 @@ class WebhookCall:
     valid: bool  # the signature verified
     received_at: float  # time.monotonic()
     status: int  # what the receiver answered (or would have, had the client waited)
+
+
+@dataclass(frozen=True)
+class Access:
+    """Access the receiver holds under one grant."""
+
+    grant_id: str
+    principal: str
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -62,9 +79,11 @@ class _Script:
 class WebhookReceiver:
     """Single use: ``start()`` once, ``stop()`` once (or use it as a context manager)."""
 
-    def __init__(self, secret: str, *, clock: Clock | None = None) -> None:
+    def __init__(self, secret: str, *, clock: Clock | None = None, ends_access_at_expiry: bool = False) -> None:
         self.secret = secret
-        self.clock = clock or SystemClock()  # the receiver's "now" for the timestamp check
+        self.clock = clock or SystemClock()  # the receiver's "now" for the timestamp check and for expiry
+        self.ends_access_at_expiry = ends_access_at_expiry
+        self._access: dict[str, Access] = {}  # by grant id
         self._calls: list[WebhookCall] = []
         self._open = 0  # calls received but not yet answered
         self._script = _Script()
@@ -136,6 +155,20 @@ class WebhookReceiver:
         with self._changed:
             self._script.reply = replace(self._script.reply, delay=seconds)
 
+    def access(self, grant_id: str) -> Access | None:
+        """The access held under ``grant_id`` now (None once revoked, or expired if the receiver ends it)."""
+        with self._changed:
+            held = self._access.get(grant_id)
+            return held if held is not None and self._current(held) else None
+
+    def has_access(self, principal: str) -> bool:
+        """Whether any grant gives ``principal`` access now."""
+        with self._changed:
+            return any(held.principal == principal and self._current(held) for held in self._access.values())
+
+    def _current(self, held: Access) -> bool:
+        return not self.ends_access_at_expiry or self.clock.now() < held.expires_at
+
     @property
     def in_flight(self) -> int:
         """Calls received whose answer has not been sent yet (held by ``hang`` or a delay)."""
@@ -186,6 +219,8 @@ class WebhookReceiver:
                 reply = _Reply(404, {"error": "no such hook"})
             elif not isinstance(body, dict):
                 reply = _Reply(400, {"error": "body is not a JSON object"})
+            elif body.get("event") not in EVENTS:
+                reply = _Reply(400, {"error": f"unknown event (this receiver knows {', '.join(EVENTS)})"})
             elif self._script.failures_left > 0:
                 self._script.failures_left -= 1
                 status = self._script.failure_status
@@ -193,12 +228,35 @@ class WebhookReceiver:
                 reply = _Reply(status, {"error": _phrase(status)} if said is None else said, self._script.reply.delay)
             else:
                 reply = self._script.reply
+                if 200 <= reply.status < 300:
+                    refused = self._keep(body)
+                    reply = replace(reply, status=refused[0], body=refused[1]) if refused else reply
             data = body if isinstance(body, dict) else {}
             event = data.get("event") if isinstance(data.get("event"), str) else None
             self._calls.append(WebhookCall(event, data, headers, valid, time.monotonic(), reply.status))
             self._open += 1
             self._changed.notify_all()
         return reply
+
+    def _keep(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """Applies one call to the access held, as a receiver does; a refusal (status, body), or None."""
+        event, grant_id = body["event"], body.get("grant_id")
+        if not isinstance(grant_id, str):
+            return 400, {"error": "grant_id is required"}
+        if event == "revoke":
+            self._access.pop(grant_id, None)
+            return None
+        principal, until = body.get("principal"), _moment(body.get("expires_at"))
+        if not isinstance(principal, str) or until is None:
+            return 400, {"error": "principal and expires_at (ISO 8601, UTC) are required"}
+        held = self._access.get(grant_id)
+        if event == "grant":
+            self._access[grant_id] = Access(grant_id, principal, until)
+        elif held is None or held.principal != principal or not self._current(held):
+            return 410, {"error": "no access under this grant to extend: it has ended"}
+        else:
+            self._access[grant_id] = replace(held, expires_at=until)
+        return None
 
     def _answered(self) -> None:
         """A call's answer went out (or the connection was dropped): it is no longer in flight."""
@@ -248,6 +306,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+def _moment(text: Any) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00")) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return moment if moment is not None and moment.tzinfo is not None else None
 
 
 def _phrase(status: int) -> str:

@@ -8,14 +8,19 @@ Subclass ``AdapterContract`` in a test module (name the subclass ``Test…``) an
   call the API, bind to the directory), and prepares principals on the backend where the adapter needs them
   to exist already.
 
-Add ``SessionsContract`` where the backend has sessions that outlive a check (database connections), and
-``BackendExpiryContract`` where the backend ends access by itself at expiry. Every test here uses the backend
-for real; none can pass by the adapter doing nothing.
+Add ``SessionsContract`` where the backend has sessions that outlive a check (database connections),
+``BackendExpiryContract`` where the backend ends access by itself at expiry, and ``ExtendContract`` where the
+adapter also moves that end when a grant is extended (``ExtendsExpiry``). Every test here uses the backend for
+real; none can pass by the adapter doing nothing.
+
+The expiry tests wait for the backend's own clock. A backend whose clock the test owns (a stand-in) overrides
+the ``backend_time`` fixture with a ``ManualBackendTime``, and then time moves instead of passing.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,7 +30,8 @@ from typing import Protocol
 
 import pytest
 
-from bot.adapters.base import Adapter, AdapterError, GrantContext, Person, Receipt
+from bot.adapters.base import Adapter, AdapterError, ExtendsExpiry, GrantContext, Person, Receipt
+from bot.clock import ManualClock
 
 
 class OpenSession(Protocol):
@@ -59,6 +65,9 @@ class SessionProbe(AccessProbe, Protocol):
 
 
 AWKWARD = 'o\'brien "x"; --'  # quotes, a space, a statement separator and a comment
+# Backends told the end in whole seconds (rounded down, as the command and webhook protocols and the AWS policy
+# carry it) may end access up to a second before expires_at, which is on the safe side.
+EARLY_BY_AT_MOST = timedelta(seconds=1)
 
 
 def grant_context(principal: str, expires_in: timedelta = timedelta(hours=1), **changes: object) -> GrantContext:
@@ -83,6 +92,50 @@ def _eventually(check: Callable[[], bool], within: float, every: float = 0.25) -
         if time.monotonic() >= give_up:
             return False
         time.sleep(every)
+
+
+class BackendTime:
+    """The clock a backend decides expiry by. A real server keeps its own, so the tests wait for it."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def wait_until(self, moment: datetime) -> None:
+        left = (moment - self.now()).total_seconds()
+        if left > 0:
+            time.sleep(left)
+
+    def eventually(self, check: Callable[[], bool], within: float) -> bool:
+        return _eventually(check, within)
+
+
+class ManualBackendTime(BackendTime):
+    """The clock of a backend the test owns (a stand-in that reads a ``ManualClock``): time moves, nothing sleeps."""
+
+    def __init__(self, clock: ManualClock, step: timedelta = timedelta(seconds=0.25)) -> None:
+        self.clock = clock
+        self.step = step
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def wait_until(self, moment: datetime) -> None:
+        if moment > self.clock.now():
+            self.clock.set(moment)
+
+    def eventually(self, check: Callable[[], bool], within: float) -> bool:
+        give_up = self.clock.now() + timedelta(seconds=within)
+        while not check():
+            if self.clock.now() >= give_up:
+                return False
+            self.clock.advance(self.step)
+        return True
+
+
+class _OnBackendTime:
+    @pytest.fixture
+    def backend_time(self) -> BackendTime:
+        return BackendTime()
 
 
 class AdapterContract:
@@ -187,30 +240,138 @@ class SessionsContract:
             session.close()
 
 
-class BackendExpiryContract:
+class BackendExpiryContract(_OnBackendTime):
     """The backend itself ends access at ``expires_at``: no revoke is ever sent, as if the bot were down."""
 
     expiry_seconds: float = 2.0
     expiry_tolerance: float = 30.0  # how long after expiry the backend may take (e.g. a scheduler's tick)
 
     @pytest.mark.slow
-    def test_access_ends_at_expiry_with_the_bot_stopped(self, adapter: Adapter, probe: AccessProbe) -> None:
-        ctx = grant_context(probe.principal(), expires_in=timedelta(seconds=self.expiry_seconds))
+    def test_access_ends_at_expiry_with_the_bot_stopped(
+        self, adapter: Adapter, probe: AccessProbe, backend_time: BackendTime
+    ) -> None:
+        clock = backend_time
+        ctx = grant_context(probe.principal(), expires_at=clock.now() + timedelta(seconds=self.expiry_seconds))
         receipt = adapter.grant(ctx)
         try:
             usable = probe.can_use(ctx, receipt)
-            assert usable or datetime.now(UTC) < ctx.expires_at, (
+            assert usable or clock.now() < ctx.expires_at, (
                 f"granting and probing took longer than expiry_seconds={self.expiry_seconds}, so the test proves "
                 "nothing; raise expiry_seconds for this backend"
             )
             assert usable, "the grant did not work before it expired"
-            ended = _eventually(
+            ended = clock.eventually(
                 lambda: not probe.can_use(ctx, receipt), within=self.expiry_seconds + self.expiry_tolerance
             )
             assert ended, "the backend still honoured the grant after it expired"
-            assert datetime.now(UTC) >= ctx.expires_at - timedelta(seconds=0.5), "access ended before expiry"
+            assert clock.now() >= ctx.expires_at - EARLY_BY_AT_MOST, "access ended before expiry"
         finally:
             adapter.revoke(ctx, receipt)
+
+
+class ExtendContract(_OnBackendTime):
+    """Extending a grant moves the end the backend enforces by itself (``ExtendsExpiry``): access outlives the old
+    end and stops at the new one, with no revoke ever sent. Needs the ``wrong_credentials`` fixture too.
+
+    ``extend`` gets the receipt as the bot stores it: ``data`` and ``instructions``, never ``credentials``. Mixed in
+    with ``BackendExpiryContract``, the two share ``expiry_seconds`` and ``expiry_tolerance``.
+    """
+
+    expiry_seconds: float = 3.0  # the first window: grant, probe and two extends must fit in it
+    extension_seconds: float = 3.0  # how much later the new end is: waiting out settle_seconds and a probe must fit
+    settle_seconds: float = 0.5  # by when after an end this backend has acted on it (a scheduler's tick)
+    expiry_tolerance: float = 30.0  # how long after the new end the backend may take to end access
+
+    @pytest.mark.slow
+    def test_an_extended_grant_outlives_its_first_end_and_stops_at_the_new_one(
+        self, adapter: Adapter, probe: AccessProbe, backend_time: BackendTime
+    ) -> None:
+        clock = backend_time
+        first_end = clock.now() + timedelta(seconds=self.expiry_seconds)
+        ctx = grant_context(probe.principal(), expires_at=first_end)
+        later = replace(ctx, expires_at=first_end + timedelta(seconds=self.extension_seconds))
+        receipt = adapter.grant(ctx)
+        try:
+            too_slow = (
+                f"granting, probing and extending took longer than expiry_seconds={self.expiry_seconds}, so the "
+                "test proves nothing; raise expiry_seconds for this backend"
+            )
+            usable = probe.can_use(ctx, receipt)
+            try:
+                _extend(adapter, later, receipt)
+                _extend(adapter, later, receipt)  # a retry after a timeout repeats the same extend
+            except AdapterError:
+                if clock.now() >= first_end:  # the backend may rightly refuse to extend what has ended
+                    pytest.fail(too_slow)
+                raise
+            assert clock.now() < first_end, too_slow
+            assert usable, "the grant did not work before its first end"
+
+            clock.wait_until(first_end + timedelta(seconds=self.settle_seconds))
+            outlived = probe.can_use(later, receipt)
+            assert outlived or clock.now() < later.expires_at, (
+                f"waiting out the first end and probing took longer than extension_seconds={self.extension_seconds}"
+                ", so the test proves nothing; raise extension_seconds for this backend"
+            )
+            assert outlived, "access ended at the first end: extend did not move the end the backend enforces"
+
+            left = (later.expires_at - clock.now()).total_seconds()
+            ended = clock.eventually(lambda: not probe.can_use(later, receipt), within=left + self.expiry_tolerance)
+            assert ended, "the backend still honoured the grant after its new end"
+            assert clock.now() >= later.expires_at - EARLY_BY_AT_MOST, "access ended before the new end"
+        finally:
+            adapter.revoke(later, receipt)
+
+    def test_extend_keeps_access_and_reveals_no_secret(
+        self, adapter: Adapter, probe: AccessProbe, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        assert isinstance(adapter, ExtendsExpiry), "the adapter has no extend(ctx, receipt)"
+        ctx = grant_context(probe.principal())
+        with caplog.at_level(logging.DEBUG):
+            receipt = adapter.grant(ctx)
+            later = replace(ctx, expires_at=ctx.expires_at + timedelta(hours=1))
+            _extend(adapter, later, receipt)
+            _extend(adapter, later, receipt)
+        assert probe.can_use(later, receipt), "extend took the access away"
+        _assert_no_secret(probe, caplog.text)
+        if receipt.credentials:
+            assert receipt.credentials not in caplog.text, "the one-time credentials leak into the log"
+        adapter.revoke(later, receipt)
+        assert not probe.can_use(later, receipt)
+
+    def test_an_extend_with_wrong_credentials_fails_cleanly(
+        self, adapter: Adapter, wrong_credentials: Adapter, probe: AccessProbe
+    ) -> None:
+        ctx = grant_context(probe.principal())
+        receipt = adapter.grant(ctx)
+        try:
+            with pytest.raises(AdapterError) as failure:
+                _extend(wrong_credentials, replace(ctx, expires_at=ctx.expires_at + timedelta(hours=1)), receipt)
+            _assert_no_secret(probe, str(failure.value))
+            assert probe.can_use(ctx, receipt), "a failed extend took the access away"
+        finally:
+            adapter.revoke(ctx, receipt)
+
+    def test_extend_never_brings_revoked_access_back(self, adapter: Adapter, probe: AccessProbe) -> None:
+        ctx = grant_context(probe.principal())
+        receipt = adapter.grant(ctx)
+        adapter.revoke(ctx, receipt)
+        later = replace(ctx, expires_at=ctx.expires_at + timedelta(hours=1))
+        try:
+            with pytest.raises(AdapterError) as failure:  # saying so beats pretending: the end did not move
+                _extend(adapter, later, receipt)
+            assert not failure.value.retryable, "no retry can extend access that is gone"
+            _assert_no_secret(probe, str(failure.value))
+            assert not probe.can_use(later, receipt)
+        finally:
+            adapter.revoke(later, receipt)
+
+
+def _extend(adapter: Adapter, ctx: GrantContext, receipt: Receipt) -> None:
+    """Call ``extend`` as the bot does: with the receipt as stored (JSON ``data``, no credentials)."""
+    assert isinstance(adapter, ExtendsExpiry), "the adapter has no extend(ctx, receipt)"
+    stored = Receipt(data=json.loads(json.dumps(receipt.data)), instructions=receipt.instructions)
+    adapter.extend(ctx, stored)
 
 
 def _assert_no_secret(probe: AccessProbe, text: str) -> None:

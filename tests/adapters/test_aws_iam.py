@@ -4,7 +4,7 @@ The bot runs as an IAM user holding only the policy docs/adapters/aws-iam.md doc
 IAM user with its own access key and no permissions of its own, and access is proved by calling S3 with that
 key. moto does not evaluate policy conditions (only ``StringEquals``, see moto/iam/access_control.py), so the
 expiry AWS enforces in policy mode is checked in the stored policy document, not by waiting for it: no
-BackendExpiryContract here.
+BackendExpiryContract or ExtendContract here; an extend is checked the same way, in the document it puts back.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -444,3 +444,69 @@ def test_a_revoke_of_a_group_grant_keeps_other_groups(aws: Aws, probe: IamProbe)
     finally:
         aws.iam.remove_user_from_group(UserName=ctx.principal, GroupName="standing-" + ctx.principal)
         aws.iam.delete_group(GroupName="standing-" + ctx.principal)
+
+
+def stored_policy(aws: Aws, user: str, name: str) -> dict[str, Any]:
+    stored = aws.iam.get_user_policy(UserName=user, PolicyName=name)["PolicyDocument"]
+    return json.loads(stored) if isinstance(stored, str) else stored
+
+
+def test_extend_puts_the_granted_policy_back_with_the_new_expiry(aws: Aws, probe: IamProbe) -> None:
+    own = {"Bool": {"aws:SecureTransport": "true"}}
+    statements = [*STATEMENTS, {"Effect": "Deny", "Action": "s3:DeleteBucket", "Resource": "*", "Condition": own}]
+    ctx = grant_context(probe.principal(), expires_at=datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC))
+    receipt = adapter_for(aws, mode="policy", statements=statements).grant(ctx)
+    later = replace(ctx, expires_at=datetime(2031, 5, 6, 9, 30, 0, 999999, tzinfo=UTC))
+    since_edited = adapter_for(aws, mode="policy", statements=[ALLOW_ALL])  # the policy file changed meanwhile
+
+    since_edited.extend(later, Receipt(data=receipt.data))
+    since_edited.extend(later, Receipt(data=receipt.data))  # a retry: the same document again
+
+    allow, deny = stored_policy(aws, ctx.principal, receipt.data["policy"])["Statement"]
+    assert allow == {**STATEMENTS[0], "Condition": {"DateLessThan": {"aws:CurrentTime": "2031-05-06T09:30:00Z"}}}
+    assert deny["Condition"] == {**own, "DateLessThan": {"aws:CurrentTime": "2031-05-06T09:30:00Z"}}
+    assert deny["Action"] == "s3:DeleteBucket", "extend changed what was granted"
+    assert probe.can_use(later, receipt)
+    since_edited.revoke(later, receipt)
+    assert not probe.can_use(later, receipt)
+
+
+def test_extend_after_a_revoke_is_refused_and_grants_nothing(aws: Aws, probe: IamProbe) -> None:
+    adapter = adapter_for(aws, **POLICY)
+    ctx = grant_context(probe.principal())
+    receipt = adapter.grant(ctx)
+    adapter.revoke(ctx, receipt)
+    with pytest.raises(AdapterError) as failure:
+        adapter.extend(replace(ctx, expires_at=ctx.expires_at + timedelta(hours=1)), Receipt(data=receipt.data))
+    assert not failure.value.retryable and "revoked" in str(failure.value)
+    assert aws.iam.list_user_policies(UserName=ctx.principal)["PolicyNames"] == []
+    assert not probe.can_use(ctx, receipt)
+
+
+def test_extend_with_wrong_credentials_fails_without_revealing_them(aws: Aws, probe: IamProbe) -> None:
+    ctx = grant_context(probe.principal())
+    receipt = adapter_for(aws, **POLICY).grant(ctx)
+    wrong = adapter_for(aws, Keys(aws.bot.access_key_id, MADE_UP_SECRET), **POLICY)
+    with pytest.raises(AdapterError) as failure:
+        wrong.extend(replace(ctx, expires_at=ctx.expires_at + timedelta(hours=1)), Receipt(data=receipt.data))
+    assert all(secret not in str(failure.value) for secret in probe.secrets())
+    assert stored_policy(aws, ctx.principal, receipt.data["policy"])["Statement"][0]["Condition"] == {
+        "DateLessThan": {"aws:CurrentTime": receipt.data["expires_at"]}
+    }
+
+
+def test_a_group_membership_has_no_end_in_aws_to_move(aws: Aws, probe: IamProbe) -> None:
+    adapter = adapter_for(aws, **GROUP_MODE)
+    ctx = grant_context(probe.principal())
+    receipt = adapter.grant(ctx)
+    unreachable = AwsIamAdapter(
+        AwsIamParams(
+            endpoint_url=f"http://127.0.0.1:{free_port()}",
+            access_key_id=MADE_UP_KEY,
+            secret_access_key=MADE_UP_SECRET,
+            **GROUP_MODE,
+        )
+    )
+    unreachable.extend(replace(ctx, expires_at=ctx.expires_at + timedelta(hours=1)), Receipt(data=receipt.data))
+    assert probe.can_use(ctx, receipt)  # nothing was asked of AWS, and nothing changed
+    adapter.revoke(ctx, receipt)

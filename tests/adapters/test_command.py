@@ -1,8 +1,9 @@
 """The command adapter, run against a real program: a little access gate that keeps one key file per principal.
 
-``gate.py`` is the backend. Grant writes the principal's key file with its expiry, revoke deletes it, and
-``gate.py use <principal>`` is the door: it opens only for a key that exists and has not expired. So the door
-also shows a backend that ends access by itself, from the ``expires_at`` the adapter hands it.
+``gate.py`` is the backend. Grant writes the principal's key file with its expiry, extend rewrites the expiry of a
+key that is there, revoke deletes it, and ``gate.py use <principal>`` is the door: it opens only for a key that
+exists and has not expired. So the door also shows a backend that ends access by itself, from the ``expires_at``
+the adapter hands it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 import textwrap
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from bot.adapters.base import Adapter, AdapterError, Receipt
 from bot.adapters.command import CommandAdapter, CommandParams
 from bot.adapters.registry import build
 from bot.policy import PolicyError
-from bot.testing.contract import AdapterContract, BackendExpiryContract, grant_context
+from bot.testing.contract import AdapterContract, BackendExpiryContract, ExtendContract, grant_context
 
 SECRET = "gate-token-5f1e9b7c2d"
 
@@ -71,6 +72,12 @@ GATE = textwrap.dedent(
             key.write(str(until))
         print(json.dumps({"data": {"key": os.path.basename(path)}, "instructions": "Knock twice.",
                           "credentials": "knock-" + event["grant_id"][:8]}))
+    elif event["event"] == "extend":
+        if not os.path.exists(path):
+            sys.exit("gate: no key to extend")
+        until = datetime.fromisoformat(event["expires_at"].replace("Z", "+00:00")).timestamp()
+        with open(path, "w") as key:
+            key.write(str(until))
     elif event["event"] == "revoke":
         if os.path.exists(path):
             os.remove(path)
@@ -89,7 +96,7 @@ def gate(tmp_path: Path) -> Path:
 def gate_adapter(gate: Path, token: str = SECRET, mode: str = "", timeout: float = 10.0) -> CommandAdapter:
     argv = [sys.executable, str(gate)]
     env = {"GATE_DIR": str(gate.parent / "keys"), "GATE_TOKEN": token, "GATE_MODE": mode}
-    return CommandAdapter(CommandParams(grant=argv, revoke=argv, check=argv, env=env, timeout=timeout))
+    return CommandAdapter(CommandParams(grant=argv, revoke=argv, extend=argv, check=argv, env=env, timeout=timeout))
 
 
 class GateProbe:
@@ -108,8 +115,10 @@ class GateProbe:
         return [SECRET]
 
 
-class TestCommandContract(AdapterContract, BackendExpiryContract):
-    expiry_seconds = 4.0  # two Python start-ups (grant, then probe) must fit, even on a loaded CI machine
+class TestCommandContract(AdapterContract, BackendExpiryContract, ExtendContract):
+    expiry_seconds = 4.0  # up to four Python start-ups (grant, probe, two extends) must fit on a loaded CI machine
+    extension_seconds = 2.5  # one start-up (the probe after the first end) must fit
+    settle_seconds = 0.2  # the door compares the time at every use
     expiry_tolerance = 5.0
 
     @pytest.fixture
@@ -148,6 +157,43 @@ def test_the_program_gets_the_grant_as_json_on_stdin(tmp_path: Path) -> None:
     adapter.revoke(ctx, Receipt(data={"key": "k-1"}))
     seen = json.loads(capture.read_text())
     assert seen["event"] == "revoke" and seen["receipt"] == {"key": "k-1"}
+
+
+def test_extend_runs_its_own_program_with_the_new_expiry(tmp_path: Path) -> None:
+    capture = tmp_path / "seen.json"
+    script = tmp_path / "capture.py"
+    script.write_text(f"import sys; open({str(capture)!r}, 'w').write(sys.stdin.read())")
+    other = [sys.executable, "-c", "raise SystemExit('not this one')"]
+    adapter = CommandAdapter(CommandParams(grant=other, revoke=other, extend=[sys.executable, str(script)]))
+    ctx = grant_context("zoe", expires_at=datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC))
+
+    adapter.extend(ctx, Receipt(data={"key": "k-1"}))
+    seen = json.loads(capture.read_text())
+
+    assert seen["event"] == "extend"
+    assert seen["expires_at"] == "2031-05-06T07:08:09Z"
+    assert seen["receipt"] == {"key": "k-1"}
+    assert seen["grant_id"] == ctx.grant_id and seen["principal"] == "zoe"
+
+
+def test_without_an_extend_program_extending_is_refused_and_nothing_runs(tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    touch = [sys.executable, "-c", f"open({str(ran)!r}, 'w')"]
+    adapter = CommandAdapter(CommandParams(grant=touch, revoke=touch))
+    with pytest.raises(AdapterError) as refused:
+        adapter.extend(grant_context("zoe", resource="legacy-app"), Receipt())
+    assert not refused.value.retryable
+    assert "'legacy-app' has no `extend` program" in str(refused.value) and "params.extend" in str(refused.value)
+    assert not ran.exists()
+
+
+def test_a_refused_extend_is_final_and_a_busy_one_is_retried(gate: Path) -> None:
+    with pytest.raises(AdapterError) as missing:  # the gate has no key for this principal: access has ended
+        gate_adapter(gate).extend(grant_context("zoe"), Receipt())
+    assert not missing.value.retryable and "gate: no key to extend" in str(missing.value)
+    with pytest.raises(AdapterError) as busy:
+        gate_adapter(gate, mode="flaky").extend(grant_context("zoe"), Receipt())
+    assert busy.value.retryable
 
 
 def test_the_receipt_comes_from_stdout_and_the_credentials_are_kept_apart(gate: Path) -> None:
@@ -202,6 +248,8 @@ def test_check_names_a_program_that_is_not_there(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope.sh")
     adapter = CommandAdapter(CommandParams(grant=[missing], revoke=["true"]))
     assert adapter.check() == [f"command: {missing} is not an executable file here"]
+    no_extend = CommandAdapter(CommandParams(grant=["true"], revoke=["true"], extend=[missing + "-extend"]))
+    assert no_extend.check() == [f"command: {missing}-extend is not an executable file here"]
     with pytest.raises(AdapterError, match="cannot start"):
         adapter.grant(grant_context("zoe"))
 

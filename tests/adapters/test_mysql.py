@@ -22,7 +22,13 @@ from bot.adapters.base import AdapterError, GrantContext, Receipt
 from bot.adapters.mysql import MysqlAdapter, MysqlParams, event_name
 from bot.adapters.registry import build
 from bot.policy import PolicyError
-from bot.testing.contract import AdapterContract, BackendExpiryContract, SessionsContract, grant_context
+from bot.testing.contract import (
+    AdapterContract,
+    BackendExpiryContract,
+    ExtendContract,
+    SessionsContract,
+    grant_context,
+)
 
 BOT_PASSWORD = "bot-pw-Xq7!" + uuid.uuid4().hex
 PERSON_PASSWORD = "person-pw-Zr4!" + uuid.uuid4().hex  # the person's own password, in existing mode
@@ -200,10 +206,12 @@ class Probe:
             drop_user(self.world, login)
 
 
-class MysqlContract(AdapterContract, SessionsContract, BackendExpiryContract):
+class MysqlContract(AdapterContract, SessionsContract, BackendExpiryContract, ExtendContract):
     mode: ClassVar[str]
     prefix: ClassVar[str]
     expiry_tolerance = 5.0  # the scheduler fires on the second; the probe polls every 0.25 s
+    settle_seconds = 1.5  # the event runs at the expiry rounded up to the second, within the scheduler's tick
+    extension_seconds = 3.0
 
     @pytest.fixture(scope="class")
     def bot(self, world: World) -> Iterator[str]:
@@ -570,3 +578,58 @@ def test_the_documented_policy_example_builds_and_reads_as_documented() -> None:
         assert isinstance(adapter, MysqlAdapter)
         instructions = adapter._instructions(ctx, adapter._plan(ctx))
         assert " ".join(instructions.split()) in " ".join(doc.split())
+
+
+EVENT_QUERY = "SELECT EXECUTE_AT, DEFINER FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s AND EVENT_NAME = %s"
+
+
+@pytest.mark.parametrize("mode", ["existing", "temporary"])
+def test_extend_moves_the_expiry_event(world: World, bot: str, mode: str) -> None:
+    probe = Probe(world, mode, "" if mode == "existing" else "bg_")
+    adapter = adapter_for(world, bot, login=mode)
+    ctx = grant_context(probe.principal(), expires_at=datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC))
+    later = replace(ctx, expires_at=datetime(2031, 5, 6, 9, 30, 0, 1, tzinfo=UTC))
+    name = event_name(ctx.grant_id)
+    try:
+        receipt = adapter.grant(ctx)
+        adapter.extend(later, Receipt(data=receipt.data))
+        adapter.extend(later, Receipt(data=receipt.data))
+        assert world.server.root(EVENT_QUERY, (world.database, name)) == ((datetime(2031, 5, 6, 9, 30, 1), f"{bot}@%"),)
+        assert probe.can_use(later, receipt)
+        adapter.revoke(later, receipt)
+        assert world.server.root(EVENT_QUERY, (world.database, name)) == ()
+    finally:
+        probe.cleanup()
+
+
+@pytest.mark.slow
+def test_extend_after_the_event_ran_says_the_access_has_ended(world: World, bot: str) -> None:
+    probe = Probe(world, "existing", "")  # the login outlives the event: extend must not grant again
+    adapter = adapter_for(world, bot)
+    try:
+        ctx = grant_context(probe.principal(), expires_in=timedelta(seconds=1))
+        receipt = adapter.grant(ctx)
+        deadline = time.monotonic() + 10
+        while world.server.root(EVENT_QUERY, (world.database, event_name(ctx.grant_id))):
+            assert time.monotonic() < deadline, "the expiry event did not run"
+            time.sleep(0.2)  # the server's own clock decides
+        with pytest.raises(AdapterError) as caught:
+            adapter.extend(replace(ctx, expires_at=ctx.expires_at + timedelta(hours=1)), Receipt(data=receipt.data))
+        assert not caught.value.retryable and "already run" in str(caught.value)
+        assert not probe.can_use(ctx, receipt)
+        adapter.revoke(ctx, receipt)
+    finally:
+        probe.cleanup()
+
+
+def test_without_backstop_extend_has_nothing_to_move(world: World, bot: str) -> None:
+    probe = Probe(world, "existing", "")
+    try:
+        ctx = grant_context(probe.principal())
+        receipt = adapter_for(world, bot, backstop=False).grant(ctx)
+        later = replace(ctx, expires_at=ctx.expires_at + timedelta(hours=1))
+        adapter_for(world, bot, port=free_port()).extend(later, Receipt(data=receipt.data))  # asks nothing
+        assert probe.can_use(later, receipt)
+        adapter_for(world, bot, backstop=False).revoke(later, receipt)
+    finally:
+        probe.cleanup()

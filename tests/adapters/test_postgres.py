@@ -26,7 +26,13 @@ from bot.adapters.base import AdapterError, GrantContext, Receipt
 from bot.adapters.postgres import MARKER, PostgresAdapter, PostgresParams
 from bot.adapters.registry import build
 from bot.policy import PolicyError
-from bot.testing.contract import AdapterContract, BackendExpiryContract, SessionsContract, grant_context
+from bot.testing.contract import (
+    AdapterContract,
+    BackendExpiryContract,
+    ExtendContract,
+    SessionsContract,
+    grant_context,
+)
 from tests.adapters.pg_cluster import Cluster, find_bindir, running_cluster
 
 pytestmark = pytest.mark.postgres
@@ -248,9 +254,11 @@ class TestPostgresExistingLoginContract(AdapterContract, SessionsContract):
         probe.clean_up()
 
 
-class TestPostgresTemporaryLoginContract(AdapterContract, SessionsContract, BackendExpiryContract):
-    expiry_seconds = 3.0
-    expiry_tolerance = 5.0  # VALID UNTIL is checked at every login, to the microsecond
+class TestPostgresTemporaryLoginContract(AdapterContract, SessionsContract, BackendExpiryContract, ExtendContract):
+    expiry_seconds = 3.0  # ExtendContract: a grant, a login and two extends (a few connections) must fit
+    extension_seconds = 2.5  # the login after the first end must fit
+    settle_seconds = 0.2  # VALID UNTIL is checked at every login, to the microsecond
+    expiry_tolerance = 5.0
 
     @pytest.fixture
     def adapter(self, private: Backend) -> PostgresAdapter:
@@ -534,3 +542,65 @@ def test_expiry_must_be_in_the_future_for_a_login_to_work(temporary: PostgresAda
     receipt = temporary.grant(ctx)  # e.g. a grant retried after its window closed
     assert not temporary_probe.can_use(ctx, receipt)
     temporary.revoke(ctx, receipt)
+
+
+def test_extend_moves_valid_until_and_nothing_else(
+    private: Backend, temporary: PostgresAdapter, temporary_probe: Probe
+) -> None:
+    ctx = grant_context(temporary_probe.principal())
+    receipt = temporary.grant(ctx)
+    login = PREFIX + ctx.principal
+    query = "SELECT rolcanlogin, rolvaliduntil, rolpassword FROM pg_authid WHERE rolname = %s"
+    with private.admin() as conn:
+        before = conn.execute(query, [login]).fetchone()
+    later = replace(ctx, expires_at=ctx.expires_at + timedelta(hours=2))
+    temporary.extend(later, Receipt(data=receipt.data))
+    with private.admin() as conn:
+        after = conn.execute(query, [login]).fetchone()
+    assert before is not None and after is not None
+    assert after == (True, later.expires_at, before[2])  # the same password verifier
+    assert private.members_of(private.reader) == [login]
+    temporary.revoke(later, receipt)
+
+
+def test_extend_leaves_a_same_named_role_the_bot_did_not_create_alone(
+    private: Backend, temporary: PostgresAdapter, temporary_probe: Probe
+) -> None:
+    ctx = grant_context(temporary_probe.principal())
+    login = PREFIX + ctx.principal
+    private.create_role(login, "LOGIN VALID UNTIL '2031-01-01'")
+    error = failure_of(temporary.extend, replace(ctx, expires_at=ctx.expires_at + timedelta(hours=1)), Receipt())
+    assert not error.retryable and "not this resource's temporary login" in str(error)
+    with private.admin() as conn:
+        row = conn.execute("SELECT rolvaliduntil FROM pg_roles WHERE rolname = %s", [login]).fetchone()
+    assert row is not None and row[0].year == 2031
+
+
+def test_extend_does_not_wake_a_login_a_revoke_kept_disabled(
+    private: Backend, temporary: PostgresAdapter, temporary_probe: Probe
+) -> None:
+    ctx = grant_context(temporary_probe.principal())
+    receipt = temporary.grant(ctx)
+    login = PREFIX + ctx.principal
+    with private.admin() as conn:  # it owns a table, so the revoke keeps it, disabled
+        conn.execute(sql.SQL("CREATE TABLE {0} (); ALTER TABLE {0} OWNER TO {0}").format(sql.Identifier(login)))
+    temporary.revoke(ctx, receipt)
+    error = failure_of(temporary.extend, replace(ctx, expires_at=ctx.expires_at + timedelta(hours=1)), receipt)
+    assert not error.retryable and "revoked" in str(error)
+    with private.admin() as conn:
+        row = conn.execute("SELECT rolcanlogin, rolpassword FROM pg_authid WHERE rolname = %s", [login]).fetchone()
+    assert row == (False, None)
+    assert not temporary_probe.can_use(ctx, receipt)
+
+
+def test_extending_membership_of_an_existing_login_is_left_to_the_bots_revoke(shared: Backend, probe: Probe) -> None:
+    adapter = PostgresAdapter(shared.params())
+    ctx = grant_context(probe.principal())
+    receipt = adapter.grant(ctx)
+    later = replace(ctx, expires_at=ctx.expires_at + timedelta(hours=1))
+    unreachable = PostgresAdapter(shared.params(port=1))  # nothing to move, so nothing is even asked
+    unreachable.extend(later, Receipt(data=receipt.data))
+    adapter.extend(later, Receipt(data=receipt.data))
+    assert probe.can_use(later, receipt)
+    adapter.revoke(later, receipt)
+    assert not probe.can_use(later, receipt)

@@ -1,4 +1,8 @@
-"""The webhook adapter against a real HTTP receiver on loopback."""
+"""The webhook adapter against a real HTTP receiver on loopback.
+
+The receiver (bot/devtools/webhook_receiver.py) also keeps access as a receiver would, and can end it at
+``expires_at`` by itself: with its clock in the test's hands, the expiry and extend contracts run without waiting.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,9 +20,10 @@ from pydantic import SecretStr, ValidationError
 
 from bot import __version__
 from bot.adapters.base import AdapterError, GrantContext, Person, Receipt
-from bot.adapters.webhook import WebhookAdapter, WebhookParams, sign, verify
+from bot.adapters.webhook import WebhookAdapter, WebhookParams, idempotency_key, sign, verify
 from bot.clock import ManualClock
 from bot.devtools.webhook_receiver import WebhookReceiver
+from bot.testing.contract import BackendExpiryContract, BackendTime, ExtendContract, ManualBackendTime
 
 SECRET = "whsec-test-0123456789abcdef"
 NOW = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
@@ -250,3 +256,120 @@ def test_receiver_wait_for_times_out(receiver: WebhookReceiver) -> None:
     with pytest.raises(TimeoutError, match="no 1 call"):
         receiver.wait_for(1, timeout=0.05)
     assert receiver.wait_for(lambda calls: calls == [], timeout=0.05) == []
+
+
+# Extending.
+
+LATER = replace(CTX, expires_at=datetime(2026, 1, 1, 11, 30, tzinfo=UTC))
+
+
+def test_extend_sends_the_new_expiry_under_a_key_of_its_own(make_adapter, receiver: WebhookReceiver) -> None:
+    adapter = make_adapter()
+    adapter.grant(CTX)
+    adapter.extend(LATER, Receipt(data={"webhook": True}))
+    adapter.extend(LATER, Receipt(data={"webhook": True}))  # a retry
+    adapter.extend(replace(CTX, expires_at=datetime(2026, 1, 1, 12, 0, tzinfo=UTC)), Receipt())
+
+    grant, extend, retry, again = receiver.calls
+    assert extend.valid and extend.status == 200
+    assert extend.body == {**expected_body("extend"), "expires_at": "2026-01-01T11:30:00Z"}
+    assert (
+        extend.headers["Idempotency-Key"] == retry.headers["Idempotency-Key"] == '"g-7f3a:extend:2026-01-01T11:30:00Z"'
+    )
+    assert again.headers["Idempotency-Key"] == '"g-7f3a:extend:2026-01-01T12:00:00Z"'
+    assert grant.headers["Idempotency-Key"] == '"g-7f3a:grant"'
+    held = receiver.access("g-7f3a")
+    assert held is not None and held.expires_at == datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("status", [400, 404, 405, 501])
+def test_a_receiver_that_does_not_know_extend_makes_it_a_final_failure(
+    make_adapter, receiver: WebhookReceiver, status: int
+) -> None:
+    receiver.respond_with(status=status, body={"error": "unknown event"})
+    with pytest.raises(AdapterError) as caught:
+        make_adapter().extend(LATER, Receipt())
+    assert not caught.value.retryable
+    message = str(caught.value)
+    assert f"answered {status} " in message and "does not take `extend`" in message
+
+
+def test_an_old_receiver_that_refuses_unknown_events_cannot_extend(make_adapter, receiver: WebhookReceiver) -> None:
+    receiver.respond_with(status=404)  # the devtool's own answer to an unknown event is 400; 404 is common too
+    with pytest.raises(AdapterError) as caught:
+        make_adapter().extend(LATER, Receipt())
+    assert "does not take `extend`" in str(caught.value)
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_a_busy_receiver_is_asked_again_to_extend(make_adapter, receiver: WebhookReceiver, status: int) -> None:
+    adapter = make_adapter()
+    adapter.grant(CTX)
+    receiver.fail_next(1, status=status)
+    with pytest.raises(AdapterError) as caught:
+        adapter.extend(LATER, Receipt())
+    assert caught.value.retryable and "does not take" not in str(caught.value)
+    adapter.extend(LATER, Receipt())
+    held = receiver.access(CTX.grant_id)
+    assert held is not None and held.expires_at == LATER.expires_at
+
+
+def test_extending_access_the_receiver_no_longer_holds_is_refused(make_adapter, receiver: WebhookReceiver) -> None:
+    adapter = make_adapter()
+    adapter.grant(CTX)
+    adapter.revoke(CTX, Receipt())
+    with pytest.raises(AdapterError) as caught:
+        adapter.extend(LATER, Receipt())
+    assert not caught.value.retryable and "answered 410" in str(caught.value)
+    assert not receiver.has_access("zoe")
+
+
+def test_idempotency_keys_quote_what_they_hold() -> None:
+    assert idempotency_key('g"1\\', "extend", "2026-01-01T10:00:00Z") == '"g\\"1\\\\:extend:2026-01-01T10:00:00Z"'
+    assert idempotency_key("g1", "revoke") == '"g1:revoke"'
+
+
+class TestWebhookExpiryContract(BackendExpiryContract, ExtendContract):
+    """A receiver that ends access at ``expires_at`` by its own clock, which the test moves."""
+
+    @pytest.fixture
+    def clock(self) -> ManualClock:
+        # Now, as grant_context's default expiries count from it; in whole seconds, as the body carries them.
+        return ManualClock(datetime.now(UTC).replace(microsecond=0))
+
+    @pytest.fixture
+    def receiver(self, clock: ManualClock) -> Iterator[WebhookReceiver]:
+        with WebhookReceiver(SECRET, clock=clock, ends_access_at_expiry=True) as running:
+            yield running
+
+    @pytest.fixture
+    def backend_time(self, clock: ManualClock) -> BackendTime:
+        return ManualBackendTime(clock)
+
+    @pytest.fixture
+    def adapter(self, make_adapter: Callable[..., WebhookAdapter]) -> WebhookAdapter:
+        return make_adapter()
+
+    @pytest.fixture
+    def wrong_credentials(self, make_adapter: Callable[..., WebhookAdapter]) -> WebhookAdapter:
+        return make_adapter(secret="not-the-receivers-secret")
+
+    @pytest.fixture
+    def probe(self, receiver: WebhookReceiver) -> ReceiverProbe:
+        return ReceiverProbe(receiver)
+
+
+class ReceiverProbe:
+    def __init__(self, receiver: WebhookReceiver) -> None:
+        self.receiver = receiver
+        self.count = 0
+
+    def principal(self, hint: str = "") -> str:
+        self.count += 1
+        return f"{hint}user-{self.count}"
+
+    def can_use(self, ctx: GrantContext, receipt: Receipt) -> bool:
+        return self.receiver.has_access(ctx.principal)
+
+    def secrets(self) -> list[str]:
+        return [SECRET]
