@@ -25,7 +25,7 @@ from pydantic import (
 from bot.adapters.principal import template_problem
 from bot.domain.durations import FORMAT_HINT, DurationError, format_duration, parse_duration
 
-RESERVED_NAMES = frozenset({"help", "list", "mine", "revoke", "review"})
+RESERVED_NAMES = frozenset({"help", "list", "mine", "revoke", "review", "extend"})
 _RESOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _SLACK_ID = re.compile(r"[UWS][A-Z0-9]{2,}")
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")

@@ -107,7 +107,9 @@ def _adapter_problem(adapter: object | None, principal: str) -> str | None:
 
 def _shown(principal: str) -> str:
     printable = "".join(char if char.isprintable() else "?" for char in principal[:64])
-    return f"`{printable}`"
+    # Shown in Slack: & < > would form mentions or links even inside code, and a backtick would end the code span.
+    inert = printable.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
+    return f"`{inert}`"
 
 
 def for_resource(

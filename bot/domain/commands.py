@@ -7,29 +7,62 @@ import unicodedata
 from dataclasses import dataclass
 
 EMERGENCY_FLAG = "--emergency"
+# Phones turn a typed "--" into a dash; the flag still counts, rather than becoming part of the reason.
+_EMERGENCY_SPELLINGS = frozenset({EMERGENCY_FLAG, "\u2014emergency", "\u2013emergency", "\u2013-emergency"})
 MAX_TEXT = 3000  # Slack caps slash command text well below this; anything longer is not a person typing
-_DURATION_LIKE = re.compile(r"\d")
-_ID = re.compile(r"#?(\d{1,12})")
+MAX_SHOWN = 40  # characters of a typed word quoted back in a message
+_DURATION_LIKE = re.compile(r"[0-9]")
+_ID = re.compile(r"#?([0-9]{1,10})")
+MAX_REQUEST_ID = 2**31 - 1  # the database's INTEGER: a larger number is no request, and PostgreSQL refuses it
+RESOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # as the policy requires of resource names
+_BROADCAST = re.compile(r"@(?=(?:here|channel|everyone|group)\b)", re.IGNORECASE)
 
 USAGE = (
     "`/breakglass <resource> [duration] <reason…>` asks for access (add `--emergency` to break the glass)\n"
     "`/breakglass list` shows what you may request · `/breakglass mine` shows your requests and grants\n"
-    "`/breakglass revoke <id>` ends access early · `/breakglass review <id> <notes…>` records a review\n"
+    "`/breakglass revoke <id>` ends access early · `/breakglass extend <id> <duration>` gives active access more time\n"
+    "`/breakglass review <id> <notes…>` records a review · "
     "`/breakglass help` shows this"
 )
 
 
 # Bidirectional overrides make stored text read differently from what it is; control characters (NUL among them)
-# are refused by PostgreSQL and mean nothing in a reason.
+# are refused by PostgreSQL and mean nothing in a reason. Other invisible format characters (zero-width spaces,
+# byte-order marks, tag characters) can hide text or make two equal-looking words differ; only the joiners that
+# emoji sequences and some scripts need are kept.
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_JOINERS = frozenset("\u200c\u200d")
+
+
+def _cleaned(ch: str) -> str:
+    category = unicodedata.category(ch)
+    if ch in _BIDI_CONTROLS or (category in ("Cc", "Cs") and ch not in "\t\n"):
+        return " "
+    return "" if category == "Cf" and ch not in _JOINERS else ch
 
 
 def clean(text: str) -> str:
-    """Typed text without control characters, surrogates or bidi overrides; each becomes a space."""
-    return "".join(
-        " " if ch in _BIDI_CONTROLS or (unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\t\n") else ch
-        for ch in text
-    )
+    """Typed text without control characters, surrogates or bidi overrides (each becomes a space), and without
+    other invisible format characters."""
+    return "".join(_cleaned(ch) for ch in text)
+
+
+def shown(word: str) -> str:
+    """A word someone typed, fit to quote back in a message: one line, at most MAX_SHOWN characters, and inert.
+
+    Messages are Slack mrkdwn: & < > are its control characters (entities here, so no mention or link can be
+    formed), a backtick would end the message's own code spans, and a bare @here gets an invisible word joiner.
+    """
+    one_line = "".join(" " if ch.isspace() else ch for ch in clean(word)).replace("`", "'")
+    if len(one_line) > MAX_SHOWN:
+        one_line = one_line[: MAX_SHOWN - 1] + "…"
+    inert = one_line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _BROADCAST.sub("@\u2060", inert)
+
+
+def _usage(line: str) -> str:
+    """A usage line as inline code; its <placeholders> as entities, which Slack would otherwise read as links."""
+    return "`" + line.replace("<", "&lt;").replace(">", "&gt;") + "`"
 
 
 class CommandError(ValueError):
@@ -57,6 +90,12 @@ class Revoke:
 
 
 @dataclass(frozen=True)
+class Extend:
+    request_id: int
+    duration: str  # as typed; checked against the resource's limits by the rules
+
+
+@dataclass(frozen=True)
 class RecordReview:
     request_id: int
     notes: str
@@ -70,14 +109,14 @@ class Ask:
     emergency: bool
 
 
-Command = Help | ListResources | Mine | Revoke | RecordReview | Ask
+Command = Help | ListResources | Mine | Revoke | Extend | RecordReview | Ask
 
 
 def _request_id(word: str | None, usage: str) -> int:
     match = _ID.fullmatch(word or "")
-    if match is None:
-        shown = f"'{word}' is not a request id" if word else "A request id is missing"
-        raise CommandError(f"{shown}. Use {usage}; `/breakglass mine` lists your ids.")
+    if match is None or int(match.group(1)) > MAX_REQUEST_ID:
+        what = f"'{shown(word)}' is not a request id" if word else "A request id is missing"
+        raise CommandError(f"{what}. Use {usage}; `/breakglass mine` lists your ids.")
     return int(match.group(1))
 
 
@@ -85,8 +124,8 @@ def parse(text: str) -> Command:
     if len(text) > MAX_TEXT:
         raise CommandError(f"That is too long ({len(text)} characters; at most {MAX_TEXT}).")
     words = clean(text).split()
-    emergency = EMERGENCY_FLAG in (word.lower() for word in words)
-    words = [word for word in words if word.lower() != EMERGENCY_FLAG]
+    emergency = any(word.lower() in _EMERGENCY_SPELLINGS for word in words)
+    words = [word for word in words if word.lower() not in _EMERGENCY_SPELLINGS]
     if not words:
         return Help()
     head, rest = words[0].lower(), words[1:]
@@ -97,15 +136,27 @@ def parse(text: str) -> Command:
     if head == "mine":
         return Mine()
     if head == "revoke":
-        return Revoke(_request_id(rest[0] if rest else None, "`/breakglass revoke <id>`"))
+        return Revoke(_request_id(rest[0] if rest else None, _usage("/breakglass revoke <id>")))
+    if head == "extend":
+        usage = _usage("/breakglass extend <id> <duration>") + ", e.g. `/breakglass extend 42 30m`"
+        request_id = _request_id(rest[0] if rest else None, usage)
+        if len(rest) != 2:
+            raise CommandError(f"Say by how long, and nothing else. Use {usage}.")
+        return Extend(request_id, rest[1])
     if head == "review":
-        request_id = _request_id(rest[0] if rest else None, "`/breakglass review <id> <notes…>`")
+        request_id = _request_id(rest[0] if rest else None, _usage("/breakglass review <id> <notes…>"))
         notes = " ".join(rest[1:]).strip()
         if not notes:
-            raise CommandError("Notes are missing. Use `/breakglass review <id> <what happened and what follows>`.")
+            usage = _usage("/breakglass review <id> <what happened and what follows>")
+            raise CommandError(f"Notes are missing. Use {usage}.")
         return RecordReview(request_id, notes)
     if head.startswith("-"):
-        raise CommandError(f"Unknown option '{words[0]}'. The only option is `{EMERGENCY_FLAG}`.")
+        raise CommandError(f"Unknown option '{shown(words[0])}'. The only option is `{EMERGENCY_FLAG}`.")
+    if not RESOURCE_NAME.fullmatch(head):
+        raise CommandError(
+            f"'{shown(words[0])}' is not a resource name: those are lower-case letters, digits, '.', '_' and '-'. "
+            "`/breakglass list` shows what you may request."
+        )
     duration = rest[0] if rest and _DURATION_LIKE.match(rest[0]) else None
     reason = " ".join(rest[1:] if duration else rest).strip()
     return Ask(resource=head, duration=duration, reason=reason, emergency=emergency)

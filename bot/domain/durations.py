@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from bot.domain.commands import shown
+
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-_PATTERN = re.compile(r"(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?")
+_PATTERN = re.compile(r"(?:([0-9]{1,9})d)?(?:([0-9]{1,9})h)?(?:([0-9]{1,9})m)?(?:([0-9]{1,9})s)?")
 FORMAT_HINT = "a duration like 90s, 45m, 2h, 1h30m or 1d"
 _LONGEST = timedelta(days=366)
 
@@ -19,12 +21,12 @@ def parse_duration(text: str) -> timedelta:
     cleaned = text.strip().lower()
     match = _PATTERN.fullmatch(cleaned)
     if not cleaned or match is None or not any(match.groups()):
-        raise DurationError(f"'{text}' is not {FORMAT_HINT}")
+        raise DurationError(f"'{shown(text)}' is not {FORMAT_HINT}")
     seconds = sum(int(part) * factor for part, factor in zip(match.groups(), _UNITS.values(), strict=True) if part)
     if seconds <= 0:
-        raise DurationError(f"'{text}' is zero; give {FORMAT_HINT}")
+        raise DurationError(f"'{shown(text)}' is zero; give {FORMAT_HINT}")
     if seconds > _LONGEST.total_seconds():
-        raise DurationError(f"'{text}' is longer than a year")
+        raise DurationError(f"'{shown(text)}' is longer than a year")
     return timedelta(seconds=seconds)
 
 

@@ -3,6 +3,7 @@ from the database at any time."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from bot.domain.commands import USAGE
@@ -11,17 +12,24 @@ from bot.domain.states import Status
 from bot.services.requests import Offer
 from bot.services.views import RequestView
 from bot.slack.ids import ActionId
-from bot.slack.text import escape, when, who
+from bot.slack.text import code, escape, placeholders, when, who
 
 Block = dict[str, Any]
+FAILURE_SHOWN = 500  # characters of a backend's error shown in a message
+MAX_LISTED = 25  # entries of each list in `/breakglass mine`
+
+
+def _mrkdwn(text: str) -> Block:
+    # verbatim: Slack links nothing by itself (typed URLs, #channel names, @names); only the bot's own <…> count.
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
 
 
 def _section(text: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    return {"type": "section", "text": _mrkdwn(text)}
 
 
 def _context(text: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+    return {"type": "context", "elements": [_mrkdwn(text)]}
 
 
 def _button(action: ActionId, label: str, request_id: int, style: str | None = None) -> Block:
@@ -60,20 +68,23 @@ def state_line(view: RequestView) -> str:
     if status in (Status.APPROVED, Status.GRANTING):
         return f"⏳ {decided.capitalize()}; granting access…"
     if status is Status.GRANT_FAILED:
-        return f"⚠️ {decided.capitalize()}, but the grant failed: {escape(view.failure or 'unknown error')}"
+        return f"⚠️ {decided.capitalize()}, but the grant failed: {_failure(view)}"
     if status is Status.ACTIVE:
         return f"✅ Active until {when(view.expires_at)} · {decided}"
     if view.end_reason == "grant_failed" and status in (Status.REVOKING, Status.REVOKE_FAILED):
-        error = escape(view.failure or "unknown error")
-        return f"⚠️ The grant failed ({error}); making sure nothing was left on the backend…"
+        return f"⚠️ The grant failed; making sure nothing was left on the backend. The backend said: {_failure(view)}"
     if status is Status.REVOKING:
         return f"⏳ Revoking access… · {decided}"
     if status is Status.REVOKE_FAILED:
-        error = escape(view.failure or "unknown error")
-        return f"⚠️ Revoke failing (attempt {view.revoke_attempts}), retrying: {error}"
+        return f"⚠️ Revoke failing (attempt {view.revoke_attempts}), retrying: {_failure(view)}"
     if status is Status.EXPIRED:
         return f"⌛ Expired at {when(view.ended_at)} · {decided}"
     return f"🛑 Revoked by {who(view.ended_by)} at {when(view.ended_at)} · {decided}"
+
+
+def _failure(view: RequestView) -> str:
+    """A backend's error: last on its line, so nothing of ours follows it."""
+    return escape(view.failure or "unknown error", FAILURE_SHOWN)
 
 
 def review_line(view: RequestView) -> str | None:
@@ -103,10 +114,10 @@ def request_message(view: RequestView) -> tuple[str, list[Block]]:
         {
             "type": "section",
             "fields": [
-                {"type": "mrkdwn", "text": f"*Requester*\n{who(view.requester_id)}"},
-                {"type": "mrkdwn", "text": f"*Resource*\n`{view.resource}`{_as(view)}"},
-                {"type": "mrkdwn", "text": f"*Duration*\n{format_duration(view.duration)}"},
-                {"type": "mrkdwn", "text": f"*Emergency*\n{'yes, glass broken' if view.emergency else 'no'}"},
+                _mrkdwn(f"*Requester*\n{who(view.requester_id)}"),
+                _mrkdwn(f"*Resource*\n{code(view.resource)}{_as(view)}"),
+                _mrkdwn(f"*Duration*\n{format_duration(view.duration)}"),
+                _mrkdwn(f"*Emergency*\n{'yes, glass broken' if view.emergency else 'no'}"),
             ],
         },
         _section(f"*Reason*\n{escape(view.reason)}"),
@@ -139,7 +150,7 @@ def request_message(view: RequestView) -> tuple[str, list[Block]]:
 
 
 def help_text() -> str:
-    return f"*Breakglass* gives you temporary access to production, approved by your peers.\n{USAGE}"
+    return f"*Breakglass* gives you temporary access to production, approved by your peers.\n{placeholders(USAGE)}"
 
 
 def offers_text(offers: list[Offer]) -> str:
@@ -156,23 +167,43 @@ def offers_text(offers: list[Offer]) -> str:
         if resource.emergency:
             extras.append("emergency allowed")
         if resource.reason_pattern:
-            extras.append(f"reason must match `{resource.reason_pattern}`")
-        description = f" — {escape(resource.description)}" if resource.description else ""
-        lines.append(f"• `{resource.name}`{description} ({'; '.join(extras)})")
+            extras.append(f"reason must match {code(resource.reason_pattern)}")
+        description = f" — {escape(resource.description, 300)}" if resource.description else ""
+        lines.append(f"• {code(resource.name)} ({'; '.join(extras)}){description}")
     if len(lines) == 1:
         lines.append("None: you are not a requester of any resource. Ask your platform team.")
     return "\n".join(lines)
 
 
-def mine_text(open_requests: list[RequestView], reviews_owed: list[RequestView]) -> str:
-    """`/breakglass mine`."""
-    if not open_requests and not reviews_owed:
-        return "You have no open requests, grants or reviews due."
+def mine_text(
+    open_requests: Sequence[RequestView], reviews_owed: Sequence[RequestView], to_decide: Sequence[RequestView] = ()
+) -> str:
+    """`/breakglass mine`: only the person's own requests, and other people's that wait for their decision."""
+    if not open_requests and not reviews_owed and not to_decide:
+        return "You have no open requests, grants or reviews due, and nothing waits for your decision."
     lines = []
     if open_requests:
         lines.append("*Your open requests and grants*")
-        lines += [f"• #{v.id} `{v.resource}` {format_duration(v.duration)} — {state_line(v)}" for v in open_requests]
+        lines += _listed(
+            [f"• #{v.id} {code(v.resource)} {format_duration(v.duration)} — {state_line(v)}" for v in open_requests]
+        )
     if reviews_owed:
-        lines.append("*Reviews you owe* (`/breakglass review <id> <notes…>`)")
-        lines += [f"• #{v.id} `{v.resource}` — ended {when(v.ended_at)}" for v in reviews_owed]
+        lines.append(placeholders("*Reviews you owe* (`/breakglass review <id> <notes…>`)"))
+        lines += _listed([f"• #{v.id} {code(v.resource)} — ended {when(v.ended_at)}" for v in reviews_owed])
+    if to_decide:
+        lines.append("*Waiting for your decision* (in the approvals channel)")
+        lines += _listed(
+            [
+                f"• #{v.id} {code(v.resource)} {format_duration(v.duration)} for {who(v.requester_id)}: "
+                f"{escape(v.reason, 100)}"
+                for v in to_decide
+            ]
+        )
     return "\n".join(lines)
+
+
+def _listed(lines: list[str]) -> list[str]:
+    """At most MAX_LISTED lines, and how many more there are: a long list must not outgrow a Slack message."""
+    if len(lines) <= MAX_LISTED:
+        return lines
+    return [*lines[:MAX_LISTED], f"• …and {len(lines) - MAX_LISTED} more"]

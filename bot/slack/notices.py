@@ -7,7 +7,11 @@ from collections.abc import Callable
 from bot.domain.durations import format_duration
 from bot.services.ports import Notice
 from bot.services.views import RequestView
-from bot.slack.text import escape, when, who
+from bot.slack.text import escape, placeholders, quote, secret, units, when, who
+
+FAILURE_SHOWN = 500  # characters of a backend's error shown in a message
+INSTRUCTIONS_SHOWN = 2000  # characters of an adapter's instructions
+SECRET_SHOWN = 30_000  # UTF-16 units; Slack cuts a message at 40,000, and a cut secret is worse than none
 
 
 def _ref(view: RequestView) -> str:
@@ -23,19 +27,28 @@ def _emergency(view: RequestView) -> str:
     text = (
         f"🚨 Glass broken: you have emergency access to *{view.resource}* until {when(view.expires_at)}. "
         "The security channel has been told, and a post-incident review will be due when access ends: "
-        f"`/breakglass review {view.id} <what happened>`."
+        + placeholders(f"`/breakglass review {view.id} <what happened>`.")
     )
     return text + _how_to_use(view)
 
 
 def _how_to_use(view: RequestView) -> str:
-    return f"\n>{escape(view.instructions, 2000)}" if view.instructions else ""
+    """The adapter's instructions, quoted line by line, last in the message."""
+    return "\n" + quote(view.instructions, INSTRUCTIONS_SHOWN) if view.instructions else ""
 
 
-def credentials(view: RequestView, secret: str) -> str:
+def _failure(view: RequestView) -> str:
+    """A backend's error, last in its message, so nothing of ours follows it."""
+    return escape(view.failure or "no details", FAILURE_SHOWN)
+
+
+def credentials(view: RequestView, one_time: str) -> str:
     """The one message that carries a one-time secret. Breakglass keeps no other copy."""
+    shown = secret(one_time)
+    if units(shown) > SECRET_SHOWN:
+        shown = f"too long for a Slack message ({len(one_time)} characters), so not sent; ask the backend's owners"
     return (
-        f"🔑 Your one-time credentials for *{view.resource}* (request #{view.id}): `{secret}`\n"
+        f"🔑 Your one-time credentials for *{view.resource}* (request #{view.id}): {shown}\n"
         f"They stop working {when(view.expires_at)}. Breakglass keeps no copy: this message is the only one."
     )
 
@@ -46,8 +59,8 @@ _TO_REQUESTER: dict[Notice, Callable[[RequestView], str]] = {
     Notice.DENIED: lambda v: f"⛔ Request {_ref(v)} was denied by {who(v.denier)}.",
     Notice.ACTIVE: _active,
     Notice.GRANT_FAILED: lambda v: (
-        f"⚠️ Request {_ref(v)} was approved, but granting access failed: {escape(v.failure or '')}. "
-        "You do *not* have access; the security channel has been told."
+        f"⚠️ Request {_ref(v)} was approved, but granting access failed. "
+        f"You do *not* have access; the security channel has been told. The backend said: {_failure(v)}"
     ),
     Notice.EXPIRING: lambda v: f"⏰ Your access to *{v.resource}* ends {when(v.expires_at)}. Request {_ref(v)}.",
     Notice.EXPIRED: lambda v: f"⌛ Your access to *{v.resource}* has expired and was revoked. Request {_ref(v)}.",
@@ -56,11 +69,14 @@ _TO_REQUESTER: dict[Notice, Callable[[RequestView], str]] = {
     Notice.EMERGENCY: _emergency,
     Notice.REVIEW_DUE: lambda v: (
         f"📝 A post-incident review is due for request {_ref(v)}. Record it with "
-        f"`/breakglass review {v.id} <what happened, what you changed, what follows>`."
+        + placeholders(f"`/breakglass review {v.id} <what happened, what you changed, what follows>`.")
     ),
     Notice.REVIEW_REMINDER: lambda v: (
         f"📝 Reminder: the post-incident review for request {_ref(v)} is still due. "
-        f"`/breakglass review {v.id} <notes…>`"
+        + placeholders(f"`/breakglass review {v.id} <notes…>`")
+    ),
+    Notice.EXTENDED: lambda v: (
+        f"⏩ Your access to *{v.resource}* now lasts until {when(v.expires_at)}. Request {_ref(v)}."
     ),
     Notice.REVIEW_DONE: lambda v: (
         f"📝 The review of request {_ref(v)} was recorded by {who(v.review.reviewer_id if v.review else None)}."
@@ -79,11 +95,14 @@ _TO_CHANNEL: dict[Notice, Callable[[RequestView], str]] = {
     Notice.EXPIRED: lambda v: f"⌛ Access to *{v.resource}* for {who(v.requester_id)} has ended (#{v.id}).",
     Notice.REVOKED: lambda v: f"🛑 Access to *{v.resource}* for {who(v.requester_id)} was revoked (#{v.id}).",
     Notice.GRANT_FAILED: lambda v: (
-        f"⚠️ Granting {who(v.requester_id)} access to *{v.resource}* failed (#{v.id}): {escape(v.failure or '')}"
+        f"⚠️ Granting {who(v.requester_id)} access to *{v.resource}* failed (#{v.id}): {_failure(v)}"
     ),
     Notice.REVOKE_FAILED: lambda v: (
         f"🚨 Revoking {who(v.requester_id)}'s access to *{v.resource}* keeps failing (#{v.id}, "
-        f"{v.revoke_attempts} attempts): {escape(v.failure or '')}. Breakglass keeps retrying; check the backend."
+        f"{v.revoke_attempts} attempts). Breakglass keeps retrying; check the backend. Last error: {_failure(v)}"
+    ),
+    Notice.EXTENDED: lambda v: (
+        f"⏩ {who(v.requester_id)}'s access to *{v.resource}* was extended until {when(v.expires_at)} (#{v.id})."
     ),
     Notice.REVOKE_RECOVERED: lambda v: (
         f"✅ Access to *{v.resource}* for {who(v.requester_id)} is revoked at last (#{v.id})."

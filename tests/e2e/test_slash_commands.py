@@ -62,7 +62,7 @@ def test_ids_that_are_not_yours(bot: LocalBot) -> None:
 
 
 def test_help_list_and_mine(bot: LocalBot) -> None:
-    assert "/breakglass <resource> [duration] <reason…>" in bot.command(BOB, "help").ack
+    assert "/breakglass &lt;resource&gt; [duration] &lt;reason…&gt;" in bot.command(BOB, "help").ack  # Slack shows <…>
     assert "/breakglass list" in bot.command(BOB, "").ack
 
     listed = bot.command(BOB, "list").text
