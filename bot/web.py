@@ -1,38 +1,142 @@
-"""The HTTP face: Slack's events endpoint and a health check, as one WSGI app served by waitress."""
+"""The HTTP face: Slack's events endpoint and a health check, as one WSGI app served by waitress.
+
+Before Bolt sees a request from Slack, three checks run here, because here they can be counted:
+- the body is of a size Slack sends;
+- the signature is Slack's, made within the last five minutes (https://api.slack.com/authentication/verifying-
+  requests-from-slack); failures are written to the audit trail, a few at a time so a flood cannot fill it;
+- it was not seen before: a request replayed inside its five minutes is answered and ignored. The seen
+  signatures are kept in the database, so the check holds across replicas.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import io
 import json
+import logging
+import threading
+import time
 from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy import text
 
-from bot.store.db import Database
+from bot.services import guard
+from bot.services.deps import Deps
+from bot.slack import payloads
+from bot.store import deliveries
+
+log = logging.getLogger("breakglass.web")
 
 EVENTS_PATH = "/slack/events"
+MAX_BODY = 256 * 1024  # Slack's payloads are a few KB; a block_actions payload with a big message stays well under
+SIGNATURE_WINDOW = 300  # seconds, Slack's own rule
 
 
 class WebApp:
-    def __init__(self, app: App, db: Database) -> None:
+    def __init__(
+        self, app: App, deps: Deps, signing_secret: str | None, wall_clock: Callable[[], float] = time.time
+    ) -> None:
         self.slack = SlackRequestHandler(app, path=EVENTS_PATH)
-        self.db = db
+        self.deps = deps
+        self.secret = signing_secret.encode() if signing_secret else None
+        self.wall_clock = wall_clock
+        self.bad_signatures = _Throttled(deps)
 
     def healthy(self) -> bool:
         try:
-            with self.db.engine.connect() as connection:
+            with self.deps.db.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
             return True
         except Exception:
             return False
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+        path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
+        if path == "/healthz" and method in ("GET", "HEAD"):
             ok = self.healthy()
-            body = json.dumps({"ok": ok, "database": "up" if ok else "down"}).encode()
-            status = "200 OK" if ok else "503 Service Unavailable"
-            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-            return [body]
+            return _reply(start_response, 200 if ok else 503, {"ok": ok, "database": "up" if ok else "down"})
+        if path == EVENTS_PATH and method == "POST" and self.secret is not None:
+            return self._from_slack(environ, start_response)
         return self.slack(environ, start_response)
+
+    def _from_slack(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return _reply(start_response, 400, {"error": "bad Content-Length"})
+        if length > MAX_BODY:
+            return _reply(start_response, 413, {"error": f"a Slack request is at most {MAX_BODY} bytes"})
+        body = environ["wsgi.input"].read(length) if length > 0 else b""
+        signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
+        problem = self._signature_problem(environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", ""), signature, body)
+        if problem:
+            self.bad_signatures.note(problem, environ.get("REMOTE_ADDR"))
+            return _reply(start_response, 401, {"error": "invalid request signature"})
+        shape = payloads.problem(body, environ.get("CONTENT_TYPE"))
+        if shape:  # signed, yet not what Slack sends: Bolt would answer 500 or crash a listener
+            log.warning("refused a signed request: %s", shape)
+            return _reply(start_response, 400, {"error": "not a Slack payload"})
+        digest = hashlib.sha256(signature.encode()).hexdigest()
+        if not deliveries.first_time(self.deps.db, digest, self.deps.now()):
+            log.warning("ignored a replayed Slack request")
+            return _reply(start_response, 200, None)
+        bolted = payloads.for_bolt(body, environ.get("CONTENT_TYPE"))
+        if bolted != body:  # Bolt checks the signature again, over the body it is given
+            environ["HTTP_X_SLACK_SIGNATURE"] = self._signature(environ["HTTP_X_SLACK_REQUEST_TIMESTAMP"], bolted)
+        environ["wsgi.input"] = io.BytesIO(bolted)
+        environ["CONTENT_LENGTH"] = str(len(bolted))
+        return self.slack(environ, start_response)
+
+    def _signature_problem(self, timestamp: str, signature: str, body: bytes) -> str | None:
+        assert self.secret is not None
+        if not timestamp.isdigit() or not signature.startswith("v0="):
+            return "no Slack signature"
+        if abs(self.wall_clock() - int(timestamp)) > SIGNATURE_WINDOW:
+            return "a Slack signature older than five minutes (or from the future)"
+        if not hmac.compare_digest(self._signature(timestamp, body), signature):
+            return "a signature that is not Slack's"
+        return None
+
+    def _signature(self, timestamp: str, body: bytes) -> str:
+        assert self.secret is not None
+        return "v0=" + hmac.new(self.secret, b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256).hexdigest()
+
+
+def _reply(start_response: Callable[..., Any], status: int, payload: dict[str, Any] | None) -> list[bytes]:
+    reasons = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 413: "Payload Too Large", 503: "Unavailable"}
+    body = json.dumps(payload).encode() if payload is not None else b""
+    headers = [("Content-Length", str(len(body)))]
+    if payload is not None:
+        headers.append(("Content-Type", "application/json"))
+    start_response(f"{status} {reasons[status]}", headers)
+    return [body]
+
+
+class _Throttled:
+    """Writes bad signatures to the audit trail at most once every ``every``, with how many came since the last
+    write: enough to see an attack, too little to let one fill the database."""
+
+    def __init__(self, deps: Deps, every: timedelta = timedelta(seconds=10)) -> None:
+        self.deps = deps
+        self.every = every
+        self._unwritten = 0
+        self._last: datetime | None = None
+        self._lock = threading.Lock()
+
+    def note(self, why: str, remote: str | None) -> None:
+        now = self.deps.now()
+        with self._lock:
+            self._unwritten += 1
+            if self._last is not None and now - self._last < self.every:
+                return
+            count, self._unwritten, self._last = self._unwritten, 0, now
+        log.warning("refused a request with %s from %s", why, remote or "?")
+        try:
+            guard.refused(self.deps, guard.UNSIGNED, "signature_refused", why, remote=remote, count=count)
+        except Exception:  # the refusal stands even if it cannot be written down
+            log.exception("could not record a refused signature")

@@ -52,15 +52,40 @@ def check_requester(resource: Resource, allowed: bool) -> None:
         raise Refused(f"You are not among the people who may request {resource.name}.")
 
 
-def check_decision(
-    *, actor: str, requester: str, status: Status, request_id: int, is_approver: bool, resource: str
-) -> None:
-    if status is not Status.PENDING:
-        raise Refused(f"Request #{request_id} is already {status.value.replace('_', ' ')}; nothing to decide.")
+def check_decider(*, actor: str, requester: str, is_approver: bool, resource: str) -> None:
+    """Whoever clicks, whatever the request's state: only another approver may decide."""
     if actor == requester:
         raise Refused("You cannot decide on your own request; another approver has to.")
     if not is_approver:
         raise Refused(f"You are not an approver for {resource}.")
+
+
+def check_decision(
+    *, actor: str, requester: str, status: Status, request_id: int, is_approver: bool, resource: str
+) -> None:
+    check_decider(actor=actor, requester=requester, is_approver=is_approver, resource=resource)
+    if status is not Status.PENDING:
+        raise Refused(f"Request #{request_id} is already {status.value.replace('_', ' ')}; nothing to decide.")
+
+
+def check_extender(*, actor: str, holder: str, is_approver: bool, emergency: bool, request_id: int) -> None:
+    """An extension is a new approval: another approver gives it. Only glass already broken may extend itself."""
+    if actor == holder and not emergency:
+        raise Refused(f"You cannot extend your own access; ask an approver to `/breakglass extend {request_id} …`.")
+    if actor != holder and not is_approver:
+        raise Refused(f"Only an approver may extend request #{request_id}.")
+
+
+def check_extension(*, granted_for: timedelta, extra: timedelta, resource: Resource) -> None:
+    """The whole grant, extension included, stays within the resource's longest duration."""
+    _, _, longest = resource.limits
+    if granted_for + extra > longest:
+        room = max(longest - granted_for, timedelta(0))
+        left = f"at most {format_duration(room)} more" if room >= timedelta(minutes=1) else "no more time"
+        raise Refused(
+            f"{resource.name} allows {format_duration(longest)} in all; this grant has had "
+            f"{format_duration(granted_for)}, so {left}."
+        )
 
 
 def check_revoke(*, actor: str, holder: str, is_approver: bool, status: Status, request_id: int) -> None:

@@ -7,6 +7,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from bot.services.ports import MessageRef, Notice, Notifier
@@ -38,6 +39,9 @@ class BackgroundNotifier:
 
     def tell_channel(self, channel: str, view: RequestView, notice: Notice) -> None:
         self._put(self.inner.tell_channel, channel, view, notice)
+
+    def warn_refusals(self, channel: str, actor: str, count: int, window: timedelta, latest: str) -> None:
+        self._put(self.inner.warn_refusals, channel, actor, count, window, latest)
 
     def _put(self, call: Callable[..., Any], *args: Any) -> None:
         with self._changed:

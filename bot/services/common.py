@@ -10,10 +10,11 @@ from bot.adapters import principal
 from bot.adapters.base import GrantContext, Person
 from bot.domain.rules import Refused
 from bot.policy import Resource
+from bot.services import guard
 from bot.services.deps import Deps
 from bot.services.ports import Notice
 from bot.services.views import RequestView, snapshot
-from bot.store import audit, queries
+from bot.store import queries
 from bot.store.models import Request
 
 # The notices that also go to the channel the request was made in, when that is not the approvals channel.
@@ -43,7 +44,7 @@ def load_view(deps: Deps, request_id: int) -> RequestView | None:
 def existing(deps: Deps, request_id: int) -> RequestView:
     found = load_view(deps, request_id)
     if found is None:
-        raise Refused(f"There is no request #{request_id}. `/breakglass mine` lists yours.")
+        raise Refused(f"There is no request #{request_id}; nothing was done. `/breakglass mine` lists yours.")
     return found
 
 
@@ -89,14 +90,5 @@ def announce(deps: Deps, current: RequestView, notice: Notice) -> None:
 
 
 def refuse(deps: Deps, actor: str, current: RequestView, action: str, why: str) -> None:
-    """Refused attempts are part of the trail too."""
-    with deps.db.transaction() as session:
-        audit.record(
-            session,
-            action,
-            at=deps.now(),
-            actor=actor,
-            resource=current.resource,
-            reason=why,
-            request_id=current.id,
-        )
+    """Refused attempts are part of the trail too, and counted: see guard.refused."""
+    guard.refused(deps, actor, action, why, request_id=current.id, resource=current.resource)

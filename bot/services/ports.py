@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -30,6 +30,7 @@ class Notice(StrEnum):
     REVIEW_REMINDER = "review_reminder"
     REVIEW_OVERDUE = "review_overdue"
     REVIEW_DONE = "review_done"
+    EXTENDED = "extended"
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ class Notifier(Protocol):
         ...
 
     def tell_channel(self, channel: str, view: RequestView, notice: Notice) -> None: ...
+
+    def warn_refusals(self, channel: str, actor: str, count: int, window: timedelta, latest: str) -> None:
+        """Tell the audit channel that one person (or unsigned traffic) keeps being refused."""
+        ...
 
 
 class Directory(Protocol):

@@ -8,11 +8,12 @@ from dataclasses import dataclass, replace
 from bot.adapters.principal import Unmappable
 from bot.domain.commands import Ask
 from bot.domain.rules import Refused, check_ask, check_requester, check_revoke
-from bot.domain.states import Status
+from bot.domain.states import FINAL, Status
 from bot.policy import Resource
-from bot.services import access
+from bot.services import access, guard
 from bot.services.common import announce, existing, load_view, principal_for, refuse, view
 from bot.services.deps import Deps
+from bot.services.outcome import outcome
 from bot.services.ports import MessageRef, Notice
 from bot.services.views import RequestView
 from bot.store import audit, queries
@@ -25,20 +26,21 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> Requ
     try:
         check_requester(resource, deps.may_request(actor, resource))
     except Refused as refusal:
-        with deps.db.transaction() as session:
-            audit.record(
-                session, "request_refused", at=deps.now(), actor=actor, resource=resource.name, reason=str(refusal)
-            )
+        guard.refused(deps, actor, "request_refused", str(refusal), resource=resource.name)
         raise
+    now = deps.now()
+    too_many = guard.requests_cap_problem(deps, actor, now)
+    if too_many:
+        guard.refused(deps, actor, "rate_limited", too_many, resource=resource.name)
+        raise Refused(too_many)
     person = deps.directory.person(actor)
     try:
         identity = principal_for(deps, resource, person)
     except Unmappable as unmappable:
-        with deps.db.transaction() as session:
-            why = str(unmappable)
-            audit.record(session, "request_refused", at=deps.now(), actor=actor, resource=resource.name, reason=why)
+        why = str(unmappable)
+        with deps.db.transaction() as session:  # a profile problem, not an attempt on something forbidden
+            audit.record(session, "request_refused", at=now, actor=actor, resource=resource.name, reason=why)
         raise Refused(why) from None
-    now = deps.now()
     with deps.db.transaction() as session:
         request = Request(
             uid=str(uuid.uuid4()),
@@ -47,7 +49,7 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> Requ
             requester_name=person.name,
             requester_email=person.email,
             principal=identity,
-            reason=ask.reason,
+            reason=deps.redactor.scrub(ask.reason),  # a pasted credential is not kept, nor shown
             duration_seconds=int(duration.total_seconds()),
             emergency=ask.emergency,
             status=Status.PENDING.value,
@@ -107,6 +109,8 @@ def end_early(deps: Deps, actor: str, request_id: int) -> RequestView:
     request."""
     current = existing(deps, request_id)
     is_approver = deps.is_approver(actor, current.resource)
+    if current.status in FINAL and (actor == current.requester_id or is_approver):
+        raise Refused(f"{outcome(current)} Nothing was done.")  # a button on a message whose moment has passed
     try:
         check_revoke(
             actor=actor,
@@ -152,9 +156,22 @@ def offers(deps: Deps, actor: str) -> list[Offer]:
     return [Offer(r, deps.may_request(actor, r)) for r in deps.policy.resources.values()]
 
 
-def mine(deps: Deps, actor: str) -> tuple[list[RequestView], list[RequestView]]:
-    """`/breakglass mine`: open requests and grants, and reviews still owed."""
+@dataclass(frozen=True)
+class Mine:
+    """What `/breakglass mine` shows a person: only their own requests, and what waits for their decision."""
+
+    open: list[RequestView]
+    reviews_owed: list[RequestView]
+    to_decide: list[RequestView]
+
+
+def mine(deps: Deps, actor: str) -> Mine:
     with deps.db.transaction() as session:
         open_requests = [view(deps, session, r) for r in queries.open_for_user(session, actor)]
         owed = [view(deps, session, r) for r in queries.reviews_due_for(session, actor)]
-    return open_requests, owed
+        waiting = [
+            view(deps, session, r)
+            for r in queries.pending_not_decided_by(session, actor)
+            if deps.is_approver(actor, r.resource)
+        ]
+    return Mine(open_requests, owed, waiting)

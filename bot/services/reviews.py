@@ -19,19 +19,22 @@ MAX_NOTES = 3000
 def record(deps: Deps, actor: str, request_id: int, notes: str) -> RequestView:
     """`/breakglass review <id> <notes…>`: by the requester or an approver; early reviews are welcome too."""
     current = existing(deps, request_id)
+    is_approver = deps.is_approver(actor, current.resource)
     try:
         check_review(
             actor=actor,
             holder=current.requester_id,
-            is_approver=deps.is_approver(actor, current.resource),
+            is_approver=is_approver,
             status=current.status,
             request_id=request_id,
         )
     except Refused as refusal:
-        refuse(deps, actor, current, "review_refused", str(refusal))
+        if actor != current.requester_id and not is_approver:  # an attempt on someone else's review
+            refuse(deps, actor, current, "review_refused", str(refusal))
         raise
     if len(notes) > MAX_NOTES:
         raise Refused(f"The review is too long ({len(notes)} characters; at most {MAX_NOTES}).")
+    notes = deps.redactor.scrub(notes)  # a pasted credential is not kept, nor shown
     now = deps.now()
     with deps.db.transaction() as session:
         review = queries.review(session, request_id)

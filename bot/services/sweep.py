@@ -20,7 +20,7 @@ from bot.services.deps import Deps
 from bot.services.lanes import Lanes
 from bot.services.ports import Notice
 from bot.services.views import RequestView
-from bot.store import audit, queries
+from bot.store import audit, deliveries, queries
 
 log = logging.getLogger("breakglass.sweep")
 
@@ -103,6 +103,7 @@ class Sweeper:
                 break
 
         now = deps.now()
+        deliveries.forget_old(deps.db, now)
         with deps.db.transaction() as session:
             warnings = queries.warning_due_ids(session, now + deps.tuning.expiry_warning, batch)
             reminders = queries.reminder_due_ids(session, now, batch)

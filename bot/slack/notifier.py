@@ -4,14 +4,17 @@ the change it was telling people about."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.services.guard import UNSIGNED
 from bot.services.ports import MessageRef, Notice
 from bot.services.views import RequestView
 from bot.slack import blocks, notices
+from bot.slack.text import escape, who
 
 log = logging.getLogger("breakglass.slack.notifier")
 
@@ -49,3 +52,12 @@ class SlackNotifier:
 
     def tell_channel(self, channel: str, view: RequestView, notice: Notice) -> None:
         self._call("chat.postMessage", channel=channel, text=notices.to_channel(view, notice))
+
+    def warn_refusals(self, channel: str, actor: str, count: int, window: timedelta, latest: str) -> None:
+        person = "Requests with a bad signature" if actor == UNSIGNED else who(actor)
+        minutes = int(window.total_seconds() // 60)
+        text = (
+            f"🚩 {person} had {count} refused attempts in the last {minutes} minutes. "
+            f"Latest: {escape(latest, 300)} (`breakglass audit export --since 1h` lists them.)"
+        )
+        self._call("chat.postMessage", channel=channel, text=text)

@@ -87,6 +87,21 @@ def reviews_due_for(session: Session, user_id: str) -> Sequence[Request]:
     ).all()
 
 
+def pending_not_decided_by(session: Session, user_id: str, limit: int = 50) -> Sequence[Request]:
+    """Pending requests of other people that ``user_id`` has not decided on yet (whether they may is policy)."""
+    decided = select(Decision.request_id).where(Decision.approver_id == user_id)
+    return session.scalars(
+        select(Request)
+        .where(
+            Request.status == Status.PENDING.value,
+            Request.requester_id != user_id,
+            Request.id.not_in(decided),
+        )
+        .order_by(Request.id)
+        .limit(limit)
+    ).all()
+
+
 def ids(statement: Any, session: Session, limit: int) -> list[int]:
     return list(session.scalars(statement.limit(limit)))
 
@@ -138,6 +153,24 @@ def move_claim(
             Request.lease_until <= now,
         )
         .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).rowcount == 1
+
+
+def refresh_claim(
+    session: Session, request_id: int, status: Status, holder: str, now: datetime, until: datetime
+) -> bool:
+    """Renew ``holder``'s claim on a request in ``status`` if its lease has not run out; False if it is not ours."""
+    statement = (
+        update(Request)
+        .where(
+            Request.id == request_id,
+            Request.status == status,
+            Request.claimed_by == holder,
+            Request.lease_until > now,
+        )
+        .values(lease_until=until)
         .execution_options(synchronize_session=False)
     )
     return session.execute(statement).rowcount == 1

@@ -104,13 +104,15 @@ def test_one_deny_ends_the_request(bot: LocalBot, receiver: WebhookReceiver) -> 
     bot.click(ALICE, ActionId.APPROVE, 1)
 
     bot.click(CAROL, ActionId.DENY, 1)
-    late = bot.click(DAVE, ActionId.APPROVE, 1)
+    late = bot.click(ALICE, ActionId.APPROVE, 1)
+    outsider = bot.click(DAVE, ActionId.APPROVE, 1)
 
     assert view(bot, 1).status is Status.DENIED
     message = bot.request_message(1)
     assert buttons(message) == [] and "Denied by <@U0CAROL>" in state(message)
     assert any("was denied by <@U0CAROL>" in text for text in dm_texts(bot, BOB))
-    assert "already denied" in (late.answer or "")
+    assert "was denied by <@U0CAROL>" in (late.answer or "") and "Nothing was done" in (late.answer or "")
+    assert "not an approver" in (outsider.answer or "")
     assert receiver.calls == []
 
 
@@ -166,14 +168,17 @@ def test_a_rejected_grant_is_not_retried(bot: LocalBot, receiver: WebhookReceive
     assert len(receiver.events("grant")) == 1
 
 
-@pytest.mark.parametrize("user", [BOB, DAVE])
-def test_stale_buttons_explain_what_happened(bot: LocalBot, user: str) -> None:
+@pytest.mark.parametrize("user", [BOB, DAVE, ALICE, CAROL])
+def test_stale_buttons_explain_what_happened_and_do_nothing(bot: LocalBot, user: str) -> None:
     bot.command(BOB, "orders-db 30m INC-1 fix")
     bot.click(ALICE, ActionId.APPROVE, 1)
+    messages_before = bot.request_message(1)
 
     reply = bot.click(user, ActionId.DENY, 1)
 
-    assert "already active" in (reply.answer or "")
+    assert "Request #1 was approved by <@U0ALICE01>; access is active until" in (reply.answer or "")
+    assert view(bot, 1).status is Status.ACTIVE
+    assert bot.request_message(1) == messages_before  # no edit either
 
 
 def test_buttons_for_requests_that_do_not_exist(bot: LocalBot) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.services.deps import Deps
+from bot.services.guard import RateLimiter
 from bot.slack.listeners import actions, commands
 
 
-def register(app: App, deps: Deps) -> None:
-    commands.register(app, deps)
-    actions.register(app, deps)
+def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
+    commands.register(app, deps, limiter)
+    actions.register(app, deps, limiter)

@@ -9,16 +9,17 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot.domain.commands import Ask, CommandError, Help, ListResources, Mine, RecordReview, Revoke, parse
+from bot.domain.commands import Ask, CommandError, Extend, Help, ListResources, Mine, RecordReview, Revoke, parse
 from bot.domain.durations import format_duration
 from bot.domain.rules import Refused, check_ask
 from bot.domain.states import Status
-from bot.services import requests, reviews
+from bot.services import extensions, guard, requests, reviews
 from bot.services.deps import Deps
+from bot.services.guard import RateLimiter, Verdict
 from bot.services.views import RequestView
 from bot.slack import blocks
 from bot.slack.ids import COMMAND
-from bot.slack.text import escape, when
+from bot.slack.text import escape, quote, when
 
 log = logging.getLogger("breakglass.slack.commands")
 
@@ -26,10 +27,15 @@ log = logging.getLogger("breakglass.slack.commands")
 WORKING = "⏳"
 
 
-def register(app: App, deps: Deps) -> None:
+def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
     @app.command(COMMAND)
     def on_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         actor = command["user_id"]
+        verdict = limiter.take(actor)
+        if not verdict.allowed:
+            ack(text=verdict.message(limiter.per_minute))
+            _record_slow_down(deps, actor, verdict)
+            return
         try:
             parsed = parse(command.get("text") or "")
         except CommandError as error:
@@ -49,6 +55,25 @@ def register(app: App, deps: Deps) -> None:
         else:
             ack()
         answer(respond, lambda: run(deps, actor, parsed, command.get("channel_id")))
+
+
+def slowed_down(deps: Deps, limiter: RateLimiter, actor: str, respond: Respond) -> bool:
+    """For listeners that have already acknowledged: True, and the person told why, when they must wait."""
+    verdict = limiter.take(actor)
+    if verdict.allowed:
+        return False
+    respond(text=verdict.message(limiter.per_minute), response_type="ephemeral", replace_original=False)
+    _record_slow_down(deps, actor, verdict)
+    return True
+
+
+def _record_slow_down(deps: Deps, actor: str, verdict: Verdict) -> None:
+    if verdict.first_refusal:  # one audit event per burst, not one per click of a flood
+        why = f"more than {deps.tuning.actions_per_minute} Slack actions in a minute"
+        try:
+            guard.refused(deps, actor, "rate_limited", why)
+        except Exception:
+            log.exception("could not record a rate-limited person")
 
 
 def answer(respond: Respond, work: Callable[[], str]) -> None:
@@ -71,7 +96,11 @@ def run(deps: Deps, actor: str, parsed: object, channel: str | None) -> str:
         case ListResources():
             return blocks.offers_text(requests.offers(deps, actor))
         case Mine():
-            return blocks.mine_text(*requests.mine(deps, actor))
+            mine = requests.mine(deps, actor)
+            return blocks.mine_text(mine.open, mine.reviews_owed, mine.to_decide)
+        case Extend(request_id=request_id, duration=duration):
+            view = extensions.extend(deps, actor, request_id, duration)
+            return f"⏩ Request #{request_id} now lasts until {when(view.expires_at)}."
         case Revoke(request_id=request_id):
             ended = requests.end_early(deps, actor, request_id)
             if ended.status is Status.CANCELLED:
@@ -91,8 +120,9 @@ def _asked(view: RequestView) -> str:
         if view.emergency:
             text = "🚨 Glass broken. " + text + " Security has been told; a review will be due."
         if view.instructions:
-            text += f"\n>{escape(view.instructions, 2000)}"
+            text += "\n" + quote(view.instructions, 2000)  # every line quoted: none can leave the quote
         return text
     if view.status is Status.GRANT_FAILED:
-        return f"⚠️ Granting `{view.resource}` failed: {escape(view.failure or '')}. You do *not* have access."
+        failure = escape(view.failure or "no details", 500)  # last: nothing of ours follows it on the line
+        return f"⚠️ Granting `{view.resource}` failed; you do *not* have access. The backend said: {failure}"
     return f"📨 Request #{view.id} for `{view.resource}` ({format_duration(view.duration)}) is with the approvers."

@@ -1,0 +1,60 @@
+"""What became of a request, in one sentence: the answer to a click on a button whose moment has passed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.domain.states import Status
+from bot.services.views import RequestView
+
+
+def _who(user_id: str | None) -> str:
+    return f"<@{user_id}>" if user_id else "Breakglass"
+
+
+def _time(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "an unknown time"
+
+
+def _at(moment: datetime | None) -> str:
+    return f" at {_time(moment)}" if moment else ""
+
+
+def _people(ids: list[str]) -> str:
+    names = [_who(i) for i in ids]
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else (names[0] if names else "nobody")
+
+
+def outcome(view: RequestView) -> str:
+    """E.g. "Request #4 was denied by @carol at 2026-01-01 09:12 UTC." Ends with "Nothing was done." when nothing
+    this click asked for happened."""
+    number = f"Request #{view.id}"
+    approved = f"approved by {_people(view.approvers)}" if view.approvers else "approved"
+    if view.emergency:
+        approved = f"an emergency self-grant by {_who(view.requester_id)}"
+    match view.status:
+        case Status.PENDING:
+            return f"{number} is still waiting for approvers."
+        case Status.DENIED:
+            return f"{number} was denied by {_who(view.denier)}{_at(_decided(view))}."
+        case Status.CANCELLED:
+            return f"{number} was withdrawn by {_who(view.requester_id)}{_at(_decided(view))}."
+        case Status.TIMED_OUT:
+            return f"{number} got no decision in time and lapsed."
+        case Status.APPROVED | Status.GRANTING:
+            return f"{number} was {approved}; access is being granted right now."
+        case Status.ACTIVE:
+            return f"{number} was {approved}; access is active until {_time(view.expires_at)}."
+        case Status.GRANT_FAILED:
+            return f"{number} was {approved}, but granting access failed; there is no access."
+        case Status.REVOKING | Status.REVOKE_FAILED:
+            return f"{number} was {approved}; access is being revoked."
+        case Status.EXPIRED:
+            return f"{number} was {approved}; access expired{_at(view.ended_at)}."
+        case Status.REVOKED:
+            return f"{number} was {approved}; access was revoked by {_who(view.ended_by)}{_at(view.ended_at)}."
+    return f"{number} is {view.status.value.replace('_', ' ')}."
+
+
+def _decided(view: RequestView) -> datetime | None:
+    return max((d.at for d in view.decisions), default=None)
