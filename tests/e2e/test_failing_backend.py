@@ -288,6 +288,8 @@ def test_one_hung_backend_does_not_hold_up_revokes_on_another(
     report = bot.runtime.sweeper(wait=False)  # as the scheduler runs it
     assert report.revoked == 6  # all started
 
+    # Every worker of the slow lane is stuck at its backend; were lanes shared, nothing else could run now.
+    eventually(lambda: receiver.in_flight == 3, timeout=SLOW_FOR * 0.25, what="the hung backend's revokes sent")
     eventually(
         lambda: statuses(bot, quick) == [Status.EXPIRED] * 3,
         timeout=SLOW_FOR * 0.75,
