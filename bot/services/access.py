@@ -161,7 +161,7 @@ def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
                 raise AdapterError(f"{ctx.resource} is no longer in the policy", retryable=False)
             receipt = _grant_with_retries(deps, adapter.grant, ctx)
         except Exception as raised:
-            return _grant_failed(deps, request_id, _adapter_error(raised))
+            return _grant_failed(deps, request_id, adapter_error(raised))
 
         now = deps.now()
         warned_at = now if duration <= deps.tuning.expiry_warning * 2 else None
@@ -200,7 +200,7 @@ def _grant_with_retries(deps: Deps, call: Callable[[GrantContext], Receipt], ctx
     attempts = max(deps.tuning.grant_attempts, 1)
     for attempt in range(1, attempts + 1):
         try:
-            return _call_backend(deps, call, ctx)
+            return call_backend(deps, call, ctx)
         except AdapterError as error:
             if not error.retryable or attempt == attempts:
                 raise
@@ -289,9 +289,9 @@ def finish_revoke(deps: Deps, request_id: int) -> RequestView | None:
             if adapter is None:
                 missing = f"{ctx.resource} is no longer in the policy; cannot reach its backend"
                 raise AdapterError(missing, retryable=True)
-            _call_backend(deps, adapter.revoke, ctx, receipt)
+            call_backend(deps, adapter.revoke, ctx, receipt)
         except Exception as raised:
-            return _revoke_failed(deps, request_id, _adapter_error(raised))
+            return _revoke_failed(deps, request_id, adapter_error(raised))
         return _revoked(deps, request_id, attempts_before)
 
 
@@ -390,7 +390,7 @@ def _revoke_failed(deps: Deps, request_id: int, error: AdapterError) -> RequestV
 # -- calling the backend -----------------------------------------------------------------------------------------
 
 
-def _call_backend(deps: Deps, call: Callable[..., Any], *args: Any) -> Any:
+def call_backend(deps: Deps, call: Callable[..., Any], *args: Any) -> Any:
     try:
         return call_within(deps.tuning.call_timeout, call, *args)
     except Overdue as overdue:
@@ -404,7 +404,7 @@ def scrubbed(deps: Deps, error: AdapterError) -> AdapterError:
     return error if clean == str(error) else AdapterError(clean, retryable=error.retryable)
 
 
-def _adapter_error(error: Exception) -> AdapterError:
+def adapter_error(error: Exception) -> AdapterError:
     if isinstance(error, AdapterError):
         return error
     # An adapter bug: keep the type, not the text, which may carry connection strings or secrets.

@@ -92,3 +92,10 @@ def announce(deps: Deps, current: RequestView, notice: Notice) -> None:
 def refuse(deps: Deps, actor: str, current: RequestView, action: str, why: str) -> None:
     """Refused attempts are part of the trail too, and counted: see guard.refused."""
     guard.refused(deps, actor, action, why, request_id=current.id, resource=current.resource)
+
+
+def refuse_outsider(deps: Deps, actor: str, current: RequestView, is_approver: bool, action: str, why: str) -> None:
+    """Count a refusal only when it is an attempt on someone else's request: the holder or an approver asking at the
+    wrong moment is not probing."""
+    if actor != current.requester_id and not is_approver:
+        refuse(deps, actor, current, action, why)

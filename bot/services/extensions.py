@@ -17,7 +17,7 @@ from bot.adapters.base import AdapterError, ExtendsExpiry, Receipt
 from bot.domain.durations import DurationError, format_duration, parse_duration
 from bot.domain.rules import Refused, check_extender, check_extension
 from bot.domain.states import Status
-from bot.services.access import _adapter_error, _call_backend, scrubbed
+from bot.services.access import adapter_error, call_backend, scrubbed
 from bot.services.common import existing, grant_context, refuse, view
 from bot.services.deps import Deps
 from bot.services.outcome import outcome
@@ -74,9 +74,9 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
     adapter = deps.adapters.get(current.resource)
     if isinstance(adapter, ExtendsExpiry):
         try:
-            _call_backend(deps, adapter.extend, ctx, receipt)
+            call_backend(deps, adapter.extend, ctx, receipt)
         except Exception as error:
-            return _undo(deps, request_id, actor, before, after, scrubbed(deps, _adapter_error(error)))
+            return _undo(deps, request_id, actor, before, after, scrubbed(deps, adapter_error(error)))
 
     deps.alarms.wake_at(after)
     deps.alarms.wake_at(after - deps.tuning.expiry_warning)

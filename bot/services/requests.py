@@ -11,7 +11,7 @@ from bot.domain.rules import Refused, check_ask, check_requester, check_revoke
 from bot.domain.states import FINAL, Status
 from bot.policy import Resource
 from bot.services import access, guard
-from bot.services.common import announce, existing, load_view, principal_for, refuse, view
+from bot.services.common import announce, existing, load_view, principal_for, refuse_outsider, view
 from bot.services.deps import Deps
 from bot.services.outcome import outcome
 from bot.services.ports import MessageRef, Notice
@@ -120,8 +120,7 @@ def end_early(deps: Deps, actor: str, request_id: int) -> RequestView:
             request_id=request_id,
         )
     except Refused as refusal:
-        if actor != current.requester_id and not is_approver:  # an attempt on someone else's access
-            refuse(deps, actor, current, "revoke_refused", str(refusal))
+        refuse_outsider(deps, actor, current, is_approver, "revoke_refused", str(refusal))
         raise
     if current.status is Status.PENDING:
         return _withdraw(deps, actor, current)

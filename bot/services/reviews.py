@@ -6,7 +6,7 @@ from sqlalchemy import update
 
 from bot.domain.rules import Refused, check_review
 from bot.domain.states import ReviewStatus
-from bot.services.common import existing, refuse, view
+from bot.services.common import existing, refuse_outsider, view
 from bot.services.deps import Deps
 from bot.services.ports import Notice
 from bot.services.views import RequestView
@@ -29,8 +29,7 @@ def record(deps: Deps, actor: str, request_id: int, notes: str) -> RequestView:
             request_id=request_id,
         )
     except Refused as refusal:
-        if actor != current.requester_id and not is_approver:  # an attempt on someone else's review
-            refuse(deps, actor, current, "review_refused", str(refusal))
+        refuse_outsider(deps, actor, current, is_approver, "review_refused", str(refusal))
         raise
     if len(notes) > MAX_NOTES:
         raise Refused(f"The review is too long ({len(notes)} characters; at most {MAX_NOTES}).")
