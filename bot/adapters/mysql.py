@@ -9,9 +9,11 @@ Two modes, chosen by ``login``:
   named in the policy are taken away at the end even if the login held them before: do not use this mode for
   privileges a login keeps permanently.
 - ``temporary``: grant creates ``login_prefix + principal`` with a random password (a repeated grant sets a
-  fresh one), which the requester receives once in a private message; revoke drops the login and ends its
-  connections. The prefix (``bg_`` unless set) keeps the bot away from real accounts, which it would otherwise
-  re-password and drop.
+  fresh one), which the requester receives once in a private message; revoke locks the login, ends its
+  connections and drops it. Each login is marked as this resource's by granting it the role
+  ``breakglass:<resource>`` (MariaDB has no account comments), read back from ``mysql.roles_mapping``. The bot
+  re-passwords, extends and drops only logins that carry its resource's mark, so a principal that spells another
+  resource's login (``ro_zoe`` under ``bg_`` is ``bg_ro_zoe``) or a real account is refused, never taken over.
 
 Expiry: with ``backstop`` (default) each grant also creates a one-off event in ``events_database`` that fires at
 ``expires_at`` and does the revoke on the server itself (revoke or drop, then kill the connections), so access
@@ -23,8 +25,8 @@ the access, and the extend fails saying so.
 Account names and the host part are bound as string literals by PyMySQL; database and table names are checked
 against ``[A-Za-z0-9_$]`` and quoted with backticks (``_`` escaped in database-level grants, where it is a
 wildcard); privileges come from an allow-list. The bot's own login needs the privileges it hands out WITH GRANT
-OPTION, PROCESS and CONNECTION ADMIN (or SUPER), EVENT for the backstop and CREATE USER for temporary logins; see
-docs/adapters/mysql.md.
+OPTION, PROCESS and CONNECTION ADMIN (or SUPER), EVENT for the backstop, and CREATE USER and SELECT on
+``mysql.roles_mapping`` for temporary logins; see docs/adapters/mysql.md.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ log = logging.getLogger("breakglass.adapters.mysql")
 
 MAX_USER_LENGTH = 32  # MySQL's limit; MariaDB allows 80, but one rule for both servers
 TEMPORARY_PREFIX = "bg_"
+MARKER_PREFIX = "breakglass:"  # + the resource name: the role that marks a temporary login as that resource's
 
 # Privileges by the narrowest level they can be granted at. They are keywords, which cannot be bound.
 TABLE_PRIVILEGES = frozenset(
@@ -99,10 +102,19 @@ KILL_PRIVILEGES = {"SUPER", "CONNECTION ADMIN", "CONNECTION_ADMIN"}  # MariaDB 1
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_$]{1,64}")
 _RETRYABLE = {1040, 1053, 1205, 1213}  # too many connections, shutting down, lock wait timeout, deadlock
+_CLIENT_ERRORS = range(2000, 3000)  # PyMySQL's and libmysql's own; server codes also run from 3000 up (4151 …)
+_ACCOUNT_EXISTS = 1396  # CREATE USER on an account (or role) that is already there
 _NO_SUCH_GRANT = {1141, 1147}
 _UNKNOWN_THREAD = 1094
 _NO_SUCH_EVENT = 1539
 _UNKNOWN_SQL_MODE = 1231  # MySQL 8 has no NO_AUTO_CREATE_USER: it never creates users in GRANT anyway
+# Exact, case-sensitive matches: user names are case-sensitive, but information_schema compares them without case,
+# which would also end the connections of `Zoe` when revoking `zoe`.
+_SESSIONS = "SELECT ID FROM information_schema.PROCESSLIST WHERE CAST(USER AS BINARY) = CAST(%s AS BINARY)"
+_MARKED = (
+    "SELECT COUNT(*) FROM mysql.roles_mapping WHERE CAST(User AS BINARY) = CAST(%s AS BINARY)"
+    " AND LOWER(Host) = LOWER(%s) AND CAST(Role AS BINARY) = CAST(%s AS BINARY)"  # the server stores hosts lower-cased
+)
 
 
 @dataclass(frozen=True)
@@ -225,6 +237,7 @@ class _Plan:
     privileges: tuple[str, ...]
     on: _Object
     event: tuple[str, str] | None  # (database, name)
+    marker: str | None = None  # temporary logins; None in receipts from before logins were marked
 
     def data(self) -> dict[str, Any]:
         return {
@@ -234,6 +247,7 @@ class _Plan:
             "privileges": list(self.privileges),
             "target": str(self.on),
             "event": ".".join(self.event) if self.event else None,
+            "marker": self.marker,
         }
 
     @classmethod
@@ -248,7 +262,11 @@ class _Plan:
             event = (database, name)
         if data["mode"] not in ("existing", "temporary"):
             raise ValueError("bad mode")
-        return cls(str(data["login"]), str(data["host"]), data["mode"], _privileges(data["privileges"], on), on, event)
+        marker = data.get("marker")
+        if marker is not None and not (isinstance(marker, str) and marker.startswith(MARKER_PREFIX)):
+            raise ValueError("bad marker")
+        privileges = _privileges(data["privileges"], on)
+        return cls(str(data["login"]), str(data["host"]), data["mode"], privileges, on, event, marker)
 
 
 class MysqlAdapter:
@@ -287,10 +305,7 @@ class MysqlAdapter:
             if plan.event:  # first, so that nothing is granted without its expiry in place
                 db.run("create the expiry event", *self._event(ctx, plan))
             if password:
-                create = "CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s"
-                db.run("create the temporary login", create, (*account, password), secret=password)
-                reset = "ALTER USER %s@%s IDENTIFIED BY %s"  # a repeated grant: the previous password is gone
-                db.run("set the temporary login's password", reset, (*account, password), secret=password)
+                self._create_or_renew(db, ctx, plan, password)
             grant = f"GRANT {', '.join(plan.privileges)} ON {plan.on.sql()} TO %s@%s"
             db.run(f"grant {', '.join(plan.privileges)} on {plan.on}", grant, account)
         log.info("grant %s: %s on %s to %r@%r", ctx.grant_id, ",".join(plan.privileges), plan.on, *account)
@@ -299,18 +314,28 @@ class MysqlAdapter:
     def revoke(self, ctx: GrantContext, receipt: Receipt) -> None:
         plan = self._plan(ctx, receipt)
         account = (plan.login, plan.host)
+        ended = 0
         with self._connect() as db:
-            if plan.mode == "temporary":
-                db.run("drop the temporary login", "DROP USER IF EXISTS %s@%s", account)
-            else:
+            if plan.mode == "existing":
                 revoke = f"REVOKE {', '.join(plan.privileges)} ON {plan.on.sql()} FROM %s@%s"
                 db.run(f"revoke {', '.join(plan.privileges)} on {plan.on}", revoke, account, ignore=_NO_SUCH_GRANT)
-            # After the revoke, so that a reconnect cannot win the race; open connections keep what they had.
-            ended = 0
-            find = "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s AND ID <> CONNECTION_ID()"
-            for (thread,) in db.run("find the login's connections", find, (plan.login,)):
-                db.run("end a connection", "KILL CONNECTION %s", (thread,), ignore={_UNKNOWN_THREAD})
-                ended += 1
+                # After the revoke, so that a reconnect cannot win the race; open connections keep what they had.
+                ended = self._end_connections(db, plan)
+            # A receipt from before logins were marked: the login is the one that grant made or re-passworded.
+            elif plan.marker is None or self._marked(db, plan):
+                # Locked first, so that no reconnect wins the race, and dropped last, so that a retry after a
+                # crash still finds the mark and ends the connections.
+                db.run("lock the temporary login", "ALTER USER IF EXISTS %s@%s ACCOUNT LOCK", account)
+                ended = self._end_connections(db, plan)
+                db.run("drop the temporary login", "DROP USER IF EXISTS %s@%s", account)
+            else:  # gone already, or never this resource's: either way not ours to lock, kill or drop
+                log.info(
+                    "revoke %s: %r@%r on %s is not (or no longer) a login made for %s; left untouched",
+                    ctx.grant_id,
+                    *account,
+                    self._where,
+                    plan.marker.removeprefix(MARKER_PREFIX),
+                )
             if plan.event:
                 db.run("drop the expiry event", f"DROP EVENT IF EXISTS `{plan.event[0]}`.`{plan.event[1]}`")
         log.info("revoke %s: %r@%r on %s, %d connection(s) ended", ctx.grant_id, *account, plan.on, ended)
@@ -332,10 +357,13 @@ class MysqlAdapter:
             db.run("move the expiry event", alter, (at,), ignore={_NO_SUCH_EVENT})
             # Read back: an event that ran while we altered it is gone too.
             moved = db.run("read the expiry event", find, (database, name))
+            # The event only ends a login that carries the mark: one that lost it (dropped) has no access to extend.
+            if moved and plan.mode == "temporary" and plan.marker and not self._marked(db, plan):
+                moved = ()
         if not moved:
             raise AdapterError(
-                f"{self._where}: the expiry event of grant {ctx.grant_id} has already run or been dropped, so the "
-                "access has ended and cannot be extended; request it again",
+                f"{self._where}: the expiry event of grant {ctx.grant_id} has already run or been dropped (or its "
+                "temporary login is gone), so the access has ended and cannot be extended; request it again",
                 retryable=False,
             )
         log.info("extend %s: expiry event %s.%s on %s moved to %s UTC", ctx.grant_id, database, name, self._where, at)
@@ -363,7 +391,53 @@ class MysqlAdapter:
             privileges=self.params.privileges,
             on=self.params.on,
             event=(schema, event_name(ctx.grant_id)) if schema else None,
+            marker=MARKER_PREFIX + ctx.resource if self.params.login == "temporary" else None,
         )
+
+    def _create_or_renew(self, db: _Session, ctx: GrantContext, plan: _Plan, password: str) -> None:
+        """Makes the temporary login and marks it as this resource's, or gives the login this resource marked
+        before a new password (a repeated grant). Any other account of that name is left untouched."""
+        assert plan.marker
+        account = (plan.login, plan.host)
+        if self._marked(db, plan):
+            reset = "ALTER USER %s@%s IDENTIFIED BY %s"  # a repeated grant: the previous password is gone
+            db.run("set the temporary login's password", reset, (*account, password), secret=password)
+            return
+        # The creator of a role holds it WITH ADMIN OPTION, which is what granting it needs.
+        db.run("create the role that marks temporary logins", "CREATE ROLE IF NOT EXISTS %s", (plan.marker,))
+        create = "CREATE USER %s@%s IDENTIFIED BY %s"  # no IF NOT EXISTS: an account already there is not ours
+        if not db.attempt("create the temporary login", create, (*account, password), _ACCOUNT_EXISTS, password):
+            if plan.event:  # this grant's own event, made above: the grant does not happen
+                db.run("drop the expiry event", f"DROP EVENT IF EXISTS `{plan.event[0]}`.`{plan.event[1]}`")
+            raise AdapterError(
+                f"cannot grant to {ctx.principal!r} on {self._where}: the account '{plan.login}'@'{plan.host}' "
+                f"already exists and is not a temporary login Breakglass made for {ctx.resource!r} (it belongs to a "
+                "person or to another resource); it was left untouched. Give each resource its own login_prefix",
+                retryable=False,
+            )
+        try:
+            mark = "GRANT %s TO %s@%s"
+            db.run(f"mark the temporary login with the role '{plan.marker}'", mark, (plan.marker, *account))
+        except AdapterError as error:
+            # Unmarked, no later call would touch it: drop it now (made a moment ago, its password never sent).
+            db.run("drop the unmarked temporary login", "DROP USER IF EXISTS %s@%s", account)
+            hint = f"; the bot's login needs the role WITH ADMIN OPTION (GRANT '{plan.marker}' TO it WITH ADMIN OPTION)"
+            raise AdapterError(f"{error}{hint}", retryable=error.retryable) from None
+
+    def _marked(self, db: _Session, plan: _Plan) -> bool:
+        """Whether the login carries this resource's mark: a role only the bot (holding it WITH ADMIN OPTION) or
+        an administrator can grant."""
+        ((count,),) = db.run("look up the temporary login's mark", _MARKED, (plan.login, plan.host, plan.marker))
+        return bool(count)
+
+    @staticmethod
+    def _end_connections(db: _Session, plan: _Plan) -> int:
+        ended = 0
+        find = _SESSIONS + " AND ID <> CONNECTION_ID()"
+        for (thread,) in db.run("find the login's connections", find, (plan.login,)):
+            db.run("end a connection", "KILL CONNECTION %s", (thread,), ignore={_UNKNOWN_THREAD})
+            ended += 1
+        return ended
 
     def _event(self, ctx: GrantContext, plan: _Plan) -> tuple[str, tuple[Any, ...]]:
         assert plan.event
@@ -373,18 +447,14 @@ class MysqlAdapter:
             remove = f"REVOKE {', '.join(plan.privileges)} ON {plan.on.sql()} FROM %s@%s"
         at = _event_time(ctx.expires_at)
         comment = f"breakglass: ends request #{ctx.request_number}"[:64]
-        sql = f"""CREATE EVENT IF NOT EXISTS `{plan.event[0]}`.`{plan.event[1]}`
-ON SCHEDULE AT GREATEST(CAST(%s AS DATETIME), UTC_TIMESTAMP() + INTERVAL 1 SECOND)
-ON COMPLETION NOT PRESERVE COMMENT %s
-DO BEGIN
-  BEGIN
+        end = f"""BEGIN
     DECLARE CONTINUE HANDLER FOR SQLEXCEPTION BEGIN END;
     {remove};
   END;
   BEGIN
     DECLARE done BOOL DEFAULT FALSE;
     DECLARE victim BIGINT;
-    DECLARE sessions CURSOR FOR SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s;
+    DECLARE sessions CURSOR FOR {_SESSIONS};
     DECLARE CONTINUE HANDLER FOR NOT FOUND SET done = TRUE;
     OPEN sessions;
     sweep: LOOP
@@ -396,9 +466,26 @@ DO BEGIN
       END;
     END LOOP;
     CLOSE sessions;
+  END;"""
+        args: tuple[Any, ...] = (plan.login, plan.host, plan.login)
+        if plan.mode == "temporary":
+            # Checked when it fires: by then the login may have been dropped and made again by another resource.
+            end = f"""DECLARE ours INT DEFAULT 0;
+  BEGIN
+    DECLARE CONTINUE HANDLER FOR SQLEXCEPTION BEGIN END;
+    {_MARKED.replace("SELECT COUNT(*)", "SELECT COUNT(*) INTO ours", 1)};
   END;
+  IF ours > 0 THEN
+  {end}
+  END IF;"""
+            args = (plan.login, plan.host, plan.marker, *args)
+        sql = f"""CREATE EVENT IF NOT EXISTS `{plan.event[0]}`.`{plan.event[1]}`
+ON SCHEDULE AT GREATEST(CAST(%s AS DATETIME), UTC_TIMESTAMP() + INTERVAL 1 SECOND)
+ON COMPLETION NOT PRESERVE COMMENT %s
+DO BEGIN
+  {end}
 END"""
-        return sql, (at, comment, plan.login, plan.host, plan.login)
+        return sql, (at, comment, *args)
 
     def _instructions(self, ctx: GrantContext, plan: _Plan) -> str:
         until = as_utc(ctx.expires_at).strftime("%Y-%m-%d %H:%M UTC")
@@ -438,6 +525,14 @@ END"""
             problems.append(f"the bot's login {me} lacks CONNECTION ADMIN (or SUPER): it cannot end connections")
         if self.params.login == "temporary" and "CREATE USER" not in everywhere:
             problems.append(f"the bot's login {me} lacks CREATE USER, which temporary logins need")
+        if self.params.login == "temporary":
+            try:
+                db.run("read mysql.roles_mapping", "SELECT COUNT(*) FROM mysql.roles_mapping WHERE 1 = 0")
+            except AdapterError:
+                problems.append(
+                    f"the bot's login {me} cannot read mysql.roles_mapping, where it finds the marks of its "
+                    "temporary logins (GRANT SELECT ON mysql.roles_mapping; MariaDB 10.4 or later)"
+                )
         schema = self.params.events_schema
         if schema:
             events, _ = self._held(db, grantee, _Object(schema, None))
@@ -500,7 +595,7 @@ class _Session:
                 init_command="SET SESSION time_zone = '+00:00'",  # the expiry event's AT is read in UTC
             )
         except pymysql.MySQLError as error:
-            raise self._failure(error, f"log in as '{self.params.user}'") from None
+            raise self._failure(error, f"log in as '{self.params.user}'", connecting=True) from None
         no_auto_create = (
             "SET SESSION sql_mode = IF(@@SESSION.sql_mode = '', 'NO_AUTO_CREATE_USER', "
             "CONCAT(@@SESSION.sql_mode, ',NO_AUTO_CREATE_USER'))"  # GRANT must never create a passwordless login
@@ -529,21 +624,35 @@ class _Session:
                 return ()
             raise self._failure(error, doing, secret) from None
 
-    def _failure(self, error: pymysql.MySQLError, doing: str, secret: str | None = None) -> AdapterError:
+    def attempt(self, doing: str, sql: str, args: Sequence[Any], refused: int, secret: str | None = None) -> bool:
+        """Runs a statement without results; False, instead of an error, when the server answers ``refused``."""
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.execute(sql, tuple(args))
+            return True
+        except pymysql.MySQLError as error:
+            if _code(error) == refused:
+                return False
+            raise self._failure(error, doing, secret) from None
+
+    def _failure(
+        self, error: pymysql.MySQLError, doing: str, secret: str | None = None, *, connecting: bool = False
+    ) -> AdapterError:
         code = _code(error)
         detail = str(error.args[1]) if len(error.args) > 1 else type(error).__name__
         detail = redact(detail, self._password, secret)
-        if code in (1045, 1698):
+        if code in (1045, 1698) and connecting:  # 1698 is also a refused GRANT of a role
             message = f"{self.where} refused the bot's login as '{self.params.user}' ({detail})"
         elif code in (2003, 2002):
             message = f"cannot connect to {self.where} ({detail})"
         else:
             message = f"{self.where}: could not {doing} ({f'{code}: ' if code else ''}{detail})"
-        # Client-side errors (2000 and up: connection refused, lost, timed out) and a busy server are worth a retry.
+        # Client-side errors (2000-2999: connection refused, lost, timed out) and a busy server are worth a retry.
+        # Server errors are not, whatever their number (4151, a locked account, is as final as 1045).
         if code is None:
             retryable = isinstance(error, pymysql.OperationalError | pymysql.InterfaceError)
         else:
-            retryable = code in _RETRYABLE or code >= 2000
+            retryable = code in _RETRYABLE or code in _CLIENT_ERRORS
         return AdapterError(message, retryable=retryable)
 
 

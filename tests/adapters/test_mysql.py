@@ -7,7 +7,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from bot.adapters.base import AdapterError, GrantContext, Receipt
-from bot.adapters.mysql import MysqlAdapter, MysqlParams, event_name
+from bot.adapters.mysql import MARKER_PREFIX, MysqlAdapter, MysqlParams, _Session, event_name
 from bot.adapters.registry import build
 from bot.policy import PolicyError
 from bot.testing.contract import (
@@ -35,6 +35,7 @@ PERSON_PASSWORD = "person-pw-Zr4!" + uuid.uuid4().hex  # the person's own passwo
 ROWS = ((1, "visible"),)
 INJECTION = "x'@'%' IDENTIFIED BY 'pwned'; --"
 LOST = {1044, 1142, 1927, 2006, 2013}  # refused, or the connection was killed under us
+CONTRACT_MARKER = MARKER_PREFIX + "contract"  # grant_context's resource
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,10 @@ def world(server: Server) -> Iterator[World]:
     finally:
         server.root(f"DROP DATABASE IF EXISTS `{database}`")  # its events go with it
         server.root(f"SET GLOBAL event_scheduler = {'ON' if before == 'ON' else 'OFF'}")
+        # Shared by every bot of every run on this server: dropped by whichever run is last to use it.
+        holders = "SELECT COUNT(*) FROM mysql.roles_mapping WHERE Role = %s AND User LIKE 'bg\\_bot\\_%%'"
+        if not server.root(holders, (CONTRACT_MARKER,))[0][0]:
+            server.root("DROP ROLE IF EXISTS %s", (CONTRACT_MARKER,))
 
 
 def make_bot(world: World, mode: str, *, minimal: bool = True) -> str:
@@ -105,6 +110,10 @@ def make_bot(world: World, mode: str, *, minimal: bool = True) -> str:
         root("GRANT PROCESS, CONNECTION ADMIN ON *.* TO %s@'%%'", (bot,))
         if mode == "temporary":
             root("GRANT CREATE USER ON *.* TO %s@'%%'", (bot,))
+            root("GRANT SELECT ON mysql.roles_mapping TO %s@'%%'", (bot,))
+            # Each test bot is a new login, like a rotated one: it needs the marker role an earlier one made.
+            root("CREATE ROLE IF NOT EXISTS %s", (CONTRACT_MARKER,))
+            root("GRANT %s TO %s@'%%' WITH ADMIN OPTION", (CONTRACT_MARKER, bot))
     return bot
 
 
@@ -472,7 +481,15 @@ def test_check_names_each_missing_privilege(world: World) -> None:
     try:
         world.server.root(f"GRANT SELECT ON `{world.escaped}`.* TO %s@'%%'", (weak,))  # no GRANT OPTION
         problems = " | ".join(adapter_for(world, weak, login="temporary", privileges=["SELECT", "INSERT"]).check())
-        for missing in ("lacks INSERT", "GRANT OPTION", "PROCESS", "CONNECTION ADMIN", "CREATE USER", "EVENT"):
+        for missing in (
+            "lacks INSERT",
+            "GRANT OPTION",
+            "PROCESS",
+            "CONNECTION ADMIN",
+            "CREATE USER",
+            "EVENT",
+            "cannot read mysql.roles_mapping",
+        ):
             assert missing in problems
         assert BOT_PASSWORD not in problems
     finally:
@@ -633,3 +650,234 @@ def test_without_backstop_extend_has_nothing_to_move(world: World, bot: str) -> 
         adapter_for(world, bot, backstop=False).revoke(later, receipt)
     finally:
         probe.cleanup()
+
+
+# Temporary logins are marked per resource; nothing else is ever re-passworded, extended or dropped.
+
+
+@pytest.fixture
+def resource_name(world: World) -> Iterator[Callable[[], str]]:
+    """Fresh resource names, so each test's bot makes (and this drops) its own marker roles."""
+    made: list[str] = []
+
+    def fresh() -> str:
+        made.append(f"res-{uuid.uuid4().hex[:8]}")
+        return made[-1]
+
+    yield fresh
+    for name in made:
+        world.server.root("DROP ROLE IF EXISTS %s", (MARKER_PREFIX + name,))
+
+
+def event_exists(world: World, ctx: GrantContext) -> bool:
+    return bool(world.server.root(EVENT_QUERY, (world.database, event_name(ctx.grant_id))))
+
+
+def wait_for_the_event_to_run(world: World, ctx: GrantContext) -> None:
+    deadline = time.monotonic() + 10
+    while event_exists(world, ctx):
+        assert time.monotonic() < deadline, "the expiry event did not run"
+        time.sleep(0.2)  # the server's own clock decides
+
+
+def test_a_crafted_principal_cannot_take_over_another_resources_temporary_login(
+    world: World, bot: str, resource_name: Callable[[], str]
+) -> None:
+    """Zoe holds `bg_ro_zoe…` from one resource; Mallory's principal `ro_zoe…` spells the same login under `bg_`."""
+    readers, writers = resource_name(), resource_name()
+    first = adapter_for(world, bot, login="temporary", login_prefix="bg_ro_")
+    second = adapter_for(world, bot, login="temporary", login_prefix="bg_")
+    tag = uuid.uuid4().hex[:8]
+    zoe = grant_context(f"zoe{tag}", resource=readers)
+    mallory = grant_context(f"ro_zoe{tag}", resource=writers)
+    probe = Probe(world, "temporary", "bg_ro_")
+    probe.logins.append(f"bg_ro_zoe{tag}")
+    try:
+        receipt = first.grant(zoe)
+        session = probe.open_session(zoe, receipt)
+        with pytest.raises(AdapterError) as caught:
+            second.grant(mallory)
+        assert not caught.value.retryable
+        assert f"'bg_ro_zoe{tag}'@'%' already exists and is not a temporary login" in str(caught.value)
+        assert repr(writers) in str(caught.value) and receipt.credentials not in str(caught.value)
+        assert not event_exists(world, mallory)
+        # What the bot may do next with the failed grant: revoke it, bare or with the receipt it would have made.
+        made_up = Receipt(data=second._plan(mallory).data())
+        second.revoke(mallory, Receipt())
+        second.revoke(mallory, made_up)
+        with pytest.raises(AdapterError) as ended:
+            second.extend(replace(mallory, expires_at=mallory.expires_at + timedelta(hours=1)), made_up)
+        assert not ended.value.retryable
+        assert probe.can_use(zoe, receipt), "Zoe's password was changed, or her login dropped"
+        assert session.works(), "Zoe's connection was ended"
+        session.close()
+        again = first.grant(zoe)  # her own resource still re-grants her marked login
+        assert probe.can_use(zoe, again) and not probe.can_use(zoe, receipt)
+        first.revoke(zoe, again)
+        assert mysql_user_rows(world, f"bg\\_ro\\_zoe{tag}") == []
+    finally:
+        probe.cleanup()
+
+
+def test_a_temporary_grant_refuses_an_account_it_did_not_make(
+    world: World, bot: str, resource_name: Callable[[], str]
+) -> None:
+    name = f"alice{uuid.uuid4().hex[:8]}"
+    world.server.root("CREATE USER %s@'%%' IDENTIFIED BY %s", ("bg_" + name, PERSON_PASSWORD))  # a real account
+    adapter = adapter_for(world, bot, login="temporary")
+    ctx = grant_context(name, resource=resource_name())
+    try:
+        with pytest.raises(AdapterError) as caught:
+            adapter.grant(ctx)
+        assert not caught.value.retryable and "left untouched" in str(caught.value)
+        adapter.revoke(ctx, Receipt())
+        adapter.revoke(ctx, Receipt(data=adapter._plan(ctx).data()))
+        assert mysql_user_rows(world, f"bg\\_{name}") == [("bg_" + name, "%")]
+        world.server.connect("bg_" + name, PERSON_PASSWORD).close()  # same password, not locked
+    finally:
+        drop_user(world, "bg_" + name)
+
+
+@pytest.mark.slow
+def test_an_expiry_event_leaves_a_login_another_resource_made_since(
+    world: World, bot: str, resource_name: Callable[[], str]
+) -> None:
+    """Mallory's login is dropped by hand before her event runs (as by a revoke that stopped halfway); Zoe's
+    resource then makes a login of the same name. The late event must not drop Zoe's."""
+    tag = uuid.uuid4().hex[:8]
+    mallory = grant_context(f"ro_zoe{tag}", expires_in=timedelta(seconds=3), resource=resource_name())
+    zoe = grant_context(f"zoe{tag}", resource=resource_name())
+    probe = Probe(world, "temporary", "bg_ro_")
+    probe.logins.append(f"bg_ro_zoe{tag}")
+    try:
+        adapter_for(world, bot, login="temporary").grant(mallory)
+        drop_user(world, f"bg_ro_zoe{tag}")
+        receipt = adapter_for(world, bot, login="temporary", login_prefix="bg_ro_").grant(zoe)
+        session = probe.open_session(zoe, receipt)
+        assert event_exists(world, mallory), "test too slow: Mallory's event ran before Zoe's grant"
+        wait_for_the_event_to_run(world, mallory)
+        assert session.works(), "the other resource's event ended Zoe's connection"
+        assert probe.can_use(zoe, receipt), "the other resource's event dropped Zoe's login"
+        session.close()
+    finally:
+        probe.cleanup()
+
+
+def test_a_receipt_from_before_marking_still_drops_its_login(world: World, bot: str) -> None:
+    """Grants made before logins were marked record no mark; their revoke must still end the access."""
+    adapter = adapter_for(world, bot, login="temporary")
+    probe = Probe(world, "temporary", "bg_")
+    ctx = grant_context(probe.principal())
+    try:
+        receipt = adapter.grant(ctx)
+        world.server.root("REVOKE %s FROM %s@'%%'", (CONTRACT_MARKER, "bg_" + ctx.principal))  # as made back then
+        old = {key: value for key, value in receipt.data.items() if key != "marker"}
+        adapter.revoke(ctx, Receipt(data=old))
+        assert not probe.can_use(ctx, receipt)
+        assert mysql_user_rows(world, "bg\\_" + ctx.principal) == []
+    finally:
+        probe.cleanup()
+
+
+def test_a_bot_login_without_the_marker_role_says_so_and_leaves_no_login(
+    world: World, bot: str, resource_name: Callable[[], str]
+) -> None:
+    resource = resource_name()
+    adapter = adapter_for(world, bot, login="temporary")
+    first = grant_context(f"p-{uuid.uuid4().hex[:8]}", resource=resource)
+    adapter.revoke(first, adapter.grant(first))  # `bot` made the resource's marker role
+    other = make_bot(world, "temporary")  # a new bot login, as after a rotation
+    probe = Probe(world, "temporary", "bg_")
+    ctx = grant_context(probe.principal(), resource=resource)
+    try:
+        with pytest.raises(AdapterError) as caught:
+            adapter_for(world, other, login="temporary").grant(ctx)
+        assert "WITH ADMIN OPTION" in str(caught.value) and "refused the bot's login" not in str(caught.value)
+        assert not caught.value.retryable
+        assert mysql_user_rows(world, "bg\\_" + ctx.principal) == []
+    finally:
+        probe.cleanup()
+        drop_user(world, other)
+
+
+# Connections are matched by the exact user name.
+
+
+def two_logins_differing_in_case(world: World, mode: str) -> tuple[Probe, str, str]:
+    tag = uuid.uuid4().hex[:8]
+    probe = Probe(world, mode, "" if mode == "existing" else "bg_")
+    upper, lower = f"Kim{tag}", f"kim{tag}"
+    for name in (upper, lower):
+        probe.logins.append(probe.prefix + name)
+        if mode == "existing":
+            world.server.root("CREATE USER %s@'%%' IDENTIFIED BY %s", (name, PERSON_PASSWORD))
+    return probe, upper, lower
+
+
+@pytest.mark.parametrize("mode", ["existing", "temporary"])
+def test_revoke_ends_only_the_connections_of_the_exact_login(world: World, bot: str, mode: str) -> None:
+    probe, upper, lower = two_logins_differing_in_case(world, mode)
+    adapter = adapter_for(world, bot, login=mode)
+    try:
+        granted = [(ctx, adapter.grant(ctx)) for ctx in (grant_context(upper), grant_context(lower))]
+        (kim, kim_receipt), (other, other_receipt) = granted
+        ended, kept = probe.open_session(kim, kim_receipt), probe.open_session(other, other_receipt)
+        adapter.revoke(kim, kim_receipt)
+        assert not ended.works()
+        assert kept.works(), "revoking one login ended the connection of a login differing only in case"
+        kept.close()
+        adapter.revoke(other, other_receipt)
+    finally:
+        probe.cleanup()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["existing", "temporary"])
+def test_the_expiry_event_ends_only_the_connections_of_the_exact_login(world: World, bot: str, mode: str) -> None:
+    probe, upper, lower = two_logins_differing_in_case(world, mode)
+    adapter = adapter_for(world, bot, login=mode)
+    try:
+        kim = grant_context(upper, expires_in=timedelta(seconds=1.5))
+        other = grant_context(lower)
+        kim_receipt, other_receipt = adapter.grant(kim), adapter.grant(other)
+        ended, kept = probe.open_session(kim, kim_receipt), probe.open_session(other, other_receipt)
+        wait_for_the_event_to_run(world, kim)
+        assert not ended.works()
+        assert kept.works(), "the expiry event ended the connection of a login differing only in case"
+        kept.close()
+        adapter.revoke(other, other_receipt)
+    finally:
+        probe.cleanup()
+
+
+# Which failures are worth a retry.
+
+
+@pytest.mark.parametrize(
+    ("code", "retryable"),
+    [
+        (4151, False),  # MariaDB: account locked
+        (3118, False),  # MySQL 8: account locked
+        (1045, False),
+        (1142, False),
+        (1213, True),  # deadlock
+        (2006, True),  # the client lost the server
+        (2013, True),
+    ],
+)
+def test_server_errors_are_final_whatever_their_number(code: int, retryable: bool) -> None:
+    session = _Session(MysqlParams(**{**BASE, "password": "x"}), "mysql at db.internal:3306")
+    error = session._failure(pymysql.OperationalError(code, "the server's words"), "grant SELECT on app.*")
+    assert error.retryable is retryable
+
+
+def test_a_locked_bot_login_is_a_final_error(world: World) -> None:
+    locked = make_bot(world, "existing")
+    world.server.root("ALTER USER %s@'%%' ACCOUNT LOCK", (locked,))
+    try:
+        with pytest.raises(AdapterError) as caught:
+            adapter_for(world, locked).grant(grant_context("zoe"))
+        assert not caught.value.retryable
+        assert "4151" in str(caught.value) and BOT_PASSWORD not in str(caught.value)
+    finally:
+        drop_user(world, locked)
