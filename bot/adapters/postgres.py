@@ -3,7 +3,9 @@
 Two modes, chosen by ``login``:
 
 ``existing`` (default)
-    The principal is a login role that already exists. Grant: ``GRANT <roles> TO <principal>``. Revoke:
+    The principal is a login role that already exists, neither a group role (NOLOGIN: every member would get the
+    access) nor a superuser (the access adds nothing, and ``pg_signal_backend`` cannot end its sessions); both are
+    refused when the request is made and again at grant. Grant: ``GRANT <roles> TO <principal>``. Revoke:
     ``REVOKE <roles> FROM <principal>``, then every open session of the principal is ended with
     ``pg_terminate_backend`` (PostgreSQL cannot tell which sessions used the role). PostgreSQL has no expiring
     membership, so the bot revokes at expiry; while the bot is down, membership stays until it is back.
@@ -18,6 +20,15 @@ Two modes, chosen by ``login``:
     then ends its sessions. A role that owns objects or holds privileges cannot be dropped: it stays, unable
     to log in and without membership, and the log says so. The bot only touches a login role it created for
     the same resource (marked by a comment on the role), never a same-named role someone else made.
+
+Revoke and extend follow the receipt (the mode, the login, the roles granted and whether sessions could
+``SET ROLE``), not the resource's params now: a policy change between grant and revoke must not leave access
+behind. Only a receipt without those fields (a grant that timed out before it answered) falls back to the params.
+
+``terminate_sessions: false`` keeps sessions open at revoke. A session that ran ``SET ROLE <role>`` keeps that
+role's privileges whatever the membership says, and PostgreSQL shows no other session's current role, so the
+option is honoured only where the grant can withhold SET: PostgreSQL 16 and later, ``GRANT … WITH INHERIT TRUE,
+SET FALSE``. Before 16, ``check`` names the key and the grant is refused.
 
 Extend (``ExtendsExpiry``): a temporary login gets ``VALID UNTIL <new expiry>``, and nothing else changes (not
 the password, not a login a revoke has disabled); a login that is gone or disabled means the access has ended,
@@ -39,7 +50,7 @@ import re
 import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 import psycopg
 from psycopg import errors, sql
@@ -66,8 +77,25 @@ _LOGIN_REFUSALS = (
     "does not support ssl",
     "certificate",
 )
+SET_OPTION_VERSION = 160000  # GRANT … WITH SET FALSE: membership whose privileges no session can SET ROLE to
 # Transient server states plus the races of two grants for one role ("tuple concurrently updated").
 _RETRYABLE = (psycopg.OperationalError, psycopg.InternalError, errors.DuplicateObject, errors.UniqueViolation)
+
+
+class _Role(NamedTuple):
+    oid: int
+    comment: str | None
+    can_login: bool
+    superuser: bool
+
+
+class _Granted(NamedTuple):
+    """What a grant did, from its receipt; what the receipt lacks is taken from the params."""
+
+    login: str
+    mode: str
+    roles: list[str]
+    set_role: bool  # whether sessions could SET ROLE to the roles, so that only ending them takes the access back
 
 
 def _plain_role(name: str) -> str:
@@ -120,6 +148,21 @@ class PostgresAdapter:
         return f"PostgresAdapter({self._where!r}, login={self.params.login!r}, roles={self.params.roles!r})"
 
     def principal_problem(self, principal: str) -> str | None:
+        """Asked when the request is made. For ``existing`` logins it also looks the role up, so a group role or a
+        superuser is refused at once; a server that cannot be reached now is no reason to refuse (grant asks again).
+        """
+        problem = self._name_problem(principal)
+        if problem or self.params.login != "existing":
+            return problem
+        try:
+            with self._connection() as conn:
+                found = _lookup(conn, principal)
+        except AdapterError as error:
+            log.info("could not look up %r on %s for a request (%s); the grant will", principal, self._where, error)
+            return None
+        return _login_problem(found) if found else None
+
+    def _name_problem(self, principal: str) -> str | None:
         login = self._login_name(principal)
         size = len(login.encode())
         if size > MAX_NAME_BYTES:
@@ -132,48 +175,51 @@ class PostgresAdapter:
 
     def grant(self, ctx: GrantContext) -> Receipt:
         login = self._login_name(ctx.principal)
-        problem = self.principal_problem(ctx.principal)
+        problem = self._name_problem(ctx.principal)
         if problem:
             raise AdapterError(f"cannot grant to {login!r} on {self._where}: {problem}", retryable=False)
         roles = self.params.roles
         until = as_utc(ctx.expires_at).strftime("%Y-%m-%d %H:%M UTC")
+        set_role = self.params.terminate_sessions  # else sessions stay open, so no session may hold the role
         with self._connection() as conn, conn.transaction():
+            if not set_role and conn.info.server_version < SET_OPTION_VERSION:
+                raise AdapterError(f"{self._where}: {self._kept_sessions_problem(conn)}", retryable=False)
             missing = sorted(set(roles) - _existing(conn, roles))
             if missing:
                 raise AdapterError(
                     f"{self._where} has no role {', '.join(map(repr, missing))} (params.roles)", retryable=False
                 )
             if self.params.login == "existing":
-                if _lookup(conn, login) is None:
+                found = _lookup(conn, login)
+                if found is None:
                     raise AdapterError(f"{self._where} has no login role {login!r} to grant to", retryable=False)
-                conn.execute(sql.SQL("GRANT {} TO {}").format(_names(roles), sql.Identifier(login)))
+                # Asked again: the role may have changed since the request was made.
+                problem = _login_problem(found)
+                if problem:
+                    raise AdapterError(f"cannot grant to {login!r} on {self._where}: {problem}", retryable=False)
+                self._grant_roles(conn, login, set_role)
                 password = None
             else:
                 password = secrets.token_urlsafe(24)
-                self._create_or_renew(conn, login, password, ctx)
+                self._create_or_renew(conn, login, password, ctx, set_role)
         log.info("grant %s: %s now in %s on %s until %s", ctx.grant_id, login, ",".join(roles), self._where, until)
         return Receipt(
-            data={"login": login, "mode": self.params.login, "roles": list(roles)},
+            data={"login": login, "mode": self.params.login, "roles": list(roles), "set_role": set_role},
             instructions=self._instructions(login, until),
             credentials=password,
         )
 
     def revoke(self, ctx: GrantContext, receipt: Receipt) -> None:
-        stored = receipt.data.get("login")
-        login = stored if isinstance(stored, str) and stored else self._login_name(ctx.principal)
-        # The roles granted then and the roles configured now: the policy may have changed in between.
-        granted = receipt.data.get("roles")
-        granted = [role for role in granted if isinstance(role, str)] if isinstance(granted, list) else []
-        roles = list(dict.fromkeys([*granted, *self.params.roles]))
+        granted = self._granted(ctx, receipt)
+        login, roles = granted.login, granted.roles
         with self._connection() as conn:
             with conn.transaction():
                 found = _lookup(conn, login)
                 if found is None:
                     log.info("revoke %s: %s has no role %r; nothing to do", ctx.grant_id, self._where, login)
                     return
-                oid, comment = found
-                temporary = self.params.login == "temporary"
-                if temporary and comment != MARKER + ctx.resource:
+                temporary = granted.mode == "temporary"
+                if temporary and found.comment != MARKER + ctx.resource:
                     log.warning(
                         "revoke %s: %r on %s is not a temporary login Breakglass made for %s; left untouched",
                         ctx.grant_id,
@@ -193,8 +239,20 @@ class PostgresAdapter:
                 if present:
                     conn.execute(sql.SQL("REVOKE {} FROM {}").format(_names(present), sql.Identifier(login)))
                 kept = temporary and not _drop(conn, login)
+            # A session that ran SET ROLE keeps the role whatever the membership says: where the grant let it, only
+            # ending the session takes the access back, whatever terminate_sessions says now.
+            end_sessions = self.params.terminate_sessions or granted.set_role
+            if end_sessions and found.superuser:
+                # pg_signal_backend cannot end a superuser's sessions, and they hold every privilege anyway.
+                log.warning(
+                    "revoke %s: %r on %s is a superuser, so its sessions were left open",
+                    ctx.grant_id,
+                    login,
+                    self._where,
+                )
+                end_sessions = False
             # After the commit, so an ended session cannot log straight back in before the change is visible.
-            ended = self._terminate(conn, oid) if self.params.terminate_sessions else 0
+            ended = self._terminate(conn, found.oid) if end_sessions else 0
         if kept:
             log.warning(
                 "revoke %s: %r on %s owns objects or holds privileges, so it was kept with login disabled and no "
@@ -215,12 +273,11 @@ class PostgresAdapter:
     def extend(self, ctx: GrantContext, receipt: Receipt) -> None:
         """Temporary logins: ``ALTER ROLE … VALID UNTIL <new expiry>`` on the login the grant made. Membership of an
         existing login has no end on the server, so there is nothing to move; the bot's revoke ends it."""
-        mode = receipt.data.get("mode")
-        if (mode if mode in ("existing", "temporary") else self.params.login) == "existing":
+        granted = self._granted(ctx, receipt)
+        if granted.mode == "existing":
             log.info("extend %s: membership on %s has no end on the server; nothing to move", ctx.grant_id, self._where)
             return
-        stored = receipt.data.get("login")
-        login = stored if isinstance(stored, str) and stored else self._login_name(ctx.principal)
+        login = granted.login
         until = as_utc(ctx.expires_at)
         with self._connection() as conn, conn.transaction():
             row = conn.execute(
@@ -277,27 +334,73 @@ class PostgresAdapter:
             problems.append(
                 f"the bot's account {self.params.user!r} cannot create temporary logins: ALTER ROLE {user} CREATEROLE"
             )
+        can_set_false = conn.info.server_version >= SET_OPTION_VERSION
+        if not self.params.terminate_sessions and not can_set_false:
+            problems.append(self._kept_sessions_problem(conn))
         if self.params.terminate_sessions and not (superuser or can_signal):
             problems.append(
                 f"the bot's account {self.params.user!r} cannot end open sessions at revoke: "
-                f"GRANT pg_signal_backend TO {user} (or set terminate_sessions: false)"
+                f"GRANT pg_signal_backend TO {user}{' (or set terminate_sessions: false)' if can_set_false else ''}"
             )
         return problems
 
-    def _create_or_renew(self, conn: psycopg.Connection, login: str, password: str, ctx: GrantContext) -> None:
+    def _kept_sessions_problem(self, conn: psycopg.Connection) -> str:
+        return (
+            f"params.terminate_sessions: false cannot be honoured on PostgreSQL {conn.info.server_version // 10000}: "
+            "a session that ran SET ROLE keeps the role's privileges after the revoke, and only PostgreSQL 16 and "
+            "later can grant a role without SET; set terminate_sessions: true"
+        )
+
+    def _granted(self, ctx: GrantContext, receipt: Receipt) -> _Granted:
+        data = receipt.data
+        mode = data.get("mode")
+        login = data.get("login")
+        roles = data.get("roles")
+        roles = [role for role in roles if isinstance(role, str) and role] if isinstance(roles, list) else []
+        return _Granted(
+            login=login if isinstance(login, str) and login else self._login_name(ctx.principal),
+            mode=mode if mode in ("existing", "temporary") else self.params.login,
+            roles=roles or list(self.params.roles),
+            set_role=data.get("set_role") is not False,  # receipts from before the field: sessions could
+        )
+
+    def _grant_roles(self, conn: psycopg.Connection, login: str, set_role: bool) -> None:
+        roles, name = _names(self.params.roles), sql.Identifier(login)
+        if set_role:
+            conn.execute(sql.SQL("GRANT {} TO {}").format(roles, name))
+            return
+        # INHERIT TRUE explicitly: a NOINHERIT login would otherwise get a membership it cannot use at all.
+        conn.execute(sql.SQL("GRANT {} TO {} WITH INHERIT TRUE, SET FALSE").format(roles, name))
+        # Another grantor's grant, or membership through another role, would still let a session SET ROLE.
+        settable = [
+            row[0]
+            for row in conn.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) AND pg_has_role(%s, oid, 'SET')",
+                [self.params.roles, login],
+            )
+        ]
+        if settable:
+            raise AdapterError(
+                f"{self._where}: {login!r} can SET ROLE to {', '.join(map(repr, settable))} through a membership the "
+                "bot did not grant, so with terminate_sessions: false the revoke could not take it back",
+                retryable=False,
+            )
+
+    def _create_or_renew(
+        self, conn: psycopg.Connection, login: str, password: str, ctx: GrantContext, set_role: bool
+    ) -> None:
         name = sql.Identifier(login)
         verifier = conn.pgconn.encrypt_password(password.encode(), login.encode(), b"scram-sha-256").decode()
         until = sql.Literal(as_utc(ctx.expires_at).isoformat())
         found = _lookup(conn, login)
         if found is None:
             conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} VALID UNTIL {} IN ROLE {}").format(
-                    name, sql.Literal(verifier), until, _names(self.params.roles)
-                )
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} VALID UNTIL {}").format(name, sql.Literal(verifier), until)
             )
             conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(name, sql.Literal(MARKER + ctx.resource)))
+            self._grant_roles(conn, login, set_role)
             return
-        comment = found[1] or ""
+        comment = found.comment or ""
         if comment != MARKER + ctx.resource:
             owner = f"the temporary login of {comment.removeprefix(MARKER)!r}" if comment.startswith(MARKER) else ""
             raise AdapterError(
@@ -308,7 +411,7 @@ class PostgresAdapter:
         conn.execute(
             sql.SQL("ALTER ROLE {} LOGIN PASSWORD {} VALID UNTIL {}").format(name, sql.Literal(verifier), until)
         )
-        conn.execute(sql.SQL("GRANT {} TO {}").format(_names(self.params.roles), name))
+        self._grant_roles(conn, login, set_role)
 
     def _terminate(self, conn: psycopg.Connection, oid: int) -> int:
         # With a timeout (PostgreSQL 14+) the call waits until each session has really gone.
@@ -392,12 +495,22 @@ def _existing(conn: psycopg.Connection, roles: list[str]) -> set[str]:
     return {row[0] for row in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", [roles])}
 
 
-def _lookup(conn: psycopg.Connection, role: str) -> tuple[int, str | None] | None:
-    """The role's oid and comment, or None when there is no such role."""
+def _lookup(conn: psycopg.Connection, role: str) -> _Role | None:
+    """The role as the adapter needs to know it, or None when there is no such role."""
     row: Any = conn.execute(
-        "SELECT oid, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", [role]
+        "SELECT oid, shobj_description(oid, 'pg_authid'), rolcanlogin, rolsuper FROM pg_roles WHERE rolname = %s",
+        [role],
     ).fetchone()
-    return (int(row[0]), row[1]) if row else None
+    return _Role(int(row[0]), row[1], bool(row[2]), bool(row[3])) if row else None
+
+
+def _login_problem(role: _Role) -> str | None:
+    """Why an ``existing`` role cannot take break-glass access; worded to follow "…, which it cannot use: "."""
+    if not role.can_login:
+        return "it is a group role that cannot log in, so every member of it would get the access"
+    if role.superuser:
+        return "it is a superuser, so break-glass access would add nothing and could not be revoked cleanly"
+    return None
 
 
 def _drop(conn: psycopg.Connection, role: str) -> bool:

@@ -10,8 +10,12 @@ Subclass ``AdapterContract`` in a test module (name the subclass ``Test…``) an
 
 Add ``SessionsContract`` where the backend has sessions that outlive a check (database connections),
 ``BackendExpiryContract`` where the backend ends access by itself at expiry, and ``ExtendContract`` where the
-adapter also moves that end when a grant is extended (``ExtendsExpiry``). Every test here uses the backend for
-real; none can pass by the adapter doing nothing.
+adapter also moves that end when a grant is extended (``ExtendsExpiry``). Add ``ReconfiguredRevokeContract``
+where the resource's params can change in a way that alters what a grant does (a mode, the roles or groups): it
+needs a ``reconfigured`` fixture, an adapter for the same resource and backend built with the changed params, and
+shows that a revoke follows the grant's receipt rather than the params now, so access granted under the old
+params is gone after a revoke by the new ones. Every test here uses the backend for real; none can pass by the
+adapter doing nothing.
 
 The expiry tests wait for the backend's own clock. A backend whose clock the test owns (a stand-in) overrides
 the ``backend_time`` fixture with a ``ManualBackendTime``, and then time moves instead of passing.
@@ -367,11 +371,42 @@ class ExtendContract(_OnBackendTime):
             adapter.revoke(later, receipt)
 
 
+class ReconfiguredRevokeContract:
+    """The policy may change between grant and revoke: the revoke must take back what the receipt says was granted,
+    not what the params say now. ``reconfigured`` is an adapter for the same resource and backend whose params differ
+    where it matters (another mode, other roles); ``probe`` proves the access as ``adapter`` granted it.
+
+    The revoke gets the receipt as the bot stores it: ``data`` and ``instructions``, never ``credentials``.
+    """
+
+    def test_a_revoke_after_the_params_changed_ends_what_was_granted(
+        self, adapter: Adapter, reconfigured: Adapter, probe: AccessProbe
+    ) -> None:
+        ctx = grant_context(probe.principal())
+        receipt = adapter.grant(ctx)
+        try:
+            assert probe.can_use(ctx, receipt), "the grant did not work, so the test proves nothing"
+            _revoke(reconfigured, ctx, receipt)
+            assert not probe.can_use(ctx, receipt), "the revoke followed the new params and left the access behind"
+            _revoke(reconfigured, ctx, receipt)  # a retry after a timeout repeats the same revoke
+            assert not probe.can_use(ctx, receipt)
+        finally:
+            adapter.revoke(ctx, receipt)
+
+
+def _stored(receipt: Receipt) -> Receipt:
+    """The receipt as the bot stores it and hands it back: JSON ``data`` and ``instructions``, no credentials."""
+    return Receipt(data=json.loads(json.dumps(receipt.data)), instructions=receipt.instructions)
+
+
+def _revoke(adapter: Adapter, ctx: GrantContext, receipt: Receipt) -> None:
+    adapter.revoke(ctx, _stored(receipt))
+
+
 def _extend(adapter: Adapter, ctx: GrantContext, receipt: Receipt) -> None:
     """Call ``extend`` as the bot does: with the receipt as stored (JSON ``data``, no credentials)."""
     assert isinstance(adapter, ExtendsExpiry), "the adapter has no extend(ctx, receipt)"
-    stored = Receipt(data=json.loads(json.dumps(receipt.data)), instructions=receipt.instructions)
-    adapter.extend(ctx, stored)
+    adapter.extend(ctx, _stored(receipt))
 
 
 def _assert_no_secret(probe: AccessProbe, text: str) -> None:

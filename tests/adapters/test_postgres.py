@@ -22,6 +22,7 @@ from psycopg import errors, sql
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import ValidationError
 
+from bot.adapters import principal
 from bot.adapters.base import AdapterError, GrantContext, Receipt
 from bot.adapters.postgres import MARKER, PostgresAdapter, PostgresParams
 from bot.adapters.registry import build
@@ -30,6 +31,7 @@ from bot.testing.contract import (
     AdapterContract,
     BackendExpiryContract,
     ExtendContract,
+    ReconfiguredRevokeContract,
     SessionsContract,
     grant_context,
 )
@@ -238,10 +240,15 @@ class Probe:
         self.backend.drop_roles(self.made)
 
 
-class TestPostgresExistingLoginContract(AdapterContract, SessionsContract):
+class TestPostgresExistingLoginContract(AdapterContract, SessionsContract, ReconfiguredRevokeContract):
     @pytest.fixture
     def adapter(self, shared: Backend) -> PostgresAdapter:
         return PostgresAdapter(shared.params())
+
+    @pytest.fixture
+    def reconfigured(self, shared: Backend) -> PostgresAdapter:
+        # Switched to temporary logins after the grant: the revoke must still take the existing login's roles.
+        return PostgresAdapter(shared.params(login="temporary", login_prefix=PREFIX))
 
     @pytest.fixture
     def wrong_credentials(self, shared: Backend) -> PostgresAdapter:
@@ -254,7 +261,9 @@ class TestPostgresExistingLoginContract(AdapterContract, SessionsContract):
         probe.clean_up()
 
 
-class TestPostgresTemporaryLoginContract(AdapterContract, SessionsContract, BackendExpiryContract, ExtendContract):
+class TestPostgresTemporaryLoginContract(
+    AdapterContract, SessionsContract, BackendExpiryContract, ExtendContract, ReconfiguredRevokeContract
+):
     expiry_seconds = 3.0  # ExtendContract: a grant, a login and two extends (a few connections) must fit
     extension_seconds = 2.5  # the login after the first end must fit
     settle_seconds = 0.2  # VALID UNTIL is checked at every login, to the microsecond
@@ -267,6 +276,11 @@ class TestPostgresTemporaryLoginContract(AdapterContract, SessionsContract, Back
     @pytest.fixture
     def wrong_credentials(self, private: Backend) -> PostgresAdapter:
         return PostgresAdapter(private.params(login="temporary", login_prefix=PREFIX, password=WRONG_PASSWORD))
+
+    @pytest.fixture
+    def reconfigured(self, private: Backend) -> PostgresAdapter:
+        # Switched to existing logins after the grant: the revoke must still disable and drop the temporary login.
+        return PostgresAdapter(private.params())
 
     @pytest.fixture
     def probe(self, private: Backend) -> Iterator[Probe]:
@@ -307,6 +321,20 @@ def assert_no_password(messages: list[str]) -> None:
         assert BOT_PASSWORD not in message and WRONG_PASSWORD not in message
 
 
+def stored(receipt: Receipt) -> Receipt:
+    """The receipt as the bot hands it back to revoke: no credentials."""
+    return Receipt(data=receipt.data, instructions=receipt.instructions)
+
+
+def server_version(backend: Backend) -> int:
+    with backend.admin() as conn:
+        return conn.info.server_version
+
+
+def set_role(session: Session, role: str) -> None:
+    session.conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+
+
 # Existing logins, on the shared server.
 
 
@@ -342,18 +370,122 @@ def test_revoke_ends_every_session_of_the_principal(shared: Backend, probe: Prob
             bystander.execute("SELECT 1")
 
 
-def test_without_terminate_sessions_revoke_leaves_sessions_open_but_powerless(shared: Backend, probe: Probe) -> None:
+def test_without_terminate_sessions_a_session_that_set_role_is_powerless_after_revoke_or_refused(
+    shared: Backend, probe: Probe
+) -> None:
     adapter = PostgresAdapter(shared.params(terminate_sessions=False))
     ctx = grant_context(probe.principal())
+    if server_version(shared) < 160000:  # every membership allows SET ROLE, and no one can see who used it
+        problems = adapter.check()
+        assert len(problems) == 1, problems
+        assert "params.terminate_sessions" in problems[0] and "SET ROLE" in problems[0]
+        error = failure_of(adapter.grant, ctx)
+        assert not error.retryable and "params.terminate_sessions" in str(error)
+        assert shared.members_of(shared.reader) == []
+        return
+    assert adapter.check() == []
     receipt = adapter.grant(ctx)
     session = probe.open_session(ctx, receipt)
     try:
-        assert session.works()
+        assert session.works()  # through INHERIT
+        with pytest.raises(errors.InsufficientPrivilege):
+            set_role(session, shared.reader)
         adapter.revoke(ctx, receipt)
         assert session.conn.execute("SELECT 1").fetchone() == (1,)
         assert not session.works()
     finally:
         session.close()
+
+
+def test_a_session_that_ran_set_role_loses_the_privilege_at_revoke(shared: Backend, probe: Probe) -> None:
+    adapter = PostgresAdapter(shared.params())
+    ctx = grant_context(probe.principal())
+    receipt = adapter.grant(ctx)
+    session = probe.open_session(ctx, receipt)
+    try:
+        set_role(session, shared.reader)
+        assert session.works()
+        adapter.revoke(ctx, receipt)
+        assert not session.works()
+    finally:
+        session.close()
+
+
+def test_a_revoke_after_terminate_sessions_was_turned_off_still_ends_set_role_sessions(
+    shared: Backend, probe: Probe
+) -> None:
+    ctx = grant_context(probe.principal())
+    receipt = PostgresAdapter(shared.params()).grant(ctx)  # a membership that lets sessions SET ROLE
+    session = probe.open_session(ctx, receipt)
+    try:
+        set_role(session, shared.reader)
+        PostgresAdapter(shared.params(terminate_sessions=False)).revoke(ctx, stored(receipt))
+        assert not session.works(), "a session that ran SET ROLE kept the role after the revoke"
+    finally:
+        session.close()
+
+
+def test_a_group_role_or_a_superuser_is_refused_as_an_existing_login(shared: Backend) -> None:
+    adapter = PostgresAdapter(shared.params())
+    group, superuser, member = unique("bgt_group"), unique("bgt_super"), unique("bgt_member")
+    shared.create_role(group, "NOLOGIN")
+    shared.create_role(superuser, "LOGIN SUPERUSER")
+    shared.create_role(member, f"LOGIN IN ROLE {group}")
+    try:
+        cases = {group: "is a group role that cannot log in", superuser: "is a superuser"}
+        for name, problem in cases.items():
+            assert problem in (adapter.principal_problem(name) or "")
+            with pytest.raises(principal.Unmappable) as refused:  # how the requester hears it
+                principal.resolve(
+                    grant_context(name).user,
+                    resource="orders-db",
+                    template=None,
+                    users={"U0CONTRACT": name},
+                    adapter=adapter,
+                )
+            assert str(refused.value).startswith(f"Your identity on orders-db would be `{name}`, which it cannot use")
+            assert problem in str(refused.value)
+            error = failure_of(adapter.grant, grant_context(name))  # the role may have changed since the request
+            assert not error.retryable and problem in str(error) and name in str(error)
+        assert shared.members_of(shared.reader) == []
+        assert adapter.principal_problem(member) is None
+        temporary = PostgresAdapter(shared.params(login="temporary", login_prefix=PREFIX))
+        assert temporary.principal_problem(group) is None  # its logins are the bot's own: nothing to look up
+    finally:
+        shared.drop_roles([member, group, superuser])
+
+
+def test_a_login_made_superuser_after_the_grant_is_still_revoked(shared: Backend, probe: Probe) -> None:
+    adapter = PostgresAdapter(shared.params())
+    ctx = grant_context(probe.principal())
+    receipt = adapter.grant(ctx)
+    with shared.connect_as(ctx.principal, None):
+        with shared.admin() as conn:
+            conn.execute(sql.SQL("ALTER ROLE {} SUPERUSER").format(sql.Identifier(ctx.principal)))
+        adapter.revoke(ctx, stored(receipt))  # pg_signal_backend cannot end a superuser's session
+    assert shared.members_of(shared.reader) == []
+
+
+def test_revoke_takes_back_the_roles_the_receipt_names_not_the_ones_configured_now(
+    shared: Backend, probe: Probe
+) -> None:
+    other = unique("bgt_other")
+    shared.create_role(other, "NOLOGIN")
+    try:
+        with shared.admin() as conn:
+            conn.execute(
+                sql.SQL("GRANT {} TO {} WITH ADMIN OPTION").format(sql.Identifier(other), sql.Identifier(shared.bot))
+            )
+        ctx = grant_context(probe.principal())
+        receipt = PostgresAdapter(shared.params()).grant(ctx)
+        with shared.admin() as conn:  # a membership of the principal's own, which no grant gave
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(other), sql.Identifier(ctx.principal)))
+        PostgresAdapter(shared.params(roles=[other])).revoke(ctx, stored(receipt))
+        assert shared.members_of(shared.reader) == []
+        assert shared.members_of(other) == [ctx.principal]
+        assert not probe.can_use(ctx, receipt)
+    finally:
+        shared.drop_roles([other])
 
 
 def test_a_role_that_is_not_a_plain_identifier_is_refused_naming_the_key(shared: Backend) -> None:
@@ -425,6 +557,7 @@ def test_an_unreachable_server_is_a_retryable_failure(shared: Backend) -> None:
         error = failure_of(adapter.grant, grant_context("zoe"))
         assert error.retryable
         assert failure_of(adapter.revoke, grant_context("zoe"), Receipt()).retryable
+        assert adapter.principal_problem("zoe") is None  # the request goes ahead; the grant will ask again
 
 
 def test_a_refused_login_is_not_retryable(shared: Backend) -> None:
@@ -455,7 +588,7 @@ def test_a_temporary_login_expires_on_the_server_and_its_password_is_stored_hash
     assert can_login and valid_until == ctx.expires_at
     assert verifier.startswith("SCRAM-SHA-256$") and receipt.credentials not in verifier
     assert comment == MARKER + ctx.resource
-    assert receipt.data == {"login": login, "mode": "temporary", "roles": [private.reader]}
+    assert receipt.data == {"login": login, "mode": "temporary", "roles": [private.reader], "set_role": True}
     instructions = receipt.instructions or ""
     for part in (login, private.host, str(private.port), private.dbname):
         assert part in instructions
@@ -526,6 +659,25 @@ def test_a_temporary_login_belongs_to_one_resource(
     assert temporary_probe.can_use(ctx, receipt)
     temporary.revoke(ctx, receipt)
     assert not temporary_probe.can_use(ctx, receipt)
+
+
+def test_a_temporary_login_is_dropped_by_a_revoke_after_the_resource_switched_to_existing_logins(
+    private: Backend, temporary: PostgresAdapter, temporary_probe: Probe
+) -> None:
+    ctx = grant_context(temporary_probe.principal())
+    receipt = temporary.grant(ctx)
+    login = PREFIX + ctx.principal
+    session = temporary_probe.open_session(ctx, receipt)
+    try:
+        PostgresAdapter(private.params()).revoke(ctx, stored(receipt))
+        with pytest.raises(psycopg.OperationalError):
+            session.conn.execute("SELECT 1")
+    finally:
+        session.close()
+    with private.admin() as conn:
+        assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [login]).fetchone() is None
+    with pytest.raises(psycopg.OperationalError):  # not even PUBLIC's rights are left to the password
+        private.connect_as(login, receipt.credentials).close()
 
 
 def test_a_login_with_a_wrong_password_is_refused_without_showing_it(private: Backend) -> None:
