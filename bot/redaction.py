@@ -15,6 +15,9 @@ ordinary words all over the log:
 - under 4 characters: not redacted at all (it would match everywhere and protects nothing); `collect` logs a
   warning naming the setting, never the value.
 
+Secrets that overlap (a host name inside a DSN, one secret's end that is another's start) are blanked together:
+every character of every occurrence of every secret is covered, so no piece of a longer one is left behind.
+
 Limits: a secret is only caught as a whole; a fragment of one, or one transformed otherwise (base64 in a Basic
 auth header, hashed, split across records) is not recognised. Output that bypasses ``logging`` (a library
 printing to stderr) is not filtered, and a handler added after `install` is not covered.
@@ -73,7 +76,24 @@ class Redactor:
         """``text`` with every known secret replaced by ``[redacted]``."""
         if self._pattern is None or not text:
             return text
-        return self._pattern.sub(REDACTED, text)
+        # A plain substitution resumes after each match, so a secret that began inside an earlier match (or
+        # overlaps it) would keep its remainder: blank the union of all occurrences instead. The pattern is a
+        # lookahead, tried at every position, and finds there the longest secret starting at it.
+        pieces: list[str] = []
+        done = start = end = 0
+        for match in self._pattern.finditer(text):
+            first, last = match.span(1)
+            if first < end:  # overlaps the run being blanked: extend it
+                end = max(end, last)
+                continue
+            if end:
+                pieces += (text[done:start], REDACTED)
+                done = end
+            start, end = first, last
+        if not end:
+            return text
+        pieces += (text[done:start], REDACTED, text[end:])
+        return "".join(pieces)
 
     def scrub_data(self, value: Any) -> Any:
         """Strings anywhere in a JSON-like value scrubbed (keys included); other values as they are."""
@@ -113,9 +133,9 @@ def _compile(secrets: set[str]) -> re.Pattern[str] | None:
             alternatives.append((len(variant), escaped))
     if not alternatives:
         return None
-    # Longest first, so a secret that contains another is replaced whole.
+    # Longest first, so at each position the whole of a secret that contains another is found.
     alternatives.sort(key=lambda item: -item[0])
-    return re.compile("|".join(dict.fromkeys(pattern for _, pattern in alternatives)))
+    return re.compile("(?=(" + "|".join(dict.fromkeys(pattern for _, pattern in alternatives)) + "))")
 
 
 # -- finding the secrets -----------------------------------------------------------------------------------------

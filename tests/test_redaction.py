@@ -22,13 +22,22 @@ from slack_sdk import WebClient
 from sqlalchemy import create_engine, insert, select, text
 
 from bot.adapters import registry
-from bot.adapters.base import AdapterParams
+from bot.adapters.base import AdapterParams, redact
 from bot.devtools.local_bot import BOT_TOKEN, SIGNING_SECRET, LocalBot
 from bot.devtools.slack_standin import SlackStandIn
 from bot.devtools.webhook_receiver import WebhookReceiver
 from bot.domain.states import Status
 from bot.policy import parse_policy
-from bot.redaction import REDACTED, RedactingFilter, Redactor, collect, install, log_uncaught, secret_values
+from bot.redaction import (
+    MIN_ANYWHERE,
+    REDACTED,
+    RedactingFilter,
+    Redactor,
+    collect,
+    install,
+    log_uncaught,
+    secret_values,
+)
 from bot.settings import Settings
 from bot.slack.ids import ActionId
 from bot.store import schema
@@ -67,6 +76,18 @@ def test_a_secret_is_found_json_escaped_url_encoded_and_inside_a_longer_one() ->
     assert redactor.scrub(f"{longer} {LONG}") == f"{REDACTED} {REDACTED}"  # the longer one whole, no tail left
 
 
+def test_overlapping_secrets_leave_no_piece_behind_whichever_is_met_first() -> None:
+    # A command's PGHOST is a secret of its own, and sits inside its DATABASE_URL: the DSN must go whole, or the
+    # password in it survives next to a blanked host.
+    dsn = "postgresql://app:PW@db.internal/app"
+    redactor = Redactor(["db.internal", dsn])
+    assert redactor.scrub(f"cannot connect to {dsn} (db.internal)") == f"cannot connect to {REDACTED} ({REDACTED})"
+    # Two secrets that share only a piece: the one met first must not leave the other's tail.
+    head, tail = "token-head-0123", "0123-tail-of-the-key"
+    assert Redactor([head, tail]).scrub("x token-head-0123-tail-of-the-key y") == f"x {REDACTED} y"
+    assert Redactor([head, tail]).scrub(f"{head} {tail}") == f"{REDACTED} {REDACTED}"  # apart, each on its own
+
+
 def test_scrub_data_reaches_into_json_like_values() -> None:
     redactor = Redactor([LONG])
     data = {"user": "bob", LONG: [1, {"note": f"was {LONG}"}], "n": None}
@@ -84,6 +105,36 @@ def test_no_occurrence_of_a_secret_survives(secret: str, around: list[str]) -> N
     planted = secret.join(around) + secret
     scrubbed = Redactor([secret]).scrub(planted)
     assert secret not in scrubbed.replace(REDACTED, "\x00")
+
+
+# No "[" (a leftover can never spell a marker) and no space (the filler around the text).
+CHAINED = st.characters(blacklist_characters="[ \x00", blacklist_categories=("Cs",))
+
+
+@st.composite
+def chained_secrets(draw: st.DrawFn) -> tuple[str, list[str]]:
+    """A text and secrets of MIN_ANYWHERE characters or more that cover it whole, each overlapping, containing or
+    touching the ones before it, as a host sits inside a DSN or one token's end is another's start."""
+    text = draw(st.text(CHAINED, min_size=MIN_ANYWHERE, max_size=60))
+    found: list[str] = []
+    covered = 0
+    while covered < len(text):
+        size = draw(st.integers(MIN_ANYWHERE, len(text)))
+        begin = min(draw(st.integers(max(0, covered - size + 1), covered)), len(text) - size)  # never a gap
+        found.append(text[begin : begin + size])
+        covered = max(covered, begin + size)
+    return text, found
+
+
+@given(case=chained_secrets())
+@settings(max_examples=300, deadline=None)
+def test_nothing_of_overlapping_secrets_survives(case: tuple[str, list[str]]) -> None:
+    """Every character of every occurrence of every secret long enough to be redacted anywhere goes, however
+    the occurrences overlap: what is left is only the text around them."""
+    text, found = case
+    scrubbed = Redactor(found).scrub(f" {text} ")
+    assert scrubbed.replace(REDACTED, "").strip(" ") == "", scrubbed
+    assert REDACTED in scrubbed
 
 
 # -- finding every secret ----------------------------------------------------------------------------------------
@@ -427,3 +478,17 @@ def test_the_leak_scan_names_a_planted_secret_wherever_it_is(place: str, planted
         return
     assert any(finding.startswith(f"THE_PLANTED_SECRET in {where}") for finding in scan.findings), scan.findings
     assert PLANTED not in " ".join(scan.findings)  # named, never shown
+
+
+@pytest.mark.parametrize(
+    "secrets",
+    [
+        ("db.internal", "postgresql://app:PW@db.internal/app"),
+        ("postgresql://app:PW@db.internal/app", "db.internal"),
+        ("app:P", "PW@db"),  # one's end is the other's start
+    ],
+)
+def test_an_adapters_own_redact_leaves_no_piece_of_overlapping_secrets(secrets: tuple[str, ...]) -> None:
+    said = redact("connect to postgresql://app:PW@db.internal/app failed", *secrets)
+
+    assert "PW" not in said and said.startswith("connect to ") and said.endswith(" failed")

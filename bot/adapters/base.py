@@ -67,12 +67,26 @@ class AdapterError(Exception):
 
 
 def redact(text: str, *secrets: str | SecretStr | None) -> str:
-    """``text`` with every secret blanked out: for error messages that quote what a backend or a program said."""
-    for secret in secrets:
-        value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
-        if value:
-            text = text.replace(value, "[redacted]")
-    return text
+    """``text`` with every secret blanked out: for error messages that quote what a backend or a program said.
+
+    Every character of every occurrence of every secret is covered before anything is replaced: replacing one
+    secret at a time would let a shorter one (a host name) break up a longer one that contains it (a DSN with
+    a password), which then no longer matches and is left in the text."""
+    values = {s.get_secret_value() if isinstance(s, SecretStr) else s for s in secrets} - {None, ""}
+    covered = [False] * len(text)
+    for value in values:
+        assert value is not None
+        start = text.find(value)
+        while start != -1:
+            covered[start : start + len(value)] = [True] * len(value)
+            start = text.find(value, start + 1)
+    pieces: list[str] = []
+    for index, char in enumerate(text):
+        if not covered[index]:
+            pieces.append(char)
+        elif index == 0 or not covered[index - 1]:
+            pieces.append("[redacted]")
+    return "".join(pieces)
 
 
 class AdapterParams(BaseModel):

@@ -32,7 +32,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr, field_validator
 
-from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Receipt, redact
+from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Receipt
+from bot.redaction import Redactor
 
 TEMPORARY_FAILURE = 75  # EX_TEMPFAIL from sysexits.h
 MAX_OUTPUT = 64 * 1024
@@ -63,6 +64,10 @@ class CommandAdapter:
     def __init__(self, params: AdapterParams) -> None:
         assert isinstance(params, CommandParams)
         self.params = params
+        # Every env value counts as a secret, a PGHOST beside the DATABASE_URL that contains it too. Blanking them
+        # one after the other would break the DSN apart at its host and leave its password readable, so they are
+        # blanked together, as the bot's own redactor does (and by its rules, so the two agree).
+        self._redactor = Redactor(params.env.values())
 
     def grant(self, ctx: GrantContext) -> Receipt:
         output = self._run("grant", self.params.grant, _payload("grant", ctx, {}))
@@ -132,9 +137,11 @@ class CommandAdapter:
         return out[:MAX_OUTPUT]
 
     def _last_line(self, stderr: bytes) -> str:
-        lines = [line.strip() for line in stderr[-4096:].decode(errors="replace").splitlines() if line.strip()]
-        # A program that echoes its secret must not leak it through us.
-        return redact(lines[-1][:300] if lines else "", *self.params.env.values())
+        # A program that echoes its secret must not leak it through us. The whole last line is blanked before it is
+        # cut short: a secret cut in two no longer matches, and the half left may hold all of its password.
+        text = stderr.rstrip()
+        line = text[max(text.rfind(b"\n"), text.rfind(b"\r")) + 1 :].decode(errors="replace").strip()
+        return self._redactor.scrub(line)[:300]
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -30,8 +30,9 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Receipt, redact
+from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Receipt
 from bot.clock import as_utc
+from bot.redaction import Redactor
 
 log = logging.getLogger("breakglass.adapters.redis")
 
@@ -47,7 +48,27 @@ _NO_SETINFO: dict[str, Any] = (
     else {"lib_name": None, "lib_version": None}
 )
 
+# Failures that mean "not now" rather than "no": the same command succeeds once the server is reachable again, has
+# finished a script or function (BUSY, which redis-py has no class for), loaded its data (LOADING), finished moving a
+# slot (TRYAGAIN), or has its master or cluster back (MASTERDOWN, CLUSTERDOWN).
+_NOT_NOW: tuple[type[redis.RedisError], ...] = (
+    redis.ConnectionError,  # BusyLoadingError (LOADING) among them
+    redis.TimeoutError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,  # MasterDownError too
+)
+_NOT_NOW_CODES = frozenset({"BUSY", "LOADING", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN"})
+
 T = TypeVar("T")
+
+
+def retryable(error: redis.RedisError) -> bool:
+    """Whether the same call can succeed later: the server was out of reach or busy, not refusing it."""
+    if isinstance(error, redis.AuthenticationError):
+        return False  # a ConnectionError to redis-py, but a wrong password stays wrong
+    if isinstance(error, _NOT_NOW):
+        return True
+    return str(error).split(" ", 1)[0] in _NOT_NOW_CODES
 
 
 def rule_problem(rule: str) -> str | None:
@@ -222,12 +243,13 @@ class RedisAdapter:
             raise AdapterError(message, retryable=True) from None
         except redis.RedisError as error:
             message = f"redis at {self._where} failed to {what} ({self._redact(error, password)})"
-            raise AdapterError(message, retryable=False) from None
+            raise AdapterError(message, retryable=retryable(error)) from None
         finally:
             client.close()
 
     def _redact(self, error: Exception, password: str | None) -> str:
-        return redact(str(error), password, self.params.password)
+        # Together, longest first, so neither password can break the other apart (see bot.redaction).
+        return Redactor([password, self.params.password]).scrub(str(error))
 
     def _instructions(self, user: str, ctx: GrantContext) -> str:
         command = ["redis-cli", "--user", user, "-h", self.params.host, "-p", str(self.params.port)]

@@ -55,10 +55,13 @@ from urllib.parse import urlsplit
 
 import requests
 from pydantic import ConfigDict, Field, HttpUrl, SecretStr, field_validator
+from requests.auth import AuthBase
+from requests.utils import get_auth_from_url
 
 from bot import __version__
 from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Receipt
 from bot.clock import Clock, SystemClock, as_utc
+from bot.redaction import Redactor
 
 log = logging.getLogger("breakglass.adapters.webhook")
 
@@ -139,6 +142,8 @@ class WebhookAdapter:
         self.session = session or requests.Session()
         self._url = str(params.url)
         self._host = _display_host(self._url)
+        self._auth = _auth(self._url)
+        self._redactor = Redactor([params.secret])
 
     def __repr__(self) -> str:
         return f"WebhookAdapter(host={self._host!r}, timeout={self.params.timeout:g})"
@@ -198,6 +203,7 @@ class WebhookAdapter:
                 timeout=self.params.timeout,
                 allow_redirects=False,  # a redirected POST turns into a GET
                 stream=True,
+                auth=self._auth,
             ) as response:
                 reply = _read_limited(response)
         except requests.Timeout:
@@ -233,7 +239,24 @@ class WebhookAdapter:
         return _truncate(self._redact(text), MAX_INSTRUCTIONS)
 
     def _redact(self, text: str) -> str:
-        return text.replace(self.params.secret.get_secret_value(), "[redacted]")
+        return self._redactor.scrub(text)
+
+
+class _OwnCredentialsOnly(AuthBase):
+    """Leaves the request as the resource configured it. Given as a request's auth, it keeps requests from filling
+    one in from ``~/.netrc`` (or ``$NETRC``), which would send the bot host's login for that machine to the receiver
+    and overwrite a configured ``Authorization`` header. ``Session.trust_env = False`` would skip netrc too, but
+    also ``HTTPS_PROXY``, ``NO_PROXY`` and ``REQUESTS_CA_BUNDLE``, which operators behind a proxy or with an
+    internal CA rely on."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+def _auth(url: str) -> tuple[str, str] | AuthBase:
+    """Basic auth from ``user:password@`` in the url, as requests itself would send it; otherwise none at all."""
+    user, password = get_auth_from_url(url)
+    return (user, password) if user or password else _OwnCredentialsOnly()
 
 
 class _Refused(AdapterError):

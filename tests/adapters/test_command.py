@@ -231,6 +231,41 @@ def test_a_secret_the_program_echoes_is_not_repeated_in_the_error(gate: Path) ->
     assert "[redacted]" in str(refused.value)
 
 
+DSN = "postgresql://app:PW@db.internal/app"
+CONNECT = "psql: cannot connect to "
+DSN_FAILS = textwrap.dedent(
+    """\
+    import os, sys
+    before, after = int(sys.argv[1]), int(sys.argv[2])
+    sys.stderr.write("psql: cannot connect to " + "x" * before + os.environ["DATABASE_URL"] + "z" * after + "\\n")
+    sys.exit(1)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (0, 0),
+        (300 - len(CONNECT) - len("postgresql://app:PW"), 0),  # the 300 characters shown end right after PW
+        (0, 4096 - len("PW@db.internal/app") - 1),  # the last 4 KiB of stderr begin at PW
+    ],
+    ids=["whole-line", "cut-after-the-password", "line-longer-than-4k"],
+)
+def test_a_secret_that_contains_another_is_blanked_whole(tmp_path: Path, before: int, after: int) -> None:
+    """PGHOST is a secret too, and sits inside DATABASE_URL: blanking the host first, or cutting the line first,
+    used to leave the password in the error, and so in the stored failure, the audit trail and Slack."""
+    script = tmp_path / "psql.py"
+    script.write_text(DSN_FAILS)
+    argv = [sys.executable, str(script), str(before), str(after)]
+    adapter = CommandAdapter(CommandParams(grant=argv, revoke=argv, env={"PGHOST": "db.internal", "DATABASE_URL": DSN}))
+    with pytest.raises(AdapterError) as refused:
+        adapter.grant(grant_context("zoe"))
+    message = str(refused.value)
+    assert "PW" not in message and "db.internal" not in message and "app:" not in message
+    assert f"status 1: {CONNECT}" in message and "[redacted]" in message
+
+
 def test_garbage_on_stdout_after_success_is_a_doubtful_grant_the_bot_will_undo(gate: Path) -> None:
     with pytest.raises(AdapterError) as doubtful:
         gate_adapter(gate, mode="garbage").grant(grant_context("zoe"))

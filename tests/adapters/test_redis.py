@@ -6,10 +6,11 @@ import secrets
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,7 +23,7 @@ from redis.retry import Retry
 
 from bot.adapters import registry
 from bot.adapters.base import AdapterError, GrantContext, Receipt
-from bot.adapters.redis_acl import RedisAdapter, RedisParams
+from bot.adapters.redis_acl import RedisAdapter, RedisParams, retryable
 from bot.policy import PolicyError
 from bot.testing.contract import AWKWARD, AdapterContract, SessionsContract, grant_context
 from tests.adapters.conftest import in_ci
@@ -228,6 +229,36 @@ def test_principal_problems() -> None:
     assert "does not manage" in (adapter.principal_problem("fault") or "")  # "de" + "fault"
 
 
+BUSY = "BUSY Redis is busy running a {}. You can only call {} KILL or SHUTDOWN NOSAVE."
+STALE = "Link with MASTER is down and replica-serve-stale-data is set to 'no'."
+
+
+@pytest.mark.parametrize(
+    ("error", "again"),
+    [
+        (redis.ResponseError(BUSY.format("script", "SCRIPT")), True),
+        (redis.ResponseError(BUSY.format("function", "FUNCTION")), True),
+        (redis.exceptions.BusyLoadingError("Redis is loading the dataset in memory"), True),
+        (redis.exceptions.TryAgainError("Multiple keys request during rehashing of slot"), True),
+        (redis.exceptions.MasterDownError(STALE), True),
+        (redis.exceptions.ClusterDownError("The cluster is down"), True),
+        (redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused."), True),
+        (redis.ConnectionError("max number of clients reached"), True),
+        (redis.TimeoutError("Timeout reading from socket"), True),
+        (redis.AuthenticationError("invalid username-password pair or user is disabled."), False),
+        (redis.exceptions.NoPermissionError("this user has no permissions to run the 'acl|setuser' command"), False),
+        (redis.ResponseError("ERR Error in ACL SETUSER modifier '+no-such-command': Unknown command"), False),
+        (redis.exceptions.ReadOnlyError("You can't write against a read only replica."), False),
+        (redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."), False),
+        (redis.ResponseError("ERR unknown subcommand 'BUSY'"), False),
+    ],
+)
+def test_a_busy_or_unreachable_server_is_worth_retrying_and_a_refusal_is_not(
+    error: redis.RedisError, again: bool
+) -> None:
+    assert retryable(error) is again
+
+
 # Against the server
 
 
@@ -377,6 +408,54 @@ def own_redis(tmp_path: Path, *options: str) -> Iterator[int]:
     finally:
         process.terminate()
         process.wait(5)
+
+
+def test_a_server_busy_with_a_script_fails_the_grant_for_now_and_it_then_succeeds(tmp_path: Path) -> None:
+    """A Lua script that runs past lua-time-limit makes Redis answer BUSY to everything else: that is "not now",
+    and the same grant goes through once the script is gone."""
+    with own_redis(tmp_path, "--lua-time-limit", "10") as port:  # busy-reply-threshold in Redis 7
+        adapter = RedisAdapter(RedisParams(host="127.0.0.1", port=port, rules=RULES, connect_timeout=2, timeout=2))
+        quick: dict[str, Any] = {"socket_connect_timeout": 2, "retry": Retry(NoBackoff(), 0), "decode_responses": True}
+        admin = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, **quick)
+        looping = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10, **quick)  # bounded if the kill fails
+
+        def loop() -> None:
+            with suppress(redis.RedisError):  # SCRIPT KILL ends it with an error
+                looping.eval("while true do end", 0)
+
+        script = threading.Thread(target=loop, daemon=True)
+        script.start()
+        give_up = time.monotonic() + 5
+        try:
+            while not _busy(admin):
+                assert time.monotonic() < give_up, "the script never made the server busy"
+                time.sleep(0.01)
+            ctx = grant_context("zoe")
+            with pytest.raises(AdapterError) as busy:
+                adapter.grant(ctx)
+            assert busy.value.retryable and "BUSY" in str(busy.value)
+        finally:
+            while script.is_alive() and time.monotonic() < give_up + 10:
+                with suppress(redis.RedisError):  # NOTBUSY once it has ended
+                    admin.script_kill()
+                script.join(0.1)
+            looping.close()
+        try:
+            receipt = adapter.grant(ctx)
+            assert user_exists(admin, adapter.user_name(ctx.principal))
+            adapter.revoke(ctx, receipt)
+        finally:
+            admin.close()
+
+
+def _busy(client: redis.Redis) -> bool:
+    try:
+        client.ping()
+    except redis.ResponseError as error:
+        if str(error).startswith("BUSY"):
+            return True
+        raise
+    return False
 
 
 @pytest.fixture

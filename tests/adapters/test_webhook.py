@@ -6,6 +6,7 @@ The receiver (bot/devtools/webhook_receiver.py) also keeps access as a receiver 
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import time
@@ -22,7 +23,7 @@ from bot import __version__
 from bot.adapters.base import AdapterError, GrantContext, Person, Receipt
 from bot.adapters.webhook import WebhookAdapter, WebhookParams, idempotency_key, sign, verify
 from bot.clock import ManualClock
-from bot.devtools.webhook_receiver import WebhookReceiver
+from bot.devtools.webhook_receiver import PATH, WebhookReceiver
 from bot.testing.contract import BackendExpiryContract, BackendTime, ExtendContract, ManualBackendTime
 
 SECRET = "whsec-test-0123456789abcdef"
@@ -53,16 +54,23 @@ def receiver(clock: ManualClock) -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture
-def make_adapter(clock: ManualClock, receiver: WebhookReceiver) -> Iterator[Callable[..., WebhookAdapter]]:
-    session = requests.Session()
-    session.trust_env = False  # no proxies from the environment between us and loopback
+def make_adapter(
+    clock: ManualClock, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., WebhookAdapter]]:
+    """Adapters with the HTTP session they make themselves, which reads the environment as in production; a
+    proxy configured on this machine is told to leave loopback alone."""
+    for name in ("no_proxy", "NO_PROXY"):  # the lower-case one wins where both are set
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+    made: list[WebhookAdapter] = []
 
     def make(**params: Any) -> WebhookAdapter:
         params = {"url": receiver.url, "secret": SECRET, **params}
-        return WebhookAdapter(WebhookParams(**params), clock=clock, session=session)
+        made.append(WebhookAdapter(WebhookParams(**params), clock=clock))
+        return made[-1]
 
     yield make
-    session.close()
+    for adapter in made:
+        adapter.close()
 
 
 def expected_body(event: str) -> dict[str, Any]:
@@ -191,6 +199,57 @@ def test_secret_never_leaks(make_adapter, receiver: WebhookReceiver) -> None:
 
     receiver.respond_with(body={"instructions": f"key is {SECRET}"})
     assert SECRET not in (adapter.grant(CTX).instructions or "")
+
+
+NETRC_PASSWORD = "netrc-password-of-the-host"
+
+
+@pytest.mark.parametrize("configured", [{"Authorization": "Bearer configured-token-0123"}, {}], ids=["header", "none"])
+def test_the_hosts_netrc_is_never_sent(
+    make_adapter, receiver: WebhookReceiver, tmp_path, monkeypatch: pytest.MonkeyPatch, configured: dict[str, str]
+) -> None:
+    """requests reads ~/.netrc for any request without auth of its own: the bot's host login for the receiver's
+    machine would go to the receiver, in place of the Authorization header the resource configures."""
+    netrc = tmp_path / ".netrc"
+    netrc.write_text(f"machine 127.0.0.1 login netrc-user password {NETRC_PASSWORD}\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert requests.utils.get_netrc_auth(receiver.url) == ("netrc-user", NETRC_PASSWORD)  # it would be found
+
+    make_adapter(headers=configured or None).grant(CTX)
+
+    [call] = receiver.calls
+    assert call.valid and call.status == 200  # signed with the configured secret
+    assert call.headers.get("Authorization") == configured.get("Authorization")
+    netrc_basic = base64.b64encode(f"netrc-user:{NETRC_PASSWORD}".encode()).decode()
+    assert not any(netrc_basic in value or "netrc" in value for value in call.headers.values()), call.headers
+
+
+def test_credentials_in_the_url_are_still_sent(make_adapter, receiver: WebhookReceiver) -> None:
+    make_adapter(url=receiver.url.replace("http://", "http://hook-user:hook%20pass@")).grant(CTX)
+    [call] = receiver.calls
+    assert call.headers["Authorization"] == "Basic " + base64.b64encode(b"hook-user:hook pass").decode()
+
+
+def test_a_proxy_from_the_environment_is_still_used(clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skipping netrc must not cost operators behind a proxy their HTTP_PROXY: the call reaches the receiver only
+    through it, as nothing listens at the url itself."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{probe.getsockname()[1]}{PATH}"
+    with WebhookReceiver(SECRET, clock=clock) as proxy:  # a forward proxy sees the request with its full url
+        for name in ("no_proxy", "NO_PROXY"):
+            monkeypatch.setenv(name, "")
+        monkeypatch.setenv("HTTP_PROXY", proxy.url.removesuffix(PATH))
+        monkeypatch.delenv("http_proxy", raising=False)
+        adapter = WebhookAdapter(WebhookParams(url=nowhere, secret=SECRET), clock=clock)
+        try:
+            adapter.grant(CTX)
+        finally:
+            adapter.close()
+        [call] = proxy.calls
+        assert call.valid and call.event == "grant"
 
 
 def test_error_body_is_cut_to_200_chars(make_adapter, receiver: WebhookReceiver) -> None:
