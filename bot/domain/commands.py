@@ -11,7 +11,18 @@ EMERGENCY_FLAG = "--emergency"
 _EMERGENCY_SPELLINGS = frozenset({EMERGENCY_FLAG, "\u2014emergency", "\u2013emergency", "\u2013-emergency"})
 MAX_TEXT = 3000  # Slack caps slash command text well below this; anything longer is not a person typing
 MAX_SHOWN = 40  # characters of a typed word quoted back in a message
-_DURATION_LIKE = re.compile(r"[0-9]")
+# A word after the resource is its duration only when it is unmistakably one. Words in durations.py's grammar
+# (digits, each followed by d, h, m or s) are durations. So is anything a person plainly meant as one but wrote
+# otherwise (2hrs, 1.5h, 90min, 1x, "2 hours"): it is taken as the duration so that the rules refuse it with the
+# forms they read, instead of quietly making it the start of the reason. A bare number (500) or a word like 5xx
+# or 100ms is prose, so the reason starts there and the resource's default duration applies.
+_DURATION_WORD = re.compile(r"(?:[0-9]+[dhms])+", re.IGNORECASE | re.ASCII)
+_UNIT = r"(?:s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?|w|wks?|weeks?|mo|mths?|months?|y|yrs?|years?)"
+_NUMBER = r"[0-9]+(?:[.,][0-9]+)?"
+# A number with a time unit or with any single letter (1x, 1w: the grammar's shape with an unknown unit), 1h30 too.
+_DURATION_ATTEMPT = re.compile(rf"(?:{_NUMBER}(?:{_UNIT}|[a-z]))+(?:[0-9]+)?[.,;:]?", re.IGNORECASE | re.ASCII)
+_UNIT_WORD = re.compile(rf"{_UNIT}[.,;:]?", re.IGNORECASE | re.ASCII)
+_BARE_NUMBER = re.compile(_NUMBER)
 _ID = re.compile(r"#?([0-9]{1,10})")
 MAX_REQUEST_ID = 2**31 - 1  # the database's INTEGER: a larger number is no request, and PostgreSQL refuses it
 RESOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # as the policy requires of resource names
@@ -92,7 +103,7 @@ class Revoke:
 @dataclass(frozen=True)
 class Extend:
     request_id: int
-    duration: str  # as typed; checked against the resource's limits by the rules
+    duration: str  # as typed, its words joined by one space; checked against the resource's limits by the rules
 
 
 @dataclass(frozen=True)
@@ -104,7 +115,7 @@ class RecordReview:
 @dataclass(frozen=True)
 class Ask:
     resource: str
-    duration: str | None  # as typed; None means the resource's default
+    duration: str | None  # as typed, its words joined by one space; None means the resource's default
     reason: str
     emergency: bool
 
@@ -120,17 +131,49 @@ def _request_id(word: str | None, usage: str) -> int:
     return int(match.group(1))
 
 
+def duration_words(words: list[str]) -> int:
+    """How many of the leading words make up a duration (0: none, so the default applies).
+
+    Consecutive duration words join ("1h 30m" is 1h30m), as does a number followed by a unit word ("2 hours",
+    which the rules then refuse, saying what durations look like). Whether the joined words are a valid duration
+    is for parse_duration to say: "30m 1h" and "1h30m 15m" are refused there, not guessed at here.
+    """
+    taken = 0
+    while taken < len(words):
+        word = words[taken]
+        if _DURATION_WORD.fullmatch(word) or _DURATION_ATTEMPT.fullmatch(word):
+            taken += 1
+        elif taken + 1 < len(words) and _BARE_NUMBER.fullmatch(word) and _UNIT_WORD.fullmatch(words[taken + 1]):
+            taken += 2
+        else:
+            break
+    return taken
+
+
+def _is_flag(word: str) -> bool:
+    return word.lower() in _EMERGENCY_SPELLINGS
+
+
 def parse(text: str) -> Command:
     if len(text) > MAX_TEXT:
         raise CommandError(f"That is too long ({len(text)} characters; at most {MAX_TEXT}).")
     words = clean(text).split()
-    emergency = any(word.lower() in _EMERGENCY_SPELLINGS for word in words)
-    words = [word for word in words if word.lower() not in _EMERGENCY_SPELLINGS]
-    if not words:
+    # The flag means something only in an access request; anywhere else it is a word like any other, so review
+    # notes that mention it keep it. Before a subcommand it is refused rather than ignored.
+    flags = 0
+    while flags < len(words) and _is_flag(words[flags]):
+        flags += 1
+    if flags == len(words):
         return Help()
-    head, rest = words[0].lower(), words[1:]
+    head, rest = words[flags].lower(), words[flags + 1 :]
     if head in ("help", "-h", "--help"):
         return Help()
+    if flags and head in ("list", "mine", "revoke", "extend", "review"):
+        raise CommandError(
+            f"`{EMERGENCY_FLAG}` goes only with an access request: "
+            + _usage(f"/breakglass <resource> [duration] <reason…> {EMERGENCY_FLAG}")
+            + "."
+        )
     if head == "list":
         return ListResources()
     if head == "mine":
@@ -140,9 +183,10 @@ def parse(text: str) -> Command:
     if head == "extend":
         usage = _usage("/breakglass extend <id> <duration>") + ", e.g. `/breakglass extend 42 30m`"
         request_id = _request_id(rest[0] if rest else None, usage)
-        if len(rest) != 2:
+        typed = rest[1:]
+        if len(typed) != 1 and (not typed or duration_words(typed) != len(typed)):
             raise CommandError(f"Say by how long, and nothing else. Use {usage}.")
-        return Extend(request_id, rest[1])
+        return Extend(request_id, " ".join(typed))
     if head == "review":
         request_id = _request_id(rest[0] if rest else None, _usage("/breakglass review <id> <notes…>"))
         notes = " ".join(rest[1:]).strip()
@@ -151,12 +195,15 @@ def parse(text: str) -> Command:
             raise CommandError(f"Notes are missing. Use {usage}.")
         return RecordReview(request_id, notes)
     if head.startswith("-"):
-        raise CommandError(f"Unknown option '{shown(words[0])}'. The only option is `{EMERGENCY_FLAG}`.")
+        raise CommandError(f"Unknown option '{shown(words[flags])}'. The only option is `{EMERGENCY_FLAG}`.")
     if not RESOURCE_NAME.fullmatch(head):
         raise CommandError(
-            f"'{shown(words[0])}' is not a resource name: those are lower-case letters, digits, '.', '_' and '-'. "
+            f"'{shown(words[flags])}' is not a resource name: those are lower-case letters, digits, '.', '_' and '-'. "
             "`/breakglass list` shows what you may request."
         )
-    duration = rest[0] if rest and _DURATION_LIKE.match(rest[0]) else None
-    reason = " ".join(rest[1:] if duration else rest).strip()
+    emergency = flags > 0 or any(_is_flag(word) for word in rest)
+    rest = [word for word in rest if not _is_flag(word)]
+    taken = duration_words(rest)
+    duration = " ".join(rest[:taken]) or None
+    reason = " ".join(rest[taken:])
     return Ask(resource=head, duration=duration, reason=reason, emergency=emergency)

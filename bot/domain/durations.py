@@ -1,4 +1,4 @@
-"""Durations as people write them: 90s, 45m, 2h, 1h30m, 1d."""
+"""Durations as people write them: 90s, 45m, 2h, 1h30m (or 1h 30m), 1d."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from datetime import timedelta
 from bot.domain.commands import shown
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-_PATTERN = re.compile(r"(?:([0-9]{1,9})d)?(?:([0-9]{1,9})h)?(?:([0-9]{1,9})m)?(?:([0-9]{1,9})s)?")
+# Largest unit first, each at most once; spaces may separate the parts, as in "1h 30m", but not a number
+# from its unit.
+_PATTERN = re.compile(r"(?:([0-9]{1,9})d)?[ ]*(?:([0-9]{1,9})h)?[ ]*(?:([0-9]{1,9})m)?[ ]*(?:([0-9]{1,9})s)?", re.ASCII)
 FORMAT_HINT = "a duration like 90s, 45m, 2h, 1h30m or 1d"
 _LONGEST = timedelta(days=366)
 

@@ -32,7 +32,7 @@ from bot.domain.commands import (
     clean,
     parse,
 )
-from bot.domain.durations import FORMAT_HINT, DurationError, parse_duration
+from bot.domain.durations import FORMAT_HINT, DurationError, format_duration, parse_duration
 
 EXAMPLES = settings(max_examples=300, deadline=None, database=None)
 
@@ -92,6 +92,12 @@ LOOKALIKES = [
     "1h",
     "30m",
     "1h30m",
+    "1h 30m",
+    "2hrs",
+    "1.5h",
+    "hours",
+    "5xx",
+    "500",
     "0m",
     "0",
     "90",
@@ -250,7 +256,9 @@ def test_durations_of_parsed_commands_parse_or_say_why(text: str) -> None:
     try:
         parse_duration(duration)
     except DurationError as error:
-        _assert_inert_message(str(error))
+        message = str(error)
+        _assert_inert_message(message)
+        assert FORMAT_HINT in message or "longer than a year" in message
 
 
 EMERGENCY_SPELLINGS = ["--emergency", "--EMERGENCY", "--Emergency", "\u2014emergency", "\u2013emergency"]
@@ -265,7 +273,7 @@ reason_word = st.one_of(
     resource=st.from_regex(r"[a-z0-9][a-z0-9._-]{0,20}", fullmatch=True).filter(
         lambda name: name not in ("help", "list", "mine", "revoke", "review", "extend")
     ),
-    duration=st.sampled_from([None, "1h", "30m", "1x", "0m"]),
+    duration=st.sampled_from([None, "1h", "30m", "1h 30m", "2hrs", "0m"]),
     reason=st.lists(reason_word, max_size=12),
     flag=st.sampled_from(EMERGENCY_SPELLINGS),
     where=st.integers(min_value=0, max_value=20),
@@ -280,10 +288,11 @@ def test_the_emergency_flag_is_found_wherever_it_is_and_the_reason_kept(
     assert isinstance(result, Ask), result
     assert result.emergency is True
     kept = [w for w in clean(" ".join(reason)).split() if w.lower() not in {s.lower() for s in EMERGENCY_SPELLINGS}]
-    if duration is None and kept and re.match(r"[0-9]", kept[0]):
-        duration, kept = kept[0], kept[1:]  # a reason that starts with a digit is read as a duration: the grammar
-    assert result.resource == resource and result.duration == duration
-    assert result.reason.split() == kept
+    assert result.resource == resource
+    assert [*(result.duration or "").split(), *result.reason.split()] == [*(duration or "").split(), *kept]
+    if not (kept and re.match(r"[0-9]", kept[0])):  # a reason starting with a digit may continue the duration
+        assert result.duration == duration
+        assert result.reason.split() == kept
 
 
 @EXAMPLES
@@ -291,17 +300,81 @@ def test_the_emergency_flag_is_found_wherever_it_is_and_the_reason_kept(
 def test_nothing_typed_is_lost_silently(text: str) -> None:
     """Every word of an ask or a review lands in one of the command's fields (cleaning aside)."""
     result = _parsed(text)
-    words = [w for w in clean(text).split() if w.lower() not in ("--emergency", "\u2014emergency", "\u2013emergency")]
+    typed = clean(text).split()
     if isinstance(result, Ask):
-        assert [result.resource, *([result.duration] if result.duration else []), *result.reason.split()] == [
+        words = [w for w in typed if w.lower() not in ("--emergency", "\u2014emergency", "\u2013emergency")]
+        assert [result.resource, *(result.duration or "").split(), *result.reason.split()] == [
             words[0].lower(),
             *words[1:],
         ]
-        assert result.emergency == (len(words) < len(clean(text).split()))
-    if isinstance(result, RecordReview):
-        assert result.notes.split() == words[2:]
+        assert result.emergency == (len(words) < len(typed))
+    if isinstance(result, RecordReview):  # free text: every word kept, the flag's spellings included
+        assert result.notes.split() == typed[2:]
     if isinstance(result, Extend):
-        assert [result.duration] == words[2:]
+        assert result.duration.split() == typed[2:]
+
+
+durations = st.integers(min_value=1, max_value=366 * 86400).map(lambda seconds: timedelta(seconds=seconds))
+prose = st.sampled_from(["INC-1", "checkout", "errors", "5xx", "x", "100ms", "1,000", "#42", "v1.5", "hours-long"])
+
+
+def _spaced(value: timedelta) -> str:
+    """1h30m as '1h 30m': each part its own word."""
+    return " ".join(re.findall(r"[0-9]+[dhms]", format_duration(value)))
+
+
+@EXAMPLES
+@given(value=durations, spaced=st.booleans(), upper=st.booleans(), reason=st.lists(prose, max_size=6))
+def test_a_duration_however_spaced_is_the_duration_and_the_rest_the_reason(
+    value: timedelta, spaced: bool, upper: bool, reason: list[str]
+) -> None:
+    typed = _spaced(value) if spaced else format_duration(value)
+    typed = typed.upper() if upper else typed
+    result = _parsed(" ".join(["orders-db", typed, *reason]))
+
+    assert isinstance(result, Ask), result
+    assert result.duration == typed
+    assert parse_duration(result.duration) == value
+    assert result.reason.split() == reason
+
+
+@EXAMPLES
+@given(number=st.integers(min_value=0, max_value=10**6), reason=st.lists(prose, max_size=6))
+def test_a_bare_number_starts_the_reason_and_the_default_duration_applies(number: int, reason: list[str]) -> None:
+    result = _parsed(" ".join(["orders-db", str(number), *reason]))
+
+    assert result == Ask("orders-db", None, " ".join([str(number), *reason]), emergency=False)
+
+
+@EXAMPLES
+@given(
+    number=st.from_regex(r"[0-9]{1,4}(?:\.[0-9]{1,2})?", fullmatch=True),
+    unit=st.sampled_from(["hrs", "hr", "hours", "min", "mins", "minutes", "sec", "days", "w", "weeks", "y"]),
+    joined=st.booleans(),
+)
+def test_what_was_meant_as_a_duration_is_refused_not_read_as_the_reason(number: str, unit: str, joined: bool) -> None:
+    typed = f"{number}{unit}" if joined else f"{number} {unit}"
+    result = _parsed(f"orders-db {typed} INC-1")
+
+    assert result == Ask("orders-db", typed, "INC-1", emergency=False)
+    with pytest.raises(DurationError) as caught:
+        parse_duration(typed)
+    assert f"'{typed}' is not {FORMAT_HINT}" in str(caught.value)
+
+
+@EXAMPLES
+@given(
+    request_id=st.integers(min_value=0, max_value=MAX_REQUEST_ID),
+    notes=st.lists(reason_word, min_size=1, max_size=12),
+    flag=st.sampled_from(EMERGENCY_SPELLINGS),
+    where=st.integers(min_value=0, max_value=12),
+)
+def test_review_notes_keep_the_flag_as_a_word(request_id: int, notes: list[str], flag: str, where: int) -> None:
+    words = clean(" ".join(notes)).split()
+    words.insert(min(where, len(words)), flag)
+    result = _parsed(f"review {request_id} {' '.join(words)}")
+
+    assert result == RecordReview(request_id, " ".join(words))
 
 
 @settings(max_examples=25, deadline=None, database=None)

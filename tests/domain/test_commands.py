@@ -11,6 +11,7 @@ from bot.domain.commands import (
     Ask,
     Command,
     CommandError,
+    Extend,
     Help,
     ListResources,
     Mine,
@@ -67,6 +68,88 @@ def test_parses_every_non_ask_command(text: str, expected: Command) -> None:
 )
 def test_parses_an_ask_with_and_without_duration(text: str, expected: Ask) -> None:
     assert parse(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "duration", "reason"),
+    [
+        # Consecutive duration words are one duration, then the reason.
+        ("orders-db 1h 30m INC-1 fix", "1h 30m", "INC-1 fix"),
+        ("orders-db 1d 2h 3m 4s INC-1", "1d 2h 3m 4s", "INC-1"),
+        ("orders-db 1H 30M INC-1", "1H 30M", "INC-1"),
+        ("orders-db 1h30m 15m INC-1", "1h30m 15m", "INC-1"),  # one duration, which the rules refuse
+        ("orders-db 30m 1h INC-1", "30m 1h", "INC-1"),  # likewise: out of order
+        # A bare number, or a number with what is no time unit, is prose: the default duration applies.
+        ("orders-db 500 errors on checkout INC-12", None, "500 errors on checkout INC-12"),
+        ("orders-db 90 INC-1", None, "90 INC-1"),
+        ("orders-db 5xx from checkout INC-1", None, "5xx from checkout INC-1"),
+        ("orders-db 100ms latency INC-1", None, "100ms latency INC-1"),
+        ("orders-db 1,000 failed payments INC-1", None, "1,000 failed payments INC-1"),
+        ("orders-db 1h 30 replicas down INC-1", "1h", "30 replicas down INC-1"),
+        # Meant as a duration but not written as one: taken as the duration, so that the rules refuse it.
+        ("orders-db 2hrs INC-1", "2hrs", "INC-1"),
+        ("orders-db 1.5h INC-1", "1.5h", "INC-1"),
+        ("orders-db 90min INC-1", "90min", "INC-1"),
+        ("orders-db 1h30 INC-1", "1h30", "INC-1"),
+        ("orders-db 1w INC-1", "1w", "INC-1"),
+        ("orders-db 1x INC-1", "1x", "INC-1"),  # the grammar's shape, a number and one letter, with no known unit
+        ("orders-db 2X faster INC-1", "2X", "faster INC-1"),
+        ("orders-db 1h, INC-1", "1h,", "INC-1"),
+        ("orders-db 2 hours INC-1", "2 hours", "INC-1"),
+        ("orders-db 1.5 h INC-1", "1.5 h", "INC-1"),
+        ("orders-db 1h 30 min INC-1", "1h 30 min", "INC-1"),
+    ],
+)
+def test_what_counts_as_the_duration(text: str, duration: str | None, reason: str) -> None:
+    assert parse(text) == Ask("orders-db", duration, reason, emergency=False)
+
+
+def test_the_flag_does_not_split_a_duration() -> None:
+    assert parse("orders-db 1h --emergency 30m INC-1") == Ask("orders-db", "1h 30m", "INC-1", emergency=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("extend 42 30m", Extend(42, "30m")),
+        ("extend 42 1h 30m", Extend(42, "1h 30m")),
+        ("extend 42 2 hours", Extend(42, "2 hours")),  # refused by the rules, quoting it whole
+        ("extend 42 soon", Extend(42, "soon")),
+    ],
+)
+def test_extend_takes_one_duration_however_many_words(text: str, expected: Extend) -> None:
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "notes"),
+    [
+        ("review 42 broke the glass with --emergency as designed", "broke the glass with --emergency as designed"),
+        ("review 42 --emergency", "--emergency"),
+        ("review 42 \u2014emergency was right", "\u2014emergency was right"),
+        ("review 42 --EMERGENCY 1h 30m", "--EMERGENCY 1h 30m"),
+    ],
+)
+def test_review_notes_keep_every_word_the_flag_included(text: str, notes: str) -> None:
+    assert parse(text) == RecordReview(42, notes)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("--emergency review 42 notes", ["`--emergency` goes only with an access request"]),
+        ("--emergency revoke 42", ["`--emergency` goes only with an access request"]),
+        ("--emergency extend 42 1h", ["`--emergency` goes only with an access request"]),
+        ("extend 42 1h --emergency", ["Say by how long, and nothing else"]),
+        ("extend 42 1h please", ["Say by how long, and nothing else"]),
+        ("extend 42", ["Say by how long, and nothing else"]),
+    ],
+)
+def test_the_flag_is_refused_where_it_means_nothing(text: str, words: list[str]) -> None:
+    with pytest.raises(CommandError) as caught:
+        parse(text)
+    for word in words:
+        assert word in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -134,7 +217,7 @@ def test_parse_only_ever_raises_command_error(text: str) -> None:
     except CommandError as error:
         assert str(error)
         return
-    assert isinstance(command, Help | ListResources | Mine | Revoke | RecordReview | Ask)
+    assert isinstance(command, Help | ListResources | Mine | Revoke | Extend | RecordReview | Ask)
     if isinstance(command, Ask):
         assert command.resource
         assert command.resource == command.resource.lower()
@@ -153,3 +236,5 @@ def test_parse_only_ever_raises_command_error_on_command_like_words(words: list[
         return
     if isinstance(command, Ask):
         assert command.emergency == ("--emergency" in text.split())
+    if isinstance(command, RecordReview):  # notes are free text: the flag is one of their words
+        assert command.notes.split() == text.split()[2:]

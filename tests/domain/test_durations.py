@@ -26,6 +26,9 @@ A_YEAR_AND_A_DAY = 366 * 86400
         ("2H", timedelta(hours=2)),
         (" 45m ", timedelta(minutes=45)),
         ("366d", timedelta(days=366)),
+        ("1h 30m", timedelta(hours=1, minutes=30)),
+        ("1d 2h 3m 4s", timedelta(days=1, hours=2, minutes=3, seconds=4)),
+        ("1H  30M", timedelta(hours=1, minutes=30)),
     ],
 )
 def test_parses_the_forms_people_write(text: str, expected: timedelta) -> None:
@@ -59,7 +62,29 @@ def test_format_then_parse_round_trips(seconds: int) -> None:
     assert format_duration(parse_duration(text)) == text
 
 
-@pytest.mark.parametrize("text", ["", "   ", "abc", "1h 30m", "-5m", "5", "1.5h", "30m1h", "1w", "h", "1hh", "+5m"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        "abc",
+        "-5m",
+        "5",
+        "1.5h",
+        "30m1h",
+        "1w",
+        "h",
+        "1hh",
+        "+5m",
+        "30m 1h",  # parts run from the largest unit down, as when written together
+        "1h30m 15m",  # each unit at most once: no adding up
+        "1h 1h",
+        "1 h",  # a space may separate parts, not a number from its unit
+        "2hrs",
+        "2 hours",
+        "1h30",
+    ],
+)
 def test_rejects_what_is_not_a_duration_and_says_what_is(text: str) -> None:
     with pytest.raises(DurationError) as caught:
         parse_duration(text)
