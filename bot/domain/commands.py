@@ -19,8 +19,11 @@ MAX_SHOWN = 40  # characters of a typed word quoted back in a message
 _DURATION_WORD = re.compile(r"(?:[0-9]+[dhms])+", re.IGNORECASE | re.ASCII)
 _UNIT = r"(?:s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?|w|wks?|weeks?|mo|mths?|months?|y|yrs?|years?)"
 _NUMBER = r"[0-9]+(?:[.,][0-9]+)?"
-# A number with a time unit or with any single letter (1x, 1w: the grammar's shape with an unknown unit), 1h30 too.
-_DURATION_ATTEMPT = re.compile(rf"(?:{_NUMBER}(?:{_UNIT}|[a-z]))+(?:[0-9]+)?[.,;:]?", re.IGNORECASE | re.ASCII)
+# Numbers each followed by letters (1h30m, 1.5h, 2hrs, 1x), 1h30 too. Possessive, so a word that almost matches
+# fails in one pass: typed text reaches this before the ack, and a regex that backtracks would stall every thread.
+_NUMBERS_AND_LETTERS = re.compile(r"(?:[0-9]++(?:[.,][0-9]++)?+[a-z]++)++[0-9]*+[.,;:]?+", re.IGNORECASE | re.ASCII)
+_LETTERS = re.compile(r"[a-z]+", re.IGNORECASE | re.ASCII)
+_UNIT_NAME = re.compile(_UNIT, re.IGNORECASE | re.ASCII)
 _UNIT_WORD = re.compile(rf"{_UNIT}[.,;:]?", re.IGNORECASE | re.ASCII)
 _BARE_NUMBER = re.compile(_NUMBER)
 _ID = re.compile(r"#?([0-9]{1,10})")
@@ -131,6 +134,13 @@ def _request_id(word: str | None, usage: str) -> int:
     return int(match.group(1))
 
 
+def _meant_as_duration(word: str) -> bool:
+    """A number with a time unit or with any single letter (1x, 1w: the grammar's shape with an unknown unit)."""
+    if not _NUMBERS_AND_LETTERS.fullmatch(word):
+        return False
+    return all(len(run) == 1 or _UNIT_NAME.fullmatch(run) for run in _LETTERS.findall(word))
+
+
 def duration_words(words: list[str]) -> int:
     """How many of the leading words make up a duration (0: none, so the default applies).
 
@@ -141,7 +151,7 @@ def duration_words(words: list[str]) -> int:
     taken = 0
     while taken < len(words):
         word = words[taken]
-        if _DURATION_WORD.fullmatch(word) or _DURATION_ATTEMPT.fullmatch(word):
+        if _DURATION_WORD.fullmatch(word) or _meant_as_duration(word):
             taken += 1
         elif taken + 1 < len(words) and _BARE_NUMBER.fullmatch(word) and _UNIT_WORD.fullmatch(words[taken + 1]):
             taken += 2

@@ -10,7 +10,11 @@ from bot.domain.commands import shown
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 # Largest unit first, each at most once; spaces may separate the parts, as in "1h 30m", but not a number
 # from its unit.
-_PATTERN = re.compile(r"(?:([0-9]{1,9})d)?[ ]*(?:([0-9]{1,9})h)?[ ]*(?:([0-9]{1,9})m)?[ ]*(?:([0-9]{1,9})s)?", re.ASCII)
+# One optional space between parts, after spaces were folded: runs of `[ ]*` between optional groups made a long
+# string of spaces take polynomial time to refuse, and durations are typed by people.
+_PATTERN = re.compile(
+    r"(?:([0-9]{1,9})d)?+ ?+(?:([0-9]{1,9})h)?+ ?+(?:([0-9]{1,9})m)?+ ?+(?:([0-9]{1,9})s)?+", re.ASCII
+)
 FORMAT_HINT = "a duration like 90s, 45m, 2h, 1h30m or 1d"
 _LONGEST = timedelta(days=366)
 
@@ -20,7 +24,7 @@ class DurationError(ValueError):
 
 
 def parse_duration(text: str) -> timedelta:
-    cleaned = text.strip().lower()
+    cleaned = " ".join(text.split()).lower()
     match = _PATTERN.fullmatch(cleaned)
     if not cleaned or match is None or not any(match.groups()):
         raise DurationError(f"'{shown(text)}' is not {FORMAT_HINT}")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -238,3 +241,29 @@ def test_parse_only_ever_raises_command_error_on_command_like_words(words: list[
         assert command.emergency == ("--emergency" in text.split())
     if isinstance(command, RecordReview):  # notes are free text: the flag is one of their words
         assert command.notes.split() == text.split()[2:]
+
+
+HOSTILE = {
+    "letters": 'parse("orders-db " + "1m" * 60 + "! x")',  # each m a unit or "any letter": 2^60 ways to fail
+    "long-run": 'parse("orders-db " + "1h" * 500 + "1,")',
+    "spaces": 'parse("orders-db 1d" + " " * 2900 + "x")',
+    "extend-words": 'parse("extend 1 " + "1d " * 900 + "x")',
+    "duration-spaces": 'parse_duration("1d" + " " * 3000 + "1h" + " " * 3000 + "x")',
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_text_made_to_stall_the_parser_is_answered_at_once(name: str) -> None:
+    # Parsing runs before the ack, and a regex holds the GIL: a backtracking pattern would stall every thread of the
+    # bot. Run in a process of its own, so a regression fails here instead of hanging the suite. The bound only
+    # tells a finished parse (well under a millisecond) from a hang.
+    program = (
+        "import contextlib\n"
+        "from bot.domain.commands import CommandError, parse\n"
+        "from bot.domain.durations import DurationError, parse_duration\n"
+        f"with contextlib.suppress(CommandError, DurationError):\n    {HOSTILE[name]}\n"
+    )
+    try:
+        subprocess.run([sys.executable, "-c", program], check=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"parsing the {name} text did not finish")
