@@ -151,7 +151,8 @@ class SlackStandIn:
         self._calls: list[ApiCall] = []
         self._messages: dict[tuple[str, str], Message] = {}
         self._responses: list[tuple[str, Any]] = []
-        self._faults: dict[str, list[tuple[int, int]]] = {}
+        self._faults: dict[str, list[tuple[int, int, str | None]]] = {}
+        self._errors: dict[str, list[str]] = {}
         self._stalls: dict[str, list[float]] = {}
         self._ts_seq = 0
         self._server: _Server | None = None
@@ -211,13 +212,21 @@ class SlackStandIn:
         with self._cond:
             self._groups[group_id] = list(members)
 
-    def fail_next(self, method: str, n: int = 1, status: int = 500, retry_after: int = 1) -> None:
-        """The next ``n`` calls of ``method`` answer HTTP ``status`` (500, 502, 503, or 429 with Retry-After)
-        without acting, as Slack does."""
+    def fail_next(
+        self, method: str, n: int = 1, status: int = 500, retry_after: int = 1, channel: str | None = None
+    ) -> None:
+        """The next ``n`` calls of ``method`` (to ``channel`` only, when given) answer HTTP ``status`` (500, 502,
+        503, or 429 with Retry-After) without acting, as Slack does."""
         if status not in FAULT_STATUSES:
             raise ValueError(f"status must be one of {FAULT_STATUSES}")
         with self._cond:
-            self._faults.setdefault(method, []).extend([(status, retry_after)] * n)
+            self._faults.setdefault(method, []).extend([(status, retry_after, channel)] * n)
+
+    def error_next(self, method: str, code: str, n: int = 1) -> None:
+        """The next ``n`` calls of ``method`` answer HTTP 200 with ``{"ok": false, "error": code}`` without acting,
+        as Slack does for errors it does not mean to be retried (``fatal_error``, ``internal_error``)."""
+        with self._cond:
+            self._errors.setdefault(method, []).extend([code] * n)
 
     def stall_next(self, method: str, n: int = 1, seconds: float = 1.0) -> None:
         """The next ``n`` calls of ``method`` are acted on and recorded at once, but answered only ``seconds``
@@ -231,6 +240,7 @@ class SlackStandIn:
         """Forget pending faults and stalls: Slack is back (calls and messages are kept)."""
         with self._cond:
             self._faults.clear()
+            self._errors.clear()
             self._stalls.clear()
 
     # -- inspection -----------------------------------------------------------------------------
@@ -295,6 +305,7 @@ class SlackStandIn:
             self._messages.clear()
             self._responses.clear()
             self._faults.clear()
+            self._errors.clear()
             self._stalls.clear()
 
     # -- request handling (called from server threads) ------------------------------------------
@@ -320,14 +331,19 @@ class SlackStandIn:
             now = time.monotonic()
             stalls = self._stalls.get(method)
             stall = stalls.pop(0) if stalls else 0.0
-            faults = self._faults.get(method)
-            if faults:
-                status, retry_after = faults.pop(0)
+            faults = self._faults.get(method) or []
+            fault = next((f for f in faults if f[2] is None or f[2] == args.get("channel")), None)
+            if fault is not None:
+                faults.remove(fault)
+                status, retry_after, _ = fault
                 self._record(ApiCall(method, args, now, failed=True))
                 if status == 429:
                     return 429, _error("ratelimited"), {"Retry-After": str(retry_after)}, stall
                 return status, _error("internal_error" if status == 500 else "service_unavailable"), {}, stall
-            if token != self.token:
+            errors = self._errors.get(method)
+            if errors:
+                result = _error(errors.pop(0))
+            elif token != self.token:
                 result = _error("invalid_auth")
             else:
                 handler = getattr(self, "_api_" + method.replace(".", "_"), None)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from datetime import timedelta
+from collections.abc import Callable, Collection
+from datetime import datetime, timedelta
 
 from bot.domain.commands import Ask
 from bot.domain.durations import DurationError, format_duration, parse_duration
@@ -17,12 +17,31 @@ class Refused(Exception):
     """A person asked for something they may not have; the message tells them why and what is allowed."""
 
 
-def check_ask(policy: Policy, ask: Ask) -> tuple[Resource, timedelta]:
-    """The resource and duration an ask resolves to, or Refused. Needs no I/O, so it runs before the ack."""
-    resource = policy.resource(ask.resource)
-    if resource is None:
-        names = ", ".join(sorted(policy.resources)) or "none"
-        raise Refused(f"There is no resource '{ask.resource}'. Resources: {names}. See `/breakglass list`.")
+class Forbidden(Refused):
+    """A refusal of something the policy forbids this person (not a typo or a limit): audited and counted."""
+
+
+def find_resource(policy: Policy, name: str, may_request: Callable[[Resource], bool]) -> Resource:
+    """The resource a person named, if they may request it.
+
+    A name that names nothing and a resource the person may not request get the same answer, listing only what
+    they may request: the answer reveals nothing the policy hides from them. The second is an attempt on something
+    forbidden (``Forbidden``: audited and counted)."""
+    resource = policy.resource(name)
+    if resource is not None and may_request(resource):
+        return resource
+    names = ", ".join(sorted(r.name for r in policy.resources.values() if may_request(r)))
+    listed = f" Resources you may request: {names}." if names else " There is none you may request."
+    message = f"There is no resource '{name}' you may request.{listed} See `/breakglass list`."
+    raise Forbidden(message) if resource is not None else Refused(message)
+
+
+def check_ask(resource: Resource, ask: Ask) -> timedelta:
+    """The duration an ask for ``resource`` resolves to, or Refused. Needs no I/O, so it can run before the ack;
+    call it only once the person is known to be among the resource's requesters, so its answer (limits, the reason
+    pattern) tells nothing to anyone else."""
+    if ask.emergency and not resource.emergency:
+        raise Forbidden(f"{resource.name} does not allow emergency access; ask without `--emergency`.")
     low, default, high = resource.limits
     if ask.duration is None:
         duration = default
@@ -42,14 +61,23 @@ def check_ask(policy: Policy, ask: Ask) -> tuple[Resource, timedelta]:
         raise Refused(f"The reason is too long ({len(ask.reason)} characters; at most {MAX_REASON}).")
     if not resource.reason_matches(ask.reason):
         raise Refused(f"The reason must mention a reference matching `{resource.reason_pattern}` for {resource.name}.")
-    if ask.emergency and not resource.emergency:
-        raise Refused(f"{resource.name} does not allow emergency access; ask without `--emergency`.")
-    return resource, duration
+    return duration
 
 
-def check_requester(resource: Resource, allowed: bool) -> None:
+def check_still_requester(*, resource: str, allowed: bool, request_id: int) -> None:
+    """Whether someone may request a resource is asked again whenever their request takes effect (approval, grant,
+    extension): a person removed from the requesters meanwhile gets nothing from a request made before."""
     if not allowed:
-        raise Refused(f"You are not among the people who may request {resource.name}.")
+        raise Refused(
+            f"The requester of #{request_id} is no longer among the people who may request {resource}, "
+            "so it cannot take effect."
+        )
+
+
+def check_still_fresh(*, created_at: datetime, now: datetime, timeout: timedelta, request_id: int) -> None:
+    """A request nobody decided within the timeout has lapsed, whether or not the sweep has noticed yet."""
+    if now - created_at >= timeout:
+        raise Refused(f"Request #{request_id} got no decision within {format_duration(timeout)} and lapsed.")
 
 
 def check_decider(*, actor: str, requester: str, is_approver: bool, resource: str) -> None:
@@ -68,10 +96,18 @@ def check_decision(
         raise Refused(f"Request #{request_id} is already {status.value.replace('_', ' ')}; nothing to decide.")
 
 
-def check_extender(*, actor: str, holder: str, is_approver: bool, emergency: bool, request_id: int) -> None:
-    """An extension is a new approval: another approver gives it. Only glass already broken may extend itself."""
+def check_extender(
+    *, actor: str, holder: str, is_approver: bool, emergency: bool, may_break_glass: bool, request_id: int
+) -> None:
+    """An extension is a new approval: another approver gives it. Only glass already broken may extend itself, and
+    only by someone who could break it again now (the resource still allows it, they are still a requester)."""
     if actor == holder and not emergency:
         raise Refused(f"You cannot extend your own access; ask an approver to `/breakglass extend {request_id} …`.")
+    if actor == holder and not may_break_glass:
+        raise Refused(
+            f"You may no longer break the glass on this resource, so you cannot extend request #{request_id} "
+            "yourself; ask an approver."
+        )
     if actor != holder and not is_approver:
         raise Refused(f"Only an approver may extend request #{request_id}.")
 
@@ -99,10 +135,11 @@ def check_revoke(*, actor: str, holder: str, is_approver: bool, status: Status, 
         raise Refused(f"Request #{request_id} is {status.value.replace('_', ' ')}; there is no access to revoke.")
 
 
-def check_review(*, actor: str, holder: str, is_approver: bool, status: Status, request_id: int) -> None:
+def check_review(*, actor: str, holder: str, is_approver: bool, status: Status, granted: bool, request_id: int) -> None:
+    """Only access that was really given can be reviewed: a grant that failed and is being undone never was."""
     if actor != holder and not is_approver:
         raise Refused(f"Only the requester or an approver may record the review of request #{request_id}.")
-    if status in (
+    if not granted or status in (
         Status.PENDING,
         Status.APPROVED,
         Status.GRANTING,
@@ -112,6 +149,14 @@ def check_review(*, actor: str, holder: str, is_approver: bool, status: Status, 
         Status.TIMED_OUT,
     ):
         raise Refused(f"Request #{request_id} never granted access; there is nothing to review.")
+
+
+def plainly_requester(user_id: str, resource: Resource) -> bool | None:
+    """Whether ``user_id`` may request ``resource`` when that is known without looking up a user group (before the
+    ack); None when it depends on group membership."""
+    if resource.requesters is None or user_id in resource.requesters:
+        return True
+    return None if any(entry.startswith("S") for entry in resource.requesters) else False
 
 
 def is_listed(user_id: str, ids: Collection[str], members: Collection[str]) -> bool:

@@ -21,11 +21,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bot.adapters.base import AdapterError, GrantContext, Receipt
+from bot.domain.rules import Refused, check_still_requester
 from bot.domain.states import CLAIMS, Status
 from bot.services.common import announce, grant_context, view
 from bot.services.deadline import Overdue, call_within
 from bot.services.deps import Deps
-from bot.services.ports import Notice
+from bot.services.ports import MembershipUnknown, Notice
 from bot.services.views import RequestView
 from bot.store import audit, queries
 from bot.store.models import Request, Review
@@ -76,7 +77,12 @@ def claim(
         won = queries.move(session, request.id, Status.APPROVED, Status.GRANTING, expires_at=expires_at, **lease)
     elif status is Status.ACTIVE:
         ending = {"end_reason": end_reason or "expired", "ended_by": actor}
-        won = queries.move(session, request.id, Status.ACTIVE, Status.REVOKING, **lease, **ending)
+        # Expiry is checked again in the move itself: an extension that committed after this row was read as due
+        # keeps its grant.
+        expired = [Request.expires_at <= now] if ending["end_reason"] == "expired" else []
+        # Never while an extension holds the row: its backend call and ours must not interleave.
+        when = [queries.not_held(now), *expired]
+        won = queries.move(session, request.id, Status.ACTIVE, Status.REVOKING, when=when, **lease, **ending)
         if won:
             action = "revoke_requested" if end_reason == "revoked" else "expiring"
             audit.record(session, action, at=now, actor=actor or audit.SYSTEM, request=request, replica=me)
@@ -159,6 +165,7 @@ def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
         try:
             if adapter is None:
                 raise AdapterError(f"{ctx.resource} is no longer in the policy", retryable=False)
+            _check_still_allowed(deps, ctx)
             receipt = _grant_with_retries(deps, adapter.grant, ctx)
         except Exception as raised:
             return _grant_failed(deps, request_id, adapter_error(raised))
@@ -194,6 +201,25 @@ def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
     if receipt.credentials:
         deps.notifier.send_credentials(current, receipt.credentials)
     return current
+
+
+def _check_still_allowed(deps: Deps, ctx: GrantContext) -> None:
+    """The last look before access is made: the requester may still ask for the resource, and an emergency is still
+    allowed on it. The approval was checked when given, but a grant can start later (a takeover, a retry)."""
+    resource = deps.policy.resource(ctx.resource)
+    assert resource is not None, "an adapter exists only for a resource in the policy"
+    try:
+        allowed = deps.may_request(ctx.user.slack_id, resource)
+    except MembershipUnknown:  # failing closed, and saying why: not "offboarded"
+        raise AdapterError(
+            "could not confirm with Slack that the requester may still request it", retryable=True
+        ) from None
+    try:
+        check_still_requester(resource=ctx.resource, allowed=allowed, request_id=ctx.request_number)
+    except Refused as refusal:
+        raise AdapterError(str(refusal), retryable=False) from None
+    if ctx.emergency and not resource.emergency:
+        raise AdapterError(f"{ctx.resource} no longer allows emergency access", retryable=False)
 
 
 def _grant_with_retries(deps: Deps, call: Callable[[GrantContext], Receipt], ctx: GrantContext) -> Receipt:
@@ -338,6 +364,8 @@ def _final_status(end_reason: str | None) -> Status:
 
 
 def _ask_for_review(deps: Deps, session: Session, request: Request, now: datetime) -> bool:
+    if request.granted_at is None:  # access was never given (a grant taken over too late): nothing to review
+        return False
     if not deps.policy.needs_review(request.emergency) or queries.review(session, request.id) is not None:
         return False
     session.add(

@@ -40,6 +40,7 @@ class Tuning:
     backoff_max: timedelta = timedelta(minutes=10)
     grant_attempts: int = 3
     grant_retry_pause: float = 0.5
+    alert_retry: timedelta = timedelta(seconds=30)  # how soon an emergency alert Slack did not take is sent again
     request_timeout: timedelta = timedelta(hours=24)  # a pending request nobody decided times out
     batch: int = 100
     refusals_alert: int = 5  # refused attempts by one person within guard.WINDOW before the audit channel hears
@@ -79,6 +80,13 @@ class Deps:
 
     def may_request(self, user_id: str, resource: Resource) -> bool:
         return resource.requesters is None or self.is_listed(user_id, resource.requesters)
+
+    def may_break_glass(self, user_id: str, resource: Resource | None) -> bool:
+        return resource is not None and resource.emergency and self.may_request(user_id, resource)
+
+    def approves(self, user_id: str) -> list[str]:
+        """The resources this person may decide on."""
+        return [name for name in self.policy.resources if self.is_approver(user_id, name)]
 
     def approvals_required(self, resource_name: str) -> int:
         resource = self.policy.resource(resource_name)

@@ -8,14 +8,12 @@ or the extension is undone: the bot and the backend never disagree about when ac
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from sqlalchemy import update
-from sqlalchemy.orm import Session
+import logging
+from datetime import datetime, timedelta
 
 from bot.adapters.base import AdapterError, ExtendsExpiry, Receipt
 from bot.domain.durations import DurationError, format_duration, parse_duration
-from bot.domain.rules import Refused, check_extender, check_extension
+from bot.domain.rules import Refused, check_extender, check_extension, check_still_requester
 from bot.domain.states import Status
 from bot.services.access import adapter_error, call_backend, scrubbed
 from bot.services.common import existing, grant_context, refuse, view
@@ -24,27 +22,38 @@ from bot.services.outcome import outcome
 from bot.services.ports import Notice
 from bot.services.views import RequestView
 from bot.store import audit, queries
-from bot.store.models import Request
+
+log = logging.getLogger("breakglass.extensions")
 
 
 def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
     current = existing(deps, request_id)
+    resource = deps.policy.resource(current.resource)
+    holder = current.requester_id
     try:
         check_extender(
             actor=actor,
-            holder=current.requester_id,
+            holder=holder,
             is_approver=deps.is_approver(actor, current.resource),
             emergency=current.emergency,
+            # Asked again now: a holder who could not break the glass today does not get more of it.
+            may_break_glass=actor == holder and deps.may_break_glass(actor, resource),
             request_id=request_id,
         )
     except Refused as refusal:
         refuse(deps, actor, current, "extend_refused", str(refusal))
         raise
-    resource = deps.policy.resource(current.resource)
     if resource is None:
         raise Refused(f"{current.resource} is no longer in the policy, so its access cannot be extended.")
+    now = deps.now()
     if current.status is not Status.ACTIVE or current.expires_at is None or current.granted_at is None:
         raise Refused(f"{outcome(current)} Only active access can be extended; nothing was done.")
+    if current.expires_at <= now:  # ended, though the sweep has not taken it back yet: it must not come back
+        raise Refused(
+            f"Request #{request_id} expired at {current.expires_at:%H:%M} UTC and is being revoked; "
+            "nothing was done. Ask for access again."
+        )
+    check_still_requester(resource=resource.name, allowed=deps.may_request(holder, resource), request_id=request_id)
     try:
         extra = parse_duration(typed)
     except DurationError as error:
@@ -52,9 +61,12 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
     check_extension(granted_for=current.expires_at - current.granted_at, extra=extra, resource=resource)
 
     before, after = current.expires_at, current.expires_at + extra
-    now = deps.now()
+    me = deps.tuning.instance
     with deps.db.transaction() as session:
-        if not _move_expiry(session, request_id, before, after):
+        now = deps.now()
+        # Held for longer than the backend call may take, so the hold cannot run out while the call is under way.
+        until = now + max(deps.tuning.lease, 2 * timedelta(seconds=deps.tuning.call_timeout))
+        if not queries.hold_for_extension(session, request_id, before, after, now, me, until):
             raise Refused(f"Request #{request_id} changed just now; nothing was done. `/breakglass mine` shows it.")
         request = queries.get(session, request_id)
         assert request is not None
@@ -76,14 +88,18 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
         try:
             call_backend(deps, adapter.extend, ctx, receipt)
         except Exception as error:
-            return _undo(deps, request_id, actor, before, after, scrubbed(deps, adapter_error(error)))
+            return _undo(deps, request_id, actor, before, scrubbed(deps, adapter_error(error)))
 
-    deps.alarms.wake_at(after)
-    deps.alarms.wake_at(after - deps.tuning.expiry_warning)
     with deps.db.transaction() as session:
+        released = queries.release_extension(session, request_id, me, after)
         request = queries.get(session, request_id)
         assert request is not None
         extended = view(deps, session, request)
+    if not released:  # our hold ran out during a slow backend call and the request moved on without us
+        log.warning("extension of request %s outlived its hold; the request is now %s", request_id, extended.status)
+        raise Refused(f"{outcome(extended)} The extension could not be confirmed; `/breakglass mine` shows it.")
+    deps.alarms.wake_at(after)
+    deps.alarms.wake_at(after - deps.tuning.expiry_warning)
     deps.notifier.refresh(extended)
     deps.notifier.tell_requester(extended, Notice.EXTENDED)
     if extended.emergency:  # glass broken longer: security hears it as loudly as the first time
@@ -91,25 +107,20 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
     return extended
 
 
-def _move_expiry(session: Session, request_id: int, before: datetime, after: datetime) -> bool:
-    """Only from the expiry we read: of two extensions at once, or an extension racing the revoke, one wins."""
-    statement = (
-        update(Request)
-        .where(Request.id == request_id, Request.status == Status.ACTIVE.value, Request.expires_at == before)
-        .values(expires_at=after, warned_at=None)
-        .execution_options(synchronize_session=False)
-    )
-    return session.execute(statement).rowcount == 1
-
-
-def _undo(
-    deps: Deps, request_id: int, actor: str, before: datetime, after: datetime, error: AdapterError
-) -> RequestView:
+def _undo(deps: Deps, request_id: int, actor: str, before: datetime, error: AdapterError) -> RequestView:
+    """The backend did not move its end: neither does the row, so the bot never believes in more time than the
+    backend gives."""
     with deps.db.transaction() as session:
-        _move_expiry(session, request_id, after, before)
+        restored = queries.release_extension(session, request_id, deps.tuning.instance, before)
         request = queries.get(session, request_id)
         assert request is not None
         audit.record(session, "extend_failed", at=deps.now(), actor=actor, request=request, error=str(error))
+        current = view(deps, session, request)
+    if not restored:
+        raise Refused(
+            f"The backend could not extend request #{request_id} ({error}), and the request changed meanwhile: "
+            f"{outcome(current)}"
+        )
     raise Refused(
         f"The backend could not extend request #{request_id} ({error}); access still ends when it did. "
         "Nothing else was changed."

@@ -63,12 +63,19 @@ class Notifier(Protocol):
         ...
 
 
+class MembershipUnknown(Exception):
+    """Slack could not say who is in a user group just now. Nothing that depends on membership may be decided on a
+    guess: not "not a member" (that reads as offboarding, and refuses real requesters as probing), nor "member"."""
+
+
 class Directory(Protocol):
     """Who people are, and who is in which user group."""
 
     def person(self, user_id: str) -> Person: ...
 
-    def members(self, group_ids: list[str]) -> frozenset[str]: ...
+    def members(self, group_ids: list[str]) -> frozenset[str]:
+        """Everyone in the groups; raises MembershipUnknown when a group cannot be read now."""
+        ...
 
 
 class Alarms(Protocol):

@@ -7,10 +7,10 @@ from dataclasses import dataclass, replace
 
 from bot.adapters.principal import Unmappable
 from bot.domain.commands import Ask
-from bot.domain.rules import Refused, check_ask, check_requester, check_revoke
+from bot.domain.rules import Forbidden, Refused, check_ask, check_revoke, find_resource
 from bot.domain.states import FINAL, Status
 from bot.policy import Resource
-from bot.services import access, guard
+from bot.services import access, alerts, guard
 from bot.services.common import announce, existing, load_view, principal_for, refuse_outsider, view
 from bot.services.deps import Deps
 from bot.services.outcome import outcome
@@ -22,11 +22,13 @@ from bot.store.models import Request
 
 def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> RequestView:
     """Store a request and put it in front of its approvers; an emergency is granted at once."""
-    resource, duration = check_ask(deps.policy, ask)
+    # Who may ask is checked before anything about the resource is said: limits and the reason pattern are not
+    # for people who may not request it, and a typo lists only what this person may request.
     try:
-        check_requester(resource, deps.may_request(actor, resource))
-    except Refused as refusal:
-        guard.refused(deps, actor, "request_refused", str(refusal), resource=resource.name)
+        resource = find_resource(deps.policy, ask.resource, lambda r: deps.may_request(actor, r))
+        duration = check_ask(resource, ask)
+    except Forbidden as refusal:  # an attempt on something forbidden: written down and counted
+        guard.refused(deps, actor, "request_refused", str(refusal), resource=ask.resource)
         raise
     now = deps.now()
     too_many = guard.requests_cap_problem(deps, actor, now)
@@ -56,6 +58,7 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> Requ
             created_at=now,
             origin_channel=origin_channel,
             revoke_attempts=0,
+            alert_due_at=now if ask.emergency else None,  # owed from this commit on, until Slack has it
         )
         session.add(request)
         session.flush()
@@ -80,23 +83,20 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> Requ
 
 def _break_glass(deps: Deps, request_id: int) -> RequestView:
     """Access first, then the loud part: both channels hear it, with a button to revoke at once."""
-    current = access.finish_grant(deps, request_id) or load_view(deps, request_id)
+    access.finish_grant(deps, request_id)
+    alerts.send(deps, request_id)  # if Slack does not take it now, the sweep sends it later
+    current = load_view(deps, request_id)
     assert current is not None
     channels = deps.policy.channels
-    alert = deps.notifier.post_request(channels.audit, current)
     approval = deps.notifier.post_request(channels.approvals, current) if channels.approvals != channels.audit else None
-    return _remember(deps, current, approval=approval, alert=alert)
+    return _remember(deps, current, approval=approval)
 
 
-def _remember(
-    deps: Deps, current: RequestView, approval: MessageRef | None = None, alert: MessageRef | None = None
-) -> RequestView:
-    """Store where the request's messages are, so they can be edited later; returns the view that knows it."""
+def _remember(deps: Deps, current: RequestView, approval: MessageRef | None = None) -> RequestView:
+    """Store where the request's approval message is, so it can be edited later; returns the view that knows it."""
     values: dict[str, str] = {}
     if approval:
         values |= {"approval_channel": approval.channel, "approval_ts": approval.ts}
-    if alert:
-        values |= {"alert_channel": alert.channel, "alert_ts": alert.ts}
     if not values:
         return current
     with deps.db.transaction() as session:
@@ -125,6 +125,10 @@ def end_early(deps: Deps, actor: str, request_id: int) -> RequestView:
     if current.status is Status.PENDING:
         return _withdraw(deps, actor, current)
     if not access.claim_revoke(deps, request_id, end_reason="revoked", actor=actor):
+        if (
+            existing(deps, request_id).status is Status.ACTIVE
+        ):  # an extension holds it while its backend call runs: seconds at most
+            raise Refused(f"Request #{request_id} is being extended right now; revoke it again in a few seconds.")
         raise Refused(f"Request #{request_id} changed just now; `/breakglass mine` shows where it is.")
     return access.finish_revoke(deps, request_id) or existing(deps, request_id)
 
@@ -162,15 +166,14 @@ class Mine:
     open: list[RequestView]
     reviews_owed: list[RequestView]
     to_decide: list[RequestView]
+    waiting: int  # how many wait for this person's decision; to_decide holds the oldest of them
 
 
 def mine(deps: Deps, actor: str) -> Mine:
+    approves = deps.approves(actor)  # first, so the limit applies to what this person decides, not to everything
     with deps.db.transaction() as session:
         open_requests = [view(deps, session, r) for r in queries.open_for_user(session, actor)]
         owed = [view(deps, session, r) for r in queries.reviews_due_for(session, actor)]
-        waiting = [
-            view(deps, session, r)
-            for r in queries.pending_not_decided_by(session, actor)
-            if deps.is_approver(actor, r.resource)
-        ]
-    return Mine(open_requests, owed, waiting)
+        rows, waiting = queries.waiting_for(session, actor, approves) if approves else ([], 0)
+        to_decide = [view(deps, session, r) for r in rows]
+    return Mine(open_requests, owed, to_decide, waiting)

@@ -26,6 +26,7 @@ def record(deps: Deps, actor: str, request_id: int, notes: str) -> RequestView:
             holder=current.requester_id,
             is_approver=is_approver,
             status=current.status,
+            granted=current.granted_at is not None,
             request_id=request_id,
         )
     except Refused as refusal:

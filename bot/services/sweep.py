@@ -13,14 +13,14 @@ from functools import partial
 from typing import Any
 
 from bot.domain.states import FINAL, Status
-from bot.services import access, reviews
+from bot.services import access, alerts, decisions, reviews
 from bot.services.background import BackgroundNotifier
-from bot.services.common import announce, view
+from bot.services.common import view
 from bot.services.deps import Deps
 from bot.services.lanes import Lanes
 from bot.services.ports import Notice
 from bot.services.views import RequestView
-from bot.store import audit, deliveries, queries
+from bot.store import deliveries, queries
 
 log = logging.getLogger("breakglass.sweep")
 
@@ -34,6 +34,7 @@ class SweepReport:
     warned: int = 0
     reminded: int = 0
     timed_out: int = 0
+    alerted: int = 0
 
     def __bool__(self) -> bool:
         return any(vars(self).values())
@@ -108,10 +109,12 @@ class Sweeper:
             warnings = queries.warning_due_ids(session, now + deps.tuning.expiry_warning, batch)
             reminders = queries.reminder_due_ids(session, now, batch)
             stale = queries.pending_before_ids(session, now - deps.tuning.request_timeout, batch)
+            alerts_due = queries.alert_due_ids(session, now, batch)
         for kind, ids, step in (
+            ("alerted", alerts_due, alerts.send),
             ("warned", warnings, _warn),
             ("reminded", reminders, reviews.remind),
-            ("timed_out", stale, _time_out),
+            ("timed_out", stale, decisions.lapse),
         ):
             for request_id in ids:
                 start(kind, SLACK_LANE, (kind, request_id), partial(step, deps, request_id))
@@ -148,18 +151,4 @@ def _warn(deps: Deps, request_id: int) -> bool:
             return False
         current = view(deps, session, request)
     deps.notifier.tell_requester(current, Notice.EXPIRING)
-    return True
-
-
-def _time_out(deps: Deps, request_id: int) -> bool:
-    now = deps.now()
-    with deps.db.transaction() as session:
-        if not queries.move(session, request_id, Status.PENDING, Status.TIMED_OUT, decided_at=now):
-            return False
-        request = queries.get(session, request_id)
-        assert request is not None
-        audit.record(session, "timed_out", at=now, request=request)
-        current = view(deps, session, request)
-    deps.notifier.refresh(current)
-    announce(deps, current, Notice.CANCELLED)
     return True

@@ -176,7 +176,10 @@ def offers_text(offers: list[Offer]) -> str:
 
 
 def mine_text(
-    open_requests: Sequence[RequestView], reviews_owed: Sequence[RequestView], to_decide: Sequence[RequestView] = ()
+    open_requests: Sequence[RequestView],
+    reviews_owed: Sequence[RequestView],
+    to_decide: Sequence[RequestView] = (),
+    waiting: int | None = None,
 ) -> str:
     """`/breakglass mine`: only the person's own requests, and other people's that wait for their decision."""
     if not open_requests and not reviews_owed and not to_decide:
@@ -197,13 +200,17 @@ def mine_text(
                 f"• #{v.id} {code(v.resource)} {format_duration(v.duration)} for {who(v.requester_id)}: "
                 f"{escape(v.reason, 100)}"
                 for v in to_decide
-            ]
+            ],
+            total=waiting,
         )
     return "\n".join(lines)
 
 
-def _listed(lines: list[str]) -> list[str]:
-    """At most MAX_LISTED lines, and how many more there are: a long list must not outgrow a Slack message."""
-    if len(lines) <= MAX_LISTED:
+def _listed(lines: list[str], total: int | None = None) -> list[str]:
+    """At most MAX_LISTED lines, and how many more there are (of ``total``, when only some lines were loaded): a
+    long list must not outgrow a Slack message."""
+    total = max(total or 0, len(lines))
+    if total <= MAX_LISTED and total == len(lines):
         return lines
-    return [*lines[:MAX_LISTED], f"• …and {len(lines) - MAX_LISTED} more"]
+    shown = lines[:MAX_LISTED]
+    return [*shown, f"• …and {total - len(shown)} more"]

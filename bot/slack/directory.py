@@ -15,8 +15,10 @@ from slack_sdk.errors import SlackApiError
 
 from bot.adapters.base import Person
 from bot.clock import Clock
+from bot.services.ports import MembershipUnknown
 
 log = logging.getLogger("breakglass.slack.directory")
+GONE = frozenset({"no_such_subteam", "subteam_not_found"})  # Slack's word for a group id that names no group
 T = TypeVar("T")
 
 
@@ -69,15 +71,18 @@ class SlackDirectory:
         cached = self._fresh(self._groups, group_id)
         if cached is not None:
             return cached
+        # Failures are not cached: an outage must not lock approvers out for a minute after it ends.
         try:
             members = frozenset(self.client.usergroups_users_list(usergroup=group_id).get("users") or [])
         except SlackApiError as error:
-            # Not cached: an outage must not lock approvers out for a minute after it ends.
-            log.warning("usergroups.users.list for %s failed: %s", group_id, error.response.get("error"))
-            return frozenset()
+            code = error.response.get("error")
+            log.warning("usergroups.users.list for %s failed: %s", group_id, code)
+            if code in GONE:  # a group that does not exist has nobody in it; `breakglass check` names it
+                return frozenset()
+            raise MembershipUnknown(group_id) from None
         except OSError as error:
             log.warning("usergroups.users.list for %s failed: %s", group_id, type(error).__name__)
-            return frozenset()
+            raise MembershipUnknown(group_id) from None
         with self._lock:
             self._groups[group_id] = (self.clock.now(), members)
         return members

@@ -60,7 +60,7 @@ _TO_REQUESTER: dict[Notice, Callable[[RequestView], str]] = {
     Notice.ACTIVE: _active,
     Notice.GRANT_FAILED: lambda v: (
         f"⚠️ Request {_ref(v)} was approved, but granting access failed. "
-        f"You do *not* have access; the security channel has been told. The backend said: {_failure(v)}"
+        f"You do *not* have access; the security channel has been told. Why: {_failure(v)}"
     ),
     Notice.EXPIRING: lambda v: f"⏰ Your access to *{v.resource}* ends {when(v.expires_at)}. Request {_ref(v)}.",
     Notice.EXPIRED: lambda v: f"⌛ Your access to *{v.resource}* has expired and was revoked. Request {_ref(v)}.",

@@ -80,6 +80,8 @@ class Request(Base):
     approval_ts: Mapped[str | None] = mapped_column(String(32))
     alert_channel: Mapped[str | None] = mapped_column(String(32))
     alert_ts: Mapped[str | None] = mapped_column(String(32))
+    # When the emergency alert to the audit channel is (next) due; NULL once Slack has it (see services/alerts.py).
+    alert_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
 
 class Decision(Base):

@@ -61,8 +61,28 @@ def decisions(session: Session, request_id: int) -> Sequence[Decision]:
     return session.scalars(select(Decision).where(Decision.request_id == request_id).order_by(Decision.id)).all()
 
 
-def approvals_count(session: Session, request_id: int) -> int:
+def take_pending(session: Session, request_id: int, created_after: datetime) -> bool:
+    """The deciding step: lock a request that is still pending and not yet lapsed, or say it is not.
+
+    A no-op UPDATE, so it takes the row lock on PostgreSQL and the write lock on SQLite as the transaction's first
+    statement: every decision, withdrawal and lapse on the request takes its turn behind it, and whatever it reads
+    afterwards in the same transaction cannot change under it.
+    """
+    statement = (
+        update(Request)
+        .where(Request.id == request_id, Request.status == Status.PENDING.value, Request.created_at > created_after)
+        .values(status=Request.status)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).rowcount == 1
+
+
+def approvals_count(session: Session, request_id: int, *, excluding: Iterable[str] = ()) -> int:
+    """Distinct approvals, leaving out ``excluding``: people who approved but are no longer approvers."""
     statement = select(func.count()).where(Decision.request_id == request_id, Decision.approve.is_(True))
+    gone = list(excluding)
+    if gone:
+        statement = statement.where(Decision.approver_id.not_in(gone))
     return session.scalar(statement) or 0
 
 
@@ -87,19 +107,21 @@ def reviews_due_for(session: Session, user_id: str) -> Sequence[Request]:
     ).all()
 
 
-def pending_not_decided_by(session: Session, user_id: str, limit: int = 50) -> Sequence[Request]:
-    """Pending requests of other people that ``user_id`` has not decided on yet (whether they may is policy)."""
+def waiting_for(
+    session: Session, user_id: str, resources: Sequence[str], limit: int = 50
+) -> tuple[Sequence[Request], int]:
+    """Pending requests of other people, on ``resources`` (those ``user_id`` approves), that ``user_id`` has not
+    decided on yet: the first ``limit`` of them, and how many there are in all."""
     decided = select(Decision.request_id).where(Decision.approver_id == user_id)
-    return session.scalars(
-        select(Request)
-        .where(
-            Request.status == Status.PENDING.value,
-            Request.requester_id != user_id,
-            Request.id.not_in(decided),
-        )
-        .order_by(Request.id)
-        .limit(limit)
-    ).all()
+    where = (
+        Request.status == Status.PENDING.value,
+        Request.resource.in_(list(resources)),
+        Request.requester_id != user_id,
+        Request.id.not_in(decided),
+    )
+    total = session.scalar(select(func.count()).select_from(Request).where(*where)) or 0
+    rows = session.scalars(select(Request).where(*where).order_by(Request.id).limit(limit)).all() if total else []
+    return rows, total
 
 
 def ids(statement: Any, session: Session, limit: int) -> list[int]:
@@ -137,6 +159,7 @@ def upcoming_times(session: Session, after: datetime) -> list[datetime]:
     times += session.scalars(
         select(Request.next_attempt_at).where(Request.status == Status.REVOKE_FAILED, Request.next_attempt_at > after)
     )
+    times += session.scalars(select(Request.alert_due_at).where(Request.alert_due_at > after))
     return [t for t in times if t is not None]
 
 
@@ -212,6 +235,62 @@ def release_claims(session: Session, holder: str, now: datetime) -> int:
         .execution_options(synchronize_session=False)
     )
     return session.execute(statement).rowcount
+
+
+def not_held(now: datetime) -> ColumnElement[bool]:
+    """An active row that no extension holds (or whose holder's lease ran out): one a revoke may start on."""
+    return or_(Request.claimed_by.is_(None), Request.lease_until <= now)
+
+
+def hold_for_extension(
+    session: Session, request_id: int, before: datetime, after: datetime, now: datetime, holder: str, until: datetime
+) -> bool:
+    """Move an active grant's end from the one read to a later one, and hold the row while the backend follows.
+
+    Only from the end read and only while it is still ahead, so of two extensions one wins and ended access stays
+    ended; and only if no other extension holds the row. While held, no revoke starts (``not_held``), so a backend's
+    extend and revoke never interleave (a re-written policy cannot outlive the revoke that deleted it).
+    """
+    statement = (
+        update(Request)
+        .where(
+            Request.id == request_id,
+            Request.status == Status.ACTIVE.value,
+            Request.expires_at == before,
+            Request.expires_at > now,
+            not_held(now),
+        )
+        .values(expires_at=after, warned_at=None, claimed_by=holder, lease_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).rowcount == 1
+
+
+def release_extension(session: Session, request_id: int, holder: str, expires_at: datetime) -> bool:
+    """Let go of an extension's hold, leaving the grant to end at ``expires_at``; False if the hold was lost."""
+    statement = (
+        update(Request)
+        .where(Request.id == request_id, Request.status == Status.ACTIVE.value, Request.claimed_by == holder)
+        .values(expires_at=expires_at, claimed_by=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).rowcount == 1
+
+
+def alert_due_ids(session: Session, now: datetime, limit: int = 100) -> list[int]:
+    statement = select(Request.id).where(Request.alert_due_at <= now)
+    return ids(statement.order_by(Request.alert_due_at), session, limit)
+
+
+def claim_alert(session: Session, request_id: int, due: datetime, retry_at: datetime) -> bool:
+    """Take the sending of a due alert: pushes its due time on, so only a failed attempt is ever repeated."""
+    statement = (
+        update(Request)
+        .where(Request.id == request_id, Request.alert_due_at == due)
+        .values(alert_due_at=retry_at)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).rowcount == 1
 
 
 def pending_before_ids(session: Session, cutoff: datetime, limit: int = 100) -> list[int]:

@@ -7,9 +7,19 @@ from datetime import timedelta
 import pytest
 
 from bot.domain.commands import Ask
-from bot.domain.rules import MAX_REASON, Refused, check_ask, check_decision, check_requester, check_review, check_revoke
+from bot.domain.rules import (
+    MAX_REASON,
+    Forbidden,
+    Refused,
+    check_ask,
+    check_decision,
+    check_review,
+    check_revoke,
+    find_resource,
+    plainly_requester,
+)
 from bot.domain.states import Status
-from bot.policy import Policy, parse_policy
+from bot.policy import Policy, Resource, parse_policy
 
 POLICY_YAML = """
 channels:
@@ -46,32 +56,58 @@ def ask(
     return Ask(resource=resource, duration=duration, reason=reason, emergency=emergency)
 
 
+def resolve(policy: Policy, request: Ask) -> tuple[Resource, timedelta]:
+    resource = find_resource(policy, request.resource, lambda _: True)
+    return resource, check_ask(resource, request)
+
+
 def refusal(policy: Policy, request: Ask) -> str:
     with pytest.raises(Refused) as caught:
-        check_ask(policy, request)
+        resolve(policy, request)
     return str(caught.value)
 
 
 def test_an_acceptable_ask_resolves_to_its_resource_and_duration(policy: Policy) -> None:
-    resource, duration = check_ask(policy, ask(duration="1h30m"))
+    resource, duration = resolve(policy, ask(duration="1h30m"))
     assert resource.name == "orders-db"
     assert duration == timedelta(hours=1, minutes=30)
 
 
 def test_default_duration_is_used_when_omitted(policy: Policy) -> None:
-    assert check_ask(policy, ask(duration=None))[1] == timedelta(hours=1)
-    assert check_ask(policy, ask("payments-admin", None, "fix a refund"))[1] == timedelta(minutes=30)
+    assert resolve(policy, ask(duration=None))[1] == timedelta(hours=1)
+    assert resolve(policy, ask("payments-admin", None, "fix a refund"))[1] == timedelta(minutes=30)
 
 
 @pytest.mark.parametrize("duration", ["5m", "2h"])
 def test_the_limits_themselves_are_allowed(policy: Policy, duration: str) -> None:
-    check_ask(policy, ask(duration=duration))
+    resolve(policy, ask(duration=duration))
 
 
 def test_unknown_resource_names_the_available_ones(policy: Policy) -> None:
     message = refusal(policy, ask("billing-db"))
     assert "'billing-db'" in message
     assert "orders-db, payments-admin" in message
+
+
+def test_a_typo_names_only_the_resources_this_person_may_request(policy: Policy) -> None:
+    with pytest.raises(Refused) as caught:
+        find_resource(policy, "billing-db", lambda r: r.name == "payments-admin")
+    assert "payments-admin" in str(caught.value) and "orders-db" not in str(caught.value)
+    with pytest.raises(Refused) as caught:
+        find_resource(policy, "billing-db", lambda _: False)
+    assert "orders-db" not in str(caught.value) and "payments-admin" not in str(caught.value)
+
+
+def test_whether_someone_may_request_is_known_without_a_lookup_only_when_no_group_decides() -> None:
+    policy = parse_policy(
+        POLICY_YAML.replace("    emergency: true\n", "    emergency: true\n    requesters: [S0ONCALL, U0DIRECT]\n")
+    )
+    gated, open_to_all = policy.resources["orders-db"], policy.resources["payments-admin"]
+    assert plainly_requester("U0ANYONE", open_to_all) is True
+    assert plainly_requester("U0DIRECT", gated) is True
+    assert plainly_requester("U0ANYONE", gated) is None  # a group decides: looked up after the ack
+    only_people = gated.model_copy(update={"requesters": ["U0DIRECT"]})
+    assert plainly_requester("U0ANYONE", only_people) is False
 
 
 @pytest.mark.parametrize(("duration", "shown"), [("3h", "3h"), ("4m", "4m"), ("1d", "1d"), ("121m", "2h1m")])
@@ -112,17 +148,17 @@ def test_reason_not_matching_the_pattern_names_the_pattern(policy: Policy) -> No
 
 
 def test_reason_pattern_matches_anywhere_in_the_reason(policy: Policy) -> None:
-    check_ask(policy, ask(reason="checkout failing, see CHG-7 rollout"))
+    resolve(policy, ask(reason="checkout failing, see CHG-7 rollout"))
 
 
 def test_over_long_reason_is_refused(policy: Policy) -> None:
-    check_ask(policy, ask(reason="INC-1 " + "x" * (MAX_REASON - 6)))
+    resolve(policy, ask(reason="INC-1 " + "x" * (MAX_REASON - 6)))
     message = refusal(policy, ask(reason="INC-1 " + "x" * (MAX_REASON - 5)))
     assert f"at most {MAX_REASON}" in message
 
 
 def test_emergency_is_allowed_where_the_policy_says_so(policy: Policy) -> None:
-    resource, _ = check_ask(policy, ask(emergency=True))
+    resource, _ = resolve(policy, ask(emergency=True))
     assert resource.emergency is True
 
 
@@ -130,13 +166,20 @@ def test_emergency_is_refused_on_a_resource_without_it(policy: Policy) -> None:
     message = refusal(policy, ask("payments-admin", "30m", "refund", emergency=True))
     assert "payments-admin does not allow emergency access" in message
     assert "--emergency" in message
+    with pytest.raises(Forbidden):  # an attempt on something forbidden, not a typo: audited and counted
+        resolve(policy, ask("payments-admin", "30m", "refund", emergency=True))
 
 
-def test_check_requester() -> None:
-    resource = parse_policy(POLICY_YAML).resources["orders-db"]
-    check_requester(resource, allowed=True)
-    with pytest.raises(Refused, match="may request orders-db"):
-        check_requester(resource, allowed=False)
+def test_a_resource_one_may_not_request_is_answered_as_if_it_did_not_exist(policy: Policy) -> None:
+    only_payments = lambda r: r.name == "payments-admin"  # noqa: E731
+    with pytest.raises(Forbidden) as forbidden:
+        find_resource(policy, "orders-db", only_payments)
+    with pytest.raises(Refused) as missing:
+        find_resource(policy, "orders-dc", only_payments)
+
+    assert not isinstance(missing.value, Forbidden)  # a typo is not an attempt on something forbidden
+    assert str(forbidden.value).replace("orders-db", "X") == str(missing.value).replace("orders-dc", "X")
+    assert find_resource(policy, "payments-admin", only_payments).name == "payments-admin"
 
 
 def decide(status: Status = Status.PENDING, actor: str = "U0BOB", is_approver: bool = True) -> None:
@@ -205,15 +248,23 @@ def test_nothing_to_revoke_once_access_is_gone_or_never_came(status: Status) -> 
 )
 @pytest.mark.parametrize(("actor", "is_approver"), [("U0ZOE", False), ("U0BOB", True)])
 def test_holder_or_approver_may_review_what_granted_access(status: Status, actor: str, is_approver: bool) -> None:
-    check_review(actor=actor, holder="U0ZOE", is_approver=is_approver, status=status, request_id=7)
+    check_review(actor=actor, holder="U0ZOE", is_approver=is_approver, status=status, granted=True, request_id=7)
 
 
 def test_a_stranger_may_not_review() -> None:
     with pytest.raises(Refused, match="Only the requester or an approver"):
-        check_review(actor="U0EVE", holder="U0ZOE", is_approver=False, status=Status.EXPIRED, request_id=7)
+        check_review(
+            actor="U0EVE", holder="U0ZOE", is_approver=False, status=Status.EXPIRED, granted=True, request_id=7
+        )
 
 
 @pytest.mark.parametrize("status", [Status.PENDING, Status.APPROVED, Status.DENIED, Status.CANCELLED, Status.TIMED_OUT])
 def test_nothing_to_review_when_access_was_never_granted(status: Status) -> None:
     with pytest.raises(Refused, match="never granted access"):
-        check_review(actor="U0ZOE", holder="U0ZOE", is_approver=False, status=status, request_id=7)
+        check_review(actor="U0ZOE", holder="U0ZOE", is_approver=False, status=status, granted=False, request_id=7)
+
+
+@pytest.mark.parametrize("status", [Status.REVOKING, Status.REVOKE_FAILED, Status.EXPIRED])
+def test_a_grant_being_undone_or_taken_over_too_late_never_gave_access_to_review(status: Status) -> None:
+    with pytest.raises(Refused, match="never granted access"):
+        check_review(actor="U0ZOE", holder="U0ZOE", is_approver=True, status=status, granted=False, request_id=7)

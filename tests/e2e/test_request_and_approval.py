@@ -20,8 +20,8 @@ def test_request_posts_an_approval_message_and_tells_the_requester(bot: LocalBot
     reply = bot.command(BOB, "orders-db 30m INC-4211 checkout failing", channel="C0INCIDENT")
 
     assert reply.status == 200
-    assert "Asking for `orders-db` for 30m" in reply.ack
-    assert "Request #1" in (reply.answer or "")
+    assert "Asking for `orders-db`" in reply.ack  # its limits are checked once Bob's group membership is known
+    assert "Request #1 for `orders-db` (30m)" in (reply.answer or "")
     message = bot.request_message(1)
     assert buttons(message) == [ActionId.APPROVE, ActionId.DENY]
     assert "<@U0BOB>" in str(message["blocks"]) and "INC-4211 checkout failing" in str(message["blocks"])

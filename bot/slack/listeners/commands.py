@@ -11,11 +11,12 @@ from slack_bolt import Ack, App, Respond
 
 from bot.domain.commands import Ask, CommandError, Extend, Help, ListResources, Mine, RecordReview, Revoke, parse
 from bot.domain.durations import format_duration
-from bot.domain.rules import Refused, check_ask
+from bot.domain.rules import Forbidden, Refused, check_ask, find_resource, plainly_requester
 from bot.domain.states import Status
 from bot.services import extensions, guard, requests, reviews
 from bot.services.deps import Deps
 from bot.services.guard import RateLimiter, Verdict
+from bot.services.ports import MembershipUnknown
 from bot.services.views import RequestView
 from bot.slack import blocks
 from bot.slack.ids import COMMAND
@@ -45,16 +46,35 @@ def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
             ack(text=blocks.help_text())
             return
         if isinstance(parsed, Ask):
-            try:
-                resource, duration = check_ask(deps.policy, parsed)  # no I/O, so it fits before the ack
-            except Refused as refusal:
-                ack(text=f"❌ {refusal}")
+            if not _acked_ask(deps, actor, parsed, ack):
                 return
-            verb = "Breaking the glass on" if parsed.emergency else "Asking for"
-            ack(text=f"{WORKING} {verb} `{resource.name}` for {format_duration(duration)}…")
         else:
             ack()
         answer(respond, lambda: run(deps, actor, parsed, command.get("channel_id")))
+
+
+def _acked_ask(deps: Deps, actor: str, ask: Ask, ack: Ack) -> bool:
+    """Check an ask before the ack where that needs no I/O; True when the work goes on after it.
+
+    Whether the person may request the resource comes first. Where that, or the list of what they may request,
+    depends on a user group (a lookup), every check waits until after the ack, so nobody outside the requesters
+    learns a resource's limits or reason pattern, and a typo's answer lists exactly what they may request.
+    """
+    known = {r.name: plainly_requester(actor, r) for r in deps.policy.resources.values()}
+    verb = "Breaking the glass on" if ask.emergency else "Asking for"
+    if not known.get(ask.resource) and None in known.values():
+        ack(text=f"{WORKING} {verb} `{ask.resource}`…")
+        return True
+    try:
+        resource = find_resource(deps.policy, ask.resource, lambda r: bool(known[r.name]))
+        duration = check_ask(resource, ask)  # no I/O, so it fits before the ack
+    except Refused as refusal:
+        ack(text=f"❌ {refusal}")
+        if isinstance(refusal, Forbidden):  # after the ack: this writes to the database
+            _record_refusal(deps, actor, str(refusal), ask.resource)
+        return False
+    ack(text=f"{WORKING} {verb} `{resource.name}` for {format_duration(duration)}…")
+    return True
 
 
 def slowed_down(deps: Deps, limiter: RateLimiter, actor: str, respond: Respond) -> bool:
@@ -65,6 +85,13 @@ def slowed_down(deps: Deps, limiter: RateLimiter, actor: str, respond: Respond) 
     respond(text=verdict.message(limiter.per_minute), response_type="ephemeral", replace_original=False)
     _record_slow_down(deps, actor, verdict)
     return True
+
+
+def _record_refusal(deps: Deps, actor: str, why: str, resource: str) -> None:
+    try:
+        guard.refused(deps, actor, "request_refused", why, resource=resource)
+    except Exception:  # the person has their answer; a failed write is logged, not shown to them
+        log.exception("could not record a refused request")
 
 
 def _record_slow_down(deps: Deps, actor: str, verdict: Verdict) -> None:
@@ -82,6 +109,11 @@ def answer(respond: Respond, work: Callable[[], str]) -> None:
         text = work()
     except Refused as refusal:
         text = f"❌ {refusal}"
+    except MembershipUnknown:
+        text = (
+            "⚠️ Breakglass could not check user-group membership with Slack just now, so nothing was done. "
+            "Try again in a minute."
+        )
     except Exception:
         incident = uuid.uuid4().hex[:8]
         log.exception("command failed (ref %s)", incident)
@@ -97,7 +129,7 @@ def run(deps: Deps, actor: str, parsed: object, channel: str | None) -> str:
             return blocks.offers_text(requests.offers(deps, actor))
         case Mine():
             mine = requests.mine(deps, actor)
-            return blocks.mine_text(mine.open, mine.reviews_owed, mine.to_decide)
+            return blocks.mine_text(mine.open, mine.reviews_owed, mine.to_decide, mine.waiting)
         case Extend(request_id=request_id, duration=duration):
             view = extensions.extend(deps, actor, request_id, duration)
             return f"⏩ Request #{request_id} now lasts until {when(view.expires_at)}."
@@ -124,5 +156,10 @@ def _asked(view: RequestView) -> str:
         return text
     if view.status is Status.GRANT_FAILED:
         failure = escape(view.failure or "no details", 500)  # last: nothing of ours follows it on the line
-        return f"⚠️ Granting `{view.resource}` failed; you do *not* have access. The backend said: {failure}"
-    return f"📨 Request #{view.id} for `{view.resource}` ({format_duration(view.duration)}) is with the approvers."
+        return f"⚠️ Granting `{view.resource}` failed; you do *not* have access. Why: {failure}"
+    # Says what was understood, the reason included, so a word taken the wrong way is seen before approvers act.
+    reason = escape(view.reason, 200)  # last: nothing of ours follows it on the line
+    return (
+        f"📨 Request #{view.id} for `{view.resource}` ({format_duration(view.duration)}) is with the approvers. "
+        f"Reason: {reason}"
+    )
