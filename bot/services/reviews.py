@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
-
 from bot.domain.rules import Refused, check_review
 from bot.domain.states import ReviewStatus
 from bot.services.common import existing, refuse_outsider, view
@@ -43,10 +41,8 @@ def record(deps: Deps, actor: str, request_id: int, notes: str) -> RequestView:
         done = {"status": ReviewStatus.DONE.value, "reviewer_id": actor, "notes": notes, "done_at": now}
         if review is None:
             session.add(Review(request_id=request_id, reminders_sent=0, **done))
-        else:
-            statement = update(Review).where(Review.request_id == request_id, Review.status == ReviewStatus.DUE)
-            if session.execute(statement.values(**done, next_reminder_at=None)).rowcount != 1:
-                raise Refused(f"Request #{request_id} was reviewed just now.")
+        elif not queries.complete_review(session, request_id, **done):
+            raise Refused(f"Request #{request_id} was reviewed just now.")
         request = queries.get(session, request_id)
         assert request is not None
         audit.record(session, "reviewed", at=now, actor=actor, request=request, notes=notes)
@@ -67,16 +63,7 @@ def remind(deps: Deps, request_id: int) -> bool:
             return False
         if review.next_reminder_at > now:
             return False
-        claimed = session.execute(
-            update(Review)
-            .where(
-                Review.request_id == request_id,
-                Review.status == ReviewStatus.DUE,
-                Review.next_reminder_at == review.next_reminder_at,
-            )
-            .values(next_reminder_at=now + every, reminders_sent=review.reminders_sent + 1)
-        ).rowcount
-        if claimed != 1:
+        if not queries.claim_reminder(session, request_id, review.next_reminder_at, now + every):
             return False
         request = queries.get(session, request_id)
         assert request is not None

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.domain.states import CLAIMS, HOLDS_ACCESS, OPEN, Status, can_move
+from bot.domain.states import CLAIMS, HOLDS_ACCESS, OPEN, ReviewStatus, Status, can_move
 from bot.store.models import Decision, Request, Review
 
 
@@ -88,6 +88,28 @@ def approvals_count(session: Session, request_id: int, *, excluding: Iterable[st
 
 def review(session: Session, request_id: int) -> Review | None:
     return session.get(Review, request_id, populate_existing=True)
+
+
+def complete_review(session: Session, request_id: int, **done: Any) -> bool:
+    """Record an owed review as done; False if somebody recorded it first."""
+    statement = (
+        update(Review)
+        .where(Review.request_id == request_id, Review.status == ReviewStatus.DUE)
+        .values(**done, next_reminder_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).rowcount == 1
+
+
+def claim_reminder(session: Session, request_id: int, due: datetime, next_at: datetime) -> bool:
+    """Take the reminder due at ``due``: moves the next one on, so each reminder is sent once across replicas."""
+    statement = (
+        update(Review)
+        .where(Review.request_id == request_id, Review.status == ReviewStatus.DUE, Review.next_reminder_at == due)
+        .values(next_reminder_at=next_at, reminders_sent=Review.reminders_sent + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).rowcount == 1
 
 
 def open_for_user(session: Session, user_id: str) -> Sequence[Request]:
