@@ -210,9 +210,9 @@ def _check_still_allowed(deps: Deps, ctx: GrantContext) -> None:
     assert resource is not None, "an adapter exists only for a resource in the policy"
     try:
         allowed = deps.may_request(ctx.user.slack_id, resource)
-    except MembershipUnknown:  # failing closed, and saying why: not "offboarded"
+    except MembershipUnknown:  # failing closed, and saying why: not "offboarded"; nothing was sent, nothing to undo
         raise AdapterError(
-            "could not confirm with Slack that the requester may still request it", retryable=True
+            "could not confirm with Slack that the requester may still request it; ask again", retryable=False
         ) from None
     try:
         check_still_requester(resource=ctx.resource, allowed=allowed, request_id=ctx.request_number)

@@ -89,6 +89,13 @@ def announce(deps: Deps, current: RequestView, notice: Notice) -> None:
         deps.notifier.tell_channel(origin, current, notice)
 
 
+def approver_unless_holder(deps: Deps, actor: str, current: RequestView) -> bool:
+    """Whether ``actor`` is an approver of the request's resource, asked only of someone other than its requester:
+    what the holder may do to their own request never depends on a group lookup, so it still works while Slack
+    cannot list a group."""
+    return actor != current.requester_id and deps.is_approver(actor, current.resource)
+
+
 def refuse(deps: Deps, actor: str, current: RequestView, action: str, why: str) -> None:
     """Refused attempts are part of the trail too, and counted: see guard.refused."""
     guard.refused(deps, actor, action, why, request_id=current.id, resource=current.resource)

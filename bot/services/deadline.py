@@ -11,7 +11,18 @@ T = TypeVar("T")
 
 
 class Overdue(TimeoutError):
-    pass
+    """The call did not answer in time. It may still be running, and may still take effect: ``wait_for_end``
+    tells, once it has ended, whether it did."""
+
+    def __init__(self, message: str, finished: threading.Event, outcome: dict[str, Any]) -> None:
+        super().__init__(message)
+        self._finished = finished
+        self._outcome = outcome
+
+    def wait_for_end(self) -> bool:
+        """Block until the abandoned call ends; True if it returned (so whatever it did, it did)."""
+        self._finished.wait()
+        return "value" in self._outcome
 
 
 def call_within(seconds: float, call: Callable[..., T], *args: Any) -> T:
@@ -30,7 +41,7 @@ def call_within(seconds: float, call: Callable[..., T], *args: Any) -> T:
 
     threading.Thread(target=run, name="backend-call", daemon=True).start()
     if not finished.wait(seconds):
-        raise Overdue(f"no answer within {seconds:g}s")
+        raise Overdue(f"no answer within {seconds:g}s", finished, outcome)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]  # type: ignore[no-any-return]

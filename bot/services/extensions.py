@@ -9,14 +9,17 @@ or the extension is undone: the bot and the backend never disagree about when ac
 from __future__ import annotations
 
 import logging
+import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.adapters.base import AdapterError, ExtendsExpiry, Receipt
+from bot.adapters.base import Adapter, AdapterError, ExtendsExpiry, GrantContext, Receipt
 from bot.domain.durations import DurationError, format_duration, parse_duration
 from bot.domain.rules import Refused, check_extender, check_extension, check_still_requester
 from bot.domain.states import Status
 from bot.services.access import adapter_error, call_backend, scrubbed
-from bot.services.common import existing, grant_context, refuse, view
+from bot.services.common import approver_unless_holder, existing, grant_context, load_view, refuse, view
+from bot.services.deadline import Overdue, call_within
 from bot.services.deps import Deps
 from bot.services.outcome import outcome
 from bot.services.ports import Notice
@@ -34,7 +37,7 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
         check_extender(
             actor=actor,
             holder=holder,
-            is_approver=deps.is_approver(actor, current.resource),
+            is_approver=approver_unless_holder(deps, actor, current),
             emergency=current.emergency,
             # Asked again now: a holder who could not break the glass today does not get more of it.
             may_break_glass=actor == holder and deps.may_break_glass(actor, resource),
@@ -66,10 +69,11 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
         now = deps.now()
         # Held for longer than the backend call may take, so the hold cannot run out while the call is under way.
         until = now + max(deps.tuning.lease, 2 * timedelta(seconds=deps.tuning.call_timeout))
-        if not queries.hold_for_extension(session, request_id, before, after, now, me, until):
-            raise Refused(f"Request #{request_id} changed just now; nothing was done. `/breakglass mine` shows it.")
         request = queries.get(session, request_id)
         assert request is not None
+        hold = _Hold(until, before, request.warned_at)
+        if not queries.hold_for_extension(session, request_id, before, after, now, me, until):
+            raise Refused(f"Request #{request_id} changed just now; nothing was done. `/breakglass mine` shows it.")
         audit.record(
             session,
             "extended",
@@ -86,12 +90,16 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
     adapter = deps.adapters.get(current.resource)
     if isinstance(adapter, ExtendsExpiry):
         try:
-            call_backend(deps, adapter.extend, ctx, receipt)
+            call_within(deps.tuning.call_timeout, adapter.extend, ctx, receipt)
+        except Overdue as overdue:
+            _watch_abandoned(deps, overdue, adapter, ctx, receipt)
+            error = AdapterError(f"the backend gave {overdue}", retryable=True)
+            return _undo(deps, request_id, actor, hold, error)
         except Exception as error:
-            return _undo(deps, request_id, actor, before, scrubbed(deps, adapter_error(error)))
+            return _undo(deps, request_id, actor, hold, scrubbed(deps, adapter_error(error)))
 
     with deps.db.transaction() as session:
-        released = queries.release_extension(session, request_id, me, after)
+        released = queries.release_extension(session, request_id, me, until, after)
         request = queries.get(session, request_id)
         assert request is not None
         extended = view(deps, session, request)
@@ -107,11 +115,23 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
     return extended
 
 
-def _undo(deps: Deps, request_id: int, actor: str, before: datetime, error: AdapterError) -> RequestView:
+@dataclass(frozen=True)
+class _Hold:
+    """What an extension's hold needs to let go of exactly itself and put the row back as it was."""
+
+    until: datetime  # the hold's lease end: also its token, so a lapsed hold cannot release a newer one
+    expires_at: datetime
+    warned_at: datetime | None
+
+
+def _undo(deps: Deps, request_id: int, actor: str, hold: _Hold, error: AdapterError) -> RequestView:
     """The backend did not move its end: neither does the row, so the bot never believes in more time than the
     backend gives."""
+    me = deps.tuning.instance
     with deps.db.transaction() as session:
-        restored = queries.release_extension(session, request_id, deps.tuning.instance, before)
+        restored = queries.release_extension(
+            session, request_id, me, hold.until, hold.expires_at, warned_at=hold.warned_at
+        )
         request = queries.get(session, request_id)
         assert request is not None
         audit.record(session, "extend_failed", at=deps.now(), actor=actor, request=request, error=str(error))
@@ -125,3 +145,31 @@ def _undo(deps: Deps, request_id: int, actor: str, before: datetime, error: Adap
         f"The backend could not extend request #{request_id} ({error}); access still ends when it did. "
         "Nothing else was changed."
     )
+
+
+def _watch_abandoned(deps: Deps, overdue: Overdue, adapter: Adapter, ctx: GrantContext, receipt: Receipt) -> None:
+    """An extend we stopped waiting for may still land, after a revoke that ran once the hold was let go (a policy
+    written back after it was deleted). If it lands once the request has ended, the revoke is sent again, so ended
+    access stays ended; while the request is active, its own revoke comes later anyway."""
+
+    def watch() -> None:
+        if not overdue.wait_for_end():
+            return
+        current = load_view(deps, ctx.request_number)
+        if current is None or current.status is Status.ACTIVE:
+            return
+        log.warning("a late extend of request %s landed after it ended; revoking again", ctx.request_number)
+        try:
+            call_backend(deps, adapter.revoke, ctx, receipt)
+            failure = None
+        except Exception as error:
+            failure = str(scrubbed(deps, adapter_error(error)))
+            log.error("revoking after the late extend of request %s failed: %s", ctx.request_number, failure)
+        with deps.db.transaction() as session:
+            request = queries.get(session, ctx.request_number)
+            assert request is not None
+            audit.record(session, "late_extend_revoked", at=deps.now(), request=request, error=failure)
+        if failure is not None:
+            deps.notifier.tell_channel(deps.policy.channels.audit, current, Notice.REVOKE_FAILED)
+
+    threading.Thread(target=watch, name="late-extend", daemon=True).start()

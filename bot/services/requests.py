@@ -11,7 +11,15 @@ from bot.domain.rules import Forbidden, Refused, check_ask, check_revoke, find_r
 from bot.domain.states import FINAL, Status
 from bot.policy import Resource
 from bot.services import access, alerts, guard
-from bot.services.common import announce, existing, load_view, principal_for, refuse_outsider, view
+from bot.services.common import (
+    announce,
+    approver_unless_holder,
+    existing,
+    load_view,
+    principal_for,
+    refuse_outsider,
+    view,
+)
 from bot.services.deps import Deps
 from bot.services.outcome import outcome
 from bot.services.ports import MessageRef, Notice
@@ -108,7 +116,7 @@ def end_early(deps: Deps, actor: str, request_id: int) -> RequestView:
     """`/breakglass revoke <id>`: the holder or an approver ends access now; the requester may withdraw a pending
     request."""
     current = existing(deps, request_id)
-    is_approver = deps.is_approver(actor, current.resource)
+    is_approver = approver_unless_holder(deps, actor, current)
     if current.status in FINAL and (actor == current.requester_id or is_approver):
         raise Refused(f"{outcome(current)} Nothing was done.")  # a button on a message whose moment has passed
     try:
@@ -128,7 +136,10 @@ def end_early(deps: Deps, actor: str, request_id: int) -> RequestView:
         if (
             existing(deps, request_id).status is Status.ACTIVE
         ):  # an extension holds it while its backend call runs: seconds at most
-            raise Refused(f"Request #{request_id} is being extended right now; revoke it again in a few seconds.")
+            raise Refused(
+                f"Request #{request_id} is being extended right now; revoke it again once that is done "
+                "(at most a minute)."
+            )
         raise Refused(f"Request #{request_id} changed just now; `/breakglass mine` shows where it is.")
     return access.finish_revoke(deps, request_id) or existing(deps, request_id)
 

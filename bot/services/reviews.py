@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.domain.rules import Refused, check_review
 from bot.domain.states import ReviewStatus
-from bot.services.common import existing, refuse_outsider, view
+from bot.services.common import approver_unless_holder, existing, refuse_outsider, view
 from bot.services.deps import Deps
 from bot.services.ports import Notice
 from bot.services.views import RequestView
@@ -17,7 +17,7 @@ MAX_NOTES = 3000
 def record(deps: Deps, actor: str, request_id: int, notes: str) -> RequestView:
     """`/breakglass review <id> <notes…>`: by the requester or an approver; early reviews are welcome too."""
     current = existing(deps, request_id)
-    is_approver = deps.is_approver(actor, current.resource)
+    is_approver = approver_unless_holder(deps, actor, current)
     try:
         check_review(
             actor=actor,

@@ -288,12 +288,20 @@ def hold_for_extension(
     return session.execute(statement).rowcount == 1
 
 
-def release_extension(session: Session, request_id: int, holder: str, expires_at: datetime) -> bool:
-    """Let go of an extension's hold, leaving the grant to end at ``expires_at``; False if the hold was lost."""
+def release_extension(
+    session: Session, request_id: int, holder: str, until: datetime, expires_at: datetime, **values: Any
+) -> bool:
+    """Let go of one extension's hold (the one whose lease ends at ``until``), leaving the grant to end at
+    ``expires_at``; False if that hold was lost."""
     statement = (
         update(Request)
-        .where(Request.id == request_id, Request.status == Status.ACTIVE.value, Request.claimed_by == holder)
-        .values(expires_at=expires_at, claimed_by=None, lease_until=None)
+        .where(
+            Request.id == request_id,
+            Request.status == Status.ACTIVE.value,
+            Request.claimed_by == holder,
+            Request.lease_until == until,
+        )
+        .values(expires_at=expires_at, claimed_by=None, lease_until=None, **values)
         .execution_options(synchronize_session=False)
     )
     return session.execute(statement).rowcount == 1
@@ -304,8 +312,9 @@ def alert_due_ids(session: Session, now: datetime, limit: int = 100) -> list[int
     return ids(statement.order_by(Request.alert_due_at), session, limit)
 
 
-def claim_alert(session: Session, request_id: int, due: datetime, retry_at: datetime) -> bool:
-    """Take the sending of a due alert: pushes its due time on, so only a failed attempt is ever repeated."""
+def claim_alert(session: Session, request_id: int, due: datetime, retry_at: datetime | None) -> bool:
+    """Move an alert's due time from ``due`` (as read) to ``retry_at`` (None: sent): taking the sending of a due
+    alert, giving it back after a failure, or settling it; False if somebody else moved it first."""
     statement = (
         update(Request)
         .where(Request.id == request_id, Request.alert_due_at == due)

@@ -22,8 +22,9 @@ from bot.devtools.webhook_receiver import WebhookReceiver
 from bot.domain.commands import Ask
 from bot.domain.states import Status
 from bot.policy import Policy, parse_policy
-from bot.services import requests
+from bot.services import alerts, requests
 from bot.services.deps import Deps, Tuning
+from bot.services.ports import MembershipUnknown
 from bot.slack.ids import ActionId
 from bot.store.models import AuditEvent, Decision
 from tests.e2e.conftest import POLICY
@@ -182,6 +183,41 @@ def test_a_group_lookup_slack_cannot_answer_decides_nothing_and_is_not_called_of
     assert view(bot, 1).status is Status.ACTIVE
 
 
+def test_a_group_lookup_that_fails_before_the_grant_ends_it_honestly_without_touching_the_backend(
+    make_bot: Callable[..., LocalBot], receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bot = make_bot()
+    bot.command(BOB, "orders-db 30m INC-1 fix")
+    deps = deps_of(bot)
+    original = deps.may_request
+    asked: list[str] = []
+
+    def may_request(user_id: str, resource: Any) -> bool:
+        asked.append(user_id)
+        if len(asked) > 1:  # the approval's look passes; Slack stops answering before the grant's
+            raise MembershipUnknown("S0ONCALL")
+        return original(user_id, resource)
+
+    monkeypatch.setattr(deps, "may_request", may_request)
+    bot.click(ALICE, ActionId.APPROVE, 1)
+
+    assert view(bot, 1).status is Status.GRANT_FAILED
+    assert "could not confirm with Slack" in (view(bot, 1).failure or "")
+    assert receiver.calls == []  # nothing was granted, so nothing is "undone" either
+    assert "grant_undone" not in actions(bot, 1)
+
+
+def test_the_holder_revokes_their_own_access_while_slack_cannot_list_a_group(
+    bot: LocalBot, receiver: WebhookReceiver
+) -> None:
+    request_id = active(bot)
+    bot.clock.advance(GROUP_CACHE)
+    bot.slack.error_next("usergroups.users.list", "fatal_error", n=20)
+
+    assert "revoked" in bot.command(BOB, f"revoke {request_id}").text
+    assert view(bot, request_id).status is Status.REVOKED and not receiver.has_access("bob")
+
+
 # -- 2. a decision that loses its race says so, and the trail says nothing it did not do --------------------------
 
 
@@ -314,6 +350,27 @@ def test_an_emergency_alert_lost_to_a_slack_outage_is_sent_when_slack_returns(bo
     assert actions(bot, 1).count("alert_failed") == 1
 
 
+def test_a_slow_alert_post_is_not_posted_again_by_a_sweep_meanwhile(
+    bot: LocalBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deps = deps_of(bot)
+    post = deps.notifier.post_request
+    meanwhile: list[bool] = []
+
+    def slow_post(channel: str, current: Any) -> Any:
+        if channel == SECURITY and not meanwhile:  # Slack takes its time (retries, 429 waits) with the alert
+            bot.clock.advance(deps.tuning.alert_retry + timedelta(seconds=1))
+            meanwhile.append(alerts.send(deps, current.id))  # the next sweep, or another replica
+        return post(channel, current)
+
+    monkeypatch.setattr(deps.notifier, "post_request", slow_post)
+    bot.command(BOB, "orders-db 30m INC-9 on fire --emergency")
+
+    assert meanwhile == [False]
+    assert len([call for call in bot.slack.posts_to(SECURITY) if not call.failed]) == 1
+    assert bot.request_message(1, SECURITY) is not None
+
+
 # -- 6. ended access stays ended ----------------------------------------------------------------------------------
 
 
@@ -421,6 +478,24 @@ def test_a_second_extension_waits_and_a_failed_one_leaves_the_end_where_it_was(
     assert "could not extend" in first[0] and "access still ends when it did" in first[0]
     assert view(bot, request_id).expires_at == first_end
     assert actions(bot, request_id)[-2:] == ["extended", "extend_failed"]
+
+
+def test_an_extend_the_bot_stopped_waiting_for_is_followed_by_a_revoke_if_it_lands_after_the_end(
+    make_bot: Callable[..., LocalBot], receiver: WebhookReceiver
+) -> None:
+    bot = make_bot(tuning=Tuning(grant_retry_pause=0.01, call_timeout=0.5))
+    request_id = active(bot)
+    receiver.hang(1.5)  # longer than the bot waits, shorter than the adapter's own timeout: it answers, late
+
+    extension = bot.command(CAROL, f"extend {request_id} 30m").text
+    receiver.hang(0)
+    revoke = bot.command(BOB, f"revoke {request_id}").text
+
+    assert "could not extend" in extension and "access still ends when it did" in extension
+    assert "revoked" in revoke  # the hold was let go with the extension's failure
+    wait_until(lambda: "late_extend_revoked" in actions(bot, request_id), timeout=10)
+    assert [call.event for call in receiver.calls] == ["grant", "extend", "revoke", "revoke"]
+    assert not receiver.has_access("bob")
 
 
 # -- 7. a review is for access that was given ---------------------------------------------------------------------
