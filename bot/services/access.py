@@ -388,7 +388,7 @@ def _revoke_failed(deps: Deps, request_id: int, error: AdapterError) -> RequestV
         request = queries.get(session, request_id)
         assert request is not None
         attempts = request.revoke_attempts + 1
-        retry_at = now + deps.tuning.backoff(attempts)
+        retry_at = now + deps.tuning.retry_wait(attempts)
         moved = queries.move(
             session,
             request_id,

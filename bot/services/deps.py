@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import time
 import uuid
@@ -36,8 +37,14 @@ class Tuning:
     lane_width: int = 4  # backend calls at once per resource, so one slow backend cannot hold up the others
     expiry_warning: timedelta = timedelta(minutes=10)
     revoke_alert_after: int = 3  # failed revokes before the audit channel hears about it
-    backoff_base: timedelta = timedelta(seconds=10)
+    # A failed revoke is retried within seconds first (1, 2, 4, 8 s…), then at most every backoff_max: a backend
+    # that fails one call in ten must not leave access a minute past its end.
+    backoff_base: timedelta = timedelta(seconds=1)
     backoff_max: timedelta = timedelta(minutes=10)
+    # Each wait is shortened by up to this fraction at random, so revokes that failed together (one backend outage)
+    # do not all come back in the same second; never lengthened, so no revoke waits longer than its backoff.
+    jitter: float = 0.2
+    random: Callable[[], float] = random.random
     grant_attempts: int = 3
     grant_retry_pause: float = 0.5
     alert_retry: timedelta = timedelta(seconds=30)  # how soon an emergency alert Slack did not take is sent again
@@ -49,7 +56,11 @@ class Tuning:
     pause: Callable[[float], None] = time.sleep
 
     def backoff(self, attempts: int) -> timedelta:
+        """The longest wait before retry number ``attempts``; ``retry_wait`` is the one actually waited."""
         return min(self.backoff_base * 2 ** max(attempts - 1, 0), self.backoff_max)
+
+    def retry_wait(self, attempts: int) -> timedelta:
+        return self.backoff(attempts) * (1 - self.jitter * self.random())
 
 
 @dataclass

@@ -77,7 +77,9 @@ def test_a_grant_that_expired_while_the_bot_was_down_is_revoked_at_start(
 def test_a_failing_revoke_is_retried_announced_and_never_marked_done_early(
     make_bot: Callable[..., LocalBot], receiver: WebhookReceiver
 ) -> None:
-    bot = make_bot(tuning=Tuning(grant_retry_pause=0.01, revoke_alert_after=2, backoff_base=timedelta(seconds=30)))
+    bot = make_bot(
+        tuning=Tuning(grant_retry_pause=0.01, revoke_alert_after=2, backoff_base=timedelta(seconds=30), jitter=0)
+    )
     request_id = approved(bot)
     receiver.respond_with(status=500)
 

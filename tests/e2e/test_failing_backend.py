@@ -106,6 +106,7 @@ def test_a_revoke_is_retried_with_backoff_through_a_long_outage_and_never_marked
         revoke_alert_after=ALERT_AFTER,
         backoff_base=BACKOFF,
         backoff_max=timedelta(minutes=10),
+        jitter=0,  # the attempts are compared with the backoff exactly
     )
     bot = make_bot(tuning=tuning)
     request_id = approved(bot)
@@ -191,7 +192,7 @@ HUNG = 1.0  # longer than CALL_TIMEOUT, shorter than the adapter's own 2s timeou
 def test_a_hung_revoke_is_given_up_after_the_call_timeout_and_retried_after_backoff(
     make_bot: Callable[..., LocalBot], receiver: WebhookReceiver
 ) -> None:
-    bot = make_bot(tuning=Tuning(grant_retry_pause=0.01, call_timeout=CALL_TIMEOUT, backoff_base=BACKOFF))
+    bot = make_bot(tuning=Tuning(grant_retry_pause=0.01, call_timeout=CALL_TIMEOUT, backoff_base=BACKOFF, jitter=0))
     request_id = approved(bot)
     receiver.hang(HUNG)
 
@@ -313,7 +314,7 @@ def test_one_hung_backend_does_not_hold_up_revokes_on_another(
 def test_a_hung_grant_is_reported_never_shown_active_and_undone(
     make_bot: Callable[..., LocalBot], receiver: WebhookReceiver
 ) -> None:
-    tuning = Tuning(grant_retry_pause=0.01, call_timeout=CALL_TIMEOUT, grant_attempts=2, backoff_base=BACKOFF)
+    tuning = Tuning(grant_retry_pause=0.01, call_timeout=CALL_TIMEOUT, grant_attempts=2, backoff_base=BACKOFF, jitter=0)
     bot = make_bot(tuning=tuning)
     bot.command(BOB, "orders-db 30m INC-1 fix")
     request_id = newest_request(bot)
@@ -355,3 +356,31 @@ def test_a_hung_grant_is_reported_never_shown_active_and_undone(
 
     bot.advance(timedelta(hours=1))  # settled: nothing more is sent
     assert len(receiver.events("revoke")) == 2 and len(receiver.events("grant")) == 2
+
+
+# -- 5. a backend that fails now and then: the first retries come within seconds ---------------------------------
+
+
+def test_by_default_a_failed_revoke_is_retried_within_seconds_and_never_later_than_its_backoff(
+    make_bot: Callable[..., LocalBot], receiver: WebhookReceiver
+) -> None:
+    bot = make_bot()  # the default tuning: what an operator gets
+    tuning = bot.tuning
+    assert [tuning.backoff(n).total_seconds() for n in range(1, 6)] == [1, 2, 4, 8, 16]
+    assert tuning.backoff(30) == tuning.backoff_max
+    request_id = approved(bot)
+    receiver.fail_next(3, status=503)  # a flaky backend: three revokes in a row fail
+    bot.advance(timedelta(minutes=30))  # expiry: the first attempt fails
+    lag = timedelta(0)
+    for attempt in range(1, 4):
+        wait = view(bot, request_id)
+        assert wait.status is Status.REVOKE_FAILED and wait.revoke_attempts == attempt
+        with bot.runtime.deps.db.transaction() as session:  # type: ignore[union-attr]
+            retry_at = session.get(Request, request_id).next_attempt_at  # type: ignore[union-attr]
+        waited = retry_at - bot.clock.now()
+        # Jittered, so failures from one outage spread out, but never past the backoff.
+        assert tuning.backoff(attempt) * (1 - tuning.jitter) <= waited <= tuning.backoff(attempt)
+        lag += waited
+        bot.advance(waited)
+    assert view(bot, request_id).status is Status.EXPIRED
+    assert lag <= timedelta(seconds=1 + 2 + 4)  # access ended at most 7 s late, not the 70 s of 10, 20, 40
