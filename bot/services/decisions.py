@@ -54,8 +54,9 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool) -> RequestVie
         _check_requester(deps, actor, current)
     # Approvals by people who have since stopped being approvers no longer count. Looked up before the row is
     # locked (a lookup may call Slack); approvals that arrive meanwhile were checked by their own click.
-    gone = {d.approver_id for d in current.decisions if d.approve}
-    gone = {person for person in gone if not deps.is_approver(person, current.resource)}
+    gone = {
+        d.approver_id for d in current.decisions if d.approve and not deps.is_approver(d.approver_id, current.resource)
+    }
 
     lost: RequestView | None = None
     completed = False
@@ -106,7 +107,9 @@ def _take_effect(
     approved = queries.move(session, request_id, Status.PENDING, Status.APPROVED, decided_at=now)
     assert approved, "the pending row is locked by this transaction"
     # Claimed in the same transaction: an approval is never left without an owner.
-    access.claim(deps, session, queries.get(session, request_id) or request, now)
+    request = queries.get(session, request_id)  # read again: claim goes by the status it now has
+    assert request is not None
+    access.claim(deps, session, request, now)
     return True
 
 

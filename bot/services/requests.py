@@ -100,13 +100,11 @@ def _break_glass(deps: Deps, request_id: int) -> RequestView:
     return _remember(deps, current, approval=approval)
 
 
-def _remember(deps: Deps, current: RequestView, approval: MessageRef | None = None) -> RequestView:
+def _remember(deps: Deps, current: RequestView, approval: MessageRef | None) -> RequestView:
     """Store where the request's approval message is, so it can be edited later; returns the view that knows it."""
-    values: dict[str, str] = {}
-    if approval:
-        values |= {"approval_channel": approval.channel, "approval_ts": approval.ts}
-    if not values:
+    if approval is None:
         return current
+    values = {"approval_channel": approval.channel, "approval_ts": approval.ts}
     with deps.db.transaction() as session:
         queries.set_fields(session, current.id, **values)
     return replace(current, **values)
@@ -133,9 +131,8 @@ def end_early(deps: Deps, actor: str, request_id: int) -> RequestView:
     if current.status is Status.PENDING:
         return _withdraw(deps, actor, current)
     if not access.claim_revoke(deps, request_id, end_reason="revoked", actor=actor):
-        if (
-            existing(deps, request_id).status is Status.ACTIVE
-        ):  # an extension holds it while its backend call runs: seconds at most
+        still_active = existing(deps, request_id).status is Status.ACTIVE
+        if still_active:  # an extension holds it while its backend call runs
             raise Refused(
                 f"Request #{request_id} is being extended right now; revoke it again once that is done "
                 "(at most a minute)."
