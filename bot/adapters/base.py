@@ -11,6 +11,9 @@ Beyond the protocol below an adapter may define:
   request is refused at once instead of failing at grant time;
 - ``close()``: let go of connections when the bot stops.
 
+Optional capabilities are typed Protocols below (``ExtendsExpiry``, ``Verifies``, ``Lists``); the contract suite has
+a mixin for each.
+
 ``bot.testing.contract`` is the test suite every adapter is expected to pass.
 """
 
@@ -118,4 +121,35 @@ class ExtendsExpiry(Protocol):
     def extend(self, ctx: GrantContext, receipt: Receipt) -> None:
         """Make the access granted under ``ctx.grant_id`` last until ``ctx.expires_at`` (later than before).
         Idempotent. Raises AdapterError like grant."""
+        ...
+
+
+@runtime_checkable
+class Verifies(Protocol):
+    """An adapter that can ask its backend whether a grant's access is still there. The bot asks after every revoke:
+    access still present is a failed revoke (retried, alerted, shown), never an ended grant."""
+
+    def verify(self, ctx: GrantContext, receipt: Receipt) -> bool:
+        """True if ``ctx.principal`` still holds what the grant under ``receipt`` gave, asked of the backend now (not
+        of a cache). Raises AdapterError when the backend cannot tell (then the revoke is not confirmed)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Holding:
+    """Access found on the backend for one principal of a resource, and what a revoke of it needs."""
+
+    principal: str
+    data: dict[str, Any] = field(default_factory=dict)  # handed to revoke as Receipt(data), like a grant's receipt
+    made_by_bot: bool = True  # a temporary login, a labelled binding, a tagged policy: something only the bot makes
+
+
+@runtime_checkable
+class Lists(Protocol):
+    """An adapter that can list who holds its resource's access on the backend, for reconciliation."""
+
+    def holdings(self, everything: bool) -> list[Holding]:
+        """Who holds this resource's access now. With ``everything`` false, only what the adapter can tell the bot
+        made (marked logins, labelled bindings, tagged policies); with it true (the resource's ``reconcile: all``)
+        every holder of the role or group. Raises AdapterError when the backend cannot be read."""
         ...

@@ -34,7 +34,17 @@ from typing import Protocol
 
 import pytest
 
-from bot.adapters.base import Adapter, AdapterError, ExtendsExpiry, GrantContext, Person, Receipt
+from bot.adapters.base import (
+    Adapter,
+    AdapterError,
+    ExtendsExpiry,
+    GrantContext,
+    Holding,
+    Lists,
+    Person,
+    Receipt,
+    Verifies,
+)
 from bot.clock import ManualClock
 
 
@@ -59,6 +69,13 @@ class AccessProbe(Protocol):
 
     def secrets(self) -> list[str]:
         """Values that must never appear in a receipt, an error or a check message."""
+        ...
+
+
+class StandingProbe(AccessProbe, Protocol):
+    def give_standing(self, principal: str) -> None:
+        """Give ``principal`` the resource's access by hand, the way an operator would outside the bot (a role
+        granted directly, a group membership added in the console): standing access reconciliation must not touch."""
         ...
 
 
@@ -392,6 +409,104 @@ class ReconfiguredRevokeContract:
             assert not probe.can_use(ctx, receipt)
         finally:
             adapter.revoke(ctx, receipt)
+
+
+class VerifyContract:
+    """``verify`` asks the backend, not the bot's memory: it agrees with what the principal can really do, before the
+    grant, while it is held and after the revoke, and it never answers for another principal."""
+
+    def test_verify_agrees_with_the_backend_before_during_and_after(self, adapter: Adapter, probe: AccessProbe) -> None:
+        assert isinstance(adapter, Verifies), "the adapter has no verify(ctx, receipt)"
+        ctx = grant_context(probe.principal())
+        assert adapter.verify(ctx, Receipt()) is False
+        receipt = adapter.grant(ctx)
+        try:
+            assert probe.can_use(ctx, receipt), "the grant did not work, so the test proves nothing"
+            assert adapter.verify(ctx, _stored(receipt)) is True
+        finally:
+            adapter.revoke(ctx, _stored(receipt))
+        assert not probe.can_use(ctx, receipt)
+        assert adapter.verify(ctx, _stored(receipt)) is False
+
+    def test_verify_answers_for_its_own_principal_only(self, adapter: Adapter, probe: AccessProbe) -> None:
+        assert isinstance(adapter, Verifies)
+        mine, theirs = grant_context(probe.principal()), grant_context(probe.principal())
+        receipt = adapter.grant(mine)
+        try:
+            assert adapter.verify(theirs, Receipt()) is False
+            assert adapter.verify(mine, _stored(receipt)) is True
+        finally:
+            adapter.revoke(mine, _stored(receipt))
+
+    def test_verify_with_wrong_credentials_fails_cleanly(self, wrong_credentials: Adapter, probe: AccessProbe) -> None:
+        assert isinstance(wrong_credentials, Verifies)
+        with pytest.raises(AdapterError) as failure:  # "cannot tell" must never read as "access is gone"
+            wrong_credentials.verify(grant_context(probe.principal()), Receipt())
+        _assert_no_secret(probe, str(failure.value))
+
+
+class ListsContract:
+    """``holdings`` finds what the bot made on the backend, without the bot's records: a reconciliation revokes a
+    holding with a new grant id and only the holding's ``data``, so that must be enough to end it."""
+
+    def test_a_grant_is_listed_until_it_is_revoked(self, adapter: Adapter, probe: AccessProbe) -> None:
+        assert isinstance(adapter, Lists), "the adapter has no holdings(everything)"
+        ctx = grant_context(probe.principal())
+        receipt = adapter.grant(ctx)
+        try:
+            found = _held_by(adapter, ctx.principal, everything=False)
+            assert found is not None, "a grant the bot made is not listed"
+            assert found.made_by_bot
+            assert json.loads(json.dumps(found.data)) == found.data, "a holding's data must be plain JSON"
+            _assert_no_secret(probe, json.dumps(found.data))
+        finally:
+            adapter.revoke(ctx, _stored(receipt))
+        assert _held_by(adapter, ctx.principal, everything=False) is None
+        assert _held_by(adapter, ctx.principal, everything=True) is None
+
+    def test_a_holding_is_revoked_by_its_own_data(self, adapter: Adapter, probe: AccessProbe) -> None:
+        assert isinstance(adapter, Lists)
+        ctx = grant_context(probe.principal())
+        receipt = adapter.grant(ctx)
+        try:
+            found = _held_by(adapter, ctx.principal, everything=False)
+            assert found is not None
+            stranger = grant_context(found.principal)  # reconciliation knows no grant id, only what it found
+            adapter.revoke(stranger, Receipt(data=found.data))
+            assert not probe.can_use(ctx, receipt)
+            assert _held_by(adapter, ctx.principal, everything=False) is None
+        finally:
+            adapter.revoke(ctx, _stored(receipt))
+
+    def test_listing_with_wrong_credentials_fails_cleanly(self, wrong_credentials: Adapter, probe: AccessProbe) -> None:
+        assert isinstance(wrong_credentials, Lists)
+        with pytest.raises(AdapterError) as failure:  # an empty list would read as "nothing to take back"
+            wrong_credentials.holdings(everything=False)
+        _assert_no_secret(probe, str(failure.value))
+
+
+class StandingAccessContract:
+    """Access given by hand is standing access: listed only when the resource opts into ``reconcile: all``."""
+
+    def test_standing_access_is_listed_only_when_everything_is_asked(
+        self, adapter: Adapter, probe: StandingProbe
+    ) -> None:
+        assert isinstance(adapter, Lists)
+        ctx = grant_context(probe.principal())
+        probe.give_standing(ctx.principal)
+        try:
+            assert probe.can_use(ctx, Receipt()), "the standing access did not work, so the test proves nothing"
+            assert _held_by(adapter, ctx.principal, everything=False) is None, "standing access looks bot-made"
+            found = _held_by(adapter, ctx.principal, everything=True)
+            assert found is not None and not found.made_by_bot
+            adapter.revoke(grant_context(found.principal), Receipt(data=found.data))  # what `reconcile: all` does
+            assert not probe.can_use(ctx, Receipt())
+        finally:
+            adapter.revoke(ctx, Receipt())
+
+
+def _held_by(adapter: Lists, principal: str, *, everything: bool) -> Holding | None:
+    return next((h for h in adapter.holdings(everything=everything) if h.principal == principal), None)
 
 
 def _stored(receipt: Receipt) -> Receipt:
