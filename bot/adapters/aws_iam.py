@@ -12,22 +12,35 @@ revoke ends it for every grant of that group to that user.
 Extending a grant (``ExtendsExpiry``) puts the stored policy again with the new expiry in every statement; that
 takes ``iam:GetUserPolicy`` besides the grant's actions. A group membership has nothing to move.
 
+Verify (``Verifies``) asks IAM whether what the grant made is still there: the inline policy by its name
+(``iam:GetUserPolicy``), or the user among the group's members (``iam:GetGroup``). It answers for this grant's
+path only: the same privilege held another way (a standing membership, another grant's policy) is not this
+grant's to end, and counting it would turn a revoke that worked into one retried for ever.
+
+Reconciliation (``Lists``) reads every IAM user with its inline policies, groups and tags in one paginated call
+(``iam:GetAccountAuthorizationDetails``). Policy mode lists the inline policies whose statements, the expiry
+condition aside, are this resource's ``statements`` (another resource's policies share the prefix, not the
+statements): those named with ``policy_name_prefix`` are the bot's, any other (a copy put by hand) is standing
+and listed only with ``everything``. Group mode lists the group's members; a membership is the
+bot's when the user carries the tag ``breakglass-group:<group>``, which a grant puts on the user (``iam:TagUser``)
+and a revoke takes off (``iam:UntagUser``). Memberships from before that tag existed, or granted by a bot whose
+IAM policy lacks ``iam:TagUser`` (the grant still succeeds, with a warning), look standing: reconciliation
+leaves them unless the resource opts into ``reconcile: all``.
+
 The principal is an IAM user name. The bot calls IAM with its own credentials: explicit keys, or boto3's
 default chain (environment, shared config, instance or task role) when none are given, optionally assuming
-``role_arn`` first. Its minimum IAM policy is in docs/adapters/aws-iam.md.
+``role_arn`` first. Its minimum IAM policy is in docs/adapters/aws-iam.md. What it writes into IAM (policy names and
+documents, statement checks, the group tag) is in ``aws_iam_documents``.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
 import logging
 import re
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -42,18 +55,23 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Receipt, redact
+from bot.adapters.aws_iam_documents import (
+    MAX_POLICY_SIZE,
+    NAME_CHARS,
+    canonical,
+    expiry_stamp,
+    group_tag,
+    policy_document,
+    policy_name,
+    statement_problem,
+    statements_of,
+)
+from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Holding, Receipt, redact
 from bot.clock import as_utc
 
 log = logging.getLogger("breakglass.adapters.aws_iam")
 
-NAME_CHARS = re.compile(r"[A-Za-z0-9_+=,.@-]+")  # IAM's [\w+=,.@-], ASCII only
 MAX_USER_NAME = 64
-MAX_POLICY_NAME = 128
-MAX_POLICY_SIZE = 2048  # IAM's limit for a user's inline policies, all of them together
-VERSION = "2012-10-17"
-EXPIRY_OPERATOR, EXPIRY_KEY = "DateLessThan", "aws:CurrentTime"
-_STATEMENT_KEYS = {"Sid", "Effect", "Action", "NotAction", "Resource", "NotResource", "Condition"}
 _RETRYABLE_CODES = {
     "Throttling",
     "ThrottlingException",
@@ -155,61 +173,6 @@ class AwsIamParams(AdapterParams):
         return self
 
 
-def statement_problem(statement: Any) -> str | None:
-    """What is wrong with one identity-policy statement, starting with the key at fault; None when fine."""
-    if not isinstance(statement, dict):
-        return "must be a mapping with Effect, Action and Resource"
-    unknown = sorted(str(key) for key in statement if key not in _STATEMENT_KEYS)
-    if unknown:
-        return f"{unknown[0]}: not a key of an IAM user policy statement ({', '.join(sorted(_STATEMENT_KEYS))})"
-    if statement.get("Effect") not in ("Allow", "Deny"):
-        return 'Effect: must be "Allow" or "Deny"'
-    for key, negated in (("Action", "NotAction"), ("Resource", "NotResource")):
-        if (key in statement) == (negated in statement):
-            return f"{key}: give exactly one of {key} or {negated}"
-        name = key if key in statement else negated
-        if not _strings(statement[name]):
-            return f"{name}: must be a non-empty string or a list of them"
-    return _condition_problem(statement.get("Condition", {}))
-
-
-def _strings(value: Any) -> bool:
-    items = value if isinstance(value, list) else [value]
-    return bool(items) and all(isinstance(item, str) and item.strip() for item in items)
-
-
-def _condition_problem(condition: Any) -> str | None:
-    if not isinstance(condition, dict) or not all(isinstance(keys, dict) for keys in condition.values()):
-        return "Condition: must map operators to {key: value} mappings"
-    if any(key.lower() == EXPIRY_KEY.lower() for key in condition.get(EXPIRY_OPERATOR, {})):
-        return f"Condition: {EXPIRY_OPERATOR} {EXPIRY_KEY} is set by the adapter to the grant's expiry"
-    return None
-
-
-def policy_name(prefix: str, grant_id: str) -> str:
-    """``<prefix><grant_id>``, or a digest of the grant id where that would not be a valid policy name."""
-    name = prefix + grant_id
-    if NAME_CHARS.fullmatch(name) and len(name) <= MAX_POLICY_NAME:
-        return name
-    digest = hashlib.sha256(grant_id.encode()).hexdigest()
-    return f"{prefix}h{digest[: MAX_POLICY_NAME - len(prefix) - 1]}"
-
-
-def expiry_stamp(expires_at: datetime) -> str:
-    # Whole seconds, rounded down: AWS stops honouring the policy at or just before expires_at, never after.
-    return as_utc(expires_at).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def policy_document(statements: list[dict[str, Any]], expires_at: datetime) -> str:
-    """The inline policy: the statements, each also conditional on the current time being before expiry."""
-    stamped = []
-    for statement in statements:
-        conditions = copy.deepcopy(statement.get("Condition", {}))
-        conditions.setdefault(EXPIRY_OPERATOR, {})[EXPIRY_KEY] = expiry_stamp(expires_at)
-        stamped.append({**copy.deepcopy(statement), "Condition": conditions})
-    return json.dumps({"Version": VERSION, "Statement": stamped}, separators=(",", ":"))
-
-
 class AwsIamAdapter:
     name: ClassVar[str] = "aws-iam"
     Params: ClassVar[type[AdapterParams]] = AwsIamParams
@@ -232,6 +195,7 @@ class AwsIamAdapter:
         self._role_until: datetime | None = None
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._canonical_statements = canonical(params.statements or [])  # what reconciliation looks for in policies
 
     def __repr__(self) -> str:
         return f"AwsIamAdapter(mode={self.params.mode!r}, region={self.params.region!r})"
@@ -253,6 +217,7 @@ class AwsIamAdapter:
                 GroupName=group,
             )
             log.info("grant %s: IAM user %s added to group %s", ctx.grant_id, user, group)
+            self._mark(ctx, user, group or "")
             return Receipt(
                 data={"mode": "group", "user": user, "group": group},
                 instructions=f"Your IAM user {user} is in the IAM group {group} until {until}. "
@@ -291,6 +256,7 @@ class AwsIamAdapter:
                 GroupName=group,
             )
             log.info("revoke %s: IAM user %s removed from group %s", ctx.grant_id, user, group)
+            self._unmark(ctx, user, group or "")
             return
         name = data.get("policy") or policy_name(self.params.policy_name_prefix, ctx.grant_id)
         self._call(
@@ -302,6 +268,120 @@ class AwsIamAdapter:
             PolicyName=name,
         )
         log.info("revoke %s: inline policy %s deleted from IAM user %s", ctx.grant_id, name, user)
+
+    def _mark(self, ctx: GrantContext, user: str, group: str) -> None:
+        """Tag the user so reconciliation can tell this membership from a standing one. A bot whose IAM policy
+        predates the tag may not set it: the grant stands, and the membership merely looks standing."""
+        try:
+            self._call(
+                f"tagging IAM user '{user}'",
+                "iam",
+                "tag_user",
+                UserName=user,
+                Tags=[{"Key": group_tag(group), "Value": expiry_stamp(ctx.expires_at)}],
+            )
+        except AdapterError as error:
+            if error.retryable:
+                raise
+            log.warning("grant %s: %s; reconciliation will take the membership as standing", ctx.grant_id, error)
+
+    def _unmark(self, ctx: GrantContext, user: str, group: str) -> None:
+        try:
+            self._call(
+                f"untagging IAM user '{user}'",
+                "iam",
+                "untag_user",
+                gone_is_fine=True,
+                UserName=user,
+                TagKeys=[group_tag(group)],
+            )
+        except AdapterError as error:
+            if error.retryable:
+                raise
+            log.warning("revoke %s: %s; the membership itself is gone", ctx.grant_id, error)
+
+    def verify(self, ctx: GrantContext, receipt: Receipt) -> bool:
+        """Whether the policy or the group membership this grant made is still in IAM (see the module docstring)."""
+        data = receipt.data
+        user = data.get("user") or ctx.principal
+        if data.get("mode", self.params.mode) == "group":
+            group = data.get("group") or self.params.group
+            return user in self._members(str(group))
+        name = data.get("policy") or policy_name(self.params.policy_name_prefix, ctx.grant_id)
+        found = self._call(
+            f"reading policy {name} of IAM user '{user}'",
+            "iam",
+            "get_user_policy",
+            gone_is_fine=True,  # no such user or policy: nothing to hold
+            UserName=user,
+            PolicyName=name,
+        )
+        return bool(found)
+
+    def holdings(self, everything: bool) -> list[Holding]:
+        """Who holds this resource's policy or group in IAM now (see the module docstring)."""
+        users = self._users()
+        if self.params.mode == "group":
+            return self._group_holdings(users, everything)
+        found = []
+        for user in users:
+            name = str(user.get("UserName") or "")
+            for policy in user.get("UserPolicyList") or []:
+                statements = statements_of(policy.get("PolicyDocument"))
+                if statements is None or canonical(statements) != self._canonical_statements:
+                    continue  # not this resource's statements: another resource's policy, or the person's own
+                made = str(policy["PolicyName"]).startswith(self.params.policy_name_prefix)
+                if made or everything:
+                    data = {"mode": "policy", "user": name, "policy": str(policy["PolicyName"])}
+                    found.append(Holding(name, data, made_by_bot=made))
+        return found
+
+    def _group_holdings(self, users: list[dict[str, Any]], everything: bool) -> list[Holding]:
+        group = self.params.group or ""
+        found = []
+        for user in users:
+            name = str(user.get("UserName") or "")
+            if group not in (user.get("GroupList") or []):
+                continue
+            made = any(tag.get("Key") == group_tag(group) for tag in user.get("Tags") or [])
+            if made or everything:
+                found.append(Holding(name, {"mode": "group", "user": name, "group": group}, made_by_bot=made))
+        return found
+
+    def _members(self, group: str) -> set[str]:
+        members: set[str] = set()
+        marker: str | None = None
+        while True:
+            page = self._call(
+                f"reading the members of IAM group '{group}' (iam:GetGroup)",
+                "iam",
+                "get_group",
+                missing=f"IAM group '{group}' does not exist",
+                GroupName=group,
+                MaxItems=1000,  # IAM's most per page; its default is 100
+                **({"Marker": marker} if marker else {}),
+            )
+            members |= {str(user.get("UserName")) for user in page.get("Users") or []}
+            marker = page.get("Marker") if page.get("IsTruncated") else None
+            if not marker:
+                return members
+
+    def _users(self) -> list[dict[str, Any]]:
+        users: list[dict[str, Any]] = []
+        marker: str | None = None
+        while True:
+            page = self._call(
+                "listing IAM users with their policies, groups and tags (iam:GetAccountAuthorizationDetails)",
+                "iam",
+                "get_account_authorization_details",
+                Filter=["User"],
+                MaxItems=1000,
+                **({"Marker": marker} if marker else {}),
+            )
+            users += page.get("UserDetailList") or []
+            marker = page.get("Marker") if page.get("IsTruncated") else None
+            if not marker:
+                return users
 
     def extend(self, ctx: GrantContext, receipt: Receipt) -> None:
         """Policy mode: the inline policy is put again, as it is stored (what was granted, whatever the policy file
@@ -321,7 +401,7 @@ class AwsIamAdapter:
             UserName=user,
             PolicyName=name,
         ).get("PolicyDocument")
-        statements = _statements_of(stored)
+        statements = statements_of(stored)
         if statements is None:
             raise AdapterError(
                 f"policy {name} of IAM user '{user}' is not one Breakglass wrote; left as it is", retryable=False
@@ -440,21 +520,6 @@ class AwsIamAdapter:
 
     def _redact(self, text: str) -> str:
         return redact(text, self.params.access_key_id, self.params.secret_access_key, self.params.session_token)
-
-
-def _statements_of(document: Any) -> list[dict[str, Any]] | None:
-    """The statements of a stored policy document (boto3 hands it back parsed; JSON text is read too)."""
-    if isinstance(document, str):
-        try:
-            document = json.loads(unquote(document))
-        except ValueError:
-            return None
-    statements = document.get("Statement") if isinstance(document, dict) else None
-    if isinstance(statements, dict):
-        statements = [statements]
-    if not isinstance(statements, list) or not statements or not all(isinstance(s, dict) for s in statements):
-        return None
-    return statements
 
 
 def _code(error: ClientError) -> str:

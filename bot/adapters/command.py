@@ -6,11 +6,15 @@ Each call starts the configured program (no shell) with one JSON object on stdin
      "principal": "zoe", "user": {"slack_id": "U123", "email": "...", "name": "...", "handle": "..."},
      "expires_at": "2026-01-01T10:00:00Z", "reason": "...", "emergency": false, "receipt": {}}
 
-``event`` is ``grant``, ``revoke``, ``extend`` or ``check``; on revoke and extend, ``receipt`` is the ``data`` the
-grant returned. ``extend`` runs the optional ``extend`` program when a grant is extended, with the new
+``event`` is ``grant``, ``revoke``, ``extend``, ``verify`` or ``check``; on revoke, extend and verify, ``receipt`` is
+the ``data`` the grant returned. ``extend`` runs the optional ``extend`` program when a grant is extended, with the new
 ``expires_at``: it must make access last until then, wherever your grant program set an end on the backend.
 Without an ``extend`` program, extending a grant of the resource fails (the bot cannot know whether your program
 gave the backend an end of its own); a program that sets none can say so with ``extend: [true]``.
+``verify`` runs the optional ``verify`` program, after every revoke and during reconciliation: it must ask the
+backend whether ``principal`` still has the access and print ``{"active": true}`` or ``{"active": false}``. Access
+still there fails the revoke (retried, shown, alerted); so does any other outcome (a non-zero exit, no such answer),
+as "cannot tell" must never read as "gone". Without a ``verify`` program revokes are believed unchecked.
 The exit status decides: 0 is success, 75 (EX_TEMPFAIL) is a failure worth retrying, anything else is a
 refusal. On grant the program may print one JSON object on stdout: ``{"data": {...}, "instructions": "...",
 "credentials": "..."}`` (``data`` is stored and handed back to revoke, so no secrets in it).
@@ -45,11 +49,12 @@ class CommandParams(AdapterParams):
     revoke: list[str] = Field(min_length=1)
     extend: list[str] | None = None  # run when a grant is extended, with event "extend" and the new expires_at
     check: list[str] | None = None  # run by `breakglass check`, with event "check"
+    verify: list[str] | None = None  # asks the backend whether a principal still has the access (event "verify")
     timeout: float = Field(default=15.0, gt=0, le=600)  # under BREAKGLASS_BACKEND_TIMEOUT
     env: dict[str, SecretStr] = Field(default_factory=dict)
     workdir: str | None = None
 
-    @field_validator("grant", "revoke", "extend", "check")
+    @field_validator("grant", "revoke", "extend", "check", "verify")
     @classmethod
     def _program(cls, argv: list[str] | None) -> list[str] | None:
         if argv is not None and not argv[0].strip():
@@ -68,6 +73,9 @@ class CommandAdapter:
         # one after the other would break the DSN apart at its host and leave its password readable, so they are
         # blanked together, as the bot's own redactor does (and by its rules, so the two agree).
         self._redactor = Redactor(params.env.values())
+        if params.verify is not None:
+            # Only with a program to ask does this adapter Verify; the bot then believes no revoke unchecked.
+            self.verify = self._verify
 
     def grant(self, ctx: GrantContext) -> Receipt:
         output = self._run("grant", self.params.grant, _payload("grant", ctx, {}))
@@ -85,10 +93,23 @@ class CommandAdapter:
             )
         self._run("extend", self.params.extend, _payload("extend", ctx, receipt.data))
 
+    def _verify(self, ctx: GrantContext, receipt: Receipt) -> bool:
+        assert self.params.verify is not None
+        output = self._run("verify", self.params.verify, _payload("verify", ctx, receipt.data))
+        try:
+            active = json.loads(output.decode(errors="replace")).get("active")
+        except (ValueError, AttributeError):
+            active = None
+        if not isinstance(active, bool):
+            raise AdapterError(
+                f'command verify: {self.params.verify[0]} did not print {{"active": true|false}}', retryable=True
+            )
+        return active
+
     def check(self) -> list[str]:
         problems = []
         p = self.params
-        argvs = [p.grant, p.revoke] + [argv for argv in (p.extend, p.check) if argv]
+        argvs = [p.grant, p.revoke] + [argv for argv in (p.extend, p.check, p.verify) if argv]
         for argv in argvs:
             if shutil.which(argv[0], path=self._environment()["PATH"]) is None:
                 problems.append(f"command: {argv[0]} is not an executable file here")

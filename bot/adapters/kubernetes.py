@@ -14,6 +14,17 @@ principal, request, resource and expiry: labels cannot hold arbitrary names, ann
 finds the binding (409) and keeps it, or puts it back as it should be when someone changed it. Revoke deletes
 the binding by name, then every binding still labelled with the grant, so a copy cannot outlive it.
 
+Verify (``Verifies``) reads the bindings the grant made, the one named in the receipt and any labelled with the
+grant, and answers whether the principal is still a subject of one. It does not ask a SubjectAccessReview: that
+answers for every path to a permission (a standing binding, another live grant, a group), which are not this
+grant's to end, and it needs a verb and resource to ask about, which a role of many rules does not give.
+
+Reconciliation (``Lists``) lists the bindings in the resource's namespace (or the cluster's) that bind this
+role to subjects of ``subject_kind``. Bindings labelled ``managed-by=breakglass`` are the bot's, and only they are
+listed unless ``everything`` is asked. A holding in a binding made by hand names its subject in ``data``: its
+revoke takes that one subject out, deleting the binding only when it was the last, so the standing access of
+others in the same binding stays.
+
 Expiry: Kubernetes has no expiry for RBAC bindings. Access lasts until the bot revokes it at ``expires_at``;
 the ``breakglass.dev/expires-at`` annotation shows what is overdue should the bot be down.
 
@@ -42,7 +53,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Receipt, redact
+from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Holding, Receipt, redact
 from bot.clock import as_utc
 
 log = logging.getLogger("breakglass.adapters.kubernetes")
@@ -184,6 +195,9 @@ class KubernetesAdapter:
 
     def revoke(self, ctx: GrantContext, receipt: Receipt) -> None:
         scope = _Scope(receipt.data["namespace"]) if "namespace" in receipt.data else self.scope
+        if isinstance(receipt.data.get("subject"), dict):  # a holding found in a binding the bot did not make
+            self._take_out(ctx, scope, str(receipt.data.get("name") or ""), receipt.data["subject"])
+            return
         selector = ",".join(f"{key}={value}" for key, value in _labels(ctx).items())
         _, found = self._bindings("list", scope, label_selector=selector)
         names = {binding_name(ctx.grant_id), receipt.data.get("name") or binding_name(ctx.grant_id)}
@@ -192,6 +206,57 @@ class KubernetesAdapter:
             status, _ = self._bindings("delete", scope, name=name, allow=(404,))  # already gone is what we want
             if status != 404:
                 log.info("revoke %s: deleted %s %s %s", ctx.grant_id, scope.kind, name, scope)
+
+    def _take_out(self, ctx: GrantContext, scope: _Scope, name: str, subject: dict[str, Any]) -> None:
+        """Remove one subject from a binding, deleting the binding only when no other subject is left."""
+        status, found = self._bindings("read", scope, name=name, allow=(404,))
+        if status == 404:
+            return
+        subjects = found.get("subjects") or []
+        left = [s for s in subjects if not _is(s, subject)]
+        if len(left) == len(subjects):
+            return
+        meta = found["metadata"]
+        if left:
+            body = found | {"subjects": left}
+            self._bindings("replace", scope, name=name, body=body)
+        else:
+            preconditions = {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]}
+            self._bindings("delete", scope, name=name, body={"preconditions": preconditions}, allow=(404,))
+        log.info("revoke %s: took %s out of %s %s %s", ctx.grant_id, subject.get("name"), scope.kind, name, scope)
+
+    # -- verify and reconcile -------------------------------------------------------------------
+
+    def verify(self, ctx: GrantContext, receipt: Receipt) -> bool:
+        """Whether ``ctx.principal`` is still a subject of a binding this grant made (see the module docstring)."""
+        data = receipt.data
+        scope = _Scope(data["namespace"]) if "namespace" in data else self.scope
+        if isinstance(data.get("subject"), dict):  # a holding in a binding made by hand: that subject there
+            status, binding = self._bindings("read", scope, name=str(data.get("name") or "?"), allow=(404,))
+            return status != 404 and _subject_in(binding, data["subject"])
+        status, named = self._bindings("read", scope, name=data.get("name") or binding_name(ctx.grant_id), allow=(404,))
+        _, labelled = self._bindings("list", scope, label_selector=f"{GRANT_LABEL}={grant_label(ctx.grant_id)}")
+        bindings = ([named] if status != 404 else []) + (labelled.get("items") or [])
+        return any(subject.get("name") == ctx.principal for b in bindings for subject in b.get("subjects") or [])
+
+    def holdings(self, everything: bool) -> list[Holding]:
+        """Who this resource's role is bound to in its scope; bindings made by hand only with ``everything``."""
+        options = {} if everything else {"label_selector": f"{MANAGED_BY}=breakglass"}
+        _, listed = self._bindings("list", self.scope, **options)
+        found = []
+        for binding in listed.get("items") or []:
+            ref = binding.get("roleRef") or {}
+            if (ref.get("kind"), ref.get("name")) != (self.params.kind, self.params.role):
+                continue
+            meta = binding.get("metadata") or {}
+            made = (meta.get("labels") or {}).get(MANAGED_BY) == "breakglass"
+            where = {"kind": self.scope.kind, "name": meta.get("name"), "namespace": self.scope.namespace}
+            for subject in binding.get("subjects") or []:
+                if subject.get("kind") != self.params.subject_kind or not subject.get("name"):
+                    continue
+                data = where if made else where | {"subject": {"kind": subject["kind"], "name": subject["name"]}}
+                found.append(Holding(str(subject["name"]), data, made_by_bot=made))
+        return found
 
     def _put_back(self, wanted: dict[str, Any]) -> None:
         """The binding exists: keep it if it is as wanted, else make it so (a roleRef cannot change in place)."""
@@ -413,6 +478,14 @@ def _same(found: dict[str, Any], wanted: dict[str, Any]) -> bool:
         and (meta.get("labels") or {}).items() >= want["labels"].items()
         and (meta.get("annotations") or {}).items() >= want["annotations"].items()
     )
+
+
+def _is(subject: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    return (subject.get("kind"), subject.get("name")) == (wanted.get("kind"), wanted.get("name"))
+
+
+def _subject_in(binding: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    return any(_is(subject, wanted) for subject in binding.get("subjects") or [])
 
 
 def _json(raw: str | bytes | None) -> dict[str, Any]:

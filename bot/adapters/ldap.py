@@ -11,6 +11,21 @@ done while opening nothing.
 the adapter puts the group's own DN in its place in the same atomic modify: revoking never fails for that reason,
 and the placeholder names no person.
 
+A membership has no owner, so the grant also writes a mark on the group: the value ``breakglass-grant <principal>``
+of its ``description`` (which groupOfNames, groupOfUniqueNames and posixGroup all allow), and the revoke deletes
+it. That is how reconciliation tells the bot's memberships from standing ones. A bot that may not write
+``description`` still grants, with a warning: the membership is then unmarked and looks standing, as do the
+memberships granted before marks existed.
+
+Verify (``Verifies``) asks the server whether the group's membership attribute still holds the principal's value
+(a search of the group entry with an equality filter, so the server's own matching rule decides, as an
+application's check would).
+
+Reconciliation (``Lists``) reads the group's members and marks: marked members are the bot's, and with
+``everything`` every member is listed (the group's own DN, the placeholder a revoke may leave, never). A member's
+principal is read back from its DN through the ``user_dn`` template (``ldap_names.UserDn``); a DN the template does
+not describe is listed under the DN itself.
+
 LDAP has no expiry for a group membership, so the bot's revoke at ``expires_at`` is what ends it; the bot retries
 a failed revoke and reports one that keeps failing. Applications that read membership only at login keep what
 they saw until the user's next login.
@@ -26,7 +41,6 @@ import logging
 import math
 import re
 import ssl
-import string
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -34,11 +48,13 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from ldap3 import BASE, MODIFY_ADD, MODIFY_DELETE, NONE, SIMPLE, SYNC, Connection, Server, Tls
-from ldap3.core.exceptions import LDAPCommunicationError, LDAPException, LDAPInvalidDnError, LDAPResponseTimeoutError
+from ldap3.core.exceptions import LDAPCommunicationError, LDAPException, LDAPResponseTimeoutError
+from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn, parse_dn
 from pydantic import ConfigDict, Field, FilePath, SecretStr, field_validator, model_validator
 
-from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Receipt, redact
+from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Holding, Receipt, redact
+from bot.adapters.ldap_names import UserDn, dn_problem, same_dn, user_dn_problem
 from bot.clock import as_utc
 
 log = logging.getLogger("breakglass.adapters.ldap")
@@ -76,6 +92,8 @@ _GROUP_CLASSES = {
 }
 _POSIX_NAME = re.compile(r"[A-Za-z0-9._@][A-Za-z0-9._@-]*")
 _PROBE = "breakglass-check-"  # values check() asks the server to delete: never a real member
+MARK_ATTRIBUTE = "description"
+MARK_PREFIX = "breakglass-grant "
 
 
 class LdapParams(AdapterParams):
@@ -121,7 +139,7 @@ class LdapParams(AdapterParams):
     @field_validator("bind_dn", "group_dn")
     @classmethod
     def _dn(cls, value: str) -> str:
-        problem = _dn_problem(value)
+        problem = dn_problem(value)
         if problem:
             raise ValueError(problem)
         return value
@@ -143,33 +161,9 @@ class LdapParams(AdapterParams):
         return self
 
 
-def user_dn_problem(template: str) -> str | None:
-    """What is wrong with a ``user_dn`` template, or None: ``{principal}`` must be one whole RDN value."""
-    try:
-        parts = list(string.Formatter().parse(template))
-    except ValueError as error:
-        return f"not a valid template ({error})"
-    fields = [(name, spec, conversion) for _, name, spec, conversion in parts if name is not None]
-    if [name for name, _, _ in fields] != ["principal"]:
-        return "must contain {principal} exactly once, and no other field"
-    if fields[0][1] or fields[0][2]:
-        return "{principal} takes no format spec or conversion"
-    marker = f"P{uuid.uuid4().hex}"
-    dn = template.format(principal=marker)
-    problem = _dn_problem(dn)
-    if problem:
-        return problem
-    if not any(value == marker for _, value, _ in parse_dn(dn)):
-        return "{principal} must be a whole attribute value, as in uid={principal},ou=people,dc=example,dc=org"
-    return None
-
-
-def _dn_problem(dn: str) -> str | None:
-    try:
-        parse_dn(dn)
-    except LDAPInvalidDnError as error:
-        return f"not a valid DN ({error}; RFC 4514: no spaces around commas)"
-    return None
+def _values(attributes: dict[str, Any], name: str) -> list[bytes]:
+    """An attribute's raw values, whatever case the server spelt its name in."""
+    return next((list(values) for key, values in attributes.items() if key.casefold() == name.casefold()), [])
 
 
 class LdapAdapter:
@@ -186,6 +180,7 @@ class LdapAdapter:
         host = f"[{self._host}]" if ":" in self._host else self._host
         self._where = f"LDAP server {host}:{self._port}"
         self._tls = _VerifiedTls(self._host, str(params.ca_file) if params.ca_file else None)
+        self._people = UserDn(params.user_dn) if params.user_dn and params.member_attribute != "memberUid" else None
 
     def __repr__(self) -> str:
         return f"LdapAdapter(server={self._where!r}, group_dn={self.params.group_dn!r})"
@@ -215,7 +210,8 @@ class LdapAdapter:
             code = conn.result["result"]
             if code not in (SUCCESS, ATTRIBUTE_OR_VALUE_EXISTS):
                 raise self._failed(f"adding {value} to {attribute} of {group}", conn.result)
-        log.info("grant %s: %s added to %s of %s", ctx.grant_id, value, attribute, group)
+            log.info("grant %s: %s added to %s of %s", ctx.grant_id, value, attribute, group)
+            self._write_mark(conn, ctx, group, add=True)
         until = as_utc(ctx.expires_at).strftime("%Y-%m-%d %H:%M UTC")
         return Receipt(
             data={"group_dn": group, "attribute": attribute, "value": value},
@@ -237,7 +233,56 @@ class LdapAdapter:
                 conn.modify(group, {attribute: [(MODIFY_DELETE, [value]), (MODIFY_ADD, [group])]})
             if conn.result["result"] not in (SUCCESS, NO_SUCH_ATTRIBUTE):
                 raise self._failed(f"removing {value} from {attribute} of {group}", conn.result)
-        log.info("revoke %s: %s removed from %s of %s", ctx.grant_id, value, attribute, group)
+            log.info("revoke %s: %s removed from %s of %s", ctx.grant_id, value, attribute, group)
+            self._write_mark(conn, ctx, group, add=False)
+
+    def _write_mark(self, conn: Connection, ctx: GrantContext, group: str, *, add: bool) -> None:
+        """Add or delete the membership's mark. Only a retryable failure fails the call: a directory that refuses
+        the mark (no write access to it, a single-valued description) still has the membership granted or gone."""
+        mark = MARK_PREFIX + ctx.principal
+        conn.modify(group, {MARK_ATTRIBUTE: [(MODIFY_ADD if add else MODIFY_DELETE, [mark])]})
+        if conn.result["result"] in (SUCCESS, ATTRIBUTE_OR_VALUE_EXISTS if add else NO_SUCH_ATTRIBUTE):
+            return
+        error = self._failed(f"marking {MARK_ATTRIBUTE} of {group}", conn.result)
+        if error.retryable:
+            raise error
+        if add:
+            log.warning("grant %s: %s; reconciliation takes the membership as standing", ctx.grant_id, error)
+        else:
+            log.warning("revoke %s: %s; the membership is gone, its mark stays", ctx.grant_id, error)
+
+    def verify(self, ctx: GrantContext, receipt: Receipt) -> bool:
+        """Whether the group still holds the principal's value (see the module docstring)."""
+        group = str(receipt.data.get("group_dn") or self.params.group_dn)
+        attribute = str(receipt.data.get("attribute") or self.params.member_attribute)
+        value = str(receipt.data.get("value") or self._member_value(ctx.principal))
+        with self._session() as conn:
+            conn.search(group, f"({attribute}={escape_filter_chars(value)})", search_scope=BASE, attributes=["1.1"])
+            if conn.result["result"] != SUCCESS:
+                raise self._failed(f"reading {attribute} of {group}", conn.result)
+            return len(conn.response or []) > 0
+
+    def holdings(self, everything: bool) -> list[Holding]:
+        """The group's members now: the marked ones, or with ``everything`` all (see the module docstring)."""
+        group, attribute = self.params.group_dn, self.params.member_attribute
+        with self._session() as conn:
+            conn.search(group, "(objectClass=*)", search_scope=BASE, attributes=[attribute, MARK_ATTRIBUTE])
+            if conn.result["result"] != SUCCESS or not conn.response:
+                raise self._failed(f"reading the members of {group}", conn.result)
+            found = conn.response[0]["raw_attributes"]
+        members = [raw.decode(errors="replace") for raw in _values(found, attribute)]
+        marks = [raw.decode(errors="replace") for raw in _values(found, MARK_ATTRIBUTE)]
+        marked = {mark.removeprefix(MARK_PREFIX).casefold() for mark in marks if mark.startswith(MARK_PREFIX)}
+        holdings = []
+        for value in members:
+            principal = (self._people.principal_in(value) if self._people else None) or value
+            if principal == value and attribute != "memberUid" and same_dn(value, group):
+                continue  # the placeholder a revoke of the last member leaves
+            made = principal.casefold() in marked
+            if made or everything:
+                data = {"group_dn": group, "attribute": attribute, "value": value}
+                holdings.append(Holding(principal, data, made_by_bot=made))
+        return holdings
 
     def check(self) -> list[str]:
         try:

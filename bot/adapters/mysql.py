@@ -22,11 +22,20 @@ when it is created) and needs the server's ``event_scheduler`` ON; revoke drops 
 scheduler that is off. Extending a grant moves its event (``ExtendsExpiry``); an event that already ran has ended
 the access, and the extend fails saying so.
 
+Verify (``Verifies``): a temporary login is access while it carries this resource's mark; an existing login while any
+account of that user name, or a role granted to it, holds any of the privileges on the target or its database.
+Reconcile (``Lists``): accounts holding the privileges on exactly the target; bot-made are marked logins under the
+prefix (each with its expiry event, so a reconciliation's revoke drops that too); existing logins carry no mark and
+are listed only with ``reconcile: all``. A revoke ends only a login marked for its own resource. Both read
+``mysql.db``, ``mysql.tables_priv``, ``mysql.roles_mapping`` and, through a column grant that leaves out the password
+hash, the privilege columns of ``mysql.user`` (see ``mysql_holdings``).
+
 Account names and the host part are bound as string literals by PyMySQL; database and table names are checked
 against ``[A-Za-z0-9_$]`` and quoted with backticks (``_`` escaped in database-level grants, where it is a
 wildcard); privileges come from an allow-list. The bot's own login needs the privileges it hands out WITH GRANT
-OPTION, PROCESS and CONNECTION ADMIN (or SUPER), EVENT for the backstop, and CREATE USER and SELECT on
-``mysql.roles_mapping`` for temporary logins; see docs/adapters/mysql.md.
+OPTION, PROCESS and CONNECTION ADMIN (or SUPER), EVENT for the backstop, CREATE USER for temporary logins, and
+SELECT on ``mysql.roles_mapping``, ``mysql.db``, ``mysql.tables_priv`` and some columns of ``mysql.user``; see
+docs/adapters/mysql.md.
 """
 
 from __future__ import annotations
@@ -46,7 +55,8 @@ from typing import Any, ClassVar, Literal, Self
 import pymysql
 from pydantic import ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
-from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Receipt, redact
+from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Holding, Receipt, redact
+from bot.adapters.mysql_holdings import expiry_events, global_columns, holders, holds_any, marks
 from bot.clock import as_utc
 
 log = logging.getLogger("breakglass.adapters.mysql")
@@ -322,7 +332,8 @@ class MysqlAdapter:
                 # After the revoke, so that a reconnect cannot win the race; open connections keep what they had.
                 ended = self._end_connections(db, plan)
             # A receipt from before logins were marked: the login is the one that grant made or re-passworded.
-            elif plan.marker is None or self._marked(db, plan):
+            # A mark of another resource (a reconciliation's find) is not this resource's to end.
+            elif plan.marker is None or (plan.marker == MARKER_PREFIX + ctx.resource and self._marked(db, plan)):
                 # Locked first, so that no reconnect wins the race, and dropped last, so that a retry after a
                 # crash still finds the mark and ends the connections.
                 db.run("lock the temporary login", "ALTER USER IF EXISTS %s@%s ACCOUNT LOCK", account)
@@ -367,6 +378,45 @@ class MysqlAdapter:
                 retryable=False,
             )
         log.info("extend %s: expiry event %s.%s on %s moved to %s UTC", ctx.grant_id, database, name, self._where, at)
+
+    def verify(self, ctx: GrantContext, receipt: Receipt) -> bool:
+        """Temporary logins: whether the login still carries this resource's mark (it exists; a revoke drops it).
+        Existing logins: whether any account of that user name, or any role granted to it, still holds any of the
+        grant's privileges on its target or its database (see mysql_holdings)."""
+        plan = self._plan(ctx, receipt)
+        with self._connect() as db:
+            if plan.mode == "temporary":
+                marker = MARKER_PREFIX + ctx.resource
+                ((count,),) = db.run("look up the temporary login's mark", _MARKED, (plan.login, plan.host, marker))
+                return bool(count)
+            return holds_any(db, plan.login, plan.privileges, plan.on)
+
+    def holdings(self, everything: bool) -> list[Holding]:
+        """Accounts holding this resource's privileges on its target, as the bot grants them. Bot-made: temporary
+        logins under the prefix that carry a mark. Existing logins are never bot-made here: MySQL keeps no grantor
+        for database grants and the bot does not mark a person's account, so only ``reconcile: all`` lists them."""
+        p = self.params
+        temporary = p.login == "temporary"
+        with self._connect() as db:
+            accounts = holders(db, p.privileges, p.on)
+            marked = marks(db, MARKER_PREFIX) if temporary else {}
+            mine = {(user, host): marked.get((user, host.lower())) for user, host in accounts}
+            mine = {account: mark for account, mark in mine.items() if mark and account[0].startswith(p.prefix)}
+            if not everything:
+                accounts = list(mine)
+            events = expiry_events(db, p.events_schema, [user for user, _ in mine])
+        found = []
+        for user, host in accounts:
+            mark = mine.get((user, host))
+            mode = "temporary" if mark else "existing"
+            event = None
+            if mark and user in events:
+                database, _, name = events[user].partition(".")
+                event = (database, name)
+            plan = _Plan(user, host, mode, p.privileges, p.on, event, mark)
+            principal = user.removeprefix(p.prefix) if user.startswith(p.prefix) else user
+            found.append(Holding(principal, plan.data(), made_by_bot=mark is not None))
+        return found
 
     def check(self) -> list[str]:
         try:
@@ -525,6 +575,7 @@ END"""
             problems.append(f"the bot's login {me} lacks CONNECTION ADMIN (or SUPER): it cannot end connections")
         if self.params.login == "temporary" and "CREATE USER" not in everywhere:
             problems.append(f"the bot's login {me} lacks CREATE USER, which temporary logins need")
+        problems.extend(self._reading_problems(db, me))
         if self.params.login == "temporary":
             try:
                 db.run("read mysql.roles_mapping", "SELECT COUNT(*) FROM mysql.roles_mapping WHERE 1 = 0")
@@ -544,6 +595,32 @@ END"""
                     f"event_scheduler is {state}: access ends only when the bot revokes it "
                     "(turn the scheduler on in the server's configuration, or set backstop: false)"
                 )
+        return problems
+
+    def _reading_problems(self, db: _Session, me: str) -> list[str]:
+        """What stops verify and reconciliation from reading who holds what: the grant tables, and of ``mysql.user``
+        only the columns they need (never the password hash)."""
+        problems = []
+        tables = ["db", "tables_priv"] if self.params.login == "temporary" else ["db", "tables_priv", "roles_mapping"]
+        for table in tables:
+            try:
+                db.run(f"read mysql.{table}", f"SELECT COUNT(*) FROM mysql.{table} WHERE 1 = 0")
+            except AdapterError:
+                problems.append(
+                    f"the bot's login {me} cannot read mysql.{table}, which verifying a revoke and reconciliation "
+                    f"read (GRANT SELECT ON mysql.{table}; it holds no passwords)"
+                )
+        try:
+            columns = ", ".join(global_columns(self.params.privileges, self.params.on))
+        except AdapterError as error:
+            return [*problems, f"revokes cannot be verified: {error}"]
+        try:
+            db.run("read mysql.user", f"SELECT {columns} FROM mysql.user WHERE 1 = 0")
+        except AdapterError:
+            problems.append(
+                f"the bot's login {me} cannot read the global grants verify and reconciliation look at "
+                f"(GRANT SELECT ({columns}) ON mysql.user: those columns only, not the password hash)"
+            )
         return problems
 
     @staticmethod

@@ -35,6 +35,13 @@ the password, not a login a revoke has disabled); a login that is gone or disabl
 which is a final error. If the old ``VALID UNTIL`` has already passed but the bot has not revoked yet, the same
 login and password work again. Existing logins: nothing on the server ends the membership, so nothing moves.
 
+Verify (``Verifies``) asks the server after a revoke: for existing logins ``pg_has_role(login, role, 'MEMBER')``, which
+sees membership through another role or from another grantor; for temporary logins whether the marked login is still
+there and could log in. Reconcile (``Lists``) reads ``pg_auth_members``: bot-made are the marked temporary logins and
+the memberships whose grantor is the bot's account; with ``reconcile: all`` every other direct member too (not the
+bot, not the roles' admins). A holding's data is a receipt, so a revoke with it ends what was found. Both are in
+``postgres_holdings``, which says why the grantor, and where it cannot tell.
+
 Each grant, extend and revoke is one short transaction on a fresh connection, with ``connect_timeout`` and a
 ``statement_timeout`` so a lock wait cannot hang the bot. Role names are always quoted with
 ``psycopg.sql.Identifier``; timestamps and verifiers are literals; lookups are parameter-bound.
@@ -56,7 +63,8 @@ import psycopg
 from psycopg import errors, sql
 from pydantic import AfterValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Receipt, redact
+from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Holding, Receipt, redact
+from bot.adapters.postgres_holdings import holds_any, list_holdings, login_works
 from bot.clock import as_utc
 
 log = logging.getLogger("breakglass.adapters.postgres")
@@ -298,6 +306,29 @@ class PostgresAdapter:
                 sql.SQL("ALTER ROLE {} VALID UNTIL {}").format(sql.Identifier(login), sql.Literal(until.isoformat()))
             )
         log.info("extend %s: %s on %s now valid until %s", ctx.grant_id, login, self._where, until.isoformat())
+
+    def verify(self, ctx: GrantContext, receipt: Receipt) -> bool:
+        """Existing logins: whether the login is still a member of any of the grant's roles by any path (through
+        another role, or a membership someone else granted), which PostgreSQL answers with ``pg_has_role``.
+        Temporary logins: whether the login the grant made is still there and can log in."""
+        granted = self._granted(ctx, receipt)
+        with self._connection() as conn:
+            if granted.mode == "temporary":
+                return login_works(conn, granted.login, MARKER + ctx.resource)
+            return holds_any(conn, granted.login, granted.roles)
+
+    def holdings(self, everything: bool) -> list[Holding]:
+        """Bot-made: temporary logins carrying the marker, or memberships the bot's account granted (see
+        postgres_holdings). With ``everything``, every other direct member of the roles too."""
+        with self._connection() as conn:
+            return list_holdings(
+                conn,
+                list(self.params.roles),
+                temporary=self.params.login == "temporary",
+                prefix=self.params.login_prefix,
+                marker_prefix=MARKER,
+                everything=everything,
+            )
 
     def check(self) -> list[str]:
         try:

@@ -11,8 +11,12 @@ Expiry: Redis has no way to expire an ACL user by itself, so access ends when th
 retries a failed revoke until it succeeds. ACL changes live in memory; with an ``aclfile`` set ``acl_save``
 so a deleted user cannot come back from the file when Redis restarts.
 
-The bot's own Redis user needs ``+acl|setuser +acl|deluser +acl|whoami +acl|dryrun`` (and ``+acl|save``
-with ``acl_save``). Every name starting with ``user_prefix`` belongs to the bot.
+Verify (``Verifies``): ``ACL GETUSER``; access while the user exists, is ``on`` and has a password. Reconcile
+(``Lists``): ``ACL LIST``; every user under ``user_prefix`` is the bot's, and with ``reconcile: all`` so is every other
+user (but ``default`` and the bot's own) whose rules, as Redis writes them out, are exactly the resource's.
+
+The bot's own Redis user needs ``+acl|setuser +acl|deluser +acl|whoami +acl|dryrun +acl|getuser +acl|list`` (and
+``+acl|save`` with ``acl_save``). Every name starting with ``user_prefix`` belongs to the bot.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Receipt
+from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Holding, Receipt
 from bot.clock import as_utc
 from bot.redaction import Redactor
 
@@ -183,6 +187,50 @@ class RedisAdapter:
         self._run(f"delete ACL user {user}", deluser)
         log.info("revoke %s: redis %s user %s deleted", ctx.grant_id, self._where, user)
 
+    def verify(self, ctx: GrantContext, receipt: Receipt) -> bool:
+        """Whether the grant's ACL user still exists, is ``on`` and has a way to log in (a password, or ``nopass``).
+        Asked with ``ACL GETUSER``; Redis has no other path to a user's rules than the user itself."""
+        stored = receipt.data.get("user")
+        user = stored if isinstance(stored, str) and stored else self.user_name(ctx.principal)
+        found = self._run(f"look up ACL user {user}", lambda client: client.acl_getuser(user))
+        if not found:
+            return False
+        flags = found.get("flags") or []
+        return "on" in flags and bool(found.get("passwords") or "nopass" in flags)
+
+    def holdings(self, everything: bool) -> list[Holding]:
+        """Every ACL user under ``user_prefix``, which only the bot makes. With ``everything`` (``reconcile: all``)
+        also every other user whose rules are exactly this resource's, as Redis itself writes them out, except the
+        ``default`` user and the bot's own."""
+        lines: list[str] = self._run("list ACL users", lambda client: client.execute_command("ACL", "LIST"))
+        users = dict(_user_and_rules(line) for line in lines)
+        prefix = self.params.user_prefix
+        found = [Holding(user.removeprefix(prefix), {"user": user}) for user in users if user.startswith(prefix)]
+        if not everything:
+            return found
+        me = self._run("look up the bot's own user", lambda client: client.execute_command("ACL", "WHOAMI"))
+        ours = self._rules_as_redis_writes_them()
+        for user, rules in users.items():
+            if not user.startswith(prefix) and user not in ("default", me) and rules == ours:
+                found.append(Holding(user, {"user": user}, made_by_bot=False))
+        return found
+
+    def _rules_as_redis_writes_them(self) -> str:
+        """The resource's rules in Redis's own normal form, read back from a scratch user that is ``off`` and has no
+        password (so nobody can log in as it), deleted at once. Comparing the policy's text with ``ACL LIST`` would
+        miss users whose rules were written in another order or spelling."""
+        scratch = f"{self.params.user_prefix}reconcile-{secrets.token_hex(8)}"
+
+        def describe(client: redis.Redis) -> str:
+            try:
+                client.execute_command("ACL", "SETUSER", scratch, "reset", "off", *self.params.rules)
+                lines = client.execute_command("ACL", "LIST")
+            finally:
+                client.execute_command("ACL", "DELUSER", scratch)
+            return next(rules for user, rules in map(_user_and_rules, lines) if user == scratch)
+
+        return self._run("read the resource's rules back", describe)
+
     def check(self) -> list[str]:
         try:
             return self._run("check the bot's privileges", self._privilege_problems)
@@ -194,7 +242,12 @@ class RedisAdapter:
         problems = []
         if me.startswith(self.params.user_prefix):
             problems.append(f"the bot's Redis user {me} starts with user_prefix '{self.params.user_prefix}'")
-        needed = [("ACL", "SETUSER", f"{self.params.user_prefix}check"), ("ACL", "DELUSER", "x")]
+        needed = [
+            ("ACL", "SETUSER", f"{self.params.user_prefix}check"),
+            ("ACL", "DELUSER", "x"),
+            ("ACL", "GETUSER", "x"),  # verify
+            ("ACL", "LIST"),  # reconciliation
+        ]
         if self.params.acl_save:
             needed.append(("ACL", "SAVE"))
         for command in needed:
@@ -260,3 +313,11 @@ class RedisAdapter:
             f"Connect with `{shlex.join([*command, '--askpass'])}`; the password was sent to you privately. "
             f"Access ends at {until}, when the Redis user {user} is deleted and its connections are closed."
         )
+
+
+def _user_and_rules(line: str) -> tuple[str, str]:
+    """A line of ``ACL LIST`` (``user <name> <flags and rules>``) as the user's name and its rules, without what a
+    grant sets for each user on its own: the on/off state and the passwords."""
+    _, name, *rest = line.split(" ")
+    kept = [token for token in rest if token not in ("on", "off", "nopass") and not token.startswith("#")]
+    return name, " ".join(kept)

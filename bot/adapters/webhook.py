@@ -6,9 +6,17 @@ Every call is a ``POST`` of a compact UTF-8 JSON body to the configured ``url``:
      "user": {"slack_id": "U123", "email": "...", "name": "..."}, "principal": "zoe",
      "expires_at": "2026-01-01T10:00:00Z", "reason": "...", "emergency": false}
 
-``event`` is ``grant``, ``revoke`` or ``extend``. An ``extend`` carries the same fields, with the new, later
-``expires_at``: a receiver that ends access by itself at ``expires_at`` must move that end; one that leaves the end
-to Breakglass's revoke just answers 2xx.
+``event`` is ``grant``, ``revoke``, ``extend`` or ``verify``. An ``extend`` carries the same fields, with the new,
+later ``expires_at``: a receiver that ends access by itself at ``expires_at`` must move that end; one that leaves the
+end to Breakglass's revoke just answers 2xx.
+
+A ``verify`` (same fields) asks whether ``principal`` still has the access ``grant_id`` gave, from the backend as it
+is now: answer 2xx with ``{"active": true}`` or ``{"active": false}``. Breakglass sends it after every revoke and
+during reconciliation, only to resources with ``verify: true`` in their params, so a receiver that does not know the
+event is never asked. Access still there fails the revoke (it is retried, shown, alerted), and so does any other
+answer: a receiver that does not know the event (400, 404, 405, 501), a 5xx, a body without a boolean ``active``.
+"Cannot tell" never reads as "gone". A verify changes nothing, and carries a fresh ``Idempotency-Key`` each time,
+so a receiver that replays answers by key cannot answer from an old one.
 
 Verifying a request (receiver side)
 -----------------------------------
@@ -48,6 +56,7 @@ import hashlib
 import hmac
 import json
 import logging
+import uuid
 from datetime import datetime
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -69,7 +78,7 @@ MAX_INSTRUCTIONS = 2000
 _MAX_SNIPPET = 200
 _MAX_REPLY = 64 * 1024  # a reply is read no further than this, so a broken receiver cannot exhaust memory
 _RETRYABLE_STATUSES = {408, 429}
-_CANNOT_EXTEND = frozenset({400, 404, 405, 501})  # a receiver that does not know the extend event
+_UNKNOWN_EVENT = frozenset({400, 404, 405, 501})  # how a receiver answers an event it does not know
 _RESERVED_HEADERS = {
     "content-type",
     "user-agent",
@@ -112,6 +121,7 @@ class WebhookParams(AdapterParams):
     secret: SecretStr
     timeout: float = Field(default=10, gt=0, le=120)
     headers: dict[str, str] | None = None
+    verify: bool = False  # the receiver answers the verify event, so every revoke is checked with it
 
     @field_validator("secret")
     @classmethod
@@ -144,6 +154,10 @@ class WebhookAdapter:
         self._host = _display_host(self._url)
         self._auth = _auth(self._url)
         self._redactor = Redactor([params.secret])
+        if params.verify:
+            # Only a receiver said to know the event makes this adapter one that Verifies: asking one that does not
+            # would fail every revoke, and believing its "unknown event" would read as "access gone".
+            self.verify = self._verify
 
     def __repr__(self) -> str:
         return f"WebhookAdapter(host={self._host!r}, timeout={self.params.timeout:g})"
@@ -165,13 +179,34 @@ class WebhookAdapter:
         try:
             self._send("extend", ctx)
         except _Refused as refused:
-            if refused.status not in _CANNOT_EXTEND:
+            if refused.status not in _UNKNOWN_EVENT:
                 raise
             raise AdapterError(
                 f"{refused}; the receiver does not take `extend`, so the end of access it may enforce cannot be moved",
                 retryable=False,
             ) from None
         log.info("extend %s: webhook %s accepted, now until %s", ctx.grant_id, self._host, _stamp(ctx.expires_at))
+
+    def _verify(self, ctx: GrantContext, receipt: Receipt) -> bool:
+        try:
+            reply = self._send("verify", ctx)
+        except _Refused as refused:
+            if refused.status not in _UNKNOWN_EVENT:
+                raise
+            raise AdapterError(
+                f"{refused}; the receiver does not take `verify` (set verify: false in the resource's params only if "
+                "it cannot answer, and then revokes are believed unchecked)",
+                retryable=False,
+            ) from None
+        try:
+            active = json.loads(reply).get("active")
+        except (ValueError, AttributeError):
+            active = None
+        if not isinstance(active, bool):
+            raise AdapterError(
+                f'webhook at {self._host} answered verify without {{"active": true|false}}', retryable=True
+            )
+        return active
 
     def check(self) -> list[str]:
         # No request: a receiver need not have an endpoint that does nothing.
@@ -184,7 +219,12 @@ class WebhookAdapter:
 
     def _send(self, event: str, ctx: GrantContext) -> bytes:
         body = _body(event, ctx)
-        until = _stamp(ctx.expires_at) if event == "extend" else None  # each extension is a new operation
+        if event == "extend":  # each extension is a new operation
+            key = idempotency_key(ctx.grant_id, event, _stamp(ctx.expires_at))
+        elif event == "verify":  # a question asked afresh each time: never answered from a replayed reply
+            key = idempotency_key(ctx.grant_id, event, uuid.uuid4().hex)
+        else:
+            key = idempotency_key(ctx.grant_id, event)
         timestamp = int(self.clock.now().timestamp())
         headers = {
             **(self.params.headers or {}),
@@ -192,7 +232,7 @@ class WebhookAdapter:
             "User-Agent": f"breakglass/{__version__}",
             "X-Breakglass-Timestamp": str(timestamp),
             "X-Breakglass-Signature": sign(self.params.secret.get_secret_value(), timestamp, body),
-            "Idempotency-Key": idempotency_key(ctx.grant_id, event, until),
+            "Idempotency-Key": key,
         }
         # `from None` throughout: requests' own exceptions name the full URL, query string and all.
         try:
@@ -267,10 +307,10 @@ class _Refused(AdapterError):
         self.status = status
 
 
-def idempotency_key(grant_id: str, event: str, expires_at: str | None = None) -> str:
-    """The same for every retry of one event (of one extension, with its ``expires_at``), as a quoted string
-    (RFC 8941 sf-string)."""
-    value = f"{grant_id}:{event}" + (f":{expires_at}" if expires_at else "")
+def idempotency_key(grant_id: str, event: str, qualifier: str | None = None) -> str:
+    """The same for every retry of one event (of one extension, with its ``expires_at`` as ``qualifier``), as a
+    quoted string (RFC 8941 sf-string)."""
+    value = f"{grant_id}:{event}" + (f":{qualifier}" if qualifier else "")
     value = value.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{value}"'
 

@@ -8,7 +8,6 @@ by that user's IAM policies (actions and resources; moto evaluates no policy con
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import IO
 
 import requests
+
+from bot.devtools.ports import free_port
 
 
 @contextmanager
@@ -39,12 +40,6 @@ def offline_aws_env() -> Iterator[None]:
         os.environ.update(saved)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class MotoServer:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -62,7 +57,7 @@ class MotoServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self, within: float = 20) -> None:
+    def start(self, within: float = 60) -> None:  # returns once it answers
         self._log = (self.workdir / "moto.log").open("wb")
         env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true"}
         command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]

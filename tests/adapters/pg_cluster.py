@@ -1,4 +1,5 @@
-"""A private PostgreSQL cluster with real password authentication, for tests that need the server to check one.
+"""A private PostgreSQL cluster with real password authentication, for tests that need the server to check one, or
+to stop and start it (a database outage).
 
 The shared test server trusts every loopback login, so it cannot show that ``VALID UNTIL`` refuses a password
 after expiry. This starts a throwaway cluster: scram-sha-256 on 127.0.0.1 only, a free high port, its socket and
@@ -13,7 +14,6 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+
+from bot.devtools.ports import free_port
 
 SUPERUSER = "postgres"
 
@@ -32,6 +34,23 @@ class Cluster:
     port: int
     superuser: str
     password: str = field(repr=False)
+    pg_ctl: tuple[str, ...] = field(default=(), repr=False, compare=False)  # how to stop and start it again
+    server_log: Path | None = field(default=None, repr=False, compare=False)
+
+    def url(self, dbname: str = "postgres") -> str:
+        """A SQLAlchemy URL for the superuser (the password is URL-safe by construction)."""
+        return f"postgresql://{self.superuser}:{self.password}@{self.host}:{self.port}/{dbname}"
+
+    def stop(self) -> None:
+        """Stop the server, cutting every open connection, as an outage does; ``start`` undoes it. A fast shutdown,
+        not an immediate one: with ``synchronous_commit = off`` (below) an immediate stop could lose the last
+        commits it had acknowledged, which a real server (synchronous_commit on) never does."""
+        _run([*self.pg_ctl, "-m", "fast", "-w", "-t", "30", "stop"], self.server_log)
+
+    def start(self) -> None:
+        """Start the stopped server again, on the same port with the same data."""
+        log = self.server_log
+        _run([*self.pg_ctl, "-l", str(log), "-w", "-t", "30", "start"] if log else [*self.pg_ctl, "start"], log)
 
     def connect(self, user: str | None = None, password: str | None = None, **options: object) -> psycopg.Connection:
         return psycopg.connect(
@@ -91,7 +110,7 @@ def running_cluster(bindir: Path) -> Iterator[Cluster]:
                 "--no-sync",
             ]
         )
-        port = _free_port()
+        port = free_port()
         with (data / "postgresql.conf").open("a") as conf:
             conf.write(
                 f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{root}'\n"
@@ -101,7 +120,7 @@ def running_cluster(bindir: Path) -> Iterator[Cluster]:
         pg_ctl = [*prefix, str(bindir / "pg_ctl"), "-D", str(data)]
         _run([*pg_ctl, "-l", str(root / "server.log"), "-w", "-t", "30", "start"], root / "server.log")
         try:
-            yield Cluster("127.0.0.1", port, SUPERUSER, password)
+            yield Cluster("127.0.0.1", port, SUPERUSER, password, tuple(pg_ctl), root / "server.log")
         finally:
             subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], capture_output=True, timeout=30, check=False)
     finally:
@@ -114,9 +133,3 @@ def _run(command: list[str], log: Path | None = None) -> None:
     if done.returncode:
         server_log = log.read_text(errors="replace") if log and log.exists() else ""
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}{server_log}")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -2,8 +2,10 @@
 
 The directory holds ``dc=example,dc=org`` with the ACLs a real deployment would give a Breakglass bot: every
 bound user may read, and only the bot account ``cn=breakglass,ou=services,…`` may write the membership
-attributes of groups under ``ou=groups``. slapd listens on loopback only, StartTLS on ``ldap://`` and TLS on
-``ldaps://``, with a certificate for 127.0.0.1 signed by a throwaway CA (``ca_file``).
+attributes of groups under ``ou=groups``, and their ``description`` (where the bot marks its grants) except in
+groups named ``legacy-*``, which stand for a bot given the ACLs of before marks existed. slapd listens on loopback
+only, StartTLS on ``ldap://`` and TLS on ``ldaps://``, with a certificate for 127.0.0.1 signed by a throwaway CA
+(``ca_file``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from bot.devtools.ports import free_port
 
 SLAPD = "/usr/sbin/slapd"
 SCHEMA = Path("/etc/ldap/schema")
@@ -53,6 +57,10 @@ access to dn.subtree="ou=groups,{suffix}" attrs={membership}
     by dn.exact="{bot_dn}" write
     by users read
     by * none
+access to dn.subtree="ou=groups,{suffix}" filter="(!(cn=legacy-*))" attrs=description
+    by dn.exact="{bot_dn}" write
+    by users read
+    by * none
 access to *
     by users read
     by * none
@@ -61,12 +69,6 @@ access to *
 
 def available() -> bool:
     return Path(SLAPD).is_file() and shutil.which("openssl") is not None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -97,7 +99,7 @@ class Slapd:
             self.process.wait(timeout=10)
 
 
-def start(directory: Path, within: float = 15) -> Slapd:
+def start(directory: Path, within: float = 60) -> Slapd:  # returns once it listens
     """Start slapd in the foreground in ``directory``; return once it accepts connections."""
     (directory / "data").mkdir(parents=True)
     _make_certificates(directory)

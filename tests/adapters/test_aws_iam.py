@@ -29,9 +29,18 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from bot.adapters import registry
-from bot.adapters.aws_iam import MAX_POLICY_NAME, AwsIamAdapter, AwsIamParams, policy_name
+from bot.adapters.aws_iam import AwsIamAdapter, AwsIamParams
+from bot.adapters.aws_iam_documents import MAX_POLICY_NAME, policy_name
 from bot.adapters.base import AdapterError, Receipt
-from bot.testing.contract import AWKWARD, AdapterContract, grant_context
+from bot.testing.contract import (
+    AWKWARD,
+    AdapterContract,
+    ListsContract,
+    OneLiveGrantContract,
+    StandingAccessContract,
+    VerifyContract,
+    grant_context,
+)
 from tests.adapters.moto_server import MotoServer, free_port, offline_aws_env
 
 BUCKET = "breakglass-contract"
@@ -167,6 +176,17 @@ class IamProbe:
             iam.delete_user(UserName=name)
 
 
+class PolicyProbe(IamProbe):
+    def give_standing(self, principal: str) -> None:
+        """An operator's own copy of the resource's statements, under a name of their choosing."""
+        self.aws.iam.put_user_policy(UserName=principal, PolicyName="ops-standing", PolicyDocument=document(STATEMENTS))
+
+
+class GroupProbe(IamProbe):
+    def give_standing(self, principal: str) -> None:
+        self.aws.iam.add_user_to_group(UserName=principal, GroupName=GROUP)
+
+
 @pytest.fixture
 def probe(aws: Aws) -> Iterator[IamProbe]:
     probe = IamProbe(aws)
@@ -184,7 +204,15 @@ POLICY = {"mode": "policy", "statements": STATEMENTS}
 GROUP_MODE = {"mode": "group", "group": GROUP}
 
 
-class TestAwsIamPolicyContract(AdapterContract):
+class TestAwsIamPolicyContract(
+    AdapterContract, VerifyContract, ListsContract, StandingAccessContract, OneLiveGrantContract
+):
+    @pytest.fixture
+    def probe(self, aws: Aws) -> Iterator[IamProbe]:
+        probe = PolicyProbe(aws)
+        yield probe
+        probe.cleanup()
+
     @pytest.fixture
     def adapter(self, aws: Aws) -> AwsIamAdapter:
         return adapter_for(aws, **POLICY)
@@ -194,7 +222,15 @@ class TestAwsIamPolicyContract(AdapterContract):
         return adapter_for(aws, Keys(MADE_UP_KEY, MADE_UP_SECRET), **POLICY)
 
 
-class TestAwsIamGroupContract(AdapterContract):
+class TestAwsIamGroupContract(
+    AdapterContract, VerifyContract, ListsContract, StandingAccessContract, OneLiveGrantContract
+):
+    @pytest.fixture
+    def probe(self, aws: Aws) -> Iterator[IamProbe]:
+        probe = GroupProbe(aws)
+        yield probe
+        probe.cleanup()
+
     @pytest.fixture
     def adapter(self, aws: Aws) -> AwsIamAdapter:
         return adapter_for(aws, **GROUP_MODE)
@@ -510,3 +546,54 @@ def test_a_group_membership_has_no_end_in_aws_to_move(aws: Aws, probe: IamProbe)
     unreachable.extend(replace(ctx, expires_at=ctx.expires_at + timedelta(hours=1)), Receipt(data=receipt.data))
     assert probe.can_use(ctx, receipt)  # nothing was asked of AWS, and nothing changed
     adapter.revoke(ctx, receipt)
+
+
+def test_reconciliation_leaves_another_resources_policies_alone(aws: Aws, probe: IamProbe) -> None:
+    # Both resources name their policies breakglass-<grant id>: only the statements tell them apart.
+    other = adapter_for(aws, mode="policy", statements=[{**STATEMENTS[0], "Action": "s3:GetObject"}])
+    ctx = grant_context(probe.principal())
+    receipt = other.grant(ctx)
+    try:
+        assert other.holdings(everything=False) != []
+        mine = adapter_for(aws, **POLICY)
+        assert [h for h in mine.holdings(everything=True) if h.principal == ctx.principal] == []
+    finally:
+        other.revoke(ctx, receipt)
+
+
+def test_verify_asks_about_the_grants_own_policy_not_a_standing_copy(aws: Aws, probe: IamProbe) -> None:
+    adapter = adapter_for(aws, **POLICY)
+    ctx = grant_context(probe.principal())
+    receipt = adapter.grant(ctx)
+    aws.iam.put_user_policy(UserName=ctx.principal, PolicyName="ops-standing", PolicyDocument=document(STATEMENTS))
+    adapter.revoke(ctx, receipt)
+    assert probe.can_use(ctx, receipt), "the standing copy should still work, or the test proves nothing"
+    assert adapter.verify(ctx, Receipt(data=receipt.data)) is False  # the grant's own access is gone
+
+
+def test_a_group_grant_tags_the_user_and_its_revoke_untags(aws: Aws, probe: IamProbe) -> None:
+    adapter = adapter_for(aws, **GROUP_MODE)
+    ctx = grant_context(probe.principal(), expires_at=datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC))
+    receipt = adapter.grant(ctx)
+    tags = aws.iam.list_user_tags(UserName=ctx.principal)["Tags"]
+    assert tags == [{"Key": f"breakglass-group:{GROUP}", "Value": "2031-05-06T07:08:09Z"}]
+    adapter.revoke(ctx, receipt)
+    assert aws.iam.list_user_tags(UserName=ctx.principal)["Tags"] == []
+
+
+def test_a_bot_that_may_not_tag_still_grants_and_its_membership_looks_standing(
+    aws: Aws, probe: IamProbe, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The bot's IAM policy from before reconciliation: no iam:TagUser, iam:UntagUser.
+    older = [s for s in documented_bot_policy() if s.get("Sid") != "GroupModeMarks"]
+    keys = make_user(aws.iam, f"breakglass-bot-older-{uuid.uuid4().hex[:6]}", older)
+    adapter = adapter_for(aws, keys, **GROUP_MODE)
+    ctx = grant_context(probe.principal())
+    receipt = adapter.grant(ctx)
+    assert probe.can_use(ctx, receipt)
+    assert "reconciliation will take the membership as standing" in caplog.text
+    assert [h for h in adapter.holdings(everything=False) if h.principal == ctx.principal] == []
+    assert adapter.verify(ctx, Receipt(data=receipt.data)) is True
+    adapter.revoke(ctx, Receipt(data=receipt.data))
+    assert not probe.can_use(ctx, receipt)
+    assert adapter.verify(ctx, Receipt(data=receipt.data)) is False

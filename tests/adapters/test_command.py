@@ -20,11 +20,18 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.base import Adapter, AdapterError, Receipt
+from bot.adapters.base import Adapter, AdapterError, Receipt, Verifies
 from bot.adapters.command import CommandAdapter, CommandParams
 from bot.adapters.registry import build
 from bot.policy import PolicyError
-from bot.testing.contract import AdapterContract, BackendExpiryContract, ExtendContract, grant_context
+from bot.testing.contract import (
+    AdapterContract,
+    BackendExpiryContract,
+    ExtendContract,
+    OneLiveGrantContract,
+    VerifyContract,
+    grant_context,
+)
 
 SECRET = "gate-token-5f1e9b7c2d"
 
@@ -79,8 +86,15 @@ GATE = textwrap.dedent(
         with open(path, "w") as key:
             key.write(str(until))
     elif event["event"] == "revoke":
-        if os.path.exists(path):
+        if os.path.exists(path) and mode != "ignore-revokes":
             os.remove(path)
+    elif event["event"] == "verify":
+        try:
+            with open(path) as key:
+                until = float(key.read())
+        except FileNotFoundError:
+            until = 0
+        print(json.dumps({"active": time.time() < until}))
     """
 )
 
@@ -96,7 +110,9 @@ def gate(tmp_path: Path) -> Path:
 def gate_adapter(gate: Path, token: str = SECRET, mode: str = "", timeout: float = 10.0) -> CommandAdapter:
     argv = [sys.executable, str(gate)]
     env = {"GATE_DIR": str(gate.parent / "keys"), "GATE_TOKEN": token, "GATE_MODE": mode}
-    return CommandAdapter(CommandParams(grant=argv, revoke=argv, extend=argv, check=argv, env=env, timeout=timeout))
+    return CommandAdapter(
+        CommandParams(grant=argv, revoke=argv, extend=argv, check=argv, verify=argv, env=env, timeout=timeout)
+    )
 
 
 class GateProbe:
@@ -115,7 +131,7 @@ class GateProbe:
         return [SECRET]
 
 
-class TestCommandContract(AdapterContract, BackendExpiryContract, ExtendContract):
+class TestCommandContract(AdapterContract, BackendExpiryContract, ExtendContract, VerifyContract, OneLiveGrantContract):
     expiry_seconds = 4.0  # up to four Python start-ups (grant, probe, two extends) must fit on a loaded CI machine
     extension_seconds = 2.5  # one start-up (the probe after the first end) must fit
     settle_seconds = 0.2  # the door compares the time at every use
@@ -298,3 +314,38 @@ def test_params_are_checked_when_the_policy_is_read() -> None:
         "command", {"grant": ["x"], "revoke": ["x"], "env": {"TOKEN": "${GATE_T}"}}, "r", {"GATE_T": SECRET}
     )
     assert SECRET not in repr(adapter.params)  # type: ignore[attr-defined]
+
+
+def test_a_revoke_that_exits_0_and_does_nothing_is_caught_by_verify(gate: Path) -> None:
+    lazy = gate_adapter(gate, mode="ignore-revokes")
+    ctx = grant_context("zoe")
+    receipt = lazy.grant(ctx)
+    lazy.revoke(ctx, receipt)  # "done", says the program
+    assert GateProbe(gate).can_use(ctx, receipt)
+    assert lazy.verify(ctx, receipt) is True  # type: ignore[attr-defined]
+    gate_adapter(gate).revoke(ctx, receipt)
+    assert lazy.verify(ctx, receipt) is False  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        "",  # exits 0 and says nothing, as a grant program that does not know the event would
+        "print('yes')",
+        "import json; print(json.dumps({'active': 'no'}))",
+        "import sys; sys.exit(3)",
+    ],
+    ids=["silent", "not-json", "not-a-boolean", "fails"],
+)
+def test_a_verify_that_cannot_tell_is_an_error_never_gone(tmp_path: Path, program: str) -> None:
+    script = tmp_path / "verify.py"
+    script.write_text(program)
+    argv = [sys.executable, str(script)]
+    adapter = CommandAdapter(CommandParams(grant=argv, revoke=argv, verify=argv))
+    with pytest.raises(AdapterError):
+        adapter.verify(grant_context("zoe"), Receipt())  # type: ignore[attr-defined]
+
+
+def test_only_a_resource_with_a_verify_program_claims_to_verify(tmp_path: Path) -> None:
+    assert not isinstance(CommandAdapter(CommandParams(grant=["x"], revoke=["x"])), Verifies)
+    assert isinstance(CommandAdapter(CommandParams(grant=["x"], revoke=["x"], verify=["x"])), Verifies)

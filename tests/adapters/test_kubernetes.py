@@ -32,7 +32,15 @@ from bot.adapters.kubernetes import (
     grant_label,
 )
 from bot.devtools.kube_standin import RBAC, Identity, KubeStandIn
-from bot.testing.contract import AWKWARD, AdapterContract, grant_context
+from bot.testing.contract import (
+    AWKWARD,
+    AdapterContract,
+    ListsContract,
+    OneLiveGrantContract,
+    StandingAccessContract,
+    VerifyContract,
+    grant_context,
+)
 
 ADMIN_TOKEN = "kube-admin-token-5d1f0c"
 BOT_TOKEN = "kube-bot-token-a8e2794c1b"
@@ -164,6 +172,20 @@ class KubeProbe:
         self.api.close()
 
 
+class StandingKubeProbe(KubeProbe):
+    """Also binds the role by hand, as a cluster admin would: a binding with no Breakglass labels."""
+
+    def __init__(self, standin: KubeStandIn, mode: Mode, prefix: str) -> None:
+        super().__init__(configured(standin.url, PROBER_TOKEN), NAMESPACE, mode.subject_kind, prefix)
+        self.standin, self.mode = standin, mode
+
+    def give_standing(self, principal: str) -> None:
+        admin = Admin(self.standin)
+        subject = {"kind": self.mode.subject_kind, "name": principal}
+        admin.bind(f"standing-{uuid.uuid4().hex[:8]}", self.mode.kind, TARGET, [subject], self.mode.namespace)
+        admin.close()
+
+
 def params_for(standin: KubeStandIn, mode: Mode, tmp_path: Path, token: str, **changes: Any) -> KubernetesParams:
     fields: dict[str, Any] = {"kind": mode.kind, "role": TARGET, "namespace": mode.namespace}
     fields["subject_kind"] = mode.subject_kind
@@ -201,7 +223,9 @@ def standin() -> Iterator[KubeStandIn]:
         yield running
 
 
-class TestKubernetesContract(AdapterContract):
+class TestKubernetesContract(
+    AdapterContract, OneLiveGrantContract, VerifyContract, ListsContract, StandingAccessContract
+):
     @pytest.fixture(params=list(MODES))
     def mode(self, request: pytest.FixtureRequest, standin: KubeStandIn) -> Mode:
         mode = MODES[request.param]
@@ -222,8 +246,7 @@ class TestKubernetesContract(AdapterContract):
 
     @pytest.fixture
     def probe(self, standin: KubeStandIn, mode: Mode) -> Iterator[KubeProbe]:
-        prefix = "ops-" if mode.subject_kind == "Group" else "zoe-"
-        probe = KubeProbe(configured(standin.url, PROBER_TOKEN), NAMESPACE, mode.subject_kind, prefix)
+        probe = StandingKubeProbe(standin, mode, "ops-" if mode.subject_kind == "Group" else "zoe-")
         yield probe
         probe.close()
 
@@ -244,7 +267,7 @@ class TestKubernetesContract(AdapterContract):
 REAL_PREFIX = "breakglass-contract-"
 
 
-class TestRealClusterContract(AdapterContract):
+class TestRealClusterContract(AdapterContract, OneLiveGrantContract, VerifyContract, ListsContract):
     """Binds the built-in ClusterRole ``view`` in one namespace (``BREAKGLASS_TEST_K8S_NAMESPACE``, default
     ``default``) to made-up users, and checks by impersonating them. Needs a kubeconfig allowed to do that."""
 
@@ -432,6 +455,48 @@ def test_revoke_removes_every_binding_labelled_with_the_grant(make_adapter, prep
     admin.close()
 
 
+def test_verify_sees_a_labelled_copy_of_the_grant_but_not_standing_access(make_adapter, prepared, probe) -> None:
+    adapter, admin = make_adapter(), Admin(prepared)
+    ctx = grant_context(probe.principal())
+    receipt = adapter.grant(ctx)
+    labels = bindings(prepared)[binding_name(ctx.grant_id)]["metadata"]["labels"]
+    admin.bind("copy-of-the-grant", "Role", TARGET, [{"kind": "User", "name": ctx.principal}], labels=labels)
+    admin.rbac.delete_namespaced_role_binding(binding_name(ctx.grant_id), NAMESPACE)
+    assert adapter.verify(ctx, Receipt(data=receipt.data)) is True  # the copy still gives the grant's access
+
+    admin.bind("standing", "Role", TARGET, [{"kind": "User", "name": ctx.principal}])
+    adapter.revoke(ctx, Receipt(data=receipt.data))
+    assert probe.can_use(ctx, Receipt()), "the standing binding should still work, or the test proves nothing"
+    assert adapter.verify(ctx, Receipt(data=receipt.data)) is False  # not this grant's access to end
+    admin.close()
+
+
+def test_reconciling_a_hand_made_binding_takes_out_one_subject_and_keeps_the_others(
+    make_adapter, prepared, probe
+) -> None:
+    adapter, admin = make_adapter(), Admin(prepared)
+    stray, keeper = probe.principal(), probe.principal()
+    admin.bind("ops-by-hand", "Role", TARGET, [{"kind": "User", "name": stray}, {"kind": "User", "name": keeper}])
+    admin.bind("other-role", "Role", "secret-reader", [{"kind": "User", "name": stray}])
+    assert adapter.holdings(everything=False) == []
+
+    found = {h.principal: h for h in adapter.holdings(everything=True)}
+    assert set(found) == {stray, keeper}  # not the bot's own rights binding, nor another role's
+    assert not found[stray].made_by_bot
+    assert adapter.verify(grant_context(stray), Receipt(data=found[stray].data)) is True
+    adapter.revoke(grant_context(stray), Receipt(data=found[stray].data))
+
+    assert not probe.can_list_pods(stray) and probe.can_list_pods(keeper)
+    assert adapter.verify(grant_context(stray), Receipt(data=found[stray].data)) is False
+    assert adapter.verify(grant_context(keeper), Receipt(data=found[keeper].data)) is True
+    assert [s["name"] for s in bindings(prepared)["ops-by-hand"]["subjects"]] == [keeper]
+    assert "other-role" in bindings(prepared)
+    adapter.revoke(grant_context(stray), Receipt(data=found[stray].data))  # a retry finds nothing to take out
+    adapter.revoke(grant_context(keeper), Receipt(data=found[keeper].data))
+    assert "ops-by-hand" not in bindings(prepared) and not probe.can_list_pods(keeper)
+    admin.close()
+
+
 @pytest.mark.parametrize(
     "principal",
     [
@@ -476,7 +541,7 @@ def test_server_trouble_is_retryable(make_adapter, prepared, probe, status) -> N
 
 
 def test_a_hung_api_server_times_out_retryably(make_adapter, prepared, probe) -> None:
-    prepared.stall_next(1, seconds=2)
+    prepared.stall_next(1, seconds=60)  # far past the client's 0.3 s whatever the load; stop() ends the stall
 
     error = failure(make_adapter(timeout=0.3).grant, grant_context(probe.principal()))
 

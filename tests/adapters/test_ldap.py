@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 import pytest
-from ldap3 import BASE, MODIFY_DELETE, Connection, Server
+from ldap3 import BASE, MODIFY_ADD, MODIFY_DELETE, Connection, Server
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn, parse_dn
 from pydantic import ValidationError
@@ -24,7 +24,15 @@ from bot.adapters import registry
 from bot.adapters.base import AdapterError, GrantContext, Person, Receipt
 from bot.adapters.ldap import LdapAdapter, LdapParams
 from bot.adapters.principal import Unmappable, for_resource
-from bot.testing.contract import AWKWARD, AdapterContract, grant_context
+from bot.testing.contract import (
+    AWKWARD,
+    AdapterContract,
+    ListsContract,
+    OneLiveGrantContract,
+    StandingAccessContract,
+    VerifyContract,
+    grant_context,
+)
 from tests.adapters import slapd_server
 from tests.adapters.conftest import in_ci
 from tests.adapters.slapd_server import BOT_DN, BOT_PASSWORD, ROOT_DN, ROOT_PASSWORD, SUFFIX, Slapd
@@ -157,13 +165,18 @@ class DirectoryProbe:
     def secrets(self) -> list[str]:
         return [BOT_PASSWORD, WRONG_PASSWORD, ROOT_PASSWORD, *self.passwords.values()]
 
+    def give_standing(self, principal: str) -> None:
+        """A membership an administrator added: the value, and no mark."""
+        added = self.admin.modify(self.group, {self.attribute: [(MODIFY_ADD, [self.value(principal)])]})
+        assert added, self.admin.result
+
     def clean(self) -> None:
         for name in self.passwords:
             self.admin.modify(self.group, {self.attribute: [(MODIFY_DELETE, [self.value(name)])]})
             self.admin.delete(USER_DN.format(principal=escape_rdn(name)))
 
 
-class DirectoryContract(AdapterContract):
+class DirectoryContract(AdapterContract, OneLiveGrantContract, VerifyContract, ListsContract, StandingAccessContract):
     group: ClassVar[str]
     attribute: ClassVar[str]
     tls: ClassVar[str]  # how the bot connects: "start_tls" or "ldaps"
@@ -477,3 +490,96 @@ def test_people_map_to_their_mailbox_name_unless_memberuid_cannot_hold_it(slapd:
     assert for_resource(zoe, "prod-sudo", None, None, posix) == "zoe.ada"
     with pytest.raises(Unmappable, match="POSIX user name"):
         for_resource(zoe_accented, "prod-sudo", None, None, posix)
+
+
+def descriptions(admin: Connection, group: str) -> list[str]:
+    return values(admin, group, "description")
+
+
+@pytest.mark.parametrize("name", ["evil,ou=groups", '#x\\y<z>;"q"', "Zoë = admin", "plain"])
+def test_a_grant_is_marked_listed_under_its_principal_and_unmarked_by_its_revoke(
+    slapd: Slapd, admin: Connection, probe: DirectoryProbe, name: str
+) -> None:
+    adapter = LdapAdapter(params(slapd))
+    probe.person(name)
+    ctx = grant_context(name)
+    receipt = adapter.grant(ctx)
+    try:
+        assert f"breakglass-grant {name}" in descriptions(admin, ONCALL)
+        [found] = [h for h in adapter.holdings(everything=False) if h.data["value"] != KEEPER]
+        assert found.principal == name and found.made_by_bot  # read back from the server's spelling of the DN
+        assert adapter.verify(ctx, Receipt(data=receipt.data)) is True
+    finally:
+        adapter.revoke(ctx, Receipt(data=receipt.data))
+    assert f"breakglass-grant {name}" not in descriptions(admin, ONCALL)
+    assert adapter.verify(ctx, Receipt(data=receipt.data)) is False
+
+
+def test_everything_lists_standing_members_but_never_the_placeholder(
+    slapd: Slapd, admin: Connection, probe: DirectoryProbe
+) -> None:
+    group = f"cn=solo-{uuid.uuid4().hex[:6]},{GROUPS}"
+    name = probe.principal()
+    add(admin, group, ["groupOfNames"], member=USER_DN.format(principal=name))
+    adapter = LdapAdapter(params(slapd, group_dn=group))
+    try:
+        [standing] = adapter.holdings(everything=True)
+        assert (standing.principal, standing.made_by_bot) == (name, False)
+        assert adapter.holdings(everything=False) == []
+        adapter.revoke(grant_context(name), Receipt(data=standing.data))  # leaves the group's own DN
+        assert values(admin, group, "member") == [group]
+        assert adapter.holdings(everything=True) == []
+    finally:
+        admin.delete(group)
+
+
+def test_a_bot_that_may_not_mark_still_grants_and_its_membership_looks_standing(
+    slapd: Slapd, admin: Connection, probe: DirectoryProbe, caplog: pytest.LogCaptureFixture
+) -> None:
+    group = f"cn=legacy-{uuid.uuid4().hex[:6]},{GROUPS}"  # slapd_server's ACLs: the bot may not write its description
+    add(admin, group, ["groupOfNames"], member=KEEPER)
+    probe.group = group
+    adapter = LdapAdapter(params(slapd, group_dn=group))
+    ctx = grant_context(probe.principal())
+    try:
+        receipt = adapter.grant(ctx)
+        assert probe.can_use(ctx, receipt)
+        assert "insufficient access rights" in caplog.text
+        assert "reconciliation takes the membership as standing" in caplog.text
+        assert BOT_PASSWORD not in caplog.text
+        assert descriptions(admin, group) == []
+        assert [h.principal for h in adapter.holdings(everything=False)] == []
+        assert {h.principal: h.made_by_bot for h in adapter.holdings(everything=True)} == {
+            "keeper": False,
+            ctx.principal: False,
+        }
+        assert adapter.verify(ctx, Receipt(data=receipt.data)) is True
+        adapter.revoke(ctx, Receipt(data=receipt.data))
+        assert not probe.can_use(ctx, receipt)
+        assert adapter.verify(ctx, Receipt(data=receipt.data)) is False
+    finally:
+        admin.delete(group)
+
+
+def test_verify_and_listing_of_a_missing_group_cannot_tell(slapd: Slapd) -> None:
+    adapter = LdapAdapter(params(slapd, group_dn=f"cn=oncall-typo,{GROUPS}"))
+    with pytest.raises(AdapterError):
+        adapter.verify(grant_context("keeper"), Receipt())
+    with pytest.raises(AdapterError):
+        adapter.holdings(everything=True)
+
+
+def test_members_are_named_through_user_dn_however_the_dn_is_spelt(
+    slapd: Slapd, admin: Connection, probe: DirectoryProbe
+) -> None:
+    group = f"cn=spelling-{uuid.uuid4().hex[:6]},{GROUPS}"
+    name = probe.principal()
+    service = f"cn=svc-{uuid.uuid4().hex[:6]},ou=services,{SUFFIX}"  # a member user_dn does not describe
+    shouted = f"UID={name},OU=People,DC=example,DC=org"  # slapd keeps the value's case: "People", not "people"
+    add(admin, group, ["groupOfNames"], member=[shouted, service])
+    try:
+        found = {h.principal: h for h in LdapAdapter(params(slapd, group_dn=group)).holdings(everything=True)}
+        assert set(found) == {name, service}
+        assert found[name].data["value"].casefold() == shouted.casefold() and not found[name].made_by_bot
+    finally:
+        admin.delete(group)

@@ -31,8 +31,12 @@ from bot.testing.contract import (
     AdapterContract,
     BackendExpiryContract,
     ExtendContract,
+    ListsContract,
+    OneLiveGrantContract,
     ReconfiguredRevokeContract,
     SessionsContract,
+    StandingAccessContract,
+    VerifyContract,
     grant_context,
 )
 from tests.adapters.pg_cluster import Cluster, find_bindir, running_cluster
@@ -202,6 +206,7 @@ class Probe:
         self.temporary = temporary
         self.prefix = PREFIX if temporary else ""
         self.made: list[str] = []
+        self.standing: dict[str, str] = {}  # login -> password of a temporary-mode login a DBA made by hand
 
     def principal(self, hint: str = "") -> str:
         name = unique(f"{hint}bgt_user")
@@ -210,11 +215,26 @@ class Probe:
             self.backend.create_role(name, "LOGIN")
         return name
 
+    def give_standing(self, principal: str) -> None:
+        """As a DBA would: the superuser grants the role to the person's login, or (temporary mode) makes a login
+        under the bot's prefix with a password of its own and the role, but without the bot's marker."""
+        login = self.prefix + principal
+        with self.backend.admin() as conn:
+            if self.temporary:
+                self.standing[login] = "Standing-pw-" + uuid.uuid4().hex
+                conn.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                        sql.Identifier(login), sql.Literal(self.standing[login])
+                    )
+                )
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(self.backend.reader), sql.Identifier(login)))
+
     def login(self, ctx: GrantContext, receipt: Receipt) -> psycopg.Connection | None:
-        if self.temporary and not receipt.credentials:
+        password = receipt.credentials or self.standing.get(self.prefix + ctx.principal)
+        if self.temporary and not password:
             return None
         try:
-            return self.backend.connect_as(self.prefix + ctx.principal, receipt.credentials)
+            return self.backend.connect_as(self.prefix + ctx.principal, password)
         except psycopg.OperationalError:
             return None
 
@@ -240,7 +260,15 @@ class Probe:
         self.backend.drop_roles(self.made)
 
 
-class TestPostgresExistingLoginContract(AdapterContract, SessionsContract, ReconfiguredRevokeContract):
+class TestPostgresExistingLoginContract(
+    AdapterContract,
+    SessionsContract,
+    ReconfiguredRevokeContract,
+    VerifyContract,
+    ListsContract,
+    StandingAccessContract,
+    OneLiveGrantContract,
+):
     @pytest.fixture
     def adapter(self, shared: Backend) -> PostgresAdapter:
         return PostgresAdapter(shared.params())
@@ -262,7 +290,15 @@ class TestPostgresExistingLoginContract(AdapterContract, SessionsContract, Recon
 
 
 class TestPostgresTemporaryLoginContract(
-    AdapterContract, SessionsContract, BackendExpiryContract, ExtendContract, ReconfiguredRevokeContract
+    AdapterContract,
+    SessionsContract,
+    BackendExpiryContract,
+    ExtendContract,
+    ReconfiguredRevokeContract,
+    VerifyContract,
+    ListsContract,
+    StandingAccessContract,
+    OneLiveGrantContract,
 ):
     expiry_seconds = 3.0  # ExtendContract: a grant, a login and two extends (a few connections) must fit
     extension_seconds = 2.5  # the login after the first end must fit
@@ -632,6 +668,40 @@ def test_a_login_that_owns_objects_is_kept_disabled_and_revoked_again_safely(
     assert temporary_probe.can_use(ctx, second)
     temporary.revoke(ctx, second)
     assert not temporary_probe.can_use(ctx, second)
+
+
+def test_verify_sees_the_role_through_another_role_after_the_revoke(shared: Backend, probe: Probe) -> None:
+    adapter = PostgresAdapter(shared.params())
+    ctx = grant_context(probe.principal())
+    group = unique("bgt_group")
+    shared.create_role(group, "NOLOGIN")
+    try:
+        with shared.admin() as conn:  # a second path a DBA made: principal -> group -> reader
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(shared.reader), sql.Identifier(group)))
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(ctx.principal)))
+        receipt = adapter.grant(ctx)
+        adapter.revoke(ctx, stored(receipt))
+        assert probe.can_use(ctx, receipt), "the second path did not work, so the test proves nothing"
+        assert adapter.verify(ctx, stored(receipt)) is True, "the revoke was believed though access remains"
+        # Not the bot's to list: the membership is the group's, granted by hand.
+        assert [h for h in adapter.holdings(everything=False) if h.principal == ctx.principal] == []
+    finally:
+        shared.drop_roles([group])
+    assert adapter.verify(ctx, stored(receipt)) is False
+
+
+def test_a_temporary_login_kept_disabled_is_neither_access_nor_a_holding(
+    private: Backend, temporary: PostgresAdapter, temporary_probe: Probe
+) -> None:
+    ctx = grant_context(temporary_probe.principal())
+    receipt = temporary.grant(ctx)
+    login = PREFIX + ctx.principal
+    with private.admin() as conn:  # owns an object, so the revoke cannot drop it
+        conn.execute(sql.SQL("CREATE TABLE {0} (); ALTER TABLE {0} OWNER TO {0}").format(sql.Identifier(login)))
+    assert temporary.verify(ctx, stored(receipt)) is True
+    temporary.revoke(ctx, stored(receipt))
+    assert temporary.verify(ctx, stored(receipt)) is False
+    assert [h for h in temporary.holdings(everything=True) if h.principal == ctx.principal] == []
 
 
 def test_a_same_named_role_the_bot_did_not_create_is_left_alone(

@@ -24,8 +24,18 @@ from redis.retry import Retry
 from bot.adapters import registry
 from bot.adapters.base import AdapterError, GrantContext, Receipt
 from bot.adapters.redis_acl import RedisAdapter, RedisParams, retryable
+from bot.devtools.ports import free_port
 from bot.policy import PolicyError
-from bot.testing.contract import AWKWARD, AdapterContract, SessionsContract, grant_context
+from bot.testing.contract import (
+    AWKWARD,
+    AdapterContract,
+    ListsContract,
+    OneLiveGrantContract,
+    SessionsContract,
+    StandingAccessContract,
+    VerifyContract,
+    grant_context,
+)
 from tests.adapters.conftest import in_ci
 
 RUN = uuid.uuid4().hex[:8]
@@ -33,7 +43,8 @@ PREFIX = f"bgt{RUN}-"  # every user the adapter makes here; the teardown deletes
 BOT_USER = f"bgtbot{RUN}"  # outside PREFIX, as the docs ask
 BOT_PASSWORD = secrets.token_urlsafe(24)
 WRONG_PASSWORD = "wrong-" + secrets.token_urlsafe(16)
-BOT_RULES = ["+acl|setuser", "+acl|deluser", "+acl|whoami", "+acl|dryrun"]  # the documented minimum
+# The documented minimum: getuser to verify a revoke, list for reconciliation.
+BOT_RULES = ["+acl|setuser", "+acl|deluser", "+acl|whoami", "+acl|dryrun", "+acl|getuser", "+acl|list"]
 ORDER_KEY, ORDER_VALUE = f"orders:{RUN}", "order-42"
 PAYMENT_KEY = f"payments:{RUN}"
 RULES = ["~orders:*", "+get"]
@@ -117,16 +128,29 @@ class Session:
 
 
 class RedisProbe:
-    def __init__(self, adapter: RedisAdapter, server: tuple[str, int]) -> None:
+    def __init__(self, adapter: RedisAdapter, server: tuple[str, int], admin: redis.Redis) -> None:
         self.adapter = adapter
         self.server = server
+        self.admin = admin
+        self.standing: dict[str, str] = {}  # principal -> password of a user an operator made by hand
 
     def principal(self, hint: str = "") -> str:
         return f"p{uuid.uuid4().hex[:10]}{hint}"  # Redis makes the user at grant time; nothing to prepare
 
+    def give_standing(self, principal: str) -> None:
+        """As an operator would: a user named after the person, outside the bot's prefix, with the same rules."""
+        self.standing[principal] = secrets.token_urlsafe(16)
+        make_bot_user(self.admin, principal, self.standing[principal], RULES)
+
     def connect(self, ctx: GrantContext, receipt: Receipt) -> redis.Redis:
+        if not receipt.credentials and ctx.principal in self.standing:
+            return user_client(*self.server, ctx.principal, self.standing[ctx.principal])
         password = receipt.credentials or "no-password-" + secrets.token_urlsafe(8)
         return user_client(*self.server, self.adapter.user_name(ctx.principal), password)
+
+    def clean_up(self) -> None:
+        if self.standing:
+            self.admin.execute_command("ACL", "DELUSER", *self.standing)
 
     def can_use(self, ctx: GrantContext, receipt: Receipt) -> bool:
         try:
@@ -150,22 +174,20 @@ class RedisProbe:
 
 
 @pytest.fixture
-def probe(adapter: RedisAdapter, server: tuple[str, int]) -> RedisProbe:
-    return RedisProbe(adapter, server)
+def probe(adapter: RedisAdapter, server: tuple[str, int], admin: redis.Redis) -> Iterator[RedisProbe]:
+    probe = RedisProbe(adapter, server, admin)
+    yield probe
+    probe.clean_up()
 
 
-class TestRedisContract(AdapterContract, SessionsContract):
+class TestRedisContract(
+    AdapterContract, SessionsContract, VerifyContract, ListsContract, StandingAccessContract, OneLiveGrantContract
+):
     pass
 
 
 def user_exists(admin: redis.Redis, name: str) -> bool:
     return name in admin.execute_command("ACL", "USERS")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # Params and principals
@@ -332,6 +354,8 @@ def test_check_and_grant_name_missing_privileges(
         assert [problem.split(":")[0] for problem in problems] == [
             f"the bot's Redis user {weak_user} may not run ACL SETUSER",
             f"the bot's Redis user {weak_user} may not run ACL DELUSER",
+            f"the bot's Redis user {weak_user} may not run ACL GETUSER",
+            f"the bot's Redis user {weak_user} may not run ACL LIST",
             f"the bot's Redis user {weak_user} may not run ACL SAVE",
         ]
         ctx = grant_context(probe.principal())
@@ -395,7 +419,7 @@ def own_redis(tmp_path: Path, *options: str) -> Iterator[int]:
     command += ["--appendonly", "no", "--logfile", str(tmp_path / "redis.log"), *options]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        give_up = time.monotonic() + 5
+        give_up = time.monotonic() + 30  # ends as soon as it listens: only a server that never starts waits long
         while True:  # the server is starting: wait until it accepts connections
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -425,7 +449,7 @@ def test_a_server_busy_with_a_script_fails_the_grant_for_now_and_it_then_succeed
 
         script = threading.Thread(target=loop, daemon=True)
         script.start()
-        give_up = time.monotonic() + 5
+        give_up = time.monotonic() + 30  # ends as soon as the script runs
         try:
             while not _busy(admin):
                 assert time.monotonic() < give_up, "the script never made the server busy"
