@@ -37,6 +37,8 @@ def outcome(view: RequestView) -> str:
             return f"{number} is still waiting for approvers."
         case Status.DENIED:
             return f"{number} was denied by {_who(view.denier)}{_at(_decided(view))}."
+        case Status.CANCELLED if view.superseded_by:
+            return f"{number} was superseded by emergency request #{view.superseded_by}{_at(_decided(view))}."
         case Status.CANCELLED:
             return f"{number} was withdrawn by {_who(view.requester_id)}{_at(_decided(view))}."
         case Status.TIMED_OUT:

@@ -60,6 +60,8 @@ def state_line(view: RequestView) -> str:
         return f"{line}, approved so far by {approved}" if approved else line
     if status is Status.DENIED:
         return f"⛔ Denied by {who(view.denier)}"
+    if status is Status.CANCELLED and view.superseded_by:
+        return f"↩️ Superseded by emergency request #{view.superseded_by}"
     if status is Status.CANCELLED:
         return "↩️ Withdrawn by the requester"
     if status is Status.TIMED_OUT:

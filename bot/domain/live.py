@@ -1,0 +1,92 @@
+"""One live grant per principal and resource.
+
+Backends key what they grant by principal and resource (a role membership, a temporary login, an ACL user, a
+binding), so two overlapping grants of the same access are one thing on the backend: the first revoke would take
+away what the other still gives, while the bot kept showing it active. So a principal holds at most one live
+request per resource. A second ask is refused and pointed at `/breakglass extend`; an emergency replaces a normal
+request that is still waiting for approval. The database holds the rule where it takes effect: a live request
+carries ``live_key``, which a unique index lets only one row hold, and the move to a final status gives it up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.domain.rules import Refused
+from bot.domain.states import OPEN, Status
+
+# Every status in which a request may still lead to, hold, or be removing access: exactly the open ones.
+LIVE = OPEN
+WAITING = frozenset({Status.PENDING})
+HOLDING = frozenset({Status.APPROVED, Status.GRANTING, Status.ACTIVE})
+ENDING = frozenset({Status.REVOKING, Status.REVOKE_FAILED})
+assert WAITING | HOLDING | ENDING == LIVE
+
+
+def live_key(resource: str, principal: str | None) -> str | None:
+    """What a live request of ``principal`` on ``resource`` occupies. Resource names never hold a newline, so the
+    key is unambiguous. Requests from before principals were stored have none, and so take no key."""
+    return None if principal is None else f"{resource}\n{principal}"
+
+
+@dataclass(frozen=True)
+class LiveRequest:
+    """The live request that stands in the way of a new one."""
+
+    id: int
+    resource: str
+    requester_id: str
+    status: Status
+    emergency: bool
+    expires_at: datetime | None
+
+
+def supersedes(live: LiveRequest, emergency: bool) -> bool:
+    """An emergency does not wait for approvers: it replaces a normal request still waiting for them."""
+    return emergency and live.status is Status.PENDING and not live.emergency
+
+
+def refusal(live: LiveRequest, actor: str, now: datetime) -> Refused:
+    """Why a new request cannot be stored while ``live`` is, and what to do instead."""
+    number, resource = live.id, f"`{live.resource}`"
+    mine = live.requester_id == actor
+    if live.status in WAITING:
+        if mine:
+            return Refused(
+                f"You already asked for {resource} (#{number}); it is waiting for approval. "
+                f"To ask differently, withdraw it first with `/breakglass revoke {number}`."
+            )
+        return Refused(
+            f"<@{live.requester_id}> already asked for {resource} for the same backend identity as yours "
+            f"(#{number}); it is waiting for approval."
+        )
+    if live.status in HOLDING:
+        until = f"until {_clock_time(live.expires_at, now)}" if live.expires_at else "as soon as it is granted"
+        if mine:
+            if live.emergency:
+                return Refused(
+                    f"You hold access to {resource} {until} (#{number}); extend it yourself with "
+                    f"`/breakglass extend {number} …`."
+                )
+            return Refused(
+                f"You hold access to {resource} {until} (#{number}); ask an approver for more time with "
+                f"`/breakglass extend {number} …`."
+            )
+        return Refused(
+            f"Your backend identity on {resource} already has access {until} through <@{live.requester_id}>'s "
+            f"request #{number}. An approver can give more time with `/breakglass extend {number} …`."
+        )
+    if mine:
+        return Refused(
+            f"Your earlier access to {resource} (#{number}) is still being removed; ask again once it is "
+            "(`/breakglass mine` shows where it is)."
+        )
+    return Refused(
+        f"Your backend identity's access to {resource} through <@{live.requester_id}>'s request #{number} is still "
+        "being removed; ask again once it is."
+    )
+
+
+def _clock_time(moment: datetime, now: datetime) -> str:
+    return f"{moment:%H:%M} UTC" if moment.date() == now.date() else f"{moment:%Y-%m-%d %H:%M} UTC"
