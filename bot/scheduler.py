@@ -4,10 +4,13 @@ sweep, so a lost or late job delays work and never loses it."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
+
+from bot.store.reachability import database_outage
 
 log = logging.getLogger("breakglass.scheduler")
 
@@ -19,11 +22,18 @@ class Scheduler:
         interval: float,
         renew: Callable[[], object] | None = None,
         renew_every: float = 10.0,
+        beat: Callable[[], object] | None = None,
+        beat_every: float = 2.0,
     ) -> None:
         self._sweep = sweep
         self._interval = interval
         self.renew = renew
         self._renew_every = renew_every
+        self.beat = beat
+        self._beat_every = beat_every
+        self._sweeping = True
+        self._sweeps = threading.Condition()  # guards the two below
+        self._sweeps_running = 0
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
             # APScheduler's default grace of 1 s silently drops a job that falls due while the process is busy.
@@ -37,29 +47,67 @@ class Scheduler:
         )
         if self.renew is not None:
             self._scheduler.add_job(self._keep_claims, "interval", seconds=self._renew_every, id="renew")
+        if self.beat is not None:
+            self._scheduler.add_job(self._keep_beating, "interval", seconds=self._beat_every, id="heartbeat")
         self._scheduler.start()
         for moment in upcoming:
             self.wake_at(moment)
 
+    def every(self, job_id: str, seconds: float, job: Callable[[], object]) -> None:
+        """Run a named job every ``seconds`` while the scheduler runs (reconciliation, drills). A job that must run
+        once per period across replicas decides that itself (store/schedules.py): this is only its alarm."""
+
+        def run() -> None:
+            try:
+                job()
+            except Exception as error:  # a traceback, unless the database is away: then one line per outage
+                database_outage.failed(log, job_id, error)
+
+        self._scheduler.add_job(run, "interval", seconds=seconds, id=job_id, replace_existing=True)
+
     def wake_at(self, when: datetime) -> None:
-        if not self._scheduler.running:
+        if not self._scheduler.running or not self._sweeping:
             return
         self._scheduler.add_job(
             self._run, "date", run_date=when, id=f"wake:{when.timestamp():.3f}", replace_existing=True
         )
 
     def _run(self) -> None:
+        with self._sweeps:
+            if not self._sweeping:
+                return
+            self._sweeps_running += 1
         try:
             self._sweep()
-        except Exception:
-            log.exception("sweep failed; the next one will try again")
+        except Exception as error:
+            database_outage.failed(log, "the sweep", error)  # the next one tries again
+        else:
+            database_outage.reachable()
+        finally:
+            with self._sweeps:
+                self._sweeps_running -= 1
+                self._sweeps.notify_all()
 
     def _keep_claims(self) -> None:
         assert self.renew is not None
         try:
             self.renew()
-        except Exception:
-            log.exception("renewing claims failed; trying again in %ss", self._renew_every)
+        except Exception as error:
+            database_outage.failed(log, "renewing claims", error)  # again in renew_every seconds
+
+    def _keep_beating(self) -> None:
+        assert self.beat is not None
+        try:
+            self.beat()
+        except Exception as error:  # one line, not a traceback every beat while the database is away
+            database_outage.failed(log, "writing the heartbeat", error)
+
+    def stop_sweeping(self, timeout: float = 10.0) -> None:
+        """Start no more sweeps, and wait for one in progress; heartbeat and lease renewal go on, for the work still
+        finishing as we stop."""
+        with self._sweeps:
+            self._sweeping = False
+            self._sweeps.wait_for(lambda: self._sweeps_running == 0, timeout=timeout)
 
     def shutdown(self, wait: bool = True) -> None:
         if self._scheduler.running:

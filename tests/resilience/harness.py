@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,10 +20,12 @@ import requests
 from sqlalchemy import select
 
 from bot.devtools.local_bot import BOT_TOKEN, GROUPS, PEOPLE, SIGNING_SECRET
+from bot.devtools.ports import free_port
 from bot.devtools.slack_requests import SlackSender
 from bot.devtools.slack_standin import SlackStandIn
 from bot.devtools.webhook_receiver import WebhookCall, WebhookReceiver
 from bot.domain.states import FINAL, Status
+from bot.store import replicas
 from bot.store.db import Database
 from bot.store.models import AuditEvent, Request
 
@@ -53,14 +54,14 @@ resources:
       timeout: 5
     approvers: [S0SRELEADS]
     emergency: true
-    requesters: [S0ONCALL]
+    requesters: [S0ONCALL, U0OPS1, U0OPS2, U0OPS3, U0OPS4, U0OPS5, U0OPS6, U0OPS7, U0OPS8]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+# People who break the glass side by side: each holds one grant, as a person holds one live grant per resource.
+ON_CALL = [f"U0OPS{n}" for n in range(1, 9)]
+PEOPLE_ON_CALL = {
+    **PEOPLE,
+    **{user: {"name": user.lower(), "real_name": user, "email": f"{user.lower()}@example.com"} for user in ON_CALL},
+}
 
 
 def wall_time(call: WebhookCall) -> datetime:
@@ -77,6 +78,8 @@ class Replica:
     log: Path
     process: subprocess.Popen[bytes] | None = None
     ready_at: datetime | None = None
+    # Settings of this replica that differ from the fleet's; None removes one, leaving the bot's default.
+    settings: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -113,7 +116,7 @@ class Fleet:
         self.db = Database.from_url(self.database_url)
 
     def environ(self, replica: Replica) -> dict[str, str]:
-        return {
+        environ = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "BREAKGLASS_"))},
             "SLACK_BOT_TOKEN": BOT_TOKEN,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
@@ -132,14 +135,20 @@ class Fleet:
             "PYTHONUNBUFFERED": "1",
             "BREAKGLASS_AUDIT_KEY": AUDIT_KEY,
         }
+        for name, value in replica.settings.items():
+            if value is None:
+                environ.pop(name, None)
+            else:
+                environ[name] = value
+        return environ
 
-    def replica(self, name: str | None = None) -> Replica:
+    def replica(self, name: str | None = None, settings: dict[str, str | None] | None = None) -> Replica:
         name = name or f"replica-{next(self._names)}"
-        replica = Replica(name, free_port(), self.folder / f"{name}.log")
+        replica = Replica(name, free_port(), self.folder / f"{name}.log", settings=dict(settings or {}))
         self.replicas.append(replica)
         return replica
 
-    def start(self, replica: Replica, timeout: float = 30) -> Replica:
+    def start(self, replica: Replica, timeout: float = 60) -> Replica:  # returns once healthy
         """Start (or restart) a replica and wait until it answers /healthz."""
         replica.port = free_port()
         with replica.log.open("ab") as log:
@@ -188,7 +197,7 @@ class Fleet:
         return sender.command(
             f"orders-db {duration} INC-4211 checkout failing --emergency",
             user_id=user,
-            user_name=PEOPLE[user]["name"],
+            user_name=PEOPLE_ON_CALL[user]["name"],
             channel_id="C0INCIDENT",
             response_url=self.slack.response_url(f"cmd-{time.monotonic_ns()}"),
         )
@@ -207,7 +216,7 @@ class Fleet:
             session.expunge_all()
             return list(rows)
 
-    def wait_until_settled(self, timeout: float = 30) -> list[Request]:
+    def wait_until_settled(self, timeout: float = 60) -> list[Request]:  # returns once every request is final
         """Every request in a final state; the rows then."""
         deadline = time.monotonic() + timeout
         while True:
@@ -223,7 +232,7 @@ class Fleet:
 @contextmanager
 def fleet(database_url: str, folder: Path) -> Iterator[Fleet]:
     with (
-        SlackStandIn(token=BOT_TOKEN, users=PEOPLE, groups=GROUPS) as slack,
+        SlackStandIn(token=BOT_TOKEN, users=PEOPLE_ON_CALL, groups=GROUPS) as slack,
         WebhookReceiver(WEBHOOK_SECRET) as backend,
     ):
         running = Fleet(database_url, folder, slack, backend)
@@ -233,3 +242,55 @@ def fleet(database_url: str, folder: Path) -> Iterator[Fleet]:
             running.stop_all()
         leaks = running.leaked_secrets()
         assert not leaks, f"secrets in the bot's output: {'; '.join(leaks)}"
+
+
+# -- killing a replica in the middle of a backend call -------------------------------------------------------------
+
+IN_FLIGHT = 4.0  # seconds the backend takes to answer the call the kill interrupts
+
+
+def revoke(running: Fleet, replica: Replica, request_id: int) -> requests.Response:
+    return SlackSender(replica.url, SIGNING_SECRET).command(
+        f"revoke {request_id}",
+        user_id="U0BOB",
+        user_name=PEOPLE["U0BOB"]["name"],
+        channel_id="C0INCIDENT",
+        response_url=running.slack.response_url(f"revoke-{time.monotonic_ns()}"),
+    )
+
+
+def only_request(running: Fleet) -> Request:
+    [request] = running.requests()
+    return request
+
+
+def wait_for_status(running: Fleet, status: Status, timeout: float = 30) -> Request:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = running.requests()
+        if rows and rows[0].status == status:
+            return rows[0]
+        assert time.monotonic() < deadline, f"still {[r.status for r in rows]}, not {status}"
+        time.sleep(0.05)
+
+
+def kill_mid_call(running: Fleet, holder: Replica, step: str) -> tuple[Request, datetime, datetime]:
+    """Start a grant or a revoke on ``holder`` and SIGKILL it while the backend works on the call. Returns the row as
+    the dead process left it, its last heartbeat and the moment of the kill."""
+    if step == "grant":
+        running.backend.respond_with(delay=IN_FLIGHT)
+        assert running.break_glass(holder, "20s").status_code == 200
+    else:
+        assert running.break_glass(holder, "1h").status_code == 200
+        wait_for_status(running, Status.ACTIVE)
+        running.backend.respond_with(delay=IN_FLIGHT)
+        assert revoke(running, holder, only_request(running).id).status_code == 200
+    running.backend.wait_for(lambda calls: any(call.event == step for call in calls), timeout=15)
+    killed_at = holder.kill()
+    running.backend.respond_with(delay=0)
+    left = only_request(running)
+    assert left.status == (Status.GRANTING if step == "grant" else Status.REVOKING)
+    with running.db.transaction() as session:
+        last_seen = replicas.last_seen(session, left.claimed_by)
+    assert last_seen is not None, "the dead holder had written its heartbeat"
+    return left, last_seen, killed_at

@@ -25,15 +25,16 @@ import pytest
 
 from bot.domain.states import Status
 from bot.store.models import Request
-from tests.resilience.harness import LEASE, SWEEP_INTERVAL, Fleet, Replica, fleet, wall_time
+from tests.resilience.harness import LEASE, ON_CALL, SWEEP_INTERVAL, Fleet, Replica, fleet, wall_time
 
 SEED = os.environ.get("BREAKGLASS_CRASH_SEED") or str(random.SystemRandom().randrange(10**6))
 GRANTS_PER_RUN = 4
-# Time for a sweep to run and a webhook call to arrive, on a busy 2-core machine.
-SLACK_TIME = timedelta(seconds=1.5)
+# Time for a sweep to run and a webhook call to arrive: the issue's promise is one sweep interval and 5 s. A tighter
+# bound measures how busy the machine is (the worst delay is printed, so a slower bot still shows).
+SLACK_TIME = timedelta(seconds=5)
 
 
-def wait_for_calls(fleet: Fleet, event: str, count: int, timeout: float = 15) -> None:
+def wait_for_calls(fleet: Fleet, event: str, count: int, timeout: float = 60) -> None:  # returns once seen
     fleet.backend.wait_for(lambda calls: sum(c.event == event for c in calls) >= count, timeout=timeout)
 
 
@@ -90,8 +91,8 @@ def test_a_killed_bot_leaks_no_access(database_url: str, tmp_path: Path, scenari
     rng = random.Random(f"{SEED}/{scenario}/{round_}")
     with fleet(database_url, tmp_path) as running:
         bot = running.start(running.replica("replica-1"))
-        for _ in range(GRANTS_PER_RUN):
-            assert running.break_glass(bot, f"{rng.randint(1, 3)}s").status_code == 200
+        for user in ON_CALL[:GRANTS_PER_RUN]:
+            assert running.break_glass(bot, f"{rng.randint(1, 3)}s", user).status_code == 200
         killed_at = SCENARIOS[scenario](running, bot, rng)
         time.sleep(rng.uniform(0, 2))  # down for a while: expiries pass with nobody watching
         running.backend.hang(0)
@@ -105,17 +106,18 @@ def test_a_killed_bot_leaks_no_access(database_url: str, tmp_path: Path, scenari
 
 
 def test_a_replacement_under_a_new_name_takes_over_once_the_leases_end(database_url: str, tmp_path: Path) -> None:
-    """A replica that comes back with another name (a new pod) cannot know the dead one's claims were its own:
-    it waits for their leases to run out, then takes them over."""
+    """A replica that comes back with another name (a new pod) cannot know the dead one's claims were its own: it
+    takes them over once the dead one's heartbeat is stale or their leases ran out, whichever comes first (here the
+    harness's 3 s lease; tests/resilience/test_takeover.py has the bot's defaults, where the heartbeat comes first)."""
     print(f"BREAKGLASS_CRASH_SEED={SEED}")
     rng = random.Random(f"{SEED}/new name")
     with fleet(database_url, tmp_path) as running:
         bot = running.start(running.replica("pod-a"))
-        running.backend.respond_with(delay=1.0)  # so the kill finds revokes in flight
-        for _ in range(GRANTS_PER_RUN):
-            assert running.break_glass(bot, "1s").status_code == 200
+        running.backend.hang(60)  # so the kill finds revokes in flight, however long the test takes to kill
+        for user in ON_CALL[:GRANTS_PER_RUN]:
+            assert running.break_glass(bot, "1s", user).status_code == 200
         killed_at = kill_during_revoke(running, bot, rng)
-        running.backend.respond_with(delay=0)
+        running.backend.release()
         replacement = running.start(running.replica("pod-b"))
         assert replacement.ready_at is not None
         rows = running.wait_until_settled()

@@ -112,7 +112,7 @@ def test_two_replicas_revoke_each_grant_once_and_remind_once(postgres_url: str, 
         assert sorted(revokes) == sorted(uids)
         assert all(len(times) == 1 for times in revokes.values()), "a grant was revoked more than once"
 
-        running.slack.wait_for(lambda slack: len(reminders(slack)) >= REVIEWS, timeout=20)
+        running.slack.wait_for(lambda slack: len(reminders(slack)) >= REVIEWS, timeout=60)
         time.sleep(SWEEP_INTERVAL * 2)  # a second reminder would show up by now
         assert len(reminders(running.slack)) == REVIEWS
         events = running.audit()
@@ -137,7 +137,7 @@ def test_when_a_replica_dies_mid_work_the_other_finishes_its_claims(postgres_url
         uids = add_grants(running, 100, expires_at)
         # The alarms are set at start or when a grant is made; these rows came in behind the replicas' backs, so
         # the periodic sweep finds them.
-        running.backend.wait_for(lambda calls: len(calls) >= 10, timeout=20)
+        running.backend.wait_for(lambda calls: len(calls) >= 10, timeout=60)
         killed_at = doomed.kill()
         with running.db.transaction() as session:
             orphaned = session.query(Request).filter_by(status="revoking", claimed_by="replica-a").count()
