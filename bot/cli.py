@@ -47,12 +47,19 @@ def _settings() -> Settings:
 def serve() -> None:
     """Run the bot: HTTP on $PORT (/slack/events, /healthz), or Socket Mode when SLACK_APP_TOKEN is set."""
     from bot import runtime
+    from bot.store.reachability import unreachable
 
     settings = _settings()
     try:
         running = runtime.build(settings, os.environ)
     except (SettingsError, PolicyError) as error:
         fail(str(error))
+    except Exception as error:
+        if not unreachable(error):
+            raise
+        # Once running, the bot rides out an outage; at start it cannot even check its schema. A supervisor's
+        # restart is the retry. The type alone: a driver's message is no place to risk quoting the URL.
+        fail(f"DATABASE_URL: cannot reach the database ({type(error).__name__}); start again once it answers", 1)
     redaction.install(running.deps.redactor)
     running.start_alarms()
     signal.signal(signal.SIGTERM, lambda *_: running.stop())

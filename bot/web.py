@@ -19,18 +19,23 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy import text
 
 from bot.services import guard
+from bot.services.deadline import Overdue, call_within
 from bot.services.deps import Deps
-from bot.slack import payloads
+from bot.slack import payloads, replies
+from bot.slack.link import SlackLink
+from bot.slack.replies import DATABASE_UNREACHABLE as DB_DOWN
 from bot.store import deliveries
+from bot.store.reachability import ANSWER_WITHIN, NoAnswer, database_outage, unreachable
 
 log = logging.getLogger("breakglass.web")
+T = TypeVar("T")
 
 EVENTS_PATH = "/slack/events"
 MAX_BODY = 256 * 1024  # Slack's payloads are a few KB; a block_actions payload with a big message stays well under
@@ -39,27 +44,45 @@ SIGNATURE_WINDOW = 300  # seconds, Slack's own rule
 
 class WebApp:
     def __init__(
-        self, app: App, deps: Deps, signing_secret: str | None, wall_clock: Callable[[], float] = time.time
+        self,
+        app: App,
+        deps: Deps,
+        signing_secret: str | None,
+        wall_clock: Callable[[], float] = time.time,
+        slack: SlackLink | None = None,
     ) -> None:
         self.slack = SlackRequestHandler(app, path=EVENTS_PATH)
+        self.slack_link = slack
         self.deps = deps
         self.secret = signing_secret.encode() if signing_secret else None
         self.wall_clock = wall_clock
         self.bad_signatures = _Throttled(deps)
 
     def healthy(self) -> bool:
+        """Whether the database answers, within ANSWER_WITHIN whatever the database does."""
         try:
-            with self.deps.db.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            return True
-        except Exception:
+            _within(ANSWER_WITHIN, self._ping)
+        except Exception as error:
+            database_outage.failed(log, "the health check", error)
             return False
+        database_outage.reachable()
+        return True
+
+    def _ping(self) -> None:
+        with self.deps.db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """503 only when the database is unreachable: without it nothing can be done. Slack unreachable is
+        "degraded": revokes go on, and messages wait."""
+        ok = self.healthy()
+        slack = "up" if self.slack_link is None or self.slack_link.reachable else "degraded"
+        return 200 if ok else 503, {"ok": ok, "database": "up" if ok else "down", "slack": slack}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
         if path == "/healthz" and method in ("GET", "HEAD"):
-            ok = self.healthy()
-            return _reply(start_response, 200 if ok else 503, {"ok": ok, "database": "up" if ok else "down"})
+            return _reply(start_response, *self.health())
         if path == EVENTS_PATH and method == "POST" and self.secret is not None:
             return self._from_slack(environ, start_response)
         return self.slack(environ, start_response)
@@ -82,7 +105,15 @@ class WebApp:
             log.warning("refused a signed request: %s", shape)
             return _reply(start_response, 400, {"error": "not a Slack payload"})
         digest = hashlib.sha256(signature.encode()).hexdigest()
-        if not deliveries.first_time(self.deps.db, digest, self.deps.now()):
+        try:
+            first = _within(ANSWER_WITHIN, deliveries.first_time, self.deps.db, digest, self.deps.now())
+        except Exception as error:
+            if not unreachable(error):
+                raise
+            # The request goes no further, so nothing is done: the person hears why, not a 500 ("dispatch_failed").
+            database_outage.failed(log, "a Slack request", error)
+            return _reply(start_response, *replies.refusal_for(body, environ.get("CONTENT_TYPE"), DB_DOWN))
+        if not first:
             log.warning("ignored a replayed Slack request")
             return _reply(start_response, 200, None)
         bolted = payloads.for_bolt(body, environ.get("CONTENT_TYPE"))
@@ -105,6 +136,16 @@ class WebApp:
     def _signature(self, timestamp: str, body: bytes) -> str:
         assert self.secret is not None
         return "v0=" + hmac.new(self.secret, b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256).hexdigest()
+
+
+def _within(seconds: float, call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)``, given at most ``seconds``; NoAnswer if the database has not answered by then. The call is
+    abandoned on a daemon thread and ends when its connection does; it is one transaction, so it either commits or
+    leaves nothing."""
+    try:
+        return call_within(seconds, call, *args)
+    except Overdue:
+        raise NoAnswer(f"no answer within {seconds:g}s") from None
 
 
 def _reply(start_response: Callable[..., Any], status: int, payload: dict[str, Any] | None) -> list[bytes]:
@@ -138,5 +179,5 @@ class _Throttled:
         log.warning("refused a request with %s from %s", why, remote or "?")
         try:
             guard.refused(self.deps, guard.UNSIGNED, "signature_refused", why, remote=remote, count=count)
-        except Exception:  # the refusal stands even if it cannot be written down
-            log.exception("could not record a refused signature")
+        except Exception as error:  # the refusal stands even if it cannot be written down
+            database_outage.failed(log, "recording a refused signature", error)

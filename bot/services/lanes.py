@@ -12,6 +12,8 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from typing import Any
 
+from bot.store.reachability import database_outage
+
 log = logging.getLogger("breakglass.lanes")
 
 _STOP = object()
@@ -54,7 +56,8 @@ class Lanes:
                 if future.set_running_or_notify_cancel():
                     future.set_result(work())
             except BaseException as error:
-                log.exception("lane work %s failed", key)
+                kind = f"lane work ({key[0]})" if isinstance(key, tuple) and key else "lane work"
+                database_outage.failed(log, f"lane work {key}", error, kind=kind)
                 future.set_exception(error)
             finally:
                 with self._lock:

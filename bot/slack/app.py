@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from slack_bolt import App
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped, warning_token_skipped
 from slack_sdk import WebClient
 
 from bot.services.deps import Deps
 from bot.services.guard import RateLimiter
 from bot.slack import listeners
 from bot.slack.gate import Home, workspace_gate
+from bot.slack.link import SlackLink
 from bot.slack.retry import SlackRetry
 
 DEFAULT_API_URL = "https://slack.com/api/"
@@ -18,22 +22,39 @@ def web_client(token: str, api_url: str | None) -> WebClient:
     return WebClient(token=token, base_url=api_url or DEFAULT_API_URL, timeout=10, retry_handlers=[SlackRetry()])
 
 
-def home_of(client: WebClient, team_id: str | None, enterprise_id: str | None) -> Home:
-    """The workspace this bot serves: as configured, or as Slack says the bot token's install is."""
+def home_from(team_id: str | None, enterprise_id: str | None) -> Home | None:
+    """The workspace as configured (SLACK_TEAM_ID, SLACK_ENTERPRISE_ID), or None to learn it from the bot token."""
     if team_id or enterprise_id:
         return Home(team_id, enterprise_id, org_wide=team_id is None)
-    auth = client.auth_test()
-    return Home(auth.get("team_id"), auth.get("enterprise_id"), org_wide=bool(auth.get("is_enterprise_install")))
+    return None
 
 
-def build_app(client: WebClient, signing_secret: str | None, deps: Deps, home: Home) -> App:
+class _UnusedTokenWarning(logging.Filter):
+    """Bolt warns that the bot token goes unused when authorization is given: here authorization hands every
+    request that token, so the warning would only mislead whoever reads the log."""
+
+    UNUSED = frozenset({warning_client_prioritized_and_token_skipped(), warning_token_skipped()})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in self.UNUSED
+
+
+_NO_UNUSED_TOKEN_WARNING = _UnusedTokenWarning()
+
+
+def build_app(client: WebClient, signing_secret: str | None, deps: Deps, link: SlackLink) -> App:
+    # The token is checked by the link at start (a refused token stops start-up there): Bolt's own check would make
+    # an unreachable Slack fatal, and its lazy one would call Slack in the middle of a request. So authorization comes
+    # from the link, which hands each request the token; Bolt's warnings that the token goes unused are dropped.
+    logging.getLogger("slack_bolt.App").addFilter(_NO_UNUSED_TOKEN_WARNING)
     app = App(
         client=client,
         signing_secret=signing_secret,
-        token_verification_enabled=True,  # a wrong token stops start-up instead of every later call
+        authorize=lambda enterprise_id, team_id, user_id: link.authorize(enterprise_id, team_id, user_id),
+        # The gate runs before authorization, so nothing is done for any workspace while ours is unknown.
+        before_authorize=workspace_gate(lambda: link.home, deps),
         request_verification_enabled=signing_secret is not None,  # Socket Mode: the connection is the proof
         ignoring_self_events_enabled=True,
     )
-    app.use(workspace_gate(home, deps))
     listeners.register(app, deps, RateLimiter(deps.tuning.actions_per_minute, deps.clock))
     return app

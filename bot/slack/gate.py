@@ -19,6 +19,8 @@ from slack_bolt.response import BoltResponse
 
 from bot.services import guard
 from bot.services.deps import Deps
+from bot.slack.replies import WORKSPACE_UNKNOWN, ephemeral, tell_privately
+from bot.store.reachability import database_outage
 
 log = logging.getLogger("breakglass.slack.gate")
 
@@ -53,10 +55,20 @@ def origin(body: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
     return as_text[0], as_text[1], as_text[2]
 
 
-def workspace_gate(home: Home, deps: Deps) -> Callable[..., BoltResponse | None]:
+def workspace_gate(home_now: Callable[[], Home | None], deps: Deps) -> Callable[..., BoltResponse | None]:
+    """``home_now`` is the workspace as known at the moment; None (Slack not reached yet, no SLACK_TEAM_ID) refuses
+    every request: admitting any workspace until we know ours would let a look-alike app in through the gap."""
+
     def gate(req: BoltRequest, resp: BoltResponse, next: Callable[[], None]) -> BoltResponse | None:
         body = req.body if isinstance(req.body, dict) else {}
         team_id, enterprise_id, user_id = origin(body)
+        home = home_now()
+        if body.get("type") == "url_verification":  # Slack proving the endpoint: it carries no workspace
+            next()
+            return None
+        if home is None:
+            log.warning("refused a Slack request: the workspace this bot serves is not known until Slack answers")
+            return _answer(body, WORKSPACE_UNKNOWN, click_too=True)
         if home.admits(team_id, enterprise_id):
             next()
             return None
@@ -71,15 +83,23 @@ def workspace_gate(home: Home, deps: Deps) -> Callable[..., BoltResponse | None]
                 team=team_id,
                 enterprise=enterprise_id,
             )
-        except Exception:  # the refusal stands even if it cannot be written down
-            log.exception("could not record a refused workspace")
-        text = "This Breakglass serves another Slack workspace; nothing was done."
-        if body.get("command"):  # a slash command shows the ack's body to the person who typed it
-            return BoltResponse(
-                status=200,
-                body=json.dumps({"response_type": "ephemeral", "text": text}),
-                headers={"content-type": ["application/json;charset=utf-8"]},
-            )
-        return BoltResponse(status=200, body="")
+        except Exception as error:  # the refusal stands even if it cannot be written down
+            database_outage.failed(log, "recording a refused workspace", error)
+        return _answer(body, "This Breakglass serves another Slack workspace; nothing was done.")
 
     return gate
+
+
+def _answer(body: dict[str, Any], text: str, click_too: bool = False) -> BoltResponse:
+    """A command hears ``text`` in the ack; a click through its response_url only when ``click_too``: another
+    workspace's clicks get nothing back from us."""
+    if body.get("command"):  # a slash command shows the ack's body to the person who typed it
+        return BoltResponse(
+            status=200,
+            body=json.dumps(ephemeral(text)),
+            headers={"content-type": ["application/json;charset=utf-8"]},
+        )
+    response_url = body.get("response_url")
+    if click_too and isinstance(response_url, str) and response_url.startswith(("https://", "http://")):
+        tell_privately(response_url, text)
+    return BoltResponse(status=200, body="")

@@ -21,7 +21,15 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        # By default libpq waits for a connection as long as the OS does (minutes): with the server unreachable,
+        # /healthz and every person's command would hang instead of saying so. 2 s is libpq's smallest.
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT
+    return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args=connect_args)
+
+
+CONNECT_TIMEOUT = 2  # seconds
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -210,7 +210,7 @@ def test_healthz(bot: LocalBot) -> None:
     import requests
 
     response = requests.get(f"{bot.base_url}/healthz", timeout=5)
-    assert response.status_code == 200 and response.json() == {"ok": True, "database": "up"}
+    assert response.status_code == 200 and response.json() == {"ok": True, "database": "up", "slack": "up"}
 
 
 def test_two_approvers_racing_grant_once(make_bot: Callable[..., LocalBot], receiver: WebhookReceiver) -> None:

@@ -20,7 +20,9 @@ from bot.services.ports import MembershipUnknown
 from bot.services.views import RequestView
 from bot.slack import blocks
 from bot.slack.ids import COMMAND
+from bot.slack.replies import DATABASE_LOST_MIDWAY
 from bot.slack.text import escape, quote, when
+from bot.store.reachability import database_outage, unreachable
 
 log = logging.getLogger("breakglass.slack.commands")
 
@@ -90,8 +92,8 @@ def slowed_down(deps: Deps, limiter: RateLimiter, actor: str, respond: Respond) 
 def _record_refusal(deps: Deps, actor: str, why: str, resource: str) -> None:
     try:
         guard.refused(deps, actor, "request_refused", why, resource=resource)
-    except Exception:  # the person has their answer; a failed write is logged, not shown to them
-        log.exception("could not record a refused request")
+    except Exception as error:  # the person has their answer; a failed write is logged, not shown to them
+        database_outage.failed(log, "recording a refused request", error)
 
 
 def _record_slow_down(deps: Deps, actor: str, verdict: Verdict) -> None:
@@ -99,8 +101,8 @@ def _record_slow_down(deps: Deps, actor: str, verdict: Verdict) -> None:
         why = f"more than {deps.tuning.actions_per_minute} Slack actions in a minute"
         try:
             guard.refused(deps, actor, "rate_limited", why)
-        except Exception:
-            log.exception("could not record a rate-limited person")
+        except Exception as error:
+            database_outage.failed(log, "recording a rate-limited person", error)
 
 
 def answer(respond: Respond, work: Callable[[], str]) -> None:
@@ -114,10 +116,14 @@ def answer(respond: Respond, work: Callable[[], str]) -> None:
             "⚠️ Breakglass could not check user-group membership with Slack just now, so nothing was done. "
             "Try again in a minute."
         )
-    except Exception:
-        incident = uuid.uuid4().hex[:8]
-        log.exception("command failed (ref %s)", incident)
-        text = f"⚠️ Something went wrong on our side (ref `{incident}`); nothing was changed that is not shown."
+    except Exception as error:
+        if unreachable(error):
+            database_outage.failed(log, "a person's command", error)
+            text = DATABASE_LOST_MIDWAY
+        else:
+            incident = uuid.uuid4().hex[:8]
+            log.exception("command failed (ref %s)", incident)
+            text = f"⚠️ Something went wrong on our side (ref `{incident}`); nothing was changed that is not shown."
     respond(text=text, response_type="ephemeral", replace_original=False)
 
 
