@@ -106,6 +106,18 @@ class Resource(_Strict):
     max_duration: Duration | None = None
     reason_pattern: str | None = None
     emergency: bool = False
+    # What reconciliation may take back: what the bot can tell it made (`bot`), every holder of the role or group
+    # (`all`, for ones that exist only for break-glass), or nothing (`off`).
+    reconcile: Literal["bot", "all", "off"] = "bot"
+
+    @field_validator("reconcile", mode="before")
+    @classmethod
+    def _reconcile(cls, value: Any) -> Any:
+        if value is False:  # YAML 1.1 reads a bare `off` as false
+            return "off"
+        if isinstance(value, bool):
+            raise ValueError("expected bot, all or off")
+        return value
 
     @field_validator("approvers", "requesters")
     @classmethod

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     requests_per_hour: int = Field(20, ge=1, le=10_000, **_env("BREAKGLASS_REQUESTS_PER_HOUR"))
     actions_per_minute: int = Field(30, ge=1, le=10_000, **_env("BREAKGLASS_ACTIONS_PER_MINUTE"))
     refusals_alert: int = Field(5, ge=1, le=1000, **_env("BREAKGLASS_REFUSALS_ALERT"))
+    reconcile_every: Duration = Field(timedelta(minutes=10), **_env("BREAKGLASS_RECONCILE_EVERY"))
 
     @field_validator("slack_api_url")
     @classmethod

@@ -232,6 +232,18 @@ def test_approvals_required_range(count: int) -> None:
     assert "resources.db.approvals_required: " in message
 
 
+@pytest.mark.parametrize(("written", "meant"), [(None, "bot"), ("bot", "bot"), ("all", "all"), ("off", "off")])
+def test_reconcile_is_bot_all_or_off_and_a_bare_off_is_not_lost_to_yaml(written: str | None, meant: str) -> None:
+    line = f"\nreconcile: {written}" if written else ""
+    assert parse_policy(minimal(f"adapter: log\napprovers: [U0ALICE01]{line}")).resources["db"].reconcile == meant
+
+
+@pytest.mark.parametrize("written", ["everything", "on", "yes", "true"])
+def test_a_reconcile_value_that_is_not_one_of_three_names_its_key(written: str) -> None:
+    message = error_of(minimal(f"adapter: log\napprovers: [U0ALICE01]\nreconcile: {written}"))
+    assert "resources.db.reconcile: " in message
+
+
 def test_review_required_is_one_of_three() -> None:
     message = error_of(minimal(top="review:\n  required: sometimes\n"))
     assert "review.required: " in message

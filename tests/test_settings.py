@@ -35,6 +35,7 @@ VARIABLES = (
     "BREAKGLASS_REQUESTS_PER_HOUR",
     "BREAKGLASS_ACTIONS_PER_MINUTE",
     "BREAKGLASS_REFUSALS_ALERT",
+    "BREAKGLASS_RECONCILE_EVERY",
 )
 SECRETS = (
     "SLACK_BOT_TOKEN",
@@ -235,6 +236,18 @@ def test_require_slack_http_mode_needs_the_signing_secret(monkeypatch: pytest.Mo
     message = require_slack_error(slack(monkeypatch, SLACK_BOT_TOKEN="xoxb-1"))
     assert message.startswith("SLACK_SIGNING_SECRET: required in HTTP mode")
     assert "SLACK_APP_TOKEN" in message
+
+
+def test_reconcile_runs_every_ten_minutes_unless_told_and_a_bad_period_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BREAKGLASS_RECONCILE_EVERY", raising=False)
+    assert load_settings(env_file=None).reconcile_every == timedelta(minutes=10)
+    monkeypatch.setenv("BREAKGLASS_RECONCILE_EVERY", "1h")
+    assert load_settings(env_file=None).reconcile_every == timedelta(hours=1)
+    monkeypatch.setenv("BREAKGLASS_RECONCILE_EVERY", "often")
+    with pytest.raises(SettingsError, match=r"^BREAKGLASS_RECONCILE_EVERY: "):
+        load_settings(env_file=None)
 
 
 def test_the_code_reads_exactly_the_documented_variables() -> None:

@@ -1,0 +1,58 @@
+"""Calling a resource's backend: under a hard time limit, with failures made safe to store and show, and every revoke
+checked with the backend before it is believed.
+
+A revoke is confirmed only by the backend itself: where the adapter ``Verifies``, it is asked right after the revoke
+returns whether the principal still has the access. "Still there" and "cannot tell" both leave the revoke
+unconfirmed, so the request is retried and shown as failing, never settled as ended.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from bot.adapters.base import Adapter, AdapterError, GrantContext, Receipt, Verifies
+from bot.services.deadline import Overdue, call_within
+from bot.services.deps import Deps
+
+log = logging.getLogger("breakglass.backend")
+
+
+def call_backend(deps: Deps, call: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return call_within(deps.tuning.call_timeout, call, *args)
+    except Overdue as overdue:
+        raise AdapterError(f"the backend gave {overdue}", retryable=True) from None
+
+
+def revoke_confirmed(deps: Deps, adapter: Adapter, ctx: GrantContext, receipt: Receipt) -> None:
+    """Revoke, then make sure: raises AdapterError unless the backend took the access away and, where it can be
+    asked, says the principal no longer has it."""
+    call_backend(deps, adapter.revoke, ctx, receipt)
+    if not isinstance(adapter, Verifies):
+        return
+    try:
+        still_there = call_backend(deps, adapter.verify, ctx, receipt)
+    except AdapterError as error:
+        raise AdapterError(
+            f"the backend said revoked, but whether {ctx.principal} still has access could not be checked: {error}",
+            retryable=True,
+        ) from None
+    if still_there is not False:  # anything but a plain "no" (an adapter bug answering None) is not a confirmation
+        raise AdapterError(f"the backend said revoked but {ctx.principal} still has access", retryable=True)
+
+
+def scrubbed(deps: Deps, error: AdapterError) -> AdapterError:
+    """The error with every secret the process knows blanked out: its text is stored, audited and shown in Slack,
+    and a backend's answer may quote a credential the adapter itself did not know to hide."""
+    clean = deps.redactor.scrub(str(error))
+    return error if clean == str(error) else AdapterError(clean, retryable=error.retryable)
+
+
+def adapter_error(error: Exception) -> AdapterError:
+    if isinstance(error, AdapterError):
+        return error
+    # An adapter bug: keep the type, not the text, which may carry connection strings or secrets.
+    log.error("adapter raised %s", type(error).__name__, exc_info=error)
+    return AdapterError(f"adapter failed unexpectedly ({type(error).__name__})", retryable=True)
