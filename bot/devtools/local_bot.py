@@ -151,7 +151,7 @@ class LocalBot:
         answer = None
         answer_follows = not ack or ack.startswith(WORKING)
         if wait and response.status_code == 200 and answer_follows:
-            answers = self.slack.wait_for(lambda s: s.responses(name), timeout=10)
+            answers = self.slack.wait_for(lambda s: s.responses(name))
             answer = answers[-1].get("text")
         reply = Reply(response.status_code, ack, answer, elapsed)
         self.replies.append(reply)

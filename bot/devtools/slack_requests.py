@@ -140,7 +140,7 @@ def block_action(
 class SlackSender:
     """POSTs signed Slack requests to a running bot at ``base_url + "/slack/events"``."""
 
-    def __init__(self, base_url: str, signing_secret: str, timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, signing_secret: str, timeout: float = 30.0) -> None:  # a hang, not a slow ack
         self.url = base_url.rstrip("/") + "/slack/events"
         self.signing_secret = signing_secret
         self.timeout = timeout

@@ -140,7 +140,9 @@ def tamper(db: Database, data: st.DataObject) -> tuple[int | None, int | None]:
     return i, first.id
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(transactions=TRANSACTIONS, data=st.data())
 def test_any_single_change_is_detected_and_the_first_broken_event_named(
     db: Database, transactions: list[list[dict[str, Any]]], data: st.DataObject
