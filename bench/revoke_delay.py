@@ -44,7 +44,9 @@ from bot.settings import Settings
 from bot.slack.ids import ActionId
 
 WEBHOOK_SECRET = "bench-webhook-secret-0123456789"
-REQUESTER = "U0BOB"
+# One requester per grant: a person holds at most one live grant of a resource (the rest are refused).
+REQUESTERS = [f"U0BENCH{n:03d}" for n in range(1000)]
+BENCH_PEOPLE = PEOPLE | {user: {"name": user.lower(), "email": f"{user.lower()}@example.com"} for user in REQUESTERS}
 APPROVER = "U0ALICE01"
 RESOURCE = "bench-db"
 POLICY = f"""
@@ -154,7 +156,7 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 def measure(config: Config, policy: Policy, grants: int, spread: float, approval_every: int, tmp: Path) -> Result:
     started = time.monotonic()
     to_wall = MonotonicToWall()
-    slack = SlackStandIn(token=BOT_TOKEN, users=PEOPLE, groups=GROUPS).start()
+    slack = SlackStandIn(token=BOT_TOKEN, users=BENCH_PEOPLE, groups=GROUPS).start()
     receiver = WebhookReceiver(WEBHOOK_SECRET).start()
     bot: runtime.Runtime | None = None
     try:
@@ -175,7 +177,7 @@ def measure(config: Config, policy: Policy, grants: int, spread: float, approval
         bot.start_alarms()
         port = bot.serve_http(host="127.0.0.1", port=0, block=False)
         sender = SlackSender(f"http://127.0.0.1:{port}", SIGNING_SECRET)
-        requester, approver = Person(REQUESTER, sender, slack), Person(APPROVER, sender, slack)
+        approver = Person(APPROVER, sender, slack)
 
         ids = []
         first = time.monotonic()
@@ -183,6 +185,7 @@ def measure(config: Config, policy: Policy, grants: int, spread: float, approval
             # Submissions are paced evenly over `spread` seconds, so that expiries fall at every phase of the sweep.
             time.sleep(max(0.0, first + i * spread / grants - time.monotonic()))
             seconds = 2 + i % 3  # 2 s, 3 s, 4 s, 2 s, ...
+            requester = Person(REQUESTERS[i % len(REQUESTERS)], sender, slack)
             if approval_every and i % approval_every == approval_every - 1:
                 rid = request_id(requester.command(f"{RESOURCE} {seconds}s INC-{i} bench"))
                 view = load_view(bot.deps, rid)

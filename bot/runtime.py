@@ -17,14 +17,16 @@ from bot.clock import Clock, SystemClock
 from bot.policy import Policy, load_policy
 from bot.redaction import collect as collect_secrets
 from bot.scheduler import Scheduler
-from bot.services import leases
+from bot.services import heartbeat, leases
 from bot.services.deps import Deps, Tuning, instance_name
+from bot.services.reconcile import Reconciler
 from bot.services.sweep import Sweeper
 from bot.settings import Settings, SettingsError
-from bot.slack.app import build_app, home_of, web_client
+from bot.slack.app import DEFAULT_API_URL, build_app, home_from, web_client
 from bot.slack.directory import SlackDirectory
+from bot.slack.link import SlackLink, TokenRefused
 from bot.slack.notifier import SlackNotifier
-from bot.store import queries, schema
+from bot.store import outbox, queries, schema
 from bot.store.chain import AuditSeal, ChainError, check_head
 from bot.store.db import Database
 from bot.web import WebApp
@@ -42,6 +44,7 @@ class Runtime:
     scheduler: Scheduler
     _server: object | None = field(default=None, repr=False)
     _server_thread: threading.Thread | None = field(default=None, repr=False)
+    slack_link: SlackLink | None = field(default=None, repr=False)
 
     def start_alarms(self) -> None:
         """Take back claims left by an earlier life of this replica (same BREAKGLASS_INSTANCE), set an alarm for
@@ -50,9 +53,17 @@ class Runtime:
         taken_back = leases.release(self.deps.db, self.deps.tuning.instance, now)
         if taken_back:
             log.warning("took back %s claims this replica held before it stopped", taken_back)
+        # Registered before the first sweep claims anything: a claim whose holder has no heartbeat row waits for its
+        # lease. The first beat also sets alarms for the claims of a dead predecessor (a restart under a new pid).
+        heartbeat.beat(self.deps)
         with self.deps.db.transaction() as session:
             upcoming = queries.upcoming_times(session, now)
         self.scheduler.start(upcoming)
+        # Every replica asks each sweep interval whether reconciliation is due; one of them runs it per period.
+        self.scheduler.every("reconcile", self.settings.sweep_interval, Reconciler(self.deps).tick)
+
+    def beat(self) -> None:
+        heartbeat.beat(self.deps)
 
     def renew_claims(self) -> None:
         deps = self.deps
@@ -87,7 +98,9 @@ class Runtime:
         if self._server_thread is not None and self._server_thread is not threading.current_thread():
             self._server_thread.join(timeout=left())
             self._server_thread = None
-        self.scheduler.shutdown(wait=True)
+        # Beating on while calls in flight finish: a silent heartbeat would let another replica take them over and
+        # repeat them beside us.
+        self.scheduler.stop_sweeping(left())
         still_running = self.sweeper.close(left())
         if still_running:
             log.warning("stopping with %s backend calls unfinished; their claims go back", len(still_running))
@@ -95,10 +108,16 @@ class Runtime:
         handed_back = leases.release(self.deps.db, self.deps.tuning.instance, self.deps.now())
         if handed_back:
             log.info("handed back %s claims", handed_back)
+        with self.deps.db.transaction() as session:  # still owed, and still in doubt: the next sender looks first
+            outbox.release(session, self.deps.tuning.instance)
+        self.scheduler.shutdown(wait=True)
+        heartbeat.forget(self.deps)  # after the last beat: nothing of ours is left to watch
         for adapter in self.deps.adapters.values():
             close = getattr(adapter, "close", None)
             if callable(close):
                 close()
+        if self.slack_link is not None:
+            self.slack_link.stop()
         self.deps.db.dispose()
 
 
@@ -134,6 +153,7 @@ def build(
         refusals_alert=settings.refusals_alert,
         requests_per_hour=settings.requests_per_hour,
         actions_per_minute=settings.actions_per_minute,
+        reconcile_every=settings.reconcile_every,
     )
     deps = Deps(
         db=db,
@@ -146,13 +166,37 @@ def build(
         redactor=collect_secrets(settings, adapters, policy, environ),
     )
     sweeper = Sweeper(deps)
-    scheduler = Scheduler(sweeper.kick, settings.sweep_interval, renew_every=tuning.lease.total_seconds() / 3)
+    deps.courier = sweeper.courier  # a person's thread sends what its action owes; background work hands it over
+    scheduler = Scheduler(
+        sweeper.kick,
+        settings.sweep_interval,
+        renew_every=tuning.lease.total_seconds() / 3,
+        beat_every=tuning.heartbeat.total_seconds(),
+    )
     deps.alarms = scheduler
     secret = None if settings.socket_mode else settings.slack_signing_secret
-    home = home_of(client, settings.slack_team_id, settings.slack_enterprise_id)
-    app = build_app(client, secret.get_secret_value() if secret else None, deps, home)
-    running = Runtime(
-        settings, deps, app, WebApp(app, deps, secret.get_secret_value() if secret else None), sweeper, scheduler
-    )
+    link = slack_link(settings)
+    app = build_app(client, secret.get_secret_value() if secret else None, deps, link)
+    web = WebApp(app, deps, secret.get_secret_value() if secret else None, slack=link)
+    running = Runtime(settings, deps, app, web, sweeper, scheduler, slack_link=link)
     scheduler.renew = running.renew_claims
+    scheduler.beat = running.beat
     return running
+
+
+def slack_link(settings: Settings) -> SlackLink:
+    """Check the bot token with Slack and keep checking in the background. A token Slack refuses stops start-up; a
+    Slack that cannot be reached does not (one log line), so revokes go on during a Slack outage."""
+    assert settings.slack_bot_token is not None
+    configured = home_from(settings.slack_team_id, settings.slack_enterprise_id)
+    link = SlackLink.for_token(
+        settings.slack_bot_token.get_secret_value(), settings.slack_api_url or DEFAULT_API_URL, configured
+    )
+    try:
+        link.connect()
+    except TokenRefused as refused:
+        raise SettingsError(
+            f"SLACK_BOT_TOKEN: Slack refused the token ({refused}); expected the bot token of an installed app"
+        ) from None
+    link.start()
+    return link

@@ -3,7 +3,8 @@
 Point a real ``slack_sdk.WebClient`` at it (``WebClient(token=..., base_url=standin.api_url)``): it
 answers the few Web API methods Breakglass uses with Slack-shaped JSON, keeps the posted messages so
 they can be updated, records every call, and can inject HTTP faults (500, 502, 503, 429 + Retry-After) and slow
-answers (to make a client time out).
+answers (to make a client time out), connections dropped after the call was carried out (``drop_next``), and a
+whole outage (``outage``). Posted messages keep their ``metadata``, and ``conversations.history`` returns them.
 It also serves ``response_url`` endpoints (``standin.response_url(name)``) and records what is posted
 to them.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +32,7 @@ BOT_USER_ID = "U0BOT"
 BOT_ID = "B0BOT"
 JSON_FIELDS = ("blocks", "attachments", "metadata")  # fields slack_sdk sends as JSON strings in forms
 FAULT_STATUSES = (429, 500, 502, 503)
+DROPPED = -1  # _dispatch's status for a call whose connection is closed without an answer
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class Message:
     blocks: list[dict[str, Any]]
     thread_ts: str | None = None
     updates: int = 0
+    metadata: dict[str, Any] | None = None
 
 
 def dm_channel(channel: str) -> str:
@@ -115,6 +119,11 @@ class _Handler(BaseHTTPRequestHandler):
             bearer = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             token = args.pop("token", None) or bearer
             status, payload, headers, stall = standin._dispatch(url.path.removeprefix("/api/"), args, token)
+            if status == DROPPED:  # carried out and recorded; the client never hears back
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return
             if stall:
                 time.sleep(stall)  # the call is done and recorded; only the answer is late
             self._send(status, json.dumps(payload).encode(), "application/json; charset=utf-8", headers)
@@ -143,8 +152,10 @@ class SlackStandIn:
         token: str = "xoxb-test-token",
         users: dict[str, dict[str, Any]] | None = None,
         groups: dict[str, list[str]] | None = None,
+        port: int = 0,  # a fixed port lets a test bring Slack "back" at the address a bot was already given
     ) -> None:
         self.token = token
+        self.port = port
         self._users = {uid: dict(info) for uid, info in (users or {}).items()}
         self._groups = {gid: list(members) for gid, members in (groups or {}).items()}
         self._cond = threading.Condition(threading.RLock())
@@ -154,6 +165,9 @@ class SlackStandIn:
         self._faults: dict[str, list[tuple[int, int, str | None]]] = {}
         self._errors: dict[str, list[str]] = {}
         self._stalls: dict[str, list[float]] = {}
+        self._drops: dict[str, int] = {}
+        self._down = False
+        self._down_methods: tuple[str, ...] | None = None
         self._ts_seq = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -162,7 +176,7 @@ class SlackStandIn:
 
     def start(self) -> SlackStandIn:
         if self._server is None:
-            self._server = _Server(("127.0.0.1", 0), _Handler)
+            self._server = _Server(("127.0.0.1", self.port), _Handler)
             self._server.standin = self
             self._thread = threading.Thread(
                 target=self._server.serve_forever,
@@ -236,12 +250,27 @@ class SlackStandIn:
         with self._cond:
             self._stalls.setdefault(method, []).extend([seconds] * n)
 
+    def drop_next(self, method: str, n: int = 1) -> None:
+        """The next ``n`` calls of ``method`` are carried out and recorded, then the connection is closed without an
+        answer: the client cannot tell whether Slack acted."""
+        with self._cond:
+            self._drops[method] = self._drops.get(method, 0) + n
+
+    def outage(self, down: bool = True, methods: tuple[str, ...] | None = None) -> None:
+        """While down, every Web API call (or only those of ``methods``) answers 503 without acting, as during a Slack
+        incident."""
+        with self._cond:
+            self._down = down
+            self._down_methods = methods
+
     def clear_faults(self) -> None:
-        """Forget pending faults and stalls: Slack is back (calls and messages are kept)."""
+        """Forget pending faults, stalls, drops and an outage: Slack is back (calls and messages are kept)."""
         with self._cond:
             self._faults.clear()
             self._errors.clear()
             self._stalls.clear()
+            self._drops.clear()
+            self._down = False
 
     # -- inspection -----------------------------------------------------------------------------
 
@@ -275,8 +304,12 @@ class SlackStandIn:
         with self._cond:
             return [body for n, body in self._responses if name is None or n == name]
 
-    def wait_for(self, predicate: Callable[[SlackStandIn], T], timeout: float = 5.0) -> T:
-        """Wait until ``predicate(self)`` is truthy and return its value; TimeoutError with a dump if not."""
+    def wait_for(self, predicate: Callable[[SlackStandIn], T], timeout: float = 30.0) -> T:
+        """Wait until ``predicate(self)`` is truthy and return its value; TimeoutError with a dump if not.
+
+        Returns as soon as the predicate holds, so the long default costs nothing unless the test is failing; a
+        short one would fail a passing test on a busy machine.
+        """
         deadline = time.monotonic() + timeout
         with self._cond:
             while not (result := predicate(self)):
@@ -307,6 +340,8 @@ class SlackStandIn:
             self._faults.clear()
             self._errors.clear()
             self._stalls.clear()
+            self._drops.clear()
+            self._down = False
 
     # -- request handling (called from server threads) ------------------------------------------
 
@@ -331,6 +366,9 @@ class SlackStandIn:
             now = time.monotonic()
             stalls = self._stalls.get(method)
             stall = stalls.pop(0) if stalls else 0.0
+            if self._down and (self._down_methods is None or method in self._down_methods):
+                self._record(ApiCall(method, args, now, failed=True))
+                return 503, _error("service_unavailable"), {}, 0.0
             faults = self._faults.get(method) or []
             fault = next((f for f in faults if f[2] is None or f[2] == args.get("channel")), None)
             if fault is not None:
@@ -349,6 +387,9 @@ class SlackStandIn:
                 handler = getattr(self, "_api_" + method.replace(".", "_"), None)
                 result = handler(args) if handler else _error("unknown_method")
             self._record(ApiCall(method, args, now, error=None if result["ok"] else result["error"]))
+            if self._drops.get(method):
+                self._drops[method] -= 1
+                return DROPPED, {}, {}, 0.0
             return 200, result, {}, stall
 
     def _next_ts(self) -> str:
@@ -357,8 +398,9 @@ class SlackStandIn:
         return f"{1_700_000_000 + micros // 1_000_000}.{micros % 1_000_000:06d}"
 
     @staticmethod
-    def _message_json(m: Message) -> dict[str, Any]:
+    def _message_json(m: Message, metadata: bool = False) -> dict[str, Any]:
         body = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "text": m.text, "blocks": m.blocks}
+        body |= {"metadata": m.metadata} if metadata and m.metadata else {}
         return body | {"ts": m.ts} | ({"thread_ts": m.thread_ts} if m.thread_ts else {})
 
     def _api_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -379,7 +421,10 @@ class SlackStandIn:
         if not (args.get("text") or args.get("blocks") or args.get("attachments")):
             return _error("no_text")
         text, blocks, thread_ts = args.get("text") or "", args.get("blocks") or [], args.get("thread_ts")
-        m = Message(dm_channel(args["channel"]), self._next_ts(), text, blocks, thread_ts or None)
+        metadata = args.get("metadata")
+        if metadata is not None and not (isinstance(metadata, dict) and metadata.get("event_type")):
+            return _error("invalid_metadata_format")
+        m = Message(dm_channel(args["channel"]), self._next_ts(), text, blocks, thread_ts or None, metadata=metadata)
         self._messages[(m.channel, m.ts)] = m
         return {"ok": True, "channel": m.channel, "ts": m.ts, "message": self._message_json(m)}
 
@@ -394,6 +439,24 @@ class SlackStandIn:
         m.updates += 1
         message = self._message_json(m)
         return {"ok": True, "channel": m.channel, "ts": m.ts, "text": m.text, "message": message}
+
+    def _api_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Newest first, ``limit`` at a time, paged by ``cursor``; metadata only with ``include_all_metadata``."""
+        channel = args.get("channel") or ""
+        if channel[:1] in ("U", "W"):
+            return _error("channel_not_found")  # history is read from a conversation id, never a user id
+        try:
+            limit = max(1, min(int(args.get("limit") or 100), 999))
+            start = int(args.get("cursor") or 0)
+        except ValueError:
+            return _error("invalid_cursor")
+        with_metadata = str(args.get("include_all_metadata")).lower() in ("1", "true")
+        newest_first = sorted((m for m in self._messages.values() if m.channel == channel), key=lambda m: m.ts)[::-1]
+        page = newest_first[start : start + limit]
+        more = start + limit < len(newest_first)
+        answer: dict[str, Any] = {"ok": True, "messages": [self._message_json(m, with_metadata) for m in page]}
+        answer |= {"has_more": more, "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
+        return answer
 
     def _api_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("channel"):

@@ -2,11 +2,14 @@
 
 Every backend call happens under a claim: the request moves to ``granting`` or ``revoking`` with this process's
 name and a lease, in the database, before the adapter is called. Only the adapter's answer moves it on. If the
-process dies mid-call, the lease runs out and whoever takes the claim over repeats the call; adapters are
-idempotent, so repeating is safe where forgetting would not be.
+process dies mid-call, its heartbeat stops (or, for a holder without one, the lease runs out) and whoever takes the
+claim over repeats the call; adapters are idempotent, so repeating is safe where forgetting would not be.
 
 A grant that fails in a way that leaves doubt (a timeout, a 5xx, an adapter bug) is undone with a revoke before
 the request settles at ``grant_failed``, so access the backend made but never confirmed cannot linger.
+
+A revoke is believed only once the backend confirms it: where the adapter ``Verifies``, it is asked afterwards, and
+access still there (or an answer that cannot tell) is a failed revoke, retried and shown (``services/backend.py``).
 """
 
 from __future__ import annotations
@@ -16,19 +19,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from sqlalchemy.orm import Session
 
 from bot.adapters.base import AdapterError, GrantContext, Receipt
 from bot.domain.rules import Refused, check_still_requester
 from bot.domain.states import CLAIMS, Status
-from bot.services.common import announce, grant_context, view
-from bot.services.deadline import Overdue, call_within
+from bot.services import heartbeat, tell
+from bot.services.backend import adapter_error, call_backend, revoke_confirmed, scrubbed
+from bot.services.common import grant_context, view
 from bot.services.deps import Deps
 from bot.services.ports import MembershipUnknown, Notice
 from bot.services.views import RequestView
-from bot.store import audit, queries
+from bot.store import audit, queries, replicas
 from bot.store.models import Request, Review
 
 log = logging.getLogger("breakglass.access")
@@ -89,23 +92,40 @@ def claim(
     elif status is Status.REVOKE_FAILED and request.next_attempt_at and request.next_attempt_at <= now:
         when = [Request.next_attempt_at <= now]
         won = queries.move(session, request.id, Status.REVOKE_FAILED, Status.REVOKING, when=when, **lease)
-    elif status in CLAIMS and request.lease_until and request.lease_until <= now:
+    elif status in CLAIMS and (why := _takeover_reason(deps, session, request, now)) is not None:
         step = Step.GRANT if status is Status.GRANTING else Step.REVOKE
         holder = request.claimed_by
-        won = queries.move_claim(session, request.id, status, holder, now, **lease)
+        dead_before = heartbeat.dead_before(deps, now)
+        won = queries.move_claim(session, request.id, status, holder, now, dead_before=dead_before, **lease)
         if won and holder != me:
-            taken = {"step": step.value, "previous": holder, "replica": me}
+            taken = {"step": step.value, "previous": holder, "replica": me, **why}
             audit.record(session, "claim_taken_over", at=now, request=request, **taken)
     else:
         return None
     return Claimed(request.id, request.resource, step) if won else None
 
 
+def _takeover_reason(deps: Deps, session: Session, request: Request, now: datetime) -> dict[str, str] | None:
+    """Why a claim may be taken over now: its lease ran out, or its holder's heartbeat stopped; None if neither."""
+    if request.lease_until is None:
+        return None
+    seen = replicas.last_seen(session, request.claimed_by)
+    last_seen = {"last_seen": seen.isoformat()} if seen is not None else {}
+    if request.lease_until <= now:
+        return {"because": "lease", **last_seen}
+    if seen is not None and seen <= heartbeat.dead_before(deps, now):
+        return {"because": "heartbeat", **last_seen}
+    return None
+
+
 def claim_due(deps: Deps, limit: int) -> list[Claimed]:
     """Claim a batch of due backend work: expiries, retries, and the claims of processes that died."""
     now = deps.now()
+    if deps.heartbeat.fenced(now, deps.tuning):
+        return []  # we would not start it (see _held); better left for a replica that may
     with deps.db.transaction() as session:
-        rows = queries.lock_due(session, now, now - deps.tuning.lease, limit)
+        dead_before = heartbeat.dead_before(deps, now)
+        rows = queries.lock_due(session, now, now - deps.tuning.lease, limit, dead_before=dead_before)
         claimed = [claim(deps, session, request, now) for request in rows]
     return [c for c in claimed if c is not None]
 
@@ -129,8 +149,14 @@ def _held(deps: Deps, session: Session, request_id: int, status: Status) -> Requ
     Renewed in the same statement that checks the lease has not run out: work that waited in a lane past its
     lease may already be another replica's (``move_claim`` takes lapsed claims with the mirror condition), and
     exactly one of the two statements can win.
+
+    Nothing is started while this replica is fenced: its heartbeat is so old that others may already count it dead
+    and be taking this very claim over (``heartbeat.Heartbeat.fenced``).
     """
     now = deps.now()
+    if deps.heartbeat.fenced(now, deps.tuning):
+        log.warning("request %s waits: this replica's heartbeat could not be written lately", request_id)
+        return None
     if not queries.refresh_claim(session, request_id, status, deps.tuning.instance, now, now + deps.tuning.lease):
         return None
     return queries.get(session, request_id)
@@ -191,14 +217,16 @@ def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
             if moved:
                 audit.record(session, "granted", at=now, request=request, expires_at=ctx.expires_at.isoformat())
             current = view(deps, session, request)
+            if moved:
+                tell.refresh(deps, session, current)
+                tell.announce(deps, session, current, Notice.EMERGENCY if current.emergency else Notice.ACTIVE)
     if not moved:
         return None
     deps.alarms.wake_at(ctx.expires_at)
     if warned_at is None:
         deps.alarms.wake_at(ctx.expires_at - deps.tuning.expiry_warning)
-    deps.notifier.refresh(current)
-    announce(deps, current, Notice.EMERGENCY if current.emergency else Notice.ACTIVE)
-    if receipt.credentials:
+    deps.courier.deliver(request_id)
+    if receipt.credentials:  # never stored, so never owed: straight to the requester, once
         deps.notifier.send_credentials(current, receipt.credentials)
     return current
 
@@ -257,8 +285,11 @@ def _grant_failed(deps: Deps, request_id: int, error: AdapterError) -> RequestVi
         if moved:
             audit.record(session, "grant_failed", at=now, request=request, error=str(error))
         current = view(deps, session, request)
+        if moved:
+            _owe_grant_failed(deps, session, current)
     if moved:
-        _tell_grant_failed(deps, current, error)
+        log.warning("grant of request %s failed: %s", request_id, error)
+        deps.courier.deliver(request_id)
     return current
 
 
@@ -282,19 +313,21 @@ def _undo(deps: Deps, request_id: int, error: AdapterError, end_reason: str) -> 
         if moved:
             action = "grant_failed" if end_reason == GRANT_FAILED else "expiring"
             audit.record(session, action, at=now, request=request, error=str(error), undo=True)
-        current = view(deps, session, request)
+            current = view(deps, session, request)
+            if end_reason == GRANT_FAILED:
+                _owe_grant_failed(deps, session, current)
     if not moved:
         return None
     if end_reason == GRANT_FAILED:
-        _tell_grant_failed(deps, current, error)
+        log.warning("grant of request %s failed: %s", request_id, error)
+        deps.courier.deliver(request_id)
     return finish_revoke(deps, request_id)
 
 
-def _tell_grant_failed(deps: Deps, current: RequestView, error: AdapterError) -> None:
-    log.warning("grant of request %s failed: %s", current.id, error)
-    deps.notifier.refresh(current)
-    announce(deps, current, Notice.GRANT_FAILED)
-    deps.notifier.tell_channel(deps.policy.channels.audit, current, Notice.GRANT_FAILED)
+def _owe_grant_failed(deps: Deps, session: Session, current: RequestView) -> None:
+    tell.refresh(deps, session, current)
+    tell.announce(deps, session, current, Notice.GRANT_FAILED)
+    tell.audit_channel(deps, session, current, Notice.GRANT_FAILED)
 
 
 # -- revoking ----------------------------------------------------------------------------------------------------
@@ -315,7 +348,7 @@ def finish_revoke(deps: Deps, request_id: int) -> RequestView | None:
             if adapter is None:
                 missing = f"{ctx.resource} is no longer in the policy; cannot reach its backend"
                 raise AdapterError(missing, retryable=True)
-            call_backend(deps, adapter.revoke, ctx, receipt)
+            revoke_confirmed(deps, adapter, ctx, receipt)  # verified where the backend can be asked
         except Exception as raised:
             return _revoke_failed(deps, request_id, adapter_error(raised))
         return _revoked(deps, request_id, attempts_before)
@@ -346,13 +379,15 @@ def _revoked(deps: Deps, request_id: int, attempts_before: int) -> RequestView |
         audit.record(session, action, at=now, actor=request.ended_by or audit.SYSTEM, request=request)
         review_asked = final is not Status.GRANT_FAILED and _ask_for_review(deps, session, request, now)
         current = view(deps, session, request)
-    deps.notifier.refresh(current)
-    if final is not Status.GRANT_FAILED:
-        announce(deps, current, Notice.REVOKED if final is Status.REVOKED else Notice.EXPIRED)
-    if attempts_before >= deps.tuning.revoke_alert_after:
-        deps.notifier.tell_channel(deps.policy.channels.audit, current, Notice.REVOKE_RECOVERED)
+        tell.refresh(deps, session, current)
+        if final is not Status.GRANT_FAILED:
+            tell.announce(deps, session, current, Notice.REVOKED if final is Status.REVOKED else Notice.EXPIRED)
+        if attempts_before >= deps.tuning.revoke_alert_after:
+            tell.audit_channel(deps, session, current, Notice.REVOKE_RECOVERED)
+        if review_asked:
+            tell.requester(deps, session, current, Notice.REVIEW_DUE)
+    deps.courier.deliver(request_id)
     if review_asked:
-        deps.notifier.tell_requester(current, Notice.REVIEW_DUE)
         deps.alarms.wake_at(now + deps.policy.review.remind_every)
     return current
 
@@ -407,34 +442,10 @@ def _revoke_failed(deps: Deps, request_id: int, error: AdapterError) -> RequestV
         request = queries.get(session, request_id)
         assert request is not None
         current = view(deps, session, request)
+        tell.refresh(deps, session, current)
+        if attempts == deps.tuning.revoke_alert_after:
+            tell.audit_channel(deps, session, current, Notice.REVOKE_FAILED)
     log.warning("revoke of request %s failed (attempt %s): %s", request_id, attempts, error)
     deps.alarms.wake_at(retry_at)
-    deps.notifier.refresh(current)
-    if attempts == deps.tuning.revoke_alert_after:
-        deps.notifier.tell_channel(deps.policy.channels.audit, current, Notice.REVOKE_FAILED)
+    deps.courier.deliver(request_id)
     return current
-
-
-# -- calling the backend -----------------------------------------------------------------------------------------
-
-
-def call_backend(deps: Deps, call: Callable[..., Any], *args: Any) -> Any:
-    try:
-        return call_within(deps.tuning.call_timeout, call, *args)
-    except Overdue as overdue:
-        raise AdapterError(f"the backend gave {overdue}", retryable=True) from None
-
-
-def scrubbed(deps: Deps, error: AdapterError) -> AdapterError:
-    """The error with every secret the process knows blanked out: its text is stored, audited and shown in Slack,
-    and a backend's answer may quote a credential the adapter itself did not know to hide."""
-    clean = deps.redactor.scrub(str(error))
-    return error if clean == str(error) else AdapterError(clean, retryable=error.retryable)
-
-
-def adapter_error(error: Exception) -> AdapterError:
-    if isinstance(error, AdapterError):
-        return error
-    # An adapter bug: keep the type, not the text, which may carry connection strings or secrets.
-    log.error("adapter raised %s", type(error).__name__, exc_info=error)
-    return AdapterError(f"adapter failed unexpectedly ({type(error).__name__})", retryable=True)

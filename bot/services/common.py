@@ -12,23 +12,9 @@ from bot.domain.rules import Refused
 from bot.policy import Resource
 from bot.services import guard
 from bot.services.deps import Deps
-from bot.services.ports import Notice
 from bot.services.views import RequestView, snapshot
 from bot.store import queries
 from bot.store.models import Request
-
-# The notices that also go to the channel the request was made in, when that is not the approvals channel.
-CHANNEL_NOTICES = frozenset(
-    {
-        Notice.RECEIVED,
-        Notice.ACTIVE,
-        Notice.EMERGENCY,
-        Notice.DENIED,
-        Notice.GRANT_FAILED,
-        Notice.EXPIRED,
-        Notice.REVOKED,
-    }
-)
 
 
 def view(deps: Deps, session: Session, request: Request) -> RequestView:
@@ -77,16 +63,6 @@ def _unstored_principal(deps: Deps, resource_name: str, person: Person) -> str:
         return principal_for(deps, resource, person)
     except principal.Unmappable:
         return person.slack_id
-
-
-def announce(deps: Deps, current: RequestView, notice: Notice) -> None:
-    """Tell the requester, and the channel the request came from where that is not the approvals channel."""
-    deps.notifier.tell_requester(current, notice)
-    origin = current.origin_channel
-    elsewhere = origin and origin != deps.policy.channels.approvals
-    # A request made in a DM with the bot is already answered by tell_requester.
-    if notice in CHANNEL_NOTICES and elsewhere and not origin.startswith("D"):
-        deps.notifier.tell_channel(origin, current, notice)
 
 
 def approver_unless_holder(deps: Deps, actor: str, current: RequestView) -> bool:

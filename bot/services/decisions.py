@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from bot.domain.rules import Refused, check_decider, check_still_fresh, check_still_requester
 from bot.domain.states import Status
-from bot.services import access
-from bot.services.common import announce, existing, refuse, view
+from bot.services import access, tell
+from bot.services.common import existing, refuse, view
 from bot.services.deps import Deps
 from bot.services.outcome import outcome
 from bot.services.ports import Notice
@@ -73,6 +73,12 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool) -> RequestVie
                 request = queries.get(session, request_id)
                 assert request is not None
                 current = view(deps, session, request)
+                if completed:
+                    tell.announce(deps, session, current, Notice.APPROVED)
+                else:
+                    tell.refresh(deps, session, current)
+                    if not approve:
+                        tell.announce(deps, session, current, Notice.DENIED)
     except IntegrityError:  # a double click, or a retry: the first one counted
         raise Refused(f"You already decided on request #{request_id}; nothing was done.") from None
 
@@ -81,12 +87,9 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool) -> RequestVie
             lapse(deps, request_id)
             lost = existing(deps, request_id)
         raise Refused(f"{outcome(lost)} Nothing was done.")
+    deps.courier.deliver(request_id)
     if completed:
-        announce(deps, current, Notice.APPROVED)
         return access.finish_grant(deps, request_id) or current
-    deps.notifier.refresh(current)
-    if not approve:
-        announce(deps, current, Notice.DENIED)
     return current
 
 
@@ -137,6 +140,7 @@ def lapse(deps: Deps, request_id: int) -> bool:
         assert request is not None
         audit.record(session, "timed_out", at=now, request=request)
         current = view(deps, session, request)
-    deps.notifier.refresh(current)
-    announce(deps, current, Notice.CANCELLED)
+        tell.refresh(deps, session, current)
+        tell.announce(deps, session, current, Notice.CANCELLED)
+    deps.courier.deliver(request_id)
     return True

@@ -15,24 +15,30 @@ from bot.adapters.base import Adapter
 from bot.clock import Clock
 from bot.policy import Policy, Resource
 from bot.redaction import Redactor
+from bot.services.heartbeat import Heartbeat
 from bot.services.leases import Leases
-from bot.services.ports import Alarms, Directory, NoAlarms, Notifier
+from bot.services.ports import Alarms, Courier, Directory, NoAlarms, NoCourier, Notifier
 from bot.store.db import Database
 
 
 def instance_name() -> str:
-    """Names the process in claims, so a stuck claim can be traced to a host and pid. ``BREAKGLASS_INSTANCE`` gives
-    a replica a name that survives restarts (a dyno or StatefulSet pod name), so a restarted replica takes back its
-    own claims at once instead of waiting for their leases to run out."""
+    """Names the process in claims, so a stuck claim can be traced to a host and pid. A restart under a new name
+    finds its old claims by their holder's stale heartbeat; ``BREAKGLASS_INSTANCE`` gives a replica a name that
+    survives restarts (a dyno or StatefulSet pod name), so a restarted replica takes back its own claims at once."""
     return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 @dataclass(frozen=True)
 class Tuning:
     instance: str = field(default_factory=instance_name)
-    # A claim is ours for one lease; we renew it while we work, so the lease is how long a dead replica's work
-    # waits before another takes it over.
+    # A claim is ours for one lease; we renew it while we work. A dead replica's work is taken over once its
+    # heartbeat is dead_after old; the lease is the fallback for holders without one (older versions).
     lease: timedelta = timedelta(seconds=30)
+    # Each replica writes a heartbeat this often; a claim whose holder has not written for dead_after is taken over
+    # without waiting for its lease (services/heartbeat.py). Together they bound the takeover after a crash:
+    # dead_after, plus a sweep, well within the promised 10 s on two replicas and sweep interval + 5 s on one.
+    heartbeat: timedelta = timedelta(seconds=2)
+    dead_after: timedelta = timedelta(seconds=6)  # three beats: one late beat never makes a live replica dead
     call_timeout: float = 20.0  # seconds one backend call may take before we give up on it and retry later
     lane_width: int = 4  # backend calls at once per resource, so one slow backend cannot hold up the others
     expiry_warning: timedelta = timedelta(minutes=10)
@@ -53,6 +59,9 @@ class Tuning:
     refusals_alert: int = 5  # refused attempts by one person within guard.WINDOW before the audit channel hears
     requests_per_hour: int = 20  # requests one person may file in an hour, across all replicas
     actions_per_minute: int = 30  # commands and clicks one person may send a minute, per replica
+    reconcile_every: timedelta = timedelta(minutes=10)  # how often backends are compared with the live grants
+    # How far back reconciliation looks for principals to ask a backend about when it can verify but not list.
+    reconcile_lookback: timedelta = timedelta(days=30)
     pause: Callable[[float], None] = time.sleep
 
     def backoff(self, attempts: int) -> timedelta:
@@ -72,8 +81,10 @@ class Deps:
     directory: Directory
     clock: Clock
     alarms: Alarms = field(default_factory=NoAlarms)
+    courier: Courier = field(default_factory=NoCourier)
     tuning: Tuning = field(default_factory=Tuning)
     leases: Leases = field(default_factory=Leases)
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
     redactor: Redactor = field(default_factory=Redactor)  # every secret the process knows, for failure texts
 
     def now(self) -> datetime:

@@ -17,7 +17,8 @@ from bot.adapters.base import Adapter, AdapterError, ExtendsExpiry, GrantContext
 from bot.domain.durations import DurationError, format_duration, parse_duration
 from bot.domain.rules import Refused, check_extender, check_extension, check_still_requester
 from bot.domain.states import Status
-from bot.services.access import adapter_error, call_backend, scrubbed
+from bot.services import tell
+from bot.services.backend import adapter_error, revoke_confirmed, scrubbed
 from bot.services.common import approver_unless_holder, existing, grant_context, load_view, refuse, view
 from bot.services.deadline import Overdue, call_within
 from bot.services.deps import Deps
@@ -103,15 +104,17 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
         request = queries.get(session, request_id)
         assert request is not None
         extended = view(deps, session, request)
+        if released:
+            tell.refresh(deps, session, extended)
+            tell.requester(deps, session, extended, Notice.EXTENDED)
+            if extended.emergency:  # glass broken longer: security hears it as loudly as the first time
+                tell.audit_channel(deps, session, extended, Notice.EXTENDED)
+    deps.courier.deliver(request_id)
     if not released:  # our hold ran out during a slow backend call and the request moved on without us
         log.warning("extension of request %s outlived its hold; the request is now %s", request_id, extended.status)
         raise Refused(f"{outcome(extended)} The extension could not be confirmed; `/breakglass mine` shows it.")
     deps.alarms.wake_at(after)
     deps.alarms.wake_at(after - deps.tuning.expiry_warning)
-    deps.notifier.refresh(extended)
-    deps.notifier.tell_requester(extended, Notice.EXTENDED)
-    if extended.emergency:  # glass broken longer: security hears it as loudly as the first time
-        deps.notifier.tell_channel(deps.policy.channels.audit, extended, Notice.EXTENDED)
     return extended
 
 
@@ -160,7 +163,7 @@ def _watch_abandoned(deps: Deps, overdue: Overdue, adapter: Adapter, ctx: GrantC
             return
         log.warning("a late extend of request %s landed after it ended; revoking again", ctx.request_number)
         try:
-            call_backend(deps, adapter.revoke, ctx, receipt)
+            revoke_confirmed(deps, adapter, ctx, receipt)
             failure = None
         except Exception as error:
             failure = str(scrubbed(deps, adapter_error(error)))
@@ -169,7 +172,8 @@ def _watch_abandoned(deps: Deps, overdue: Overdue, adapter: Adapter, ctx: GrantC
             request = queries.get(session, ctx.request_number)
             assert request is not None
             audit.record(session, "late_extend_revoked", at=deps.now(), request=request, error=failure)
-        if failure is not None:
-            deps.notifier.tell_channel(deps.policy.channels.audit, current, Notice.REVOKE_FAILED)
+            if failure is not None:
+                tell.audit_channel(deps, session, current, Notice.REVOKE_FAILED)
+        deps.courier.deliver(ctx.request_number)
 
     threading.Thread(target=watch, name="late-extend", daemon=True).start()

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bot.clock import Clock
+from bot.services import tell
 from bot.services.deps import Deps
 from bot.store import audit
 from bot.store.models import AuditEvent, Request
@@ -68,9 +69,11 @@ def refused(
                 AuditEvent.id <= event_id,
             )
         )
-    threshold = deps.tuning.refusals_alert
-    if rank and _alerts_at(rank, threshold):
-        deps.notifier.warn_refusals(deps.policy.channels.audit, actor, rank, WINDOW, why)
+        alert = bool(rank) and _alerts_at(rank or 0, deps.tuning.refusals_alert)
+        if alert:
+            tell.refusals(deps, session, actor, rank or 0, WINDOW, why)
+    if alert:
+        deps.courier.deliver(None)
 
 
 def _alerts_at(rank: int, threshold: int) -> bool:

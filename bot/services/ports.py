@@ -39,27 +39,51 @@ class MessageRef:
     ts: str
 
 
-class Notifier(Protocol):
-    """Tells people. Never raises: a failed notice is logged, and the database stays the truth."""
+class NotSent(Exception):
+    """Slack did not certainly take a message. ``permanent``: it never will (a channel that is gone, a message it
+    refuses); otherwise trying later may work. ``in_doubt``: the request may have reached Slack all the same (a
+    timeout, a dropped connection), so the message must be looked for before it is posted again."""
 
-    def post_request(self, channel: str, view: RequestView) -> MessageRef | None:
+    def __init__(self, why: str, *, permanent: bool = False, in_doubt: bool = False) -> None:
+        super().__init__(why)
+        self.permanent = permanent
+        self.in_doubt = in_doubt
+
+
+class Notifier(Protocol):
+    """Puts the outbox's messages in Slack (bot/services/delivery.py is its only caller, apart from credentials).
+    Every post carries ``mark``, the outbox row's id, so that ``find`` can tell whether a post in doubt arrived.
+    Raises NotSent when a message did not certainly arrive."""
+
+    def post_request(self, channel: str, view: RequestView, mark: str) -> MessageRef:
         """Post the request's message (approval buttons, or the loud emergency alert) to a channel."""
         ...
 
-    def refresh(self, view: RequestView) -> None:
-        """Edit every stored message of the request in place to show its current state."""
+    def update_request(self, ref: MessageRef, view: RequestView) -> None:
+        """Edit one of the request's messages in place to show its current state."""
         ...
 
-    def tell_requester(self, view: RequestView, notice: Notice) -> None: ...
+    def tell_requester(self, view: RequestView, notice: Notice, mark: str) -> MessageRef: ...
+
+    def tell_channel(self, channel: str, view: RequestView, notice: Notice, mark: str) -> MessageRef: ...
+
+    def warn_refusals(
+        self, channel: str, actor: str, count: int, window: timedelta, latest: str, mark: str
+    ) -> MessageRef:
+        """Tell the audit channel that one person (or unsigned traffic) keeps being refused."""
+        ...
+
+    def tell_reconciled(self, channel: str, resource: str, principal: str, found: str, mark: str) -> MessageRef:
+        """Tell the audit channel that reconciliation took back access no live grant covered."""
+        ...
+
+    def find(self, channel: str, mark: str) -> MessageRef | None:
+        """The message posted with ``mark`` to ``channel`` (a user id means the DM with them), if Slack has it."""
+        ...
 
     def send_credentials(self, view: RequestView, credentials: str) -> None:
-        """Give the requester a one-time secret (a temporary password) privately. Nothing else keeps it."""
-        ...
-
-    def tell_channel(self, channel: str, view: RequestView, notice: Notice) -> None: ...
-
-    def warn_refusals(self, channel: str, actor: str, count: int, window: timedelta, latest: str) -> None:
-        """Tell the audit channel that one person (or unsigned traffic) keeps being refused."""
+        """Give the requester a one-time secret (a temporary password) privately, at once. Nothing keeps it, so it
+        never goes through the outbox; never raises."""
         ...
 
 
@@ -86,4 +110,20 @@ class Alarms(Protocol):
 
 class NoAlarms:
     def wake_at(self, when: datetime) -> None:
+        pass
+
+
+class Courier(Protocol):
+    """Delivers what the outbox owes once the transaction that owed it has committed."""
+
+    def deliver(self, request_id: int | None) -> None:
+        """Send what is owed for this request now, in this thread where the caller waits on Slack anyway (a person's
+        click sees its effect before the answer), or hand it to the delivery thread (background work)."""
+        ...
+
+
+class NoCourier:
+    """Until the runtime wires the real one: rows stay owed, and the sweep delivers them."""
+
+    def deliver(self, request_id: int | None) -> None:
         pass

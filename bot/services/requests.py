@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
 
 from bot.adapters.principal import Unmappable
 from bot.domain.commands import Ask
+from bot.domain.live import live_key
 from bot.domain.rules import Forbidden, Refused, check_ask, check_revoke, find_resource
 from bot.domain.states import FINAL, Status
 from bot.policy import Resource
-from bot.services import access, alerts, guard
+from bot.services import access, guard, one_live, tell
 from bot.services.common import (
-    announce,
     approver_unless_holder,
     existing,
-    load_view,
     principal_for,
     refuse_outsider,
     view,
 )
 from bot.services.deps import Deps
 from bot.services.outcome import outcome
-from bot.services.ports import MessageRef, Notice
+from bot.services.ports import Notice
 from bot.services.views import RequestView
 from bot.store import audit, queries
 from bot.store.models import Request
@@ -51,63 +52,65 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> Requ
         with deps.db.transaction() as session:  # a profile problem, not an attempt on something forbidden
             audit.record(session, "request_refused", at=now, actor=actor, resource=resource.name, reason=why)
         raise Refused(why) from None
-    with deps.db.transaction() as session:
-        request = Request(
-            uid=str(uuid.uuid4()),
-            resource=resource.name,
-            requester_id=actor,
-            requester_name=person.name,
-            requester_email=person.email,
-            principal=identity,
-            reason=deps.redactor.scrub(ask.reason),  # a pasted credential is not kept, nor shown
-            duration_seconds=int(duration.total_seconds()),
-            emergency=ask.emergency,
-            status=Status.PENDING.value,
-            created_at=now,
-            origin_channel=origin_channel,
-            revoke_attempts=0,
-            alert_due_at=now if ask.emergency else None,  # owed from this commit on, until Slack has it
-        )
-        session.add(request)
-        session.flush()
-        audit.record(
-            session, "requested", at=now, actor=actor, request=request, emergency=ask.emergency, principal=identity
-        )
-        if ask.emergency:
-            queries.move(session, request.id, Status.PENDING, Status.APPROVED, decided_at=now)
-            audit.record(session, "emergency", at=now, actor=actor, request=request)
-            approved = queries.get(session, request.id)
-            assert approved is not None
-            access.claim(deps, session, approved, now)
-        request_id = request.id
-        current = view(deps, session, request)
+    key = live_key(resource.name, identity)
+    superseded: RequestView | None = None
+    try:
+        with deps.db.transaction() as session:
+            withdrawn = one_live.make_way(session, key, actor, ask.emergency, now)
+            request = Request(
+                uid=str(uuid.uuid4()),
+                resource=resource.name,
+                requester_id=actor,
+                requester_name=person.name,
+                requester_email=person.email,
+                principal=identity,
+                reason=deps.redactor.scrub(ask.reason),  # a pasted credential is not kept, nor shown
+                duration_seconds=int(duration.total_seconds()),
+                emergency=ask.emergency,
+                status=Status.PENDING.value,
+                created_at=now,
+                origin_channel=origin_channel,
+                revoke_attempts=0,
+                live_key=key,
+            )
+            session.add(request)
+            session.flush()  # a live request of the same key committed meanwhile: IntegrityError, nothing written
+            audit.record(
+                session, "requested", at=now, actor=actor, request=request, emergency=ask.emergency, principal=identity
+            )
+            if ask.emergency:
+                queries.move(session, request.id, Status.PENDING, Status.APPROVED, decided_at=now)
+                audit.record(session, "emergency", at=now, actor=actor, request=request)
+                approved = queries.get(session, request.id)
+                assert approved is not None
+                access.claim(deps, session, approved, now)
+            if withdrawn is not None:
+                withdrawn = one_live.record_superseded(session, withdrawn, request, actor, now)
+                superseded = view(deps, session, withdrawn)
+                tell.refresh(deps, session, superseded)  # its approval message now says the emergency replaced it
+            request_id = request.id
+            current = view(deps, session, request)
+            # Owed from this commit on, whatever happens to Slack or to this process next.
+            if ask.emergency:  # the loud part: both channels hear it, with a button to revoke at once
+                tell.alert(deps, session, current)
+                if deps.policy.channels.approvals != deps.policy.channels.audit:
+                    tell.request_message(deps, session, current)
+            else:
+                tell.request_message(deps, session, current)
+                tell.announce(deps, session, current, Notice.RECEIVED)
+    except IntegrityError:
+        if key is None:
+            raise
+        if ask.emergency and one_live.supersedable(deps, key):  # the winner is a normal request: replace it now
+            return submit(deps, actor, ask, origin_channel)
+        raise one_live.lost_race(deps, key, actor) from None
 
+    if superseded is not None:
+        deps.courier.deliver(superseded.id)
     if ask.emergency:
-        return _break_glass(deps, request_id)
-    current = _remember(deps, current, approval=deps.notifier.post_request(deps.policy.channels.approvals, current))
-    announce(deps, current, Notice.RECEIVED)
-    return current
-
-
-def _break_glass(deps: Deps, request_id: int) -> RequestView:
-    """Access first, then the loud part: both channels hear it, with a button to revoke at once."""
-    access.finish_grant(deps, request_id)
-    alerts.send(deps, request_id)  # if Slack does not take it now, the sweep sends it later
-    current = load_view(deps, request_id)
-    assert current is not None
-    channels = deps.policy.channels
-    approval = deps.notifier.post_request(channels.approvals, current) if channels.approvals != channels.audit else None
-    return _remember(deps, current, approval=approval)
-
-
-def _remember(deps: Deps, current: RequestView, approval: MessageRef | None) -> RequestView:
-    """Store where the request's approval message is, so it can be edited later; returns the view that knows it."""
-    if approval is None:
-        return current
-    values = {"approval_channel": approval.channel, "approval_ts": approval.ts}
-    with deps.db.transaction() as session:
-        queries.set_fields(session, current.id, **values)
-    return replace(current, **values)
+        access.finish_grant(deps, request_id)  # access first; the alerts go out right after it
+    deps.courier.deliver(request_id)
+    return existing(deps, request_id)
 
 
 def end_early(deps: Deps, actor: str, request_id: int) -> RequestView:
@@ -152,7 +155,8 @@ def _withdraw(deps: Deps, actor: str, current: RequestView) -> RequestView:
         assert request is not None
         audit.record(session, "cancelled", at=now, actor=actor, request=request)
         current = view(deps, session, request)
-    deps.notifier.refresh(current)
+        tell.refresh(deps, session, current)
+    deps.courier.deliver(current.id)
     return current
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.domain.rules import Refused, check_review
 from bot.domain.states import ReviewStatus
+from bot.services import tell
 from bot.services.common import approver_unless_holder, existing, refuse_outsider, view
 from bot.services.deps import Deps
 from bot.services.ports import Notice
@@ -47,9 +48,10 @@ def record(deps: Deps, actor: str, request_id: int, notes: str) -> RequestView:
         assert request is not None
         audit.record(session, "reviewed", at=now, actor=actor, request=request, notes=notes)
         current = view(deps, session, request)
-    deps.notifier.refresh(current)
-    if actor != current.requester_id:
-        deps.notifier.tell_requester(current, Notice.REVIEW_DONE)
+        tell.refresh(deps, session, current)
+        if actor != current.requester_id:
+            tell.requester(deps, session, current, Notice.REVIEW_DONE)
+    deps.courier.deliver(request_id)
     return current
 
 
@@ -69,7 +71,8 @@ def remind(deps: Deps, request_id: int) -> bool:
         assert request is not None
         audit.record(session, "review_reminded", at=now, request=request, reminder=review.reminders_sent + 1)
         current = view(deps, session, request)
-    deps.notifier.tell_requester(current, Notice.REVIEW_REMINDER)
-    deps.notifier.tell_channel(deps.policy.channels.audit, current, Notice.REVIEW_OVERDUE)
+        tell.requester(deps, session, current, Notice.REVIEW_REMINDER)
+        tell.audit_channel(deps, session, current, Notice.REVIEW_OVERDUE)
+    deps.courier.deliver(request_id)
     deps.alarms.wake_at(now + every)
     return True

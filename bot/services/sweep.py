@@ -13,9 +13,9 @@ from functools import partial
 from typing import Any
 
 from bot.domain.states import FINAL, Status
-from bot.services import access, alerts, decisions, reviews
-from bot.services.background import BackgroundNotifier
+from bot.services import access, decisions, reviews, tell
 from bot.services.common import view
+from bot.services.delivery import BackgroundCourier, Courier
 from bot.services.deps import Deps
 from bot.services.lanes import Lanes
 from bot.services.ports import Notice
@@ -34,7 +34,7 @@ class SweepReport:
     warned: int = 0
     reminded: int = 0
     timed_out: int = 0
-    alerted: int = 0
+    delivered: int = 0
 
     def __bool__(self) -> bool:
         return any(vars(self).values())
@@ -48,14 +48,15 @@ class Sweeper:
     """Runs sweeps one at a time. A wake-up during a sweep makes it go round once more instead of waiting.
 
     A sweep claims due work in the sweep thread and hands it to worker lanes, one lane per resource, so a hung
-    backend delays only its own resource; notices go out from a thread of their own, so a Slack outage delays
-    nothing. The scheduler does not wait for the lanes; tests and the demo do (``wait=True``).
+    backend delays only its own resource; the messages they owe go out from a delivery thread of their own, so a
+    Slack outage delays nothing. The scheduler does not wait for the lanes; tests and the demo do (``wait=True``).
     """
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
         self.lanes = Lanes(deps.tuning.lane_width)
-        self.notifier = BackgroundNotifier(deps.notifier)
+        self.courier = Courier(deps)
+        self.delivery = BackgroundCourier(self.courier)
         self._running = threading.Lock()
         self._again = threading.Event()
 
@@ -82,11 +83,11 @@ class Sweeper:
         """Start nothing new; give running work up to ``grace`` seconds. Returns what was still running."""
         deadline = time.monotonic() + grace
         unfinished = self.lanes.close(grace)
-        self.notifier.close(max(deadline - time.monotonic(), 0.1))
+        self.delivery.close(max(deadline - time.monotonic(), 0.1))
         return unfinished
 
     def _sweep(self, wait: bool) -> SweepReport:
-        deps = replace(self.deps, notifier=self.notifier)
+        deps = replace(self.deps, courier=self.delivery)
         started: list[tuple[str, Future[Any]]] = []
 
         def start(kind: str, lane: str, key: Hashable, step: Callable[[], object]) -> None:
@@ -109,9 +110,7 @@ class Sweeper:
             warnings = queries.warning_due_ids(session, now + deps.tuning.expiry_warning, batch)
             reminders = queries.reminder_due_ids(session, now, batch)
             stale = queries.pending_before_ids(session, now - deps.tuning.request_timeout, batch)
-            alerts_due = queries.alert_due_ids(session, now, batch)
         for kind, ids, step in (
-            ("alerted", alerts_due, alerts.send),
             ("warned", warnings, _warn),
             ("reminded", reminders, reviews.remind),
             ("timed_out", stale, decisions.lapse),
@@ -123,8 +122,11 @@ class Sweeper:
         for kind, future in started:
             if not wait or _succeeded(future):
                 setattr(report, kind, getattr(report, kind) + 1)
-        if wait:
-            self.notifier.flush()
+        if wait:  # everything owed so far goes out before the caller looks, in this thread
+            self.delivery.flush()
+            report.delivered = self.courier.drain()
+        else:
+            self.delivery.kick()  # owed messages whose retry fell due, and those of a process that died
         return report
 
 
@@ -150,5 +152,6 @@ def _warn(deps: Deps, request_id: int) -> bool:
         if not claimed or request is None:
             return False
         current = view(deps, session, request)
-    deps.notifier.tell_requester(current, Notice.EXPIRING)
+        tell.requester(deps, session, current, Notice.EXPIRING)
+    deps.courier.deliver(request_id)
     return True

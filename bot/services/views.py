@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -56,6 +57,7 @@ class RequestView:
     approval_ts: str | None = None
     alert_channel: str | None = None
     alert_ts: str | None = None
+    superseded_by: int | None = None  # the emergency that replaced this request while it was pending
 
     @property
     def approvers(self) -> list[str]:
@@ -97,4 +99,44 @@ def snapshot(session: Session, request: Request, approvals_required: int) -> Req
         approval_ts=request.approval_ts,
         alert_channel=request.alert_channel,
         alert_ts=request.alert_ts,
+        superseded_by=request.superseded_by,
     )
+
+
+def to_data(view: RequestView) -> dict[str, Any]:
+    """The snapshot as plain JSON, for a message owed now and rendered later (bot/store/outbox.py)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, timedelta):
+            return value.total_seconds()
+        if isinstance(value, dict):
+            return {key: plain(inner) for key, inner in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(inner) for inner in value]
+        return value
+
+    return plain(asdict(view))  # type: ignore[no-any-return]
+
+
+def from_data(data: dict[str, Any]) -> RequestView:
+    """The snapshot ``to_data`` made, as it was."""
+    times = {f.name for f in fields(RequestView) if "datetime" in str(f.type)}
+    values = {key: value for key, value in data.items() if key in {f.name for f in fields(RequestView)}}
+    for key in times:
+        if values.get(key) is not None:
+            values[key] = datetime.fromisoformat(values[key])
+    values["duration"] = timedelta(seconds=values["duration"])
+    values["status"] = Status(values["status"])
+    decided = values.get("decisions", ())
+    values["decisions"] = tuple(
+        DecisionView(d["approver_id"], d["approve"], datetime.fromisoformat(d["at"])) for d in decided
+    )
+    review = values.get("review")
+    if review is not None:
+        done_at = review.get("done_at")
+        values["review"] = replace(
+            ReviewView(**{**review, "done_at": None}), done_at=datetime.fromisoformat(done_at) if done_at else None
+        )
+    return RequestView(**values)

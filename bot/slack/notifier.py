@@ -1,5 +1,10 @@
-"""The services' Notifier, through the Slack Web API. A failed Slack call is logged; it never undoes or blocks
-the change it was telling people about."""
+"""The services' Notifier, through the Slack Web API: what the outbox's courier sends, and how a post whose answer
+was lost is found again.
+
+Every message the bot posts carries message metadata (``event_type`` breakglass_outbox, the outbox row's mark), so
+``find`` can read the channel's history and tell whether a post in doubt arrived. That needs the history scopes
+(``channels:history``, ``groups:history``, ``im:history``; see manifest.yml).
+"""
 
 from __future__ import annotations
 
@@ -11,53 +16,145 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.services.guard import UNSIGNED
-from bot.services.ports import MessageRef, Notice
+from bot.services.ports import MessageRef, Notice, NotSent
 from bot.services.views import RequestView
 from bot.slack import blocks, notices
+from bot.slack.retry import never_reached_slack
 from bot.slack.text import escape, who
 
 log = logging.getLogger("breakglass.slack.notifier")
+
+MARK_EVENT = "breakglass_outbox"
+# Errors after which the same message will never be taken: giving up is right, retrying forever would hold up every
+# later message of the request. Anything else (rate limits, outages, a token being rotated) is retried.
+PERMANENT = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "msg_too_long",
+        "no_text",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "cannot_dm_bot",
+        "user_not_found",
+        "user_disabled",
+        "restricted_action",
+        "message_not_found",
+        "cant_update_message",
+        "edit_window_closed",
+        "too_many_attachments",
+    }
+)
+HISTORY_PAGES = 5  # 1,000 messages: a post in doubt is among the channel's newest unless the outage was very long
+CANNOT_LOOK = frozenset({"missing_scope", "not_allowed_token_type"})
 
 
 class SlackNotifier:
     def __init__(self, client: WebClient) -> None:
         self.client = client
+        self._dm: dict[str, str] = {}  # user id -> the DM channel id, for reading its history
 
-    def _call(self, method: str, **arguments: Any) -> dict[str, Any] | None:
+    def _call(self, method: str, *, in_doubt: bool, **arguments: Any) -> dict[str, Any]:
         try:
             return getattr(self.client, method.replace(".", "_"))(**arguments).data  # type: ignore[no-any-return]
         except SlackApiError as error:
-            log.warning("slack %s failed: %s", method, error.response.get("error"))
-        except Exception as error:  # network trouble: the database stays the truth
-            log.warning("slack %s failed: %s", method, type(error).__name__)
-        return None
+            code = str(error.response.get("error") or error.response.status_code)
+            raise NotSent(f"slack {method}: {code}", permanent=code in PERMANENT) from None
+        except Exception as error:  # network trouble: whether Slack acted depends on how far the request got
+            reached = not never_reached_slack(error)
+            raise NotSent(f"slack {method}: {type(error).__name__}", in_doubt=in_doubt and reached) from None
 
-    def post_request(self, channel: str, view: RequestView) -> MessageRef | None:
+    def _post(self, channel: str, text: str, mark: str, content: list[dict[str, Any]] | None = None) -> MessageRef:
+        arguments: dict[str, Any] = {"channel": channel, "text": text}
+        if content is not None:
+            arguments["blocks"] = content
+        metadata = {"event_type": MARK_EVENT, "event_payload": {"mark": mark}}
+        answer = self._call("chat.postMessage", in_doubt=True, metadata=metadata, **arguments)
+        return MessageRef(answer["channel"], answer["ts"])
+
+    def post_request(self, channel: str, view: RequestView, mark: str) -> MessageRef:
         text, content = blocks.request_message(view)
-        answer = self._call("chat.postMessage", channel=channel, text=text, blocks=content)
-        return MessageRef(answer["channel"], answer["ts"]) if answer else None
+        return self._post(channel, text, mark, content)
 
-    def refresh(self, view: RequestView) -> None:
+    def update_request(self, ref: MessageRef, view: RequestView) -> None:
         text, content = blocks.request_message(view)
-        for channel, ts in ((view.approval_channel, view.approval_ts), (view.alert_channel, view.alert_ts)):
-            if channel and ts:
-                self._call("chat.update", channel=channel, ts=ts, text=text, blocks=content)
+        self._call("chat.update", in_doubt=False, channel=ref.channel, ts=ref.ts, text=text, blocks=content)
 
-    def tell_requester(self, view: RequestView, notice: Notice) -> None:
-        self._call("chat.postMessage", channel=view.requester_id, text=notices.to_requester(view, notice))
+    def tell_requester(self, view: RequestView, notice: Notice, mark: str) -> MessageRef:
+        return self._post(view.requester_id, notices.to_requester(view, notice), mark)
 
-    def send_credentials(self, view: RequestView, credentials: str) -> None:
-        # Straight to the requester's DM; the text is built here so the secret passes through nothing that logs.
-        self._call("chat.postMessage", channel=view.requester_id, text=notices.credentials(view, credentials))
+    def tell_channel(self, channel: str, view: RequestView, notice: Notice, mark: str) -> MessageRef:
+        return self._post(channel, notices.to_channel(view, notice), mark)
 
-    def tell_channel(self, channel: str, view: RequestView, notice: Notice) -> None:
-        self._call("chat.postMessage", channel=channel, text=notices.to_channel(view, notice))
-
-    def warn_refusals(self, channel: str, actor: str, count: int, window: timedelta, latest: str) -> None:
+    def warn_refusals(
+        self, channel: str, actor: str, count: int, window: timedelta, latest: str, mark: str
+    ) -> MessageRef:
         person = "Requests with a bad signature" if actor == UNSIGNED else who(actor)
         minutes = int(window.total_seconds() // 60)
         text = (
             f"🚩 {person} had {count} refused attempts in the last {minutes} minutes. "
             f"Latest: {escape(latest, 300)} (`breakglass audit export --since 1h` lists them.)"
         )
-        self._call("chat.postMessage", channel=channel, text=text)
+        return self._post(channel, text, mark)
+
+    def tell_reconciled(self, channel: str, resource: str, principal: str, found: str, mark: str) -> MessageRef:
+        text = (
+            f"🧹 Reconciliation took back {escape(found, 200)} on *{escape(resource, 64)}* from "
+            f"`{escape(principal, 255)}`: no live grant covered it. (`breakglass audit export --since 1h` has it.)"
+        )
+        return self._post(channel, text, mark)
+
+    def send_credentials(self, view: RequestView, credentials: str) -> None:
+        # Straight to the requester's DM; the text is built here so the secret passes through nothing that logs.
+        try:
+            self.client.chat_postMessage(channel=view.requester_id, text=notices.credentials(view, credentials))
+        except SlackApiError as error:
+            log.warning("slack chat.postMessage (credentials) failed: %s", error.response.get("error"))
+        except Exception as error:
+            log.warning("slack chat.postMessage (credentials) failed: %s", type(error).__name__)
+
+    def find(self, channel: str, mark: str) -> MessageRef | None:
+        conversation = self._conversation(channel)
+        cursor: str | None = None
+        for _ in range(HISTORY_PAGES):
+            page = self._history(conversation, cursor)
+            for message in page.get("messages") or []:
+                metadata = message.get("metadata") or {}
+                if (
+                    metadata.get("event_type") == MARK_EVENT
+                    and (metadata.get("event_payload") or {}).get("mark") == mark
+                ):
+                    return MessageRef(conversation, str(message["ts"]))
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        return None
+
+    def _history(self, conversation: str, cursor: str | None) -> dict[str, Any]:
+        arguments: dict[str, Any] = {"channel": conversation, "limit": 200, "include_all_metadata": True}
+        if cursor:
+            arguments["cursor"] = cursor
+        try:
+            return self._call("conversations.history", in_doubt=False, **arguments)
+        except NotSent as failure:
+            if any(code in str(failure) for code in CANNOT_LOOK):
+                # Without the history scopes the bot cannot tell; it must not hold every later message back forever.
+                raise NotSent(
+                    f"{failure}: add the history scopes in manifest.yml so a post in doubt can be checked",
+                    permanent=True,
+                ) from None
+            raise
+
+    def _conversation(self, channel: str) -> str:
+        if channel[:1] not in ("U", "W"):
+            return channel
+        if channel not in self._dm:
+            opened = self._call("conversations.open", in_doubt=False, users=channel)
+            self._dm[channel] = str(opened["channel"]["id"])
+        return self._dm[channel]
+
+
+def _marked(message: dict[str, Any], mark: str) -> bool:
+    metadata = message.get("metadata") or {}
+    return metadata.get("event_type") == MARK_EVENT and (metadata.get("event_payload") or {}).get("mark") == mark

@@ -80,8 +80,13 @@ class Request(Base):
     approval_ts: Mapped[str | None] = mapped_column(String(32))
     alert_channel: Mapped[str | None] = mapped_column(String(32))
     alert_ts: Mapped[str | None] = mapped_column(String(32))
-    # When the emergency alert to the audit channel is (next) due; NULL once Slack has it (see services/alerts.py).
+    # Unused since revision 0009: the emergency alert is an outbox row now. Kept (empty) so SQLite need not rebuild
+    # this table and a downgrade finds it where it was.
     alert_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # "<resource>\n<principal>" while the request is live, NULL once final: unique, so a principal holds at most
+    # one live request per resource (bot/domain/live.py). Cleared by queries.move in the move to a final status.
+    live_key: Mapped[str | None] = mapped_column(String(320), unique=True, index=True)
+    superseded_by: Mapped[int | None] = mapped_column(Integer)  # the emergency that replaced this pending request
 
 
 class Decision(Base):
@@ -155,3 +160,55 @@ class SlackDelivery(Base):
 
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the X-Slack-Signature header
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Replica(Base):
+    """A running replica's heartbeat: a claim whose holder was last seen longer ago than "dead after" is taken over
+    without waiting for its lease (bot/store/replicas.py, bot/services/heartbeat.py)."""
+
+    __tablename__ = "replicas"
+
+    instance: Mapped[str] = mapped_column(String(64), primary_key=True)  # the name claims carry in claimed_by
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class OutboxMessage(Base):
+    """A Slack message the bot owes, written in the same transaction as the change that owes it and delivered from
+    here until Slack has it (bot/store/outbox.py, bot/services/delivery.py). Rows of one request go out in ``id``
+    order; ``uid`` marks the posted message (its metadata) so a post whose answer was lost can be found again."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_done_at_due_at", "done_at", "due_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True)
+    request_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str | None] = mapped_column(String(32))
+    notice: Mapped[str | None] = mapped_column(String(24))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # An attempt began that may have reached Slack (a crash, a timeout): look for the message before posting again.
+    in_doubt: Mapped[bool] = mapped_column(Boolean, default=False)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(16))  # sent, found (adopted after doubt), undeliverable
+    sent_channel: Mapped[str | None] = mapped_column(String(32))
+    sent_ts: Mapped[str | None] = mapped_column(String(32))
+    failure: Mapped[str | None] = mapped_column(Text)
+
+
+class Schedule(Base):
+    """A named periodic job (reconciliation, drills) that one replica runs per period: whoever moves ``next_at`` on
+    by compare-and-set runs it (bot/store/schedules.py)."""
+
+    __tablename__ = "schedules"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_run_by: Mapped[str | None] = mapped_column(String(64))

@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.domain.states import CLAIMS, HOLDS_ACCESS, OPEN, ReviewStatus, Status, can_move
+from bot.domain.states import CLAIMS, FINAL, HOLDS_ACCESS, OPEN, ReviewStatus, Status, can_move
+from bot.store import outbox, replicas
 from bot.store.models import Decision, Request, Review
 
 
@@ -29,11 +30,15 @@ def move(
 ) -> bool:
     """Move a request from one of ``expected`` to ``target`` if nobody else did first.
 
-    ``when`` adds conditions that must also still hold; ``held_by`` that this process still holds the claim.
+    ``when`` adds conditions that must also still hold; ``held_by`` that this process still holds the claim. A move
+    to a final status gives up the request's ``live_key`` in the same statement, so the next request of the same
+    principal and resource can be stored the moment this one has ended, and not before.
     """
     sources = [expected] if isinstance(expected, Status) else list(expected)
     for source in sources:
         assert can_move(source, target), f"{source} -> {target} is not a transition"
+    if target in FINAL:
+        values["live_key"] = None
     statement = (
         update(Request)
         .where(Request.id == request_id, Request.status.in_([s.value for s in sources]))
@@ -45,6 +50,13 @@ def move(
     if when:
         statement = statement.where(*when)
     return session.execute(statement).rowcount == 1
+
+
+def live_request(session: Session, key: str) -> Request | None:
+    """The live request holding ``key`` (bot/domain/live.py), if any."""
+    return session.scalars(
+        select(Request).where(Request.live_key == key), execution_options={"populate_existing": True}
+    ).first()
 
 
 def set_fields(session: Session, request_id: int, **values: Any) -> None:
@@ -172,7 +184,9 @@ def reminder_due_ids(session: Session, now: datetime, limit: int = 100) -> list[
 
 def upcoming_times(session: Session, after: datetime) -> list[datetime]:
     """Every future moment something falls due: the alarms to set at start."""
-    times = list(
+    owed = outbox.next_due(session, after)
+    times = [owed] if owed is not None else []
+    times += list(
         session.scalars(select(Request.expires_at).where(Request.status == Status.ACTIVE, Request.expires_at > after))
     )
     times += session.scalars(
@@ -181,21 +195,29 @@ def upcoming_times(session: Session, after: datetime) -> list[datetime]:
     times += session.scalars(
         select(Request.next_attempt_at).where(Request.status == Status.REVOKE_FAILED, Request.next_attempt_at > after)
     )
-    times += session.scalars(select(Request.alert_due_at).where(Request.alert_due_at > after))
     return [t for t in times if t is not None]
 
 
 def move_claim(
-    session: Session, request_id: int, status: Status, holder: str | None, now: datetime, **values: Any
+    session: Session,
+    request_id: int,
+    status: Status,
+    holder: str | None,
+    now: datetime,
+    *,
+    dead_before: datetime | None = None,
+    **values: Any,
 ) -> bool:
-    """Take over a claim (``granting`` or ``revoking``) whose holder's lease has run out."""
+    """Take over a claim (``granting`` or ``revoking``) whose holder's lease has run out, or whose holder was last
+    seen (its heartbeat) at or before ``dead_before``."""
+    lapsed = Request.lease_until <= now
     statement = (
         update(Request)
         .where(
             Request.id == request_id,
             Request.status == status,
             Request.claimed_by == holder if holder is not None else Request.claimed_by.is_(None),
-            Request.lease_until <= now,
+            lapsed if dead_before is None else or_(lapsed, replicas.dead(dead_before)),
         )
         .values(**values)
         .execution_options(synchronize_session=False)
@@ -221,17 +243,22 @@ def refresh_claim(
     return session.execute(statement).rowcount == 1
 
 
-def lock_due(session: Session, now: datetime, orphaned_before: datetime, limit: int) -> Sequence[Request]:
+def lock_due(
+    session: Session, now: datetime, orphaned_before: datetime, limit: int, *, dead_before: datetime | None = None
+) -> Sequence[Request]:
     """Rows whose backend work is due, locked for this transaction; rows another replica has locked are skipped
     (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one writer at a time anyway).
 
-    Due means: expired access, a failed revoke whose backoff is over, a claim whose lease ran out, and an approval
-    nobody started granting (approvals are claimed in the same transaction now; older versions left a gap).
+    Due means: expired access, a failed revoke whose backoff is over, a claim whose lease ran out or whose holder
+    was last seen at or before ``dead_before``, and an approval nobody started granting (approvals are claimed in
+    the same transaction now; older versions left a gap).
     """
+    lapsed = Request.lease_until <= now
     due = or_(
         (Request.status == Status.ACTIVE) & (Request.expires_at <= now),
         (Request.status == Status.REVOKE_FAILED) & (Request.next_attempt_at <= now),
-        Request.status.in_([Status.GRANTING, Status.REVOKING]) & (Request.lease_until <= now),
+        Request.status.in_([Status.GRANTING, Status.REVOKING])
+        & (lapsed if dead_before is None else or_(lapsed, replicas.dead(dead_before))),
         (Request.status == Status.APPROVED) & (Request.decided_at <= orphaned_before),
     )
     statement = select(Request).where(due).order_by(Request.id).limit(limit).with_for_update(skip_locked=True)
@@ -302,23 +329,6 @@ def release_extension(
             Request.lease_until == until,
         )
         .values(expires_at=expires_at, claimed_by=None, lease_until=None, **values)
-        .execution_options(synchronize_session=False)
-    )
-    return session.execute(statement).rowcount == 1
-
-
-def alert_due_ids(session: Session, now: datetime, limit: int = 100) -> list[int]:
-    statement = select(Request.id).where(Request.alert_due_at <= now)
-    return ids(statement.order_by(Request.alert_due_at), session, limit)
-
-
-def claim_alert(session: Session, request_id: int, due: datetime, retry_at: datetime | None) -> bool:
-    """Move an alert's due time from ``due`` (as read) to ``retry_at`` (None: sent): taking the sending of a due
-    alert, giving it back after a failure, or settling it; False if somebody else moved it first."""
-    statement = (
-        update(Request)
-        .where(Request.id == request_id, Request.alert_due_at == due)
-        .values(alert_due_at=retry_at)
         .execution_options(synchronize_session=False)
     )
     return session.execute(statement).rowcount == 1

@@ -1,0 +1,247 @@
+"""The courier: sends what the outbox owes, once, in order, whatever happens to Slack or to this process.
+
+Each row is claimed by compare-and-set before its call and marked done in the transaction that records where the
+message went (for the request's own messages, on the request, so the buttons can be edited later). The claim marks
+a post "in doubt" before it is made; a post that then times out, loses its connection, or whose sender dies, is
+looked for in the channel by its mark before it is posted again, and adopted if Slack has it. A sender that died
+mid-call is known by its heartbeat (bot/services/heartbeat.py), or at worst by its claim's lease. A failure that Slack
+did not act on is retried after 1, 2, 4… s, at most a minute apart, for as long as it takes. A message Slack will
+never take (a deleted channel) is given up and logged, so it cannot hold back the request's later messages.
+
+A person's thread delivers its request's messages itself, so they see the effect in Slack before the bot answers;
+background work hands them to one delivery thread, so a Slack outage never holds up a revoke.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from bot.services import heartbeat
+from bot.services.common import load_view
+from bot.services.deps import Deps
+from bot.services.ports import MessageRef, Notice, NotSent
+from bot.services.views import from_data
+from bot.store import audit, outbox, queries
+from bot.store.outbox import POSTS, Kind, Outcome, Owed
+from bot.store.reachability import database_outage
+
+log = logging.getLogger("breakglass.delivery")
+
+# Longer than one Slack call with its retries (a 10 s timeout; 429 waits of up to 30 s): a live sender keeps its row.
+LEASE = timedelta(minutes=2)
+RETRY_FIRST = timedelta(seconds=1)
+RETRY_MAX = timedelta(minutes=1)
+BATCH = 100
+
+
+def retry_wait(attempts: int) -> timedelta:
+    return min(RETRY_FIRST * 2 ** max(attempts - 1, 0), RETRY_MAX)
+
+
+class Courier:
+    """Sends due rows in the calling thread."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    def deliver(self, request_id: int | None) -> None:
+        self.drain(request_id)
+
+    def drain(self, request_id: int | None = outbox.ALL) -> int:
+        """Send every row that can go now (only this request's, or with None those of no request); stop at the first
+        failure that says Slack is not taking messages. Returns how many rows were done."""
+        done = 0
+        while True:
+            now = self.deps.now()
+            with self.deps.db.transaction() as session:
+                due = outbox.due_ids(session, now, BATCH, request_id, heartbeat.dead_before(self.deps, now))
+            if not due:
+                return done
+            progressed = False
+            for message_id in due:
+                outcome = self._one(message_id)
+                if outcome is None:
+                    continue  # someone else has it, or it must wait for an earlier message
+                if outcome is False:
+                    return done
+                done += 1
+                progressed = True
+            if not progressed:
+                return done
+
+    def _one(self, message_id: int) -> bool | None:
+        deps = self.deps
+        now = deps.now()
+        with deps.db.transaction() as session:
+            dead_before = heartbeat.dead_before(deps, now)
+            owed = outbox.claim(session, message_id, deps.tuning.instance, now, now + LEASE, dead_before)
+        if owed is None:
+            return None
+        looked = False
+        try:
+            ref = None
+            if owed.in_doubt and owed.kind in POSTS:
+                ref = self._found(owed)
+                looked = True
+            outcome = Outcome.FOUND if ref is not None else Outcome.SENT
+            if ref is None:
+                ref = self._send(owed)
+                if ref is None:
+                    outcome = Outcome.SKIPPED
+        except NotSent as failure:
+            # A post stays in doubt until it is found or posted cleanly: an earlier attempt nobody could look for, or
+            # this one, may have reached Slack.
+            doubt = owed.kind in POSTS and (failure.in_doubt or (owed.in_doubt and not looked))
+            return self._failed(owed, failure, doubt)
+        self._finish(owed, outcome, ref)
+        return True
+
+    def _found(self, owed: Owed) -> MessageRef | None:
+        try:
+            return self.deps.notifier.find(self._channel(owed), owed.uid)
+        except NotSent as failure:
+            if not failure.permanent:
+                raise
+            # The bot may not read the channel: post again rather than hold this and every later message forever.
+            log.error("cannot tell whether message %s reached Slack (%s); posting it again", owed.id, failure)
+            return None
+
+    def _channel(self, owed: Owed) -> str:
+        return owed.channel or self.deps.policy.channels.audit
+
+    def _send(self, owed: Owed) -> MessageRef | None:
+        notifier = self.deps.notifier
+        if owed.kind in (Kind.REQUEST, Kind.ALERT, Kind.REFRESH):
+            assert owed.request_id is not None
+            current = load_view(self.deps, owed.request_id)
+            if current is None:
+                return None
+            if owed.kind is not Kind.REFRESH:
+                return notifier.post_request(self._channel(owed), current, owed.uid)
+            refs = [
+                MessageRef(channel, ts)
+                for channel, ts in (
+                    (current.approval_channel, current.approval_ts),
+                    (current.alert_channel, current.alert_ts),
+                )
+                if channel and ts
+            ]
+            for ref in refs:
+                try:
+                    notifier.update_request(ref, current)
+                except NotSent as failure:
+                    if not failure.permanent:
+                        raise
+                    log.warning("request %s: message %s can no longer be edited (%s)", current.id, ref.ts, failure)
+            return refs[0] if refs else None
+        if owed.kind is Kind.RECONCILED:
+            p = owed.payload
+            return notifier.tell_reconciled(self._channel(owed), p["resource"], p["principal"], p["found"], owed.uid)
+        if owed.kind is Kind.REFUSALS:
+            p = owed.payload
+            window = timedelta(seconds=float(p["window"]))
+            return notifier.warn_refusals(
+                self._channel(owed), p["actor"], int(p["count"]), window, p["latest"], owed.uid
+            )
+        view = from_data(owed.payload)
+        notice = Notice(owed.notice)
+        if owed.kind is Kind.REQUESTER:
+            return notifier.tell_requester(view, notice, owed.uid)
+        return notifier.tell_channel(self._channel(owed), view, notice, owed.uid)
+
+    def _finish(self, owed: Owed, outcome: Outcome, ref: MessageRef | None) -> None:
+        deps = self.deps
+        with deps.db.transaction() as session:
+            ours = outbox.finish(
+                session,
+                owed.id,
+                deps.tuning.instance,
+                deps.now(),
+                outcome,
+                channel=ref.channel if ref else None,
+                ts=ref.ts if ref else None,
+            )
+            if ours and ref is not None and owed.request_id is not None:
+                if owed.kind is Kind.REQUEST:
+                    queries.set_fields(session, owed.request_id, approval_channel=ref.channel, approval_ts=ref.ts)
+                elif owed.kind is Kind.ALERT:
+                    queries.set_fields(session, owed.request_id, alert_channel=ref.channel, alert_ts=ref.ts)
+        if outcome is Outcome.FOUND:
+            log.info("message %s was in Slack already (%s %s); adopted, not posted again", owed.id, ref, owed.kind)
+
+    def _failed(self, owed: Owed, failure: NotSent, doubt: bool) -> bool:
+        deps = self.deps
+        now = deps.now()
+        with deps.db.transaction() as session:
+            if failure.permanent:
+                outbox.finish(session, owed.id, deps.tuning.instance, now, Outcome.UNDELIVERABLE, failure=str(failure))
+            else:
+                due = now + retry_wait(owed.attempts + 1)
+                outbox.retry_at(session, owed.id, deps.tuning.instance, due, in_doubt=doubt, failure=str(failure))
+                if owed.kind is Kind.ALERT and owed.attempts == 0 and owed.request_id is not None:
+                    # Security did not hear of a broken glass at once: that is part of the record (once, not at
+                    # every retry of a long outage).
+                    request = queries.get(session, owed.request_id)
+                    if request is not None:
+                        audit.record(session, "alert_failed", at=now, request=request, retry_at=due.isoformat())
+        if failure.permanent:
+            log.error("gave up message %s (%s, request %s): %s", owed.id, owed.kind, owed.request_id, failure)
+            return True
+        log.warning("message %s (%s) not delivered: %s; retrying from %s", owed.id, owed.kind, failure, due)
+        deps.alarms.wake_at(due)
+        return False
+
+
+class BackgroundCourier:
+    """Hands delivery to one thread of its own, so background work never waits on Slack."""
+
+    def __init__(self, courier: Courier) -> None:
+        self.courier = courier
+        self._changed = threading.Condition()
+        self._kicked = False
+        self._busy = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def deliver(self, request_id: int | None) -> None:
+        self.kick()
+
+    def kick(self) -> None:
+        with self._changed:
+            if self._closed:
+                return  # the rows stay owed; the next start delivers them
+            self._kicked = True
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="delivery", daemon=True)
+                self._thread.start()
+            self._changed.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._kicked and not self._closed:
+                    self._changed.wait()
+                if self._closed:
+                    return
+                self._kicked, self._busy = False, True
+            try:
+                self.courier.drain()
+            except Exception as error:  # the rows stay owed and the next kick tries again
+                database_outage.failed(log, "delivering Slack messages", error)
+            finally:
+                with self._changed:
+                    self._busy = False
+                    self._changed.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until the thread has nothing in hand. True if it got there within ``timeout``."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._kicked and not self._busy, timeout=timeout)
+
+    def close(self, grace: float) -> None:
+        self.flush(grace)
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()

@@ -1,0 +1,96 @@
+"""Messages owed: what the use cases record, in the transaction of the change itself, for the courier to send.
+
+Recording instead of sending is what makes a notice as durable as the change it reports: both commit together or
+not at all, and the courier (bot/services/delivery.py) sends from the outbox until Slack has it. A notice to a
+person is rendered from the request as it was when the change happened; the request's own messages are rendered as
+the request is when they go out, so a late post or edit never shows a state that has passed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from bot.services.deps import Deps
+from bot.services.ports import Notice
+from bot.services.views import RequestView, to_data
+from bot.store import outbox
+from bot.store.outbox import Kind
+
+# The notices that also go to the channel the request was made in, when that is not the approvals channel.
+CHANNEL_NOTICES = frozenset(
+    {
+        Notice.RECEIVED,
+        Notice.ACTIVE,
+        Notice.EMERGENCY,
+        Notice.DENIED,
+        Notice.GRANT_FAILED,
+        Notice.EXPIRED,
+        Notice.REVOKED,
+    }
+)
+
+
+def request_message(deps: Deps, session: Session, current: RequestView) -> None:
+    """The request's message with its buttons, in the approvals channel."""
+    outbox.owe(session, deps.now(), Kind.REQUEST, request_id=current.id, channel=deps.policy.channels.approvals)
+
+
+def alert(deps: Deps, session: Session, current: RequestView) -> None:
+    """An emergency's loud alert, in the audit channel."""
+    outbox.owe(session, deps.now(), Kind.ALERT, request_id=current.id, channel=deps.policy.channels.audit)
+
+
+def refresh(deps: Deps, session: Session, current: RequestView) -> None:
+    """Edit the request's messages to show where it is now."""
+    outbox.owe(session, deps.now(), Kind.REFRESH, request_id=current.id)
+
+
+def requester(deps: Deps, session: Session, current: RequestView, notice: Notice) -> None:
+    outbox.owe(
+        session,
+        deps.now(),
+        Kind.REQUESTER,
+        request_id=current.id,
+        channel=current.requester_id,
+        notice=notice.value,
+        payload=to_data(current),
+    )
+
+
+def channel(deps: Deps, session: Session, channel: str, current: RequestView, notice: Notice) -> None:
+    outbox.owe(
+        session,
+        deps.now(),
+        Kind.CHANNEL,
+        request_id=current.id,
+        channel=channel,
+        notice=notice.value,
+        payload=to_data(current),
+    )
+
+
+def audit_channel(deps: Deps, session: Session, current: RequestView, notice: Notice) -> None:
+    channel(deps, session, deps.policy.channels.audit, current, notice)
+
+
+def announce(deps: Deps, session: Session, current: RequestView, notice: Notice) -> None:
+    """Tell the requester, and the channel the request came from where that is not the approvals channel."""
+    requester(deps, session, current, notice)
+    origin = current.origin_channel
+    elsewhere = origin and origin != deps.policy.channels.approvals
+    # A request made in a DM with the bot is already answered by the requester's notice.
+    if notice in CHANNEL_NOTICES and elsewhere and not origin.startswith("D"):
+        channel(deps, session, origin, current, notice)
+
+
+def reconciled(deps: Deps, session: Session, resource: str, principal: str, found: str) -> None:
+    """The audit channel hears of access reconciliation took back: nobody's grant covered it."""
+    payload = {"resource": resource, "principal": principal, "found": found}
+    outbox.owe(session, deps.now(), Kind.RECONCILED, channel=deps.policy.channels.audit, payload=payload)
+
+
+def refusals(deps: Deps, session: Session, actor: str, count: int, window: timedelta, latest: str) -> None:
+    payload = {"actor": actor, "count": count, "window": window.total_seconds(), "latest": latest}
+    outbox.owe(session, deps.now(), Kind.REFUSALS, channel=deps.policy.channels.audit, payload=payload)

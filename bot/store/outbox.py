@@ -1,0 +1,234 @@
+"""The outbox: Slack messages owed, recorded in the transaction of the change that owes them.
+
+A change and the messages it owes commit together or not at all, so a crash between the two cannot lose a message,
+and a message is never sent for a change that rolled back. Delivery (bot/services/delivery.py) claims one row at
+a time by compare-and-set, with a lease, like the requests' own claims; the rows of one request are claimed strictly
+in ``id`` order, so nobody hears "approved" before "requested", whichever replica delivers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from bot.store.models import OutboxMessage, Replica
+
+
+class Kind(StrEnum):
+    """What a row asks of Slack."""
+
+    REQUEST = "request"  # post the request's message (with its buttons) to a channel; remember where it is
+    ALERT = "alert"  # post an emergency's alert to the audit channel; remember where it is
+    REFRESH = "refresh"  # edit the request's messages to show where it is now
+    REQUESTER = "requester"  # a notice to the requester (a DM)
+    CHANNEL = "channel"  # a notice in a channel
+    REFUSALS = "refusals"  # the audit channel hears that someone keeps being refused
+    RECONCILED = "reconciled"  # the audit channel hears of access reconciliation took back
+
+
+POSTS = frozenset({Kind.REQUEST, Kind.ALERT, Kind.REQUESTER, Kind.CHANNEL, Kind.REFUSALS, Kind.RECONCILED})
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    FOUND = "found"  # a post whose answer was lost, found in the channel and adopted instead of posted again
+    UNDELIVERABLE = "undeliverable"  # Slack refused it for good (a channel that no longer exists); given up
+    SKIPPED = "skipped"  # nothing left to do (a refresh of a request whose message was never posted)
+
+
+@dataclass(frozen=True)
+class Owed:
+    """A claimed row, as it was when claimed."""
+
+    id: int
+    uid: str
+    request_id: int | None
+    kind: Kind
+    channel: str | None
+    notice: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+    attempts: int  # before this one
+    in_doubt: bool  # an earlier attempt may have reached Slack
+
+
+def owe(
+    session: Session,
+    at: datetime,
+    kind: Kind,
+    *,
+    request_id: int | None = None,
+    channel: str | None = None,
+    notice: str | None = None,
+    payload: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        OutboxMessage(
+            uid=uuid.uuid4().hex,
+            request_id=request_id,
+            kind=kind.value,
+            channel=channel,
+            notice=notice,
+            payload=payload or {},
+            created_at=at,
+            due_at=at,
+            attempts=0,
+            in_doubt=False,
+        )
+    )
+    session.info["owed"] = True
+
+
+def owed_in(session: Session) -> bool:
+    """Whether this transaction recorded a message to send (delivery is woken once it commits)."""
+    return bool(session.info.get("owed"))
+
+
+def _claimable(now: datetime, dead_before: datetime | None) -> list[ColumnElement[bool]]:
+    earlier = aliased(OutboxMessage)
+    waits_for_earlier = exists().where(
+        earlier.request_id == OutboxMessage.request_id,
+        earlier.id < OutboxMessage.id,
+        earlier.done_at.is_(None),
+    )
+    return [
+        OutboxMessage.done_at.is_(None),
+        OutboxMessage.due_at <= now,
+        or_(
+            OutboxMessage.lease_until.is_(None),
+            OutboxMessage.lease_until <= now,
+            # a sender whose heartbeat stopped is dead: its row need not wait for the lease
+            OutboxMessage.claimed_by.in_(select(Replica.instance).where(Replica.seen_at <= dead_before))
+            if dead_before is not None
+            else false(),
+        ),
+        or_(OutboxMessage.request_id.is_(None), ~waits_for_earlier),
+    ]
+
+
+ALL = -1  # due_ids: every request's rows, not one request's
+
+
+def due_ids(
+    session: Session, now: datetime, limit: int, request_id: int | None = ALL, dead_before: datetime | None = None
+) -> list[int]:
+    """Rows that can go now, oldest first: for each request only the first row not yet done. ``request_id`` limits
+    them to one request's rows, or with None to the rows of no request (alerts about people)."""
+    statement = select(OutboxMessage.id).where(*_claimable(now, dead_before))
+    if request_id is None:
+        statement = statement.where(OutboxMessage.request_id.is_(None))
+    elif request_id != ALL:
+        statement = statement.where(OutboxMessage.request_id == request_id)
+    return list(session.scalars(statement.order_by(OutboxMessage.id).limit(limit)))
+
+
+def claim(
+    session: Session,
+    message_id: int,
+    holder: str,
+    now: datetime,
+    lease_until: datetime,
+    dead_before: datetime | None = None,
+) -> Owed | None:
+    """Take one row for delivery if it can go now and nobody else has it. The claim marks it in doubt before the
+    call is made: if this process dies mid-call, whoever delivers it next looks in Slack before posting again."""
+    row = session.get(OutboxMessage, message_id, populate_existing=True)
+    if row is None:
+        return None
+    claimed = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id, OutboxMessage.attempts == row.attempts, *_claimable(now, dead_before))
+        .values(claimed_by=holder, lease_until=lease_until, attempts=row.attempts + 1, in_doubt=True)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        return None
+    return Owed(
+        id=row.id,
+        uid=row.uid,
+        request_id=row.request_id,
+        kind=Kind(row.kind),
+        channel=row.channel,
+        notice=row.notice,
+        payload=dict(row.payload or {}),
+        created_at=row.created_at,
+        attempts=row.attempts,
+        in_doubt=row.in_doubt,
+    )
+
+
+def _mine(message_id: int, holder: str) -> ColumnElement[bool]:
+    return and_(OutboxMessage.id == message_id, OutboxMessage.claimed_by == holder, OutboxMessage.done_at.is_(None))
+
+
+def finish(
+    session: Session,
+    message_id: int,
+    holder: str,
+    now: datetime,
+    outcome: Outcome,
+    *,
+    channel: str | None = None,
+    ts: str | None = None,
+    failure: str | None = None,
+) -> bool:
+    """The row is done. False if it was no longer ours (its lease ran out and someone else took it)."""
+    done = session.execute(
+        update(OutboxMessage)
+        .where(_mine(message_id, holder))
+        .values(
+            done_at=now,
+            outcome=outcome.value,
+            sent_channel=channel,
+            sent_ts=ts,
+            failure=failure,
+            in_doubt=False,
+            claimed_by=None,
+            lease_until=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return done.rowcount == 1
+
+
+def retry_at(session: Session, message_id: int, holder: str, due_at: datetime, *, in_doubt: bool, failure: str) -> bool:
+    """Not delivered this time: try again at ``due_at``. ``in_doubt`` keeps the mark when Slack may have it."""
+    later = session.execute(
+        update(OutboxMessage)
+        .where(_mine(message_id, holder))
+        .values(due_at=due_at, in_doubt=in_doubt, failure=failure, claimed_by=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return later.rowcount == 1
+
+
+def next_due(session: Session, after: datetime) -> datetime | None:
+    """When the next row waiting for a retry falls due, for an alarm."""
+    return session.scalar(
+        select(func.min(OutboxMessage.due_at)).where(OutboxMessage.done_at.is_(None), OutboxMessage.due_at > after)
+    )
+
+
+def pending(session: Session, request_id: int | None = None) -> int:
+    """Rows not delivered yet (for health and tests)."""
+    statement = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.done_at.is_(None))
+    if request_id is not None:
+        statement = statement.where(OutboxMessage.request_id == request_id)
+    return int(session.scalar(statement) or 0)
+
+
+def release(session: Session, holder: str) -> int:
+    """Hand back the rows ``holder`` has claimed (a graceful stop): still in doubt, so the next sender looks first."""
+    released = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.claimed_by == holder, OutboxMessage.done_at.is_(None))
+        .values(claimed_by=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(released.rowcount or 0)

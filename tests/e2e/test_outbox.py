@@ -1,0 +1,231 @@
+"""Every Slack message the bot owes is delivered once, in order: through dropped connections, Slack outages of any
+length, crashes mid-post and restarts. Time is moved, never waited for; Slack is the stand-in on loopback."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot.devtools.local_bot import LocalBot
+from bot.devtools.slack_standin import SlackStandIn
+from bot.devtools.webhook_receiver import WebhookReceiver
+from bot.domain.states import Status
+from bot.services.delivery import LEASE
+from bot.slack.ids import ActionId
+from bot.slack.notifier import MARK_EVENT
+from bot.slack.retry import SlackRetry
+from bot.store import outbox, replicas
+from bot.store.models import OutboxMessage
+from tests.e2e.helpers import ALICE, BOB, dm_texts, state, view
+
+APPROVALS, SECURITY = "C0APPROVALS", "C0SECURITY"
+# What a Slack outage takes away from the bot's messages. Membership lookups are left working: without them nobody
+# could ask or approve at all, which the directory's own tests cover.
+MESSAGING = ("chat.postMessage", "chat.update", "conversations.history", "conversations.open")
+
+
+def no_retry_waits(bot: LocalBot) -> None:
+    """Slack's own retries of one call wait in real time; an outage test moves time instead."""
+    assert bot.runtime is not None
+    for handler in bot.runtime.deps.notifier.client.retry_handlers:  # type: ignore[attr-defined]
+        assert isinstance(handler, SlackRetry)
+        handler.sleep = lambda _seconds: None
+
+
+def owed(bot: LocalBot) -> list[OutboxMessage]:
+    assert bot.runtime is not None
+    with bot.runtime.deps.db.transaction() as session:
+        return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+
+
+def marks_posted(slack: SlackStandIn) -> Counter[str]:
+    """How many times Slack took a post with each outbox mark: a duplicate shows as a count above one."""
+    marks: Counter[str] = Counter()
+    for call in slack.calls("chat.postMessage"):
+        metadata = call.args.get("metadata") or {}
+        if call.ok and metadata.get("event_type") == MARK_EVENT:
+            marks[metadata["event_payload"]["mark"]] += 1
+    return marks
+
+
+def assert_each_delivered_once(bot: LocalBot, slack: SlackStandIn | None = None) -> None:
+    rows = owed(bot)
+    assert rows and all(row.done_at is not None for row in rows), [(r.id, r.kind, r.failure) for r in rows]
+    assert {row.outcome for row in rows} <= {"sent", "found", "skipped"}
+    posted = marks_posted(slack or bot.slack)
+    assert max(posted.values()) == 1, "a message was posted twice"
+    posts = {row.uid for row in rows if row.kind in {k.value for k in outbox.POSTS}}
+    assert posts == set(posted), "a message owed was never posted, or one was posted that nobody owed"
+
+
+def test_every_post_carries_its_outbox_mark(bot: LocalBot) -> None:
+    bot.command(BOB, "orders-db 30m INC-1 fix")
+    bot.click(ALICE, ActionId.APPROVE, 1)
+
+    assert all(
+        (call.args.get("metadata") or {}).get("event_type") == MARK_EVENT
+        for call in bot.slack.calls("chat.postMessage")
+    )
+    assert_each_delivered_once(bot)
+
+
+def test_an_approval_post_whose_connection_dropped_is_found_not_posted_twice_and_approving_edits_it(
+    bot: LocalBot,
+) -> None:
+    bot.slack.drop_next("chat.postMessage")  # Slack posts the approval message; the bot never hears back
+
+    bot.command(BOB, "orders-db 30m INC-1 checkout failing")
+
+    assert len(bot.slack.messages(APPROVALS)) == 1
+    assert view(bot, 1).approval_ts is None  # the bot does not know where it is yet
+    assert dm_texts(bot, BOB) == []  # the request's later messages wait for it: order is kept
+
+    bot.advance(timedelta(seconds=1))  # the retry looks in the channel first
+
+    [message] = bot.slack.messages(APPROVALS)
+    assert view(bot, 1).approval_ts == message.ts  # adopted
+    assert bot.slack.calls("conversations.history")
+    assert len(dm_texts(bot, BOB)) == 1  # "is with the approvers", now that the approval message is out
+
+    assert "recorded" in bot.click(ALICE, ActionId.APPROVE, 1).text
+
+    [edited] = bot.slack.messages(APPROVALS)
+    assert edited.ts == message.ts and edited.updates >= 1
+    assert view(bot, 1).status is Status.ACTIVE
+    assert "Active" in state(bot.request_message(1))
+    assert_each_delivered_once(bot)
+
+
+def test_a_dm_whose_connection_dropped_is_found_in_the_dm_and_not_sent_twice(bot: LocalBot) -> None:
+    bot.command(BOB, "orders-db 30m INC-1 fix")
+    bot.slack.drop_next("chat.postMessage")  # the "approved" DM arrives; the answer does not
+
+    bot.click(ALICE, ActionId.APPROVE, 1)
+    bot.advance(timedelta(seconds=1))
+
+    texts = dm_texts(bot, BOB)
+    assert sum("was approved" in text for text in texts) == 1
+    assert any("is active" in text for text in texts)  # the notices after it went out once it was found
+    assert_each_delivered_once(bot)
+
+
+def test_messages_owed_through_a_slack_outage_of_minutes_arrive_once_and_in_order(
+    bot: LocalBot, receiver: WebhookReceiver
+) -> None:
+    no_retry_waits(bot)
+    bot.slack.outage(methods=MESSAGING)
+
+    bot.command(BOB, "orders-db 30m INC-7 fix")
+    bot.click(ALICE, ActionId.APPROVE, 1)
+    assert view(bot, 1).status is Status.ACTIVE  # Slack being down delays no decision and no grant
+    for _ in range(40):  # forty minutes of outage, a sweep a minute: the grant expires and is revoked meanwhile
+        bot.advance(timedelta(minutes=1))
+    assert view(bot, 1).status is Status.EXPIRED
+    assert [event.event for event in receiver.events()] == ["grant", "revoke"]
+    assert [call for call in bot.slack.calls("chat.postMessage") if call.ok] == []
+    attempts_in_outage = len(bot.slack.calls())
+
+    bot.slack.outage(False)
+    bot.advance(timedelta(minutes=1))  # the longest wait between two tries
+
+    texts = dm_texts(bot, BOB)
+    order = ["is with the approvers", "was approved", "is active", "⏰", "has expired"]
+    positions = [next((i for i, text in enumerate(texts) if phrase in text), -1) for phrase in order]
+    assert -1 not in positions and positions == sorted(positions) and len(texts) == len(order), texts
+    [message] = bot.slack.messages(APPROVALS)
+    assert "Expired" in state(bot.request_message(1)) and message.ts == view(bot, 1).approval_ts
+    assert_each_delivered_once(bot)
+    # One failed try per sweep (each with the client's own retries), not one per owed message: 40 sweeps, 12 messages.
+    assert attempts_in_outage <= 45 * (1 + SlackRetry().max_retry_count)
+
+
+def test_a_sender_that_died_after_slack_took_its_post_is_adopted_after_its_lease(
+    bot: LocalBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert bot.runtime is not None
+    deps = bot.runtime.deps
+    monkeypatch.setattr(deps.courier, "deliver", lambda request_id: None)  # the request's thread sends nothing
+    bot.command(BOB, "orders-db 30m INC-1 fix")
+    first = owed(bot)[0]
+    assert first.kind == "request"
+    with deps.db.transaction() as session:  # another replica claims it, posts it, and dies before writing it down
+        claimed = outbox.claim(session, first.id, "dead-replica", deps.now(), deps.now() + LEASE)
+    assert claimed is not None
+    deps.notifier.post_request(APPROVALS, view(bot, 1), claimed.uid)
+
+    assert bot.advance(LEASE / 2).delivered == 0  # its lease still holds: nobody else touches it
+
+    bot.advance(LEASE / 2)
+    [message] = bot.slack.messages(APPROVALS)
+    assert view(bot, 1).approval_ts == message.ts
+    assert len(dm_texts(bot, BOB)) == 1
+    assert_each_delivered_once(bot)
+
+
+def test_a_sender_whose_heartbeat_stopped_is_taken_over_without_waiting_for_its_lease(
+    bot: LocalBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert bot.runtime is not None
+    deps = bot.runtime.deps
+    monkeypatch.setattr(deps.courier, "deliver", lambda request_id: None)
+    bot.command(BOB, "orders-db 30m INC-1 fix")
+    with deps.db.transaction() as session:  # a live replica claims the post, then is killed mid-call
+        replicas.beat(session, "killed-replica", deps.now())
+        assert outbox.claim(session, owed(bot)[0].id, "killed-replica", deps.now(), deps.now() + LEASE) is not None
+
+    assert bot.advance(deps.tuning.dead_after / 2).delivered == 0  # its heartbeat is recent: it may still be posting
+    bot.advance(deps.tuning.dead_after / 2)
+
+    assert deps.tuning.dead_after < LEASE
+    assert len(bot.slack.messages(APPROVALS)) == 1
+    assert_each_delivered_once(bot)
+
+
+def test_a_sender_that_died_before_slack_took_its_post_is_followed_by_one_post(
+    bot: LocalBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert bot.runtime is not None
+    deps = bot.runtime.deps
+    monkeypatch.setattr(deps.courier, "deliver", lambda request_id: None)
+    bot.command(BOB, "orders-db 30m INC-1 fix")
+    with deps.db.transaction() as session:
+        assert outbox.claim(session, owed(bot)[0].id, "dead-replica", deps.now(), deps.now() + LEASE) is not None
+
+    bot.advance(LEASE)
+
+    assert len(bot.slack.messages(APPROVALS)) == 1
+    assert bot.slack.calls("conversations.history")  # it looked before posting
+    assert_each_delivered_once(bot)
+
+
+def test_a_restart_delivers_what_a_stopped_bot_still_owed(make_bot: Callable[..., LocalBot]) -> None:
+    first = make_bot()
+    no_retry_waits(first)
+    first.slack.outage(methods=MESSAGING)
+    first.command(BOB, "orders-db 30m INC-1 fix")
+    first.click(ALICE, ActionId.APPROVE, 1)
+    first.stop()
+
+    second = make_bot(clock=first.clock)  # the same database; Slack is back
+    second.advance(timedelta(seconds=1))
+
+    assert len(second.slack.messages(APPROVALS)) == 1
+    assert len(dm_texts(second, BOB)) == 3  # with the approvers, approved, active
+    assert_each_delivered_once(second)
+
+
+def test_a_message_slack_refuses_for_good_is_given_up_and_does_not_hold_back_the_rest(
+    bot: LocalBot, policy: Any
+) -> None:
+    bot.slack.error_next("chat.postMessage", "channel_not_found")  # the approvals channel was deleted
+
+    bot.command(BOB, "orders-db 30m INC-1 fix")
+
+    rows = owed(bot)
+    assert rows[0].outcome == "undeliverable" and "channel_not_found" in (rows[0].failure or "")
+    assert len(dm_texts(bot, BOB)) == 1  # the requester still hears, and nothing waits forever
