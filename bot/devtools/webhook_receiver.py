@@ -16,16 +16,25 @@ It also keeps access the way a receiver would: a successful ``grant`` holds acce
 ``expires_at``, ``extend`` moves that end (410 when there is no access under the grant to extend), ``revoke``
 ends it; ``has_access`` and ``access`` show the state. With ``ends_access_at_expiry`` the receiver also ends
 access by itself at ``expires_at`` by its ``clock``, as a backend that enforces expiry does; without it, access
-lasts until the revoke. An event it does not know is answered 400.
+lasts until the revoke. ``verify`` is answered ``{"active": …}`` from the access held for the principal, unless
+``respond_with`` scripted a body. An event it does not know is answered 400; ``knows`` limits the events it knows,
+to play an older receiver.
+
+``ignore_revokes()`` makes it a receiver that acknowledges revokes and keeps the access (a lagging replica, a second
+path to the same privilege), which only a verify can catch.
+
+``fail_fraction(0.1, seed=7)`` makes it a flaky backend: that fraction of valid calls, drawn at random from a seeded
+generator so a run can be repeated, answer 503 (after any ``fail_next`` failures, which come first).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from http import HTTPStatus
@@ -39,7 +48,7 @@ from bot.clock import Clock, SystemClock
 log = logging.getLogger("breakglass.devtools.webhook_receiver")
 
 PATH = "/hooks/breakglass"
-EVENTS = ("grant", "revoke", "extend")
+EVENTS = ("grant", "revoke", "extend", "verify")
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,7 @@ class _Reply:
     status: int = 200
     body: dict[str, Any] | str | None = None
     delay: float = 0.0
+    releases: int = 0  # the receiver's release() count when the call came: a later release() answers it
 
 
 @dataclass
@@ -74,13 +84,25 @@ class _Script:
     failures_left: int = 0
     failure_status: int = 500
     failure_body: dict[str, Any] | str | None = None  # None: {"error": <the status's phrase>}
+    flaky: float = 0.0  # the fraction of calls that fail at random (fail_fraction)
+    flaky_status: int = 503
+    dice: random.Random = field(default_factory=random.Random)
 
 
 class WebhookReceiver:
     """Single use: ``start()`` once, ``stop()`` once (or use it as a context manager)."""
 
-    def __init__(self, secret: str, *, clock: Clock | None = None, ends_access_at_expiry: bool = False) -> None:
+    def __init__(
+        self,
+        secret: str,
+        *,
+        clock: Clock | None = None,
+        ends_access_at_expiry: bool = False,
+        knows: Iterable[str] = EVENTS,
+    ) -> None:
         self.secret = secret
+        self.knows = tuple(knows)
+        self._ignore_revokes = False
         self.clock = clock or SystemClock()  # the receiver's "now" for the timestamp check and for expiry
         self.ends_access_at_expiry = ends_access_at_expiry
         self._access: dict[str, Access] = {}  # by grant id
@@ -89,6 +111,7 @@ class WebhookReceiver:
         self._script = _Script()
         self._changed = threading.Condition()
         self._stopping = threading.Event()
+        self._releases = 0  # bumped by release(): calls held since an earlier count answer at once
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -118,6 +141,8 @@ class WebhookReceiver:
         if self._server is None or self._stopping.is_set():
             return
         self._stopping.set()  # wakes handlers sleeping in hang() or a delay
+        with self._changed:
+            self._changed.notify_all()
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
@@ -150,10 +175,36 @@ class WebhookReceiver:
             self._script.failure_status = status
             self._script.failure_body = body
 
+    def fail_fraction(self, fraction: float, *, seed: int | None = None, status: int = 503) -> None:
+        """From now on, each valid call fails with ``status`` with probability ``fraction`` (0 ends it), drawn from
+        a generator seeded with ``seed``: the same seed fails the same calls of the same sequence."""
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"fraction must be between 0 and 1, not {fraction}")
+        with self._changed:
+            self._script.flaky = fraction
+            self._script.flaky_status = status
+            self._script.dice = random.Random(seed)
+
     def hang(self, seconds: float) -> None:
         """Following calls wait this long before answering; ``hang(0)`` ends it."""
         with self._changed:
             self._script.reply = replace(self._script.reply, delay=seconds)
+
+    def release(self) -> None:
+        """Ends ``hang``, and answers every call it holds now.
+
+        A test holds calls with a long ``hang`` and releases them when it has seen what it wanted, so how busy the
+        machine is cannot end the hang before the test looked.
+        """
+        with self._changed:
+            self._script.reply = replace(self._script.reply, delay=0.0)
+            self._releases += 1
+            self._changed.notify_all()
+
+    def ignore_revokes(self, ignore: bool = True) -> None:
+        """Answer revokes 200 and keep the access (or, with False, honour them again)."""
+        with self._changed:
+            self._ignore_revokes = ignore
 
     def access(self, grant_id: str) -> Access | None:
         """The access held under ``grant_id`` now (None once revoked, or expired if the receiver ends it)."""
@@ -175,7 +226,7 @@ class WebhookReceiver:
         with self._changed:
             return self._open
 
-    def wait_until_idle(self, timeout: float = 5.0) -> None:
+    def wait_until_idle(self, timeout: float = 30.0) -> None:  # returns as soon as idle: only a failure waits long
         """Returns once every call received so far has been answered (or dropped by ``stop``)."""
         with self._changed:
             if self._changed.wait_for(lambda: self._open == 0, timeout=timeout):
@@ -184,7 +235,7 @@ class WebhookReceiver:
         raise TimeoutError(f"webhook receiver: {left} call(s) still unanswered after {timeout:g}s")
 
     def wait_for(
-        self, predicate_or_count: int | Callable[[list[WebhookCall]], bool], timeout: float = 5.0
+        self, predicate_or_count: int | Callable[[list[WebhookCall]], bool], timeout: float = 30.0
     ) -> list[WebhookCall]:
         """The calls, once there are at least ``count`` of them or ``predicate(calls)`` holds."""
         want = predicate_or_count
@@ -219,24 +270,31 @@ class WebhookReceiver:
                 reply = _Reply(404, {"error": "no such hook"})
             elif not isinstance(body, dict):
                 reply = _Reply(400, {"error": "body is not a JSON object"})
-            elif body.get("event") not in EVENTS:
-                reply = _Reply(400, {"error": f"unknown event (this receiver knows {', '.join(EVENTS)})"})
+            elif body.get("event") not in self.knows:
+                reply = _Reply(400, {"error": f"unknown event (this receiver knows {', '.join(self.knows)})"})
             elif self._script.failures_left > 0:
                 self._script.failures_left -= 1
                 status = self._script.failure_status
                 said = self._script.failure_body
                 reply = _Reply(status, {"error": _phrase(status)} if said is None else said, self._script.reply.delay)
+            elif self._script.flaky and self._script.dice.random() < self._script.flaky:
+                status = self._script.flaky_status
+                reply = _Reply(status, {"error": _phrase(status)}, self._script.reply.delay)
             else:
                 reply = self._script.reply
                 if 200 <= reply.status < 300:
                     refused = self._keep(body)
                     reply = replace(reply, status=refused[0], body=refused[1]) if refused else reply
+                if 200 <= reply.status < 300 and body["event"] == "verify" and reply.body is None:
+                    principal = body.get("principal")
+                    held = any(a.principal == principal and self._current(a) for a in self._access.values())
+                    reply = replace(reply, body={"active": held})
             data = body if isinstance(body, dict) else {}
             event = data.get("event") if isinstance(data.get("event"), str) else None
             self._calls.append(WebhookCall(event, data, headers, valid, time.monotonic(), reply.status))
             self._open += 1
             self._changed.notify_all()
-        return reply
+            return replace(reply, releases=self._releases)
 
     def _keep(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
         """Applies one call to the access held, as a receiver does; a refusal (status, body), or None."""
@@ -244,7 +302,10 @@ class WebhookReceiver:
         if not isinstance(grant_id, str):
             return 400, {"error": "grant_id is required"}
         if event == "revoke":
-            self._access.pop(grant_id, None)
+            if not self._ignore_revokes:
+                self._access.pop(grant_id, None)
+            return None
+        if event == "verify":
             return None
         principal, until = body.get("principal"), _moment(body.get("expires_at"))
         if not isinstance(principal, str) or until is None:
@@ -264,9 +325,13 @@ class WebhookReceiver:
             self._open -= 1
             self._changed.notify_all()
 
-    def _pause(self, seconds: float) -> bool:
-        """Sleeps, unless stop() comes first; True if it did."""
-        return seconds > 0 and self._stopping.wait(seconds)
+    def _pause(self, seconds: float, releases: int) -> bool:
+        """Sleeps, unless stop() or a release() since the call came is first; True if stop() did."""
+        if seconds <= 0:
+            return False
+        with self._changed:
+            self._changed.wait_for(lambda: self._stopping.is_set() or self._releases != releases, timeout=seconds)
+        return self._stopping.is_set()
 
 
 class _Server(ThreadingHTTPServer):
@@ -289,7 +354,7 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         reply = owner._handle(self.path, dict(self.headers.items()), raw)
         try:
-            if owner._pause(reply.delay):
+            if owner._pause(reply.delay, reply.releases):
                 return  # the receiver is shutting down; drop the connection unanswered
             if isinstance(reply.body, dict):
                 payload, content_type = json.dumps(reply.body).encode(), "application/json"

@@ -53,10 +53,32 @@ def test_scripted_failures_say_the_status_phrase_by_default(receiver: WebhookRec
     assert post(receiver).json() == {"error": "Internal Server Error"}
 
 
+def test_a_flaky_receiver_fails_the_seeded_fraction_of_calls_then_recovers() -> None:
+    def statuses(seed: int) -> list[int]:
+        with WebhookReceiver(SECRET) as flaky:
+            flaky.fail_fraction(0.1, seed=seed)
+            answered = [post(flaky).status_code for _ in range(100)]
+            flaky.fail_fraction(0)
+            assert post(flaky).status_code == 200
+            assert [call.status for call in flaky.events("revoke")][:100] == answered
+            return answered
+
+    first = statuses(seed=11)
+    assert set(first) == {200, 503}
+    assert 3 <= first.count(503) <= 20  # one in ten, give or take what 100 draws allow
+    assert statuses(seed=11) == first  # the same seed fails the same calls: a run can be repeated
+    assert statuses(seed=12) != first
+
+
+def test_a_failure_fraction_outside_0_to_1_is_refused(receiver: WebhookReceiver) -> None:
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        receiver.fail_fraction(1.5)
+
+
 def test_a_hung_call_is_in_flight_until_it_is_answered(receiver: WebhookReceiver) -> None:
-    receiver.hang(0.5)
+    receiver.hang(60)  # held until released: a busy machine cannot end the hang before the test looked
     answers: list[int] = []
-    client = threading.Thread(target=lambda: answers.append(post(receiver).status_code))
+    client = threading.Thread(target=lambda: answers.append(post(receiver, timeout=90).status_code))
     client.start()
 
     receiver.wait_for(1)
@@ -64,8 +86,9 @@ def test_a_hung_call_is_in_flight_until_it_is_answered(receiver: WebhookReceiver
     with pytest.raises(TimeoutError, match="1 call"):
         receiver.wait_until_idle(timeout=0.05)
 
-    receiver.wait_until_idle(timeout=5)
-    client.join(timeout=5)
+    receiver.release()
+    receiver.wait_until_idle()
+    client.join(timeout=30)
     assert receiver.in_flight == 0 and answers == [200]
 
 
