@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from slack_bolt import App
 from waitress import wasyncore
@@ -165,7 +166,7 @@ def build(
         tuning=tuning,
         redactor=collect_secrets(settings, adapters, policy, environ),
     )
-    sweeper = Sweeper(deps)
+    sweeper = Sweeper(deps, lookahead=timedelta(seconds=2 * settings.sweep_interval))
     deps.courier = sweeper.courier  # a person's thread sends what its action owes; background work hands it over
     scheduler = Scheduler(
         sweeper.kick,

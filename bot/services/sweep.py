@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -52,8 +53,9 @@ class Sweeper:
     Slack outage delays nothing. The scheduler does not wait for the lanes; tests and the demo do (``wait=True``).
     """
 
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, lookahead: timedelta = timedelta(seconds=30)) -> None:
         self.deps = deps
+        self.lookahead = lookahead  # at least the sweep interval: how far ahead each sweep sets alarms
         self.lanes = Lanes(deps.tuning.lane_width)
         self.courier = Courier(deps)
         self.delivery = BackgroundCourier(self.courier)
@@ -74,10 +76,21 @@ class Sweeper:
         return total
 
     def kick(self) -> None:
-        """The scheduler's entry: start due work and return."""
+        """The scheduler's entry: start due work, set alarms for what falls due before the next sweep, and return."""
         report = self(wait=False)
         if report:
             log.info("sweep started %s", report)
+        self._alarm_ahead()
+
+    def _alarm_ahead(self) -> None:
+        """Every replica sets alarms for whatever falls due before its next sweep, not only for what it set going
+        itself: a replica that dies takes its own alarms with it, and its grants' expiries must not then wait for
+        a survivor's periodic sweep. Which replica acts is still decided by the claims."""
+        now = self.deps.now()
+        with self.deps.db.transaction() as session:
+            upcoming = queries.upcoming_times(session, now, until=now + self.lookahead)
+        for moment in upcoming:
+            self.deps.alarms.wake_at(moment)
 
     def close(self, grace: float) -> list[Hashable]:
         """Start nothing new; give running work up to ``grace`` seconds. Returns what was still running."""

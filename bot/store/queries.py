@@ -182,18 +182,22 @@ def reminder_due_ids(session: Session, now: datetime, limit: int = 100) -> list[
     return ids(statement.order_by(Review.next_reminder_at), session, limit)
 
 
-def upcoming_times(session: Session, after: datetime) -> list[datetime]:
-    """Every future moment something falls due: the alarms to set at start."""
+def upcoming_times(session: Session, after: datetime, until: datetime | None = None) -> list[datetime]:
+    """Every future moment something falls due (up to ``until``, when given): the alarms to set."""
+
+    def within(column: Any) -> list[ColumnElement[bool]]:
+        return [column > after] if until is None else [column > after, column <= until]
+
     owed = outbox.next_due(session, after)
-    times = [owed] if owed is not None else []
+    times = [owed] if owed is not None and (until is None or owed <= until) else []
     times += list(
-        session.scalars(select(Request.expires_at).where(Request.status == Status.ACTIVE, Request.expires_at > after))
+        session.scalars(select(Request.expires_at).where(Request.status == Status.ACTIVE, *within(Request.expires_at)))
     )
     times += session.scalars(
-        select(Review.next_reminder_at).where(Review.status == "due", Review.next_reminder_at > after)
+        select(Review.next_reminder_at).where(Review.status == "due", *within(Review.next_reminder_at))
     )
     times += session.scalars(
-        select(Request.next_attempt_at).where(Request.status == Status.REVOKE_FAILED, Request.next_attempt_at > after)
+        select(Request.next_attempt_at).where(Request.status == Status.REVOKE_FAILED, *within(Request.next_attempt_at))
     )
     return [t for t in times if t is not None]
 

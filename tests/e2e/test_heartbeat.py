@@ -177,3 +177,24 @@ def test_rows_of_long_dead_replicas_are_pruned_and_a_clean_stop_leaves_none(
 def seen(bot: LocalBot) -> set[str]:
     with deps(bot).db.transaction() as session:
         return set(session.scalars(select(Replica.instance)))
+
+
+def test_every_replica_sets_alarms_for_what_falls_due_before_its_next_sweep_not_only_its_own(
+    make_bot: Callable[..., LocalBot],
+) -> None:
+    maker = make_bot()  # the replica that granted: its own alarms die with it
+    clock = maker.clock
+    request_id = emergency(maker, "30m")
+    expires_at = view(maker, request_id).expires_at
+    assert expires_at is not None
+    survivor = make_bot(clock=clock)
+    assert survivor.runtime is not None
+    alarms = RecordedAlarms()
+    survivor.runtime.deps.alarms = alarms
+
+    survivor.runtime.sweeper.kick()
+    assert expires_at not in alarms.moments  # half an hour away: the sweeps before it will see to it
+
+    clock.advance(expires_at - clock.now() - survivor.runtime.sweeper.lookahead / 2)
+    survivor.runtime.sweeper.kick()
+    assert expires_at in alarms.moments  # due before the next periodic sweep: an alarm of its own
