@@ -15,6 +15,7 @@ from datetime import datetime
 
 from bot.domain.rules import Refused
 from bot.domain.states import OPEN, Status
+from bot.policy import Policy
 
 # Every status in which a request may still lead to, hold, or be removing access: exactly the open ones.
 LIVE = OPEN
@@ -22,6 +23,21 @@ WAITING = frozenset({Status.PENDING})
 HOLDING = frozenset({Status.APPROVED, Status.GRANTING, Status.ACTIVE})
 ENDING = frozenset({Status.REVOKING, Status.REVOKE_FAILED})
 assert WAITING | HOLDING | ENDING == LIVE
+
+
+def twins(policy: Policy, resource: str) -> list[str]:
+    """The resources that give the same access on the same backend as ``resource`` (the same adapter and params, so
+    perhaps other durations or approvers), itself included, sorted. Grants of any of them are one thing on the
+    backend: one person may hold only one of them at a time, and reconciliation counts a grant of any as cover."""
+    me = policy.resources.get(resource)
+    if me is None:
+        return [resource]
+    return sorted(r.name for r in policy.resources.values() if r.adapter == me.adapter and r.params == me.params)
+
+
+def scope(policy: Policy, resource: str) -> str:
+    """What a live request of ``resource`` is keyed by: the first of its twins, so twins share one key."""
+    return twins(policy, resource)[0]
 
 
 def live_key(resource: str, principal: str | None) -> str | None:

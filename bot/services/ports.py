@@ -73,7 +73,9 @@ class Notifier(Protocol):
         """Tell the audit channel that one person (or unsigned traffic) keeps being refused."""
         ...
 
-    def tell_reconciled(self, channel: str, resource: str, principal: str, found: str, mark: str) -> MessageRef:
+    def tell_reconciled(
+        self, channel: str, resource: str, principal: str, found: str, mark: str, *, taken: bool = True
+    ) -> MessageRef:
         """Tell the audit channel that reconciliation took back access no live grant covered."""
         ...
 

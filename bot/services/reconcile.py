@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.adapters.base import Adapter, AdapterError, GrantContext, Holding, Lists, Person, Receipt, Verifies
+from bot.domain.live import twins
 from bot.domain.states import Status
 from bot.policy import Resource
 from bot.services import tell
@@ -62,6 +63,7 @@ class ReconcileReport:
     resources: int = 0  # resources looked at
     holdings: int = 0  # holdings found (or principals found still holding access)
     revoked: list[Find] = field(default_factory=list)
+    found: list[Find] = field(default_factory=list)  # reported, left alone: verify-only backends without `all`
     regranted: list[int] = field(default_factory=list)  # request ids whose grant was applied again
     failed: list[str] = field(default_factory=list)  # resources whose backend could not be read or fixed
     unchecked: list[str] = field(default_factory=list)  # adapters that can neither list nor verify
@@ -128,7 +130,7 @@ def _by_listing(deps: Deps, resource: Resource, adapter: Adapter, report: Reconc
         found = [holding for holding in found if holding.made_by_bot]  # standing access is never ours to take
     report.holdings += len(found)
     with deps.db.transaction() as session:
-        live = holders.live_principals(session, resource.name)
+        live = holders.live_principals(session, twins(deps.policy, resource.name))
     for holding in found:
         if holding.principal in live:
             continue
@@ -143,7 +145,7 @@ def _by_asking(deps: Deps, resource: Resource, adapter: Adapter, report: Reconci
     assert isinstance(adapter, Verifies)
     since = deps.now() - deps.tuning.reconcile_lookback
     with deps.db.transaction() as session:
-        live = holders.live_principals(session, resource.name)
+        live = holders.live_principals(session, twins(deps.policy, resource.name))
         ended = [r for r in holders.ended_grants(session, resource.name, since) if r.principal not in live]
         asks = [(r.id, grant_context(deps, r, r.expires_at or r.ended_at or deps.now()), _receipt(r)) for r in ended]
     for request_id, ctx, receipt in asks:
@@ -151,7 +153,31 @@ def _by_asking(deps: Deps, resource: Resource, adapter: Adapter, report: Reconci
             continue  # gone; an error here is raised, and counts for the whole resource
         report.holdings += 1
         find = Find(resource.name, ctx.principal, f"access from ended request #{request_id}")
-        _take_back(deps, adapter, find, ctx, receipt, report)
+        if resource.reconcile == "all":
+            _take_back(deps, adapter, find, ctx, receipt, report)
+        else:
+            _report_only(deps, find, request_id, report)
+
+
+def _report_only(deps: Deps, find: Find, request_id: int, report: ReconcileReport) -> None:
+    """A backend that can only be asked cannot tell access the bot made from the same access given by hand since (a
+    standing membership added the next day): it is standing access until the resource says ``reconcile: all``, so
+    it is reported, once per ended request, and left alone."""
+    with deps.db.transaction() as session:
+        if holders.reported(session, request_id):
+            return
+        audit.record(
+            session,
+            "reconcile_found",
+            at=deps.now(),
+            request_id=request_id,
+            resource=find.resource,
+            principal=find.principal,
+            found=find.found,
+        )
+        tell.reconciled(deps, session, find.resource, find.principal, find.found, taken=False)
+    deps.courier.deliver(None)
+    report.found.append(find)
 
 
 def _take_back(
@@ -218,7 +244,7 @@ def _regrant(deps: Deps, adapter: Adapter, request: Request, report: ReconcileRe
 
 def _live_grants(deps: Deps, find: Find) -> list[Request]:
     with deps.db.transaction() as session:
-        return list(holders.live_grants(session, find.resource, find.principal))
+        return list(holders.live_grants(session, twins(deps.policy, find.resource), find.principal))
 
 
 def _stranger(deps: Deps, resource: str, principal: str) -> GrantContext:

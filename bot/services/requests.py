@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.adapters.principal import Unmappable
 from bot.domain.commands import Ask
-from bot.domain.live import live_key
+from bot.domain.live import live_key, scope
 from bot.domain.rules import Forbidden, Refused, check_ask, check_revoke, find_resource
 from bot.domain.states import FINAL, Status
 from bot.policy import Resource
@@ -52,7 +52,7 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> Requ
         with deps.db.transaction() as session:  # a profile problem, not an attempt on something forbidden
             audit.record(session, "request_refused", at=now, actor=actor, resource=resource.name, reason=why)
         raise Refused(why) from None
-    key = live_key(resource.name, identity)
+    key = live_key(scope(deps.policy, resource.name), identity)
     superseded: RequestView | None = None
     try:
         with deps.db.transaction() as session:

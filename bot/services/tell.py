@@ -85,9 +85,9 @@ def announce(deps: Deps, session: Session, current: RequestView, notice: Notice)
         channel(deps, session, origin, current, notice)
 
 
-def reconciled(deps: Deps, session: Session, resource: str, principal: str, found: str) -> None:
-    """The audit channel hears of access reconciliation took back: nobody's grant covered it."""
-    payload = {"resource": resource, "principal": principal, "found": found}
+def reconciled(deps: Deps, session: Session, resource: str, principal: str, found: str, *, taken: bool = True) -> None:
+    """The audit channel hears of access no live grant covers: taken back, or (``taken`` false) only found."""
+    payload = {"resource": resource, "principal": principal, "found": found, "taken": taken}
     outbox.owe(session, deps.now(), Kind.RECONCILED, channel=deps.policy.channels.audit, payload=payload)
 
 

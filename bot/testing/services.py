@@ -85,8 +85,10 @@ class RecordingNotifier:
         self.sent.append(("refusals", 0, actor))
         return self._ref(channel)
 
-    def tell_reconciled(self, channel: str, resource: str, principal: str, found: str, mark: str) -> MessageRef:
-        self.sent.append(("reconciled", 0, principal))
+    def tell_reconciled(
+        self, channel: str, resource: str, principal: str, found: str, mark: str, *, taken: bool = True
+    ) -> MessageRef:
+        self.sent.append(("reconciled" if taken else "found", 0, principal))
         return self._ref(channel)
 
     def find(self, channel: str, mark: str) -> MessageRef | None:

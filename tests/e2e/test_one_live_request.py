@@ -130,3 +130,31 @@ def test_an_emergency_that_loses_the_race_to_a_normal_request_still_supersedes_i
     assert "Glass broken" in reply and view(bot, emergency).status is Status.ACTIVE
     assert view(bot, 1).status is Status.CANCELLED and view(bot, 1).superseded_by == emergency
     assert count_requests(bot) == 2 and len(receiver.events("grant")) == 1
+
+
+TWIN = """
+  orders-db-long:
+    description: The same access as orders-db, for longer
+    adapter: webhook
+    principal: "{email_local}"
+    params:
+      url: ${WEBHOOK_URL}
+      secret: ${BREAKGLASS_WEBHOOK_SECRET}
+      timeout: 2
+    approvers: [U0ALICE01]
+    max_duration: 8h
+"""
+
+
+def test_a_resource_with_the_same_adapter_and_params_is_the_same_access_and_counts_as_one(
+    make_bot: Callable[..., LocalBot], receiver: WebhookReceiver
+) -> None:
+    twin = TWIN.replace("timeout: 2", "timeout: " + str(parse_policy(POLICY).resources["orders-db"].params["timeout"]))
+    bot = make_bot(policy=parse_policy(POLICY + twin))
+    bot.command(BOB, "orders-db 30m INC-1 fix")
+    bot.click(ALICE, ActionId.APPROVE, 1)
+
+    second = bot.command(BOB, "orders-db-long 4h INC-1 longer").text
+
+    assert "You hold access to `orders-db` until" in second  # its revoke would have ended the longer one's access
+    assert count_requests(bot) == 1 and len(receiver.events("grant")) == 1
