@@ -29,8 +29,9 @@ from bot.store.reachability import database_outage
 
 log = logging.getLogger("breakglass.delivery")
 
-# Longer than one Slack call with its retries (a 10 s timeout; 429 waits of up to 30 s): a live sender keeps its row.
-LEASE = timedelta(minutes=2)
+# Longer than one Slack call with all its retries (a 10 s timeout, four 429 waits of up to 30 s): a live sender keeps
+# its row. A sender that dies is known sooner, by its heartbeat.
+LEASE = timedelta(minutes=5)
 RETRY_FIRST = timedelta(seconds=1)
 RETRY_MAX = timedelta(minutes=1)
 BATCH = 100
@@ -138,7 +139,8 @@ class Courier:
             return refs[0] if refs else None
         if owed.kind is Kind.RECONCILED:
             p = owed.payload
-            return notifier.tell_reconciled(self._channel(owed), p["resource"], p["principal"], p["found"], owed.uid)
+            channel, taken = self._channel(owed), bool(p.get("taken", True))
+            return notifier.tell_reconciled(channel, p["resource"], p["principal"], p["found"], owed.uid, taken=taken)
         if owed.kind is Kind.REFUSALS:
             p = owed.payload
             window = timedelta(seconds=float(p["window"]))

@@ -60,7 +60,9 @@ class SlackNotifier:
             return getattr(self.client, method.replace(".", "_"))(**arguments).data  # type: ignore[no-any-return]
         except SlackApiError as error:
             code = str(error.response.get("error") or error.response.status_code)
-            raise NotSent(f"slack {method}: {code}", permanent=code in PERMANENT) from None
+            # A 5xx may come from a gateway after Slack acted: for a post, that is doubt, not a clean failure.
+            maybe = in_doubt and error.response.status_code >= 500
+            raise NotSent(f"slack {method}: {code}", permanent=code in PERMANENT, in_doubt=maybe) from None
         except Exception as error:  # network trouble: whether Slack acted depends on how far the request got
             reached = not never_reached_slack(error)
             raise NotSent(f"slack {method}: {type(error).__name__}", in_doubt=in_doubt and reached) from None
@@ -98,11 +100,19 @@ class SlackNotifier:
         )
         return self._post(channel, text, mark)
 
-    def tell_reconciled(self, channel: str, resource: str, principal: str, found: str, mark: str) -> MessageRef:
-        text = (
-            f"🧹 Reconciliation took back {escape(found, 200)} on *{escape(resource, 64)}* from "
-            f"`{escape(principal, 255)}`: no live grant covered it. (`breakglass audit export --since 1h` has it.)"
-        )
+    def tell_reconciled(
+        self, channel: str, resource: str, principal: str, found: str, mark: str, *, taken: bool = True
+    ) -> MessageRef:
+        where = f"{escape(found, 200)} on *{escape(resource, 64)}* from `{escape(principal, 255)}`"
+        if taken:
+            text = f"🧹 Reconciliation took back {where}: no live grant covered it."
+        else:
+            text = (
+                f"🔎 Reconciliation found {where} still there, and no live grant covers it. It was left alone: the "
+                "backend cannot tell access the bot made from the same access given by hand. `reconcile: all` on "
+                "the resource takes it back."
+            )
+        text += " (`breakglass audit export --since 1h` has it.)"
         return self._post(channel, text, mark)
 
     def send_credentials(self, view: RequestView, credentials: str) -> None:

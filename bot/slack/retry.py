@@ -1,9 +1,10 @@
 """Retrying the Slack Web API without posting anything twice.
 
-Slack did not act on a request it answered with 429 (rate limited) or 5xx, nor on one that never reached it (the
-connection was refused), so those are retried for every method. A timeout or a dropped connection after the
-request was sent leaves doubt, so those are retried only for methods that are safe to repeat: editing a message
-to the same content, or reading. A new message is never sent twice on a guess.
+Slack did not act on a request it answered with 429 (rate limited), nor on one that never reached it (the
+connection was refused), so those are retried for every method; a 5xx is retried for every method but
+``chat.postMessage``, since a gateway can answer 502 or 504 after Slack did post. A timeout or a dropped connection
+after the request was sent leaves doubt, so those are retried only for methods that are safe to repeat: editing a
+message to the same content, or reading. A new message is never sent twice on a guess: the outbox looks for it first.
 """
 
 from __future__ import annotations
@@ -65,7 +66,11 @@ class SlackRetry(RetryHandler):
         error: Exception | None = None,
     ) -> bool:
         if response is not None:
-            return response.status_code == 429 or response.status_code >= 500
+            if response.status_code == 429:
+                return True  # rate limited: Slack did not act
+            # A 5xx usually means Slack did not act, but a gateway's 502/504 can come after it did: a new message is
+            # left to the outbox, which looks for it before posting again (bot/services/delivery.py).
+            return response.status_code >= 500 and method_of(request) != "chat.postMessage"
         if error is None:
             return False
         return never_reached_slack(error) or method_of(request) in SAFE_TO_REPEAT

@@ -101,11 +101,15 @@ def test_5xx_during_approve_and_grant_are_retried_and_nothing_is_sent_twice(
             bot.slack.fail_next(method, 1, status=status)
 
     bot.click(ALICE, ActionId.APPROVE, 1)
-    bot.slack.wait_for(lambda s: count(channel_texts(bot, "C0INCIDENT"), "has access"))
-    bot.sweep()  # waits for any notice still going out
+    # A post answered with a 5xx may still have happened (a gateway's 502 or 504): the client does not repeat it; the
+    # outbox does, after 1, 2, 4 s, once it has looked in the conversation and not found it.
+    for seconds in (1, 2, 4):
+        bot.advance(timedelta(seconds=seconds))
 
     during = bot.slack.calls()[before:]
-    assert sum(c.failed for c in during) == 6 and len(waits) == 6  # every fault was met and retried
+    assert sum(c.failed for c in during) == 6  # every fault was met
+    assert len(waits) == 3  # the edits were retried by the client, the posts by the outbox
+    assert len([c for c in during if c.method == "conversations.history"]) == 3
     assert view(bot, 1).status is Status.ACTIVE and len(receiver.events("grant")) == 1
     texts = dm_texts(bot, BOB)
     assert [count(texts, s) for s in ("is with the approvers", "was approved", "is active until")] == [1, 1, 1]
