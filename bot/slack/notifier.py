@@ -130,11 +130,7 @@ class SlackNotifier:
         for _ in range(HISTORY_PAGES):
             page = self._history(conversation, cursor)
             for message in page.get("messages") or []:
-                metadata = message.get("metadata") or {}
-                if (
-                    metadata.get("event_type") == MARK_EVENT
-                    and (metadata.get("event_payload") or {}).get("mark") == mark
-                ):
+                if _marked(message, mark):
                     return MessageRef(conversation, str(message["ts"]))
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
