@@ -10,7 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 
 from bot.devtools.local_bot import LocalBot
 from bot.devtools.webhook_receiver import WebhookReceiver
@@ -18,10 +17,10 @@ from bot.domain.states import Status
 from bot.policy import Policy, parse_policy
 from bot.services.deps import Tuning
 from bot.slack.ids import ActionId
-from bot.store.models import Request
 from tests.e2e.conftest import WEBHOOK_SECRET
 from tests.e2e.helpers import ALICE, BOB, audit_actions, channel_texts, dm_texts, state, view
 from tests.e2e.pg_backend import PgBackend, pg_backend_fixture  # noqa: F401 (the pg_backend fixture)
+from tests.e2e.test_failing_backend import approved, newest_request
 
 AUDIT = "C0SECURITY"
 STILL_THERE = "the backend said revoked but bob still has access"
@@ -55,19 +54,7 @@ def tuning(**changes: object) -> Tuning:
 
 
 def active_grant(bot: LocalBot) -> int:
-    bot.command(BOB, "orders-db 30m INC-1 checkout failing")
-    request_id = newest_request(bot)
-    bot.click(ALICE, ActionId.APPROVE, request_id)
-    assert view(bot, request_id).status is Status.ACTIVE
-    return request_id
-
-
-def newest_request(bot: LocalBot) -> int:
-    assert bot.runtime is not None
-    with bot.runtime.deps.db.transaction() as session:
-        newest = session.scalar(select(func.max(Request.id)))
-    assert newest is not None
-    return int(newest)
+    return approved(bot, "orders-db 30m INC-1 checkout failing")
 
 
 @pytest.fixture
