@@ -11,8 +11,8 @@ Beyond the protocol below an adapter may define:
   request is refused at once instead of failing at grant time;
 - ``close()``: let go of connections when the bot stops.
 
-Optional capabilities are typed Protocols below (``ExtendsExpiry``, ``Verifies``, ``Lists``); the contract suite has
-a mixin for each.
+Optional capabilities are typed Protocols below (``ExtendsExpiry``, ``Verifies``, ``Lists``, ``CapturesActivity``);
+the contract suite has a mixin for each.
 
 ``bot.testing.contract`` is the test suite every adapter is expected to pass.
 """
@@ -46,6 +46,7 @@ class GrantContext:
     principal: str  # the user's identity on the backend, from the resource's mapping (see principal.py)
     reason: str
     emergency: bool = False
+    level: str | None = None  # the resource's access level asked for; None where the resource declares no levels
 
 
 @dataclass(frozen=True)
@@ -152,4 +153,53 @@ class Lists(Protocol):
         """Who holds this resource's access now. With ``everything`` false, only what the adapter can tell the bot
         made (marked logins, labelled bindings, tagged policies); with it true (the resource's ``reconcile: all``)
         every holder of the role or group. Raises AdapterError when the backend cannot be read."""
+        ...
+
+
+MAX_ACTION = 2000  # characters of one captured statement or command kept; the rest is cut and marked
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One thing a principal did on the backend during a grant, as the backend itself recorded it."""
+
+    at: datetime  # when the backend saw it, timezone-aware UTC
+    principal: str  # the backend identity that did it (the grant's principal or its temporary login)
+    action: str  # the statement or command as recorded (at most MAX_ACTION characters, known secrets blanked)
+    detail: dict[str, Any] = field(default_factory=dict)  # plain JSON: database, session, object, outcome…
+
+
+@dataclass(frozen=True)
+class ActivityPage:
+    """What ``activity`` found, oldest first, and where the next call goes on from."""
+
+    items: list[Activity]
+    cursor: str | None  # opaque to the bot: stored with the request and handed back on the next call
+    more: bool = False  # the page is full: call again at once with ``cursor`` for the rest
+
+
+@runtime_checkable
+class CapturesActivity(Protocol):
+    """An adapter whose backend records what a grant's principal does (an audit log, a statement log, a command
+    stream), so the bot can show it live, flag it and keep it for the review. The backend records; the bot never
+    sits in the data path. ``watching`` says whether this resource's params turned capture on: an adapter may capture
+    for some resources (or levels) and not others."""
+
+    def watching(self) -> bool:
+        """Whether capture is configured for this resource; when False the bot never calls the methods below."""
+        ...
+
+    def watch(self, ctx: GrantContext, receipt: Receipt) -> None:
+        """Make the backend record what ``ctx.principal`` does from now on (idempotent); called right after a grant.
+        Raises AdapterError like grant (the grant stands; the bot says capture is not running)."""
+        ...
+
+    def activity(self, ctx: GrantContext, receipt: Receipt, since: datetime, cursor: str | None) -> ActivityPage:
+        """What ``ctx.principal`` did after ``cursor`` (with no cursor: from ``since``, the grant's start), oldest
+        first, at most a page. Only this principal's actions; never the bot's own. Raises AdapterError when the record
+        cannot be read (the next call tries again from the same cursor, so nothing is skipped)."""
+        ...
+
+    def unwatch(self, ctx: GrantContext, receipt: Receipt) -> None:
+        """Stop recording for ``ctx.principal`` (idempotent); called after the revoke and a last ``activity`` call."""
         ...

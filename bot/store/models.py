@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -87,6 +88,14 @@ class Request(Base):
     # one live request per resource (bot/domain/live.py). Cleared by queries.move in the move to a final status.
     live_key: Mapped[str | None] = mapped_column(String(320), unique=True, index=True)
     superseded_by: Mapped[int | None] = mapped_column(Integer)  # the emergency that replaced this pending request
+    level: Mapped[str | None] = mapped_column(String(32))  # the resource's access level; None where it declares none
+    # Activity capture (bot/services/activity.py): whether the backend records this grant, where the adapter's next
+    # read goes on from, when it was last read (moved by compare-and-set, so one replica reads), and how many actions
+    # were seen in all (only the first ACTIVITY_KEPT are kept).
+    watching: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    activity_cursor: Mapped[str | None] = mapped_column(Text)
+    activity_read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    activity_seen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Decision(Base):
@@ -115,6 +124,22 @@ class Review(Base):
     reviewer_id: Mapped[str | None] = mapped_column(String(32))
     notes: Mapped[str | None] = mapped_column(Text)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ActivityRecord(Base):
+    """One action a grant's principal took on the backend, as the backend recorded it (the adapter's ``Activity``)."""
+
+    __tablename__ = "activity"
+    __table_args__ = (Index("ix_activity_request_id_id", "request_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    principal: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    flagged: Mapped[str | None] = mapped_column(String(200))  # the alert_on pattern it matched, if any
+    captured_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class AuditEvent(Base):
