@@ -42,6 +42,9 @@ the memberships whose grantor is the bot's account; with ``reconcile: all`` ever
 bot, not the roles' admins). A holding's data is a receipt, so a revoke with it ends what was found. Both are in
 ``postgres_holdings``, which says why the grantor, and where it cannot tell.
 
+Activity capture (``CapturesActivity``, ``capture: pgaudit``): pgaudit session logging set on the grant's login and
+read back from the server's JSON log; ``postgres_activity`` keeps its invariants.
+
 Each grant, extend and revoke is one short transaction on a fresh connection, with ``connect_timeout`` and a
 ``statement_timeout`` so a lock wait cannot hang the bot. Role names are always quoted with
 ``psycopg.sql.Identifier``; timestamps and verifiers are literals; lookups are parameter-bound.
@@ -57,13 +60,16 @@ import re
 import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 import psycopg
 from psycopg import errors, sql
-from pydantic import AfterValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Holding, Receipt, redact
+from bot.adapters import postgres_activity
+from bot.adapters.base import ActivityPage, AdapterError, AdapterParams, GrantContext, Holding, Receipt, redact
+from bot.adapters.postgres_activity import AuditClass
 from bot.adapters.postgres_holdings import holds_any, list_holdings, login_works
 from bot.clock import as_utc
 
@@ -129,11 +135,20 @@ class PostgresParams(AdapterParams):
     login: Literal["existing", "temporary"] = "existing"
     login_prefix: str = Field(default="", max_length=32, pattern=r"^[a-z0-9_]*$")
     terminate_sessions: bool = True
+    capture: Literal["off", "pgaudit"] = "off"  # activity capture: see postgres_activity and the docs
+    capture_classes: list[AuditClass] = Field(default=["all"], min_length=1)  # pgaudit.log for the login
 
     @field_validator("roles")
     @classmethod
     def _unique(cls, roles: list[str]) -> list[str]:
         return list(dict.fromkeys(roles))
+
+    @field_validator("capture_classes")
+    @classmethod
+    def _classes_need_capture(cls, classes: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("capture", "off") == "off":
+            raise ValueError("only used with capture: pgaudit")
+        return list(dict.fromkeys(classes))
 
     @model_validator(mode="after")
     def _prefix_needs_temporary(self) -> PostgresParams:
@@ -330,10 +345,42 @@ class PostgresAdapter:
                 everything=everything,
             )
 
+    def watching(self) -> bool:
+        return self.params.capture != "off"
+
+    def watch(self, ctx: GrantContext, receipt: Receipt) -> None:
+        """pgaudit on for the grant's login, and its sessions from before that ended (see postgres_activity)."""
+        login = self._granted(ctx, receipt).login
+        with self._connection() as conn:
+            ended = postgres_activity.watch(conn, login, ctx.grant_id, self.params.capture_classes, self._where)
+        log.info(
+            "watch %s: pgaudit on for %s on %s, %d older session(s) ended", ctx.grant_id, login, self._where, ended
+        )
+
+    def activity(self, ctx: GrantContext, receipt: Receipt, since: datetime, cursor: str | None) -> ActivityPage:
+        login = self._granted(ctx, receipt).login
+        with self._connection() as conn:
+            return postgres_activity.read(conn, login, since, cursor, self.params.password, self._where)
+
+    def unwatch(self, ctx: GrantContext, receipt: Receipt) -> None:
+        login = self._granted(ctx, receipt).login
+        with self._connection() as conn:
+            stopped = postgres_activity.unwatch(conn, login, ctx.grant_id)
+        log.info(
+            "unwatch %s: %s on %s %s",
+            ctx.grant_id,
+            login,
+            self._where,
+            "no longer recorded" if stopped else "still watched for another grant",
+        )
+
     def check(self) -> list[str]:
         try:
             with self._connection() as conn:
-                return self._problems(conn)
+                problems = self._problems(conn)
+                if self.watching():
+                    problems += postgres_activity.problems(conn, self.params.user, self.params.login)
+                return problems
         except AdapterError as error:
             return [str(error)]
 

@@ -16,7 +16,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +81,9 @@ def _version(path: str) -> float:
 
 
 @contextmanager
-def running_cluster(bindir: Path) -> Iterator[Cluster]:
+def running_cluster(bindir: Path, settings: Mapping[str, str] | None = None) -> Iterator[Cluster]:
+    """``settings`` are extra ``postgresql.conf`` lines (name -> value as written there, quotes included), written
+    after the defaults so they win: e.g. ``{"shared_preload_libraries": "'pgaudit'"}``."""
     as_postgres = os.geteuid() == 0
     prefix = ["runuser", "-u", SUPERUSER, "--"] if as_postgres else []
     root = Path(tempfile.mkdtemp(prefix="breakglass-pg-"))
@@ -116,6 +118,7 @@ def running_cluster(bindir: Path) -> Iterator[Cluster]:
                 f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{root}'\n"
                 "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 40\n"
             )
+            conf.writelines(f"{name} = {value}\n" for name, value in (settings or {}).items())
         (data / "pg_hba.conf").write_text("local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n")
         pg_ctl = [*prefix, str(bindir / "pg_ctl"), "-D", str(data)]
         _run([*pg_ctl, "-l", str(root / "server.log"), "-w", "-t", "30", "start"], root / "server.log")
