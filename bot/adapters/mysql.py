@@ -30,6 +30,9 @@ are listed only with ``reconcile: all``. A revoke ends only a login marked for i
 ``mysql.db``, ``mysql.tables_priv``, ``mysql.roles_mapping`` and, through a column grant that leaves out the password
 hash, the privilege columns of ``mysql.user`` (see ``mysql_holdings``).
 
+Activity capture (``CapturesActivity``, ``capture: server_audit``): MariaDB's server_audit plugin records what the
+grant's login does; ``mysql_activity`` keeps its shared include-list and reads the audit file back.
+
 Account names and the host part are bound as string literals by PyMySQL; database and table names are checked
 against ``[A-Za-z0-9_$]`` and quoted with backticks (``_`` escaped in database-level grants, where it is a
 wildcard); privileges come from an allow-list. The bot's own login needs the privileges it hands out WITH GRANT
@@ -55,7 +58,8 @@ from typing import Any, ClassVar, Literal, Self
 import pymysql
 from pydantic import ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
-from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Holding, Receipt, redact
+from bot.adapters import mysql_activity
+from bot.adapters.base import ActivityPage, AdapterError, AdapterParams, GrantContext, Holding, Receipt, redact
 from bot.adapters.mysql_holdings import expiry_events, global_columns, holders, holds_any, marks
 from bot.clock import as_utc
 
@@ -194,6 +198,8 @@ class MysqlParams(AdapterParams):
     login_prefix: str | None = Field(default=None, max_length=16)
     backstop: bool = True
     events_database: str | None = Field(default=None, validate_default=True)
+    capture: Literal["off", "server_audit"] = "off"  # activity capture (CapturesActivity): see mysql_activity
+    capture_database: str | None = Field(default=None, validate_default=True)  # holds the table of watches
 
     @field_validator("target")
     @classmethod
@@ -220,6 +226,15 @@ class MysqlParams(AdapterParams):
             raise ValueError(f"expected a database name ({_IDENTIFIER.pattern}), not '{value}'")
         if value is None and info.data.get("backstop") and info.data.get("target") == "*.*":
             raise ValueError("required when `target` is *.* and backstop is on: the expiry events live in a database")
+        return value
+
+    @field_validator("capture_database")
+    @classmethod
+    def _capture_database(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not _IDENTIFIER.fullmatch(value):
+            raise ValueError(f"expected a database name ({_IDENTIFIER.pattern}), not '{value}'")
+        if value is None and info.data.get("capture", "off") != "off":
+            raise ValueError("required when capture is on: the table of watched grants lives there")
         return value
 
     @property
@@ -302,6 +317,8 @@ class MysqlAdapter:
             return "it contains characters MySQL cannot store in a user name (such as emoji)"
         if login == self.params.user:
             return "it is the bot's own login"
+        if self.params.capture != "off":
+            return mysql_activity.login_problem(login)
         return None
 
     def grant(self, ctx: GrantContext) -> Receipt:
@@ -417,6 +434,30 @@ class MysqlAdapter:
             principal = user.removeprefix(p.prefix) if user.startswith(p.prefix) else user
             found.append(Holding(principal, plan.data(), made_by_bot=mark is not None))
         return found
+
+    def watching(self) -> bool:
+        return self.params.capture != "off"
+
+    def watch(self, ctx: GrantContext, receipt: Receipt) -> None:
+        """Adds the grant's login to server_audit's include-list (shared, under a lock; see mysql_activity)."""
+        login, database = self._watched(ctx, receipt)
+        with self._connect() as db:
+            mysql_activity.watch(db, self._where, database, ctx.grant_id, login)
+
+    def activity(self, ctx: GrantContext, receipt: Receipt, since: datetime, cursor: str | None) -> ActivityPage:
+        login, database = self._watched(ctx, receipt)
+        with self._connect() as db:
+            return mysql_activity.read(db, self._where, database, ctx.grant_id, login, since, cursor)
+
+    def unwatch(self, ctx: GrantContext, receipt: Receipt) -> None:
+        login, database = self._watched(ctx, receipt)
+        with self._connect() as db:
+            mysql_activity.unwatch(db, self._where, database, ctx.grant_id, login)
+
+    def _watched(self, ctx: GrantContext, receipt: Receipt) -> tuple[str, str]:
+        if self.params.capture_database is None:
+            raise AdapterError(f"{self._where}: activity capture is off for {ctx.resource!r}", retryable=False)
+        return self._plan(ctx, receipt).login, self.params.capture_database
 
     def check(self) -> list[str]:
         try:
@@ -576,6 +617,9 @@ END"""
         if self.params.login == "temporary" and "CREATE USER" not in everywhere:
             problems.append(f"the bot's login {me} lacks CREATE USER, which temporary logins need")
         problems.extend(self._reading_problems(db, me))
+        if self.params.capture != "off" and self.params.capture_database is not None:
+            there, _ = self._held(db, grantee, _Object(self.params.capture_database, None))
+            problems.extend(mysql_activity.problems(db, me, self.params.capture_database, there, everywhere))
         if self.params.login == "temporary":
             try:
                 db.run("read mysql.roles_mapping", "SELECT COUNT(*) FROM mysql.roles_mapping WHERE 1 = 0")
