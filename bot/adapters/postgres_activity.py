@@ -239,7 +239,7 @@ def parse_line(line: str, login: str, zone: ZoneInfo, secret: SecretStr | None) 
 
 
 def csv_fields(text: str) -> list[str]:
-    """pgaudit's CSV, quoted fields and all: the csv module refuses fields over 128 KiB, and statements can be longer."""
+    """pgaudit's CSV, quoted fields and all: the csv module refuses fields over 128 KiB, and statements are longer."""
     fields: list[str] = []
     at = 0
     while at <= len(text):
