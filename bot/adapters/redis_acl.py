@@ -15,8 +15,12 @@ Verify (``Verifies``): ``ACL GETUSER``; access while the user exists, is ``on`` 
 (``Lists``): ``ACL LIST``; every user under ``user_prefix`` is the bot's, and with ``reconcile: all`` so is every other
 user (but ``default`` and the bot's own) whose rules, as Redis writes them out, are exactly the resource's.
 
+Activity (``CapturesActivity``, with ``capture: monitor``): a MONITOR stream attributed to the grant's user through
+``CLIENT LIST``, buffered in this process (``redis_activity.py``).
+
 The bot's own Redis user needs ``+acl|setuser +acl|deluser +acl|whoami +acl|dryrun +acl|getuser +acl|list`` (and
-``+acl|save`` with ``acl_save``). Every name starting with ``user_prefix`` belongs to the bot.
+``+acl|save`` with ``acl_save``, ``+monitor +client|list`` with ``capture``). Every name starting with ``user_prefix``
+belongs to the bot.
 """
 
 from __future__ import annotations
@@ -27,14 +31,16 @@ import re
 import secrets
 import shlex
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from datetime import datetime
+from typing import Any, ClassVar, Literal, TypeVar
 
 import redis
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from bot.adapters.base import AdapterError, AdapterParams, GrantContext, Holding, Receipt
+from bot.adapters.base import ActivityPage, AdapterError, AdapterParams, GrantContext, Holding, Receipt
+from bot.adapters.redis_activity import RedisCapture
 from bot.clock import as_utc
 from bot.redaction import Redactor
 
@@ -104,6 +110,9 @@ class RedisParams(AdapterParams):
     rules: list[str] = Field(min_length=1)
     user_prefix: str = Field(default="bg-", min_length=1, max_length=32)
     acl_save: bool = False
+    # "monitor": a MONITOR stream read by the bot, attributed to the grant's user (see redis_activity.py)
+    capture: Literal["off", "monitor"] = "off"
+    capture_buffer: int = Field(default=10_000, ge=100, le=1_000_000)  # commands kept per watched user
 
     @field_validator("rules")
     @classmethod
@@ -136,6 +145,7 @@ class RedisAdapter:
     def __init__(self, params: RedisParams) -> None:
         self.params = params
         self._where = f"{params.host}:{params.port}"
+        self._capture: RedisCapture | None = None
 
     def __repr__(self) -> str:
         return f"RedisAdapter(host={self._where!r}, username={self.params.username!r})"
@@ -231,6 +241,34 @@ class RedisAdapter:
 
         return self._run("read the resource's rules back", describe)
 
+    def watching(self) -> bool:
+        return self.params.capture != "off"
+
+    def watch(self, ctx: GrantContext, receipt: Receipt) -> None:
+        self._capturing().watch(self._user(ctx, receipt), as_utc(ctx.expires_at))
+
+    def activity(self, ctx: GrantContext, receipt: Receipt, since: datetime, cursor: str | None) -> ActivityPage:
+        return self._capturing().read(self._user(ctx, receipt), as_utc(ctx.expires_at), as_utc(since), cursor)
+
+    def unwatch(self, ctx: GrantContext, receipt: Receipt) -> None:
+        if self._capture is not None:
+            self._capture.unwatch(self._user(ctx, receipt))
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.close()
+
+    def _user(self, ctx: GrantContext, receipt: Receipt) -> str:
+        stored = receipt.data.get("user")
+        return stored if isinstance(stored, str) and stored else self.user_name(ctx.principal)
+
+    def _capturing(self) -> RedisCapture:
+        if self._capture is None:
+            wait = self.params.connect_timeout + self.params.timeout
+            scrub = Redactor([self.params.password]).scrub
+            self._capture = RedisCapture(self._connect, self._failure, scrub, wait, self.params.capture_buffer)
+        return self._capture
+
     def check(self) -> list[str]:
         try:
             return self._run("check the bot's privileges", self._privilege_problems)
@@ -250,6 +288,8 @@ class RedisAdapter:
         ]
         if self.params.acl_save:
             needed.append(("ACL", "SAVE"))
+        if self.watching():
+            needed += [("MONITOR",), ("CLIENT", "LIST")]
         for command in needed:
             try:
                 verdict = client.execute_command("ACL", "DRYRUN", me, *command)
@@ -260,13 +300,23 @@ class RedisAdapter:
                     return problems  # Redis before 7 has no ACL DRYRUN: grants will tell
                 raise
             if verdict != "OK":
-                problems.append(f"the bot's Redis user {me} may not run {' '.join(command[:2])}: {verdict}")
+                wanted = " (activity capture needs it)" if command[0] in ("MONITOR", "CLIENT") else ""
+                problems.append(f"the bot's Redis user {me} may not run {' '.join(command[:2])}{wanted}: {verdict}")
         return problems
 
     def _run(self, what: str, action: Callable[[redis.Redis], T], password: str | None = None) -> T:
         """``action`` on a fresh connection as the bot, with redis-py's errors turned into AdapterError."""
+        client = self._connect()
+        try:
+            return action(client)
+        except redis.RedisError as error:
+            raise self._failure(what, error, password) from None
+        finally:
+            client.close()
+
+    def _connect(self) -> redis.Redis:
         params = self.params
-        client = redis.Redis(
+        return redis.Redis(
             host=params.host,
             port=params.port,
             username=params.username,
@@ -280,25 +330,23 @@ class RedisAdapter:
             decode_responses=True,
             **_NO_SETINFO,
         )
-        try:
-            return action(client)
-        except redis.AuthenticationError as error:
-            raise AdapterError(f"redis at {self._where} refused the bot's login ({error})", retryable=False) from None
-        except redis.exceptions.NoPermissionError as error:
+
+    def _failure(self, what: str, error: redis.RedisError, password: str | None = None) -> AdapterError:
+        """``error`` as the AdapterError the bot acts on: retryable or not, and without a secret."""
+        if isinstance(error, redis.AuthenticationError):
+            return AdapterError(f"redis at {self._where} refused the bot's login ({error})", retryable=False)
+        if isinstance(error, redis.exceptions.NoPermissionError):
             message = f"redis at {self._where} did not let the bot {what} ({self._redact(error, password)})"
-            raise AdapterError(message, retryable=False) from None
-        except redis.exceptions.BusyLoadingError:
-            raise AdapterError(f"redis at {self._where} is still loading its data", retryable=True) from None
-        except redis.TimeoutError:
-            raise AdapterError(f"redis at {self._where} timed out trying to {what}", retryable=True) from None
-        except redis.ConnectionError as error:
+            return AdapterError(message, retryable=False)
+        if isinstance(error, redis.exceptions.BusyLoadingError):
+            return AdapterError(f"redis at {self._where} is still loading its data", retryable=True)
+        if isinstance(error, redis.TimeoutError):
+            return AdapterError(f"redis at {self._where} timed out trying to {what}", retryable=True)
+        if isinstance(error, redis.ConnectionError):
             message = f"cannot reach redis at {self._where} to {what} ({self._redact(error, password)})"
-            raise AdapterError(message, retryable=True) from None
-        except redis.RedisError as error:
-            message = f"redis at {self._where} failed to {what} ({self._redact(error, password)})"
-            raise AdapterError(message, retryable=retryable(error)) from None
-        finally:
-            client.close()
+            return AdapterError(message, retryable=True)
+        message = f"redis at {self._where} failed to {what} ({self._redact(error, password)})"
+        return AdapterError(message, retryable=retryable(error))
 
     def _redact(self, error: Exception, password: str | None) -> str:
         # Together, longest first, so neither password can break the other apart (see bot.redaction).
