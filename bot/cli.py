@@ -90,17 +90,17 @@ def check() -> None:
     except PolicyError as error:
         fail(str(error), code=1)
     built: dict[str, Any] = {}
-    for resource in policy.resources.values():
+    for resource in policy.grantables():  # each level is an adapter of its own
         try:
-            built[resource.name] = registry.build(resource.adapter, resource.params, _where(resource), os.environ)
+            built[resource.label] = registry.build(resource.adapter, resource.params, _where(resource), os.environ)
         except PolicyError as error:
-            built[resource.name] = error
+            built[resource.label] = error
     adapters = {name: adapter for name, adapter in built.items() if not isinstance(adapter, PolicyError)}
     # A backend's error may quote a credential (its own or another's): every line printed is scrubbed.
     redactor = redaction.collect(settings, adapters, policy, os.environ)
     redaction.install(redactor)
-    for resource in policy.resources.values():
-        adapter = built[resource.name]
+    for resource in policy.grantables():
+        adapter = built[resource.label]
         if isinstance(adapter, PolicyError):
             problems.append(str(adapter))
         else:
@@ -118,7 +118,8 @@ def check() -> None:
 
 
 def _where(resource: Resource) -> str:
-    return f"resources.{resource.name}"
+    where = f"resources.{resource.name}"
+    return where if resource.level is None else f"{where}.levels.{resource.level}"
 
 
 def _check_adapter(adapter: Any, resource: Resource) -> list[str]:

@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -27,6 +28,8 @@ from bot.domain.durations import FORMAT_HINT, DurationError, format_duration, pa
 
 RESERVED_NAMES = frozenset({"help", "list", "mine", "revoke", "review", "extend"})
 _RESOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_LEVEL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+LEVEL_SEPARATOR = ":"  # `orders-db:write` names a level; never part of a resource or level name
 _SLACK_ID = re.compile(r"[UWS][A-Z0-9]{2,}")
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -78,16 +81,81 @@ class Channels(_Strict):
         return value
 
 
+def _check_patterns(values: list[str]) -> list[str]:
+    for index, value in enumerate(values):
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise ValueError(f"[{index}] '{value}' is not a valid regular expression ({error})") from None
+    return values
+
+
+MIN_ACTIVITY_EVERY = timedelta(seconds=5)
+
+
 class Defaults(_Strict):
     min_duration: Duration = timedelta(minutes=5)
     default_duration: Duration = timedelta(hours=1)
     max_duration: Duration = timedelta(hours=4)
     approvals_required: int = Field(default=1, ge=1, le=10)
+    activity_every: Duration = timedelta(seconds=60)
 
 
 class ReviewPolicy(_Strict):
     required: Literal["emergency", "all", "none"] = "emergency"
     remind_every: Duration = timedelta(hours=24)
+    # Who may sign a review off besides the resource's approvers (user or group ids); never the holder.
+    reviewers: list[str] = Field(default_factory=list)
+    # A person whose part of a review is overdue by longer than this may make no new non-emergency request.
+    block_after: Duration | None = None
+
+    @field_validator("reviewers")
+    @classmethod
+    def _ids(cls, value: list[str]) -> list[str]:
+        return _check_slack_ids(value)
+
+
+class Level(_Strict):
+    """One access level of a resource: params merged over the resource's, and any limit it overrides. Unset keys
+    (None) keep the resource's."""
+
+    description: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    approvers: SlackIds | None = None
+    requesters: list[str] | None = None
+    approvals_required: int | None = Field(default=None, ge=1, le=10)
+    min_duration: Duration | None = None
+    default_duration: Duration | None = None
+    max_duration: Duration | None = None
+    reason_pattern: str | None = None
+    emergency: bool | None = None
+
+    @field_validator("approvers", "requesters")
+    @classmethod
+    def _ids(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_slack_ids(value)
+
+    @field_validator("reason_pattern")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"not a valid regular expression ({error})") from None
+        return value
+
+
+_LEVEL_LIMITS = (
+    "approvers",
+    "requesters",
+    "approvals_required",
+    "min_duration",
+    "default_duration",
+    "max_duration",
+    "reason_pattern",
+    "emergency",
+)
 
 
 class Resource(_Strict):
@@ -109,6 +177,73 @@ class Resource(_Strict):
     # What reconciliation may take back: what the bot can tell it made (`bot`), every holder of the role or group
     # (`all`, for ones that exist only for break-glass), or nothing (`off`).
     reconcile: Literal["bot", "all", "off"] = "bot"
+    # Access levels, least privileged first; the first is the default (see ``at``). None: one unnamed level.
+    levels: dict[str, Level] | None = Field(default=None, min_length=1)
+    # Captured activity (bot/services/activity.py): how often it is read and posted, and what is announced at once.
+    activity_every: Duration | None = None
+    alert_on: list[str] = Field(default_factory=list)
+    # The level this is a view of (set by ``at``, never by the policy file).
+    _level: str | None = PrivateAttr(default=None)
+
+    @field_validator("alert_on")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        return _check_patterns(value)
+
+    @field_validator("levels")
+    @classmethod
+    def _level_names(cls, value: dict[str, Level] | None) -> dict[str, Level] | None:
+        for name in value or {}:
+            if not _LEVEL_NAME.fullmatch(str(name)):
+                raise ValueError(
+                    f"'{name}' is not a level name (lower-case letters, digits, '_' or '-', starting with a letter, "
+                    "at most 32)"
+                )
+        return value
+
+    @property
+    def level(self) -> str | None:
+        """The level this resource is a view of; None for a resource without levels (or not yet viewed at one)."""
+        return self._level
+
+    @property
+    def label(self) -> str:
+        """How people name it: `orders-db`, or `orders-db:write` for a level."""
+        return self.name if self._level is None else f"{self.name}{LEVEL_SEPARATOR}{self._level}"
+
+    @property
+    def level_names(self) -> list[str]:
+        return list(self.levels or {})
+
+    def at(self, level: str | None) -> Resource:
+        """The resource as one of its levels grants it: the level's params merged over the resource's, and its limits
+        where it sets them. ``None`` is the first (least privileged) level. KeyError for a level it does not have; a
+        resource without levels has only ``None``. A level that lowers ``max_duration`` below the inherited default
+        lowers the default with it, so `max_duration: 30m` alone is a complete level."""
+        if self.levels is None:
+            if level is not None:
+                raise KeyError(level)
+            return self
+        name = level if level is not None else next(iter(self.levels))
+        chosen = self.levels[name]
+        changes: dict[str, Any] = {"params": {**self.params, **chosen.params}}
+        for key in _LEVEL_LIMITS:
+            value = getattr(chosen, key)
+            if value is not None:
+                changes[key] = value
+        high, default = changes.get("max_duration", self.max_duration), changes.get("default_duration")
+        if default is None and high is not None and self.default_duration is not None and self.default_duration > high:
+            changes["default_duration"] = high
+        if chosen.description:
+            changes["description"] = chosen.description
+        viewed = self.model_copy(update=changes)
+        viewed._level = name
+        return viewed
+
+    def lesser(self) -> list[str]:
+        """The levels before this one (less privileged), least first; empty for the first level or none."""
+        names = self.level_names
+        return names[: names.index(self._level)] if self._level in names else []
 
     @field_validator("reconcile", mode="before")
     @classmethod
@@ -189,7 +324,7 @@ class Policy(_Strict):
         for name, resource in data["resources"].items():
             if isinstance(resource, dict):
                 resource = {"name": name, **resource}
-                for key in ("min_duration", "default_duration", "max_duration", "approvals_required"):
+                for key in ("min_duration", "default_duration", "max_duration", "approvals_required", "activity_every"):
                     if resource.get(key) is None:
                         resource[key] = getattr(defaults, key)
             resources[name] = resource
@@ -202,16 +337,32 @@ class Policy(_Strict):
                 raise ValueError(f"resources.{name}: a resource name is lower-case letters, digits, '.', '_' or '-'")
             if name in RESERVED_NAMES:
                 raise ValueError(f"resources.{name}: '{name}' is a /breakglass command, pick another name")
-            low, default, high = resource.limits
-            if not low <= default <= high:
-                raise ValueError(
-                    f"resources.{name}: expected min_duration <= default_duration <= max_duration, got "
-                    f"{format_duration(low)}, {format_duration(default)}, {format_duration(high)}"
-                )
+            for level in resource.level_names or [None]:
+                where = f"resources.{name}" if level is None else f"resources.{name}.levels.{level}"
+                low, default, high = resource.at(level).limits
+                if not low <= default <= high:
+                    raise ValueError(
+                        f"{where}: expected min_duration <= default_duration <= max_duration, got "
+                        f"{format_duration(low)}, {format_duration(default)}, {format_duration(high)}"
+                    )
+            every = resource.activity_every
+            if every is not None and every < MIN_ACTIVITY_EVERY:
+                raise ValueError(f"resources.{name}.activity_every: at least {format_duration(MIN_ACTIVITY_EVERY)}")
         return self
 
-    def resource(self, name: str) -> Resource | None:
-        return self.resources.get(name)
+    def resource(self, name: str, level: str | None = None) -> Resource | None:
+        """The resource called ``name`` as ``level`` grants it (None: its first level); None if either is unknown."""
+        resource = self.resources.get(name)
+        if resource is None:
+            return None
+        try:
+            return resource.at(level)
+        except KeyError:
+            return None
+
+    def grantables(self) -> list[Resource]:
+        """Every resource at every level: each is one configured adapter, keyed by its ``label``."""
+        return [r.at(level) for r in self.resources.values() for level in (r.level_names or [None])]
 
     def needs_review(self, emergency: bool) -> bool:
         return self.review.required == "all" or (self.review.required == "emergency" and emergency)

@@ -183,11 +183,11 @@ def adapter_secrets(adapters: Mapping[str, object]) -> Iterator[tuple[str, str]]
 
 def referenced_secrets(policy: Policy, environ: Mapping[str, str]) -> Iterator[tuple[str, str]]:
     """The values of secret-sounding ``${VAR}`` references in resources' parameters, whatever field they fill."""
-    for resource in policy.resources.values():
+    for resource in policy.grantables():  # each level's params too: a level may name a secret of its own
         for text in _strings(resource.params):
             for name in _ENV_REFERENCE.findall(text):
                 if _SECRET_NAME.search(name) and environ.get(name):
-                    yield f"resources.{resource.name}.params ${{{name}}}", environ[name]
+                    yield f"resources.{resource.label}.params ${{{name}}}", environ[name]
 
 
 def _strings(value: Any) -> Iterator[str]:

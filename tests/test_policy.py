@@ -85,7 +85,11 @@ def test_the_packaged_demo_policy_is_valid() -> None:
     policy = parse_policy(text)
     assert set(policy.resources) == {"orders-db", "payments-admin"}
     assert policy.resources["payments-admin"].required_approvals == 2
-    assert all(resource.adapter == "log" for resource in policy.resources.values())
+    # Adapters that need no server: the demo runs on a fresh machine.
+    assert {resource.adapter for resource in policy.resources.values()} == {"demo-db", "log"}
+    orders = policy.resources["orders-db"]
+    assert orders.level_names == ["read", "write"] and orders.at("write").params["capture"] is True
+    assert orders.at("write").emergency and not orders.at("read").emergency
 
 
 def test_resources_inherit_defaults_and_omitted_sections_have_theirs() -> None:
@@ -374,3 +378,60 @@ def test_a_yaml_boolean_key_is_named_instead_of_silently_lost() -> None:
         "breakglass.yml: resources.orders-db.params: the key True is not a string "
         "(YAML reads on/off/yes/no as booleans); put it in quotes"
     )
+
+
+# -- levels (issue 12) ----------------------------------------------------------------------------------------------
+
+LEVELS = """adapter: log
+params: {note: base, keep: yes-please}
+approvers: [U0ALICE01]
+levels:
+  read: {params: {note: read}, max_duration: 4h}
+  write: {params: {note: write}, approvals_required: 2, max_duration: 30m, emergency: true, approvers: [U0CAROL]}"""
+
+
+def test_a_level_merges_its_params_over_the_resources_and_overrides_only_what_it_sets() -> None:
+    resource = parse_policy(minimal(LEVELS)).resources["db"]
+    assert resource.level_names == ["read", "write"]
+    read, write = resource.at(None), resource.at("write")
+    assert read.level == "read" and read.label == "db:read", "no level named is the first level"
+    assert read.params == {"note": "read", "keep": "yes-please"}
+    assert write.params == {"note": "write", "keep": "yes-please"}
+    assert (read.required_approvals, write.required_approvals) == (1, 2)
+    assert (read.approvers, write.approvers) == (["U0ALICE01"], ["U0CAROL"])
+    assert (read.emergency, write.emergency) == (False, True)
+    assert write.limits == (timedelta(minutes=5), timedelta(minutes=30), timedelta(minutes=30))
+    assert write.lesser() == ["read"] and read.lesser() == []
+    with pytest.raises(KeyError):
+        resource.at("admin")
+
+
+def test_a_resource_without_levels_is_one_unnamed_level() -> None:
+    policy = parse_policy(minimal())
+    resource = policy.resources["db"]
+    assert resource.at(None) is resource and resource.level is None and resource.label == "db"
+    assert policy.resource("db", "read") is None
+    assert [r.label for r in policy.grantables()] == ["db"]
+
+
+@pytest.mark.parametrize(
+    ("levels", "expected"),
+    [
+        ("levels: {}", "resources.db.levels: must not be empty"),
+        ("levels: {Write: {}}", "resources.db.levels: 'Write' is not a level name"),
+        ("levels: {w: {max_duration: 1m}}", "resources.db.levels.w: expected min_duration <= default_duration"),
+        ("levels: {w: {bogus: 1}}", "resources.db.levels.w.bogus: unknown key"),
+        ("levels: {w: {reason_pattern: '('}}", "resources.db.levels.w.reason_pattern: not a valid regular expression"),
+        ("levels: {w: {approvers: []}}", "resources.db.levels.w.approvers: must not be empty"),
+        ("alert_on: ['(?i)drop', '(']", "resources.db.alert_on: [1] '(' is not a valid regular expression"),
+        ("activity_every: 1s", "resources.db.activity_every: at least 5s"),
+    ],
+)
+def test_a_bad_level_or_capture_key_names_its_path(levels: str, expected: str) -> None:
+    assert expected in error_of(minimal(f"adapter: log\napprovers: [U0ALICE01]\n{levels}"))
+
+
+def test_activity_every_comes_from_the_defaults() -> None:
+    policy = parse_policy(minimal(top="defaults: {activity_every: 30s}\n"))
+    assert policy.resources["db"].activity_every == timedelta(seconds=30)
+    assert parse_policy(minimal()).resources["db"].activity_every == timedelta(seconds=60)

@@ -36,6 +36,7 @@ from bot.redaction import (
     collect,
     install,
     log_uncaught,
+    referenced_secrets,
     secret_values,
 )
 from bot.settings import Settings
@@ -492,3 +493,18 @@ def test_an_adapters_own_redact_leaves_no_piece_of_overlapping_secrets(secrets: 
     said = redact("connect to postgresql://app:PW@db.internal/app failed", *secrets)
 
     assert "PW" not in said and said.startswith("connect to ") and said.endswith(" failed")
+
+
+def test_a_secret_named_only_in_a_levels_params_is_known_to_the_redactor() -> None:
+    policy = parse_policy("""
+channels: {approvals: C0APPROVALS, audit: C0SECURITY}
+resources:
+  orders:
+    adapter: log
+    approvers: [U0ALICE01]
+    levels:
+      read: {}
+      write: {params: {token: "${WRITE_TOKEN}"}}
+""")
+    found = dict(referenced_secrets(policy, {"WRITE_TOKEN": "level-secret-value-123"}))
+    assert found == {"resources.orders:write.params ${WRITE_TOKEN}": "level-secret-value-123"}

@@ -48,6 +48,11 @@ class GrantContext:
     emergency: bool = False
     level: str | None = None  # the resource's access level asked for; None where the resource declares no levels
 
+    @property
+    def label(self) -> str:
+        """The resource as people name it: `orders-db`, or `orders-db:write` for a level."""
+        return self.resource if self.level is None else f"{self.resource}:{self.level}"
+
 
 @dataclass(frozen=True)
 class Receipt:

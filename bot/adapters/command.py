@@ -2,11 +2,12 @@
 
 Each call starts the configured program (no shell) with one JSON object on stdin::
 
-    {"event": "grant", "grant_id": "...", "request_number": 42, "resource": "orders-db",
+    {"event": "grant", "grant_id": "...", "request_number": 42, "resource": "orders-db", "level": "read",
      "principal": "zoe", "user": {"slack_id": "U123", "email": "...", "name": "...", "handle": "..."},
      "expires_at": "2026-01-01T10:00:00Z", "reason": "...", "emergency": false, "receipt": {}}
 
-``event`` is ``grant``, ``revoke``, ``extend``, ``verify`` or ``check``; on revoke, extend and verify, ``receipt`` is
+``level`` is the resource's access level asked for (``null`` for a resource without levels). ``event`` is ``grant``,
+``revoke``, ``extend``, ``verify`` or ``check``; on revoke, extend and verify, ``receipt`` is
 the ``data`` the grant returned. ``extend`` runs the optional ``extend`` program when a grant is extended, with the new
 ``expires_at``: it must make access last until then, wherever your grant program set an end on the backend.
 Without an ``extend`` program, extending a grant of the resource fails (the bot cannot know whether your program
@@ -178,6 +179,7 @@ def _payload(event: str, ctx: GrantContext, receipt: dict[str, Any]) -> dict[str
         "grant_id": ctx.grant_id,
         "request_number": ctx.request_number,
         "resource": ctx.resource,
+        "level": ctx.level,
         "principal": ctx.principal,
         "user": {"slack_id": user.slack_id, "email": user.email, "name": user.name, "handle": user.handle},
         "expires_at": ctx.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -2,9 +2,11 @@
 
 Every call is a ``POST`` of a compact UTF-8 JSON body to the configured ``url``::
 
-    {"event": "grant", "grant_id": "...", "resource": "...",
+    {"event": "grant", "grant_id": "...", "resource": "...", "level": "read",
      "user": {"slack_id": "U123", "email": "...", "name": "..."}, "principal": "zoe",
      "expires_at": "2026-01-01T10:00:00Z", "reason": "...", "emergency": false}
+
+``level`` is the resource's access level asked for (``null`` for a resource without levels).
 
 ``event`` is ``grant``, ``revoke``, ``extend`` or ``verify``. An ``extend`` carries the same fields, with the new,
 later ``expires_at``: a receiver that ends access by itself at ``expires_at`` must move that end; one that leaves the
@@ -320,6 +322,7 @@ def _body(event: str, ctx: GrantContext) -> bytes:
         "event": event,
         "grant_id": ctx.grant_id,
         "resource": ctx.resource,
+        "level": ctx.level,
         "user": {"slack_id": ctx.user.slack_id, "email": ctx.user.email, "name": ctx.user.name},
         "principal": ctx.principal,
         "expires_at": _stamp(ctx.expires_at),

@@ -29,13 +29,15 @@ _BARE_NUMBER = re.compile(_NUMBER)
 _ID = re.compile(r"#?([0-9]{1,10})")
 MAX_REQUEST_ID = 2**31 - 1  # the database's INTEGER: a larger number is no request, and PostgreSQL refuses it
 RESOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # as the policy requires of resource names
+LEVEL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")  # as the policy requires of level names
 _BROADCAST = re.compile(r"@(?=(?:here|channel|everyone|group)\b)", re.IGNORECASE)
 
 USAGE = (
-    "`/breakglass <resource> [duration] <reason…>` asks for access (add `--emergency` to break the glass)\n"
+    "`/breakglass <resource>[:level] [duration] <reason…>` asks for access (add `--emergency` to break the glass)\n"
     "`/breakglass list` shows what you may request · `/breakglass mine` shows your requests and grants\n"
     "`/breakglass revoke <id>` ends access early · `/breakglass extend <id> <duration>` gives active access more time\n"
-    "`/breakglass review <id> <notes…>` records a review · "
+    "`/breakglass review <id> <notes…>` writes your review, or signs off someone else's · "
+    "`/breakglass review <id>` shows a review · "
     "`/breakglass help` shows this"
 )
 
@@ -111,8 +113,17 @@ class Extend:
 
 @dataclass(frozen=True)
 class RecordReview:
+    """The holder's account, or someone else's sign-off: who types it decides which."""
+
     request_id: int
     notes: str
+
+
+@dataclass(frozen=True)
+class ShowReview:
+    """`/breakglass review <id>` with nothing after it: the review packet."""
+
+    request_id: int
 
 
 @dataclass(frozen=True)
@@ -121,9 +132,10 @@ class Ask:
     duration: str | None  # as typed, its words joined by one space; None means the resource's default
     reason: str
     emergency: bool
+    level: str | None = None  # `orders-db:write`; None asks for the resource's first (least privileged) level
 
 
-Command = Help | ListResources | Mine | Revoke | Extend | RecordReview | Ask
+Command = Help | ListResources | Mine | Revoke | Extend | RecordReview | ShowReview | Ask
 
 
 def _request_id(word: str | None, usage: str) -> int:
@@ -200,20 +212,23 @@ def parse(text: str) -> Command:
     if head == "review":
         request_id = _request_id(rest[0] if rest else None, _usage("/breakglass review <id> <notes…>"))
         notes = " ".join(rest[1:]).strip()
-        if not notes:
-            usage = _usage("/breakglass review <id> <what happened and what follows>")
-            raise CommandError(f"Notes are missing. Use {usage}.")
-        return RecordReview(request_id, notes)
+        return RecordReview(request_id, notes) if notes else ShowReview(request_id)
     if head.startswith("-"):
         raise CommandError(f"Unknown option '{shown(words[flags])}'. The only option is `{EMERGENCY_FLAG}`.")
+    head, colon, level = head.partition(":")
     if not RESOURCE_NAME.fullmatch(head):
         raise CommandError(
             f"'{shown(words[flags])}' is not a resource name: those are lower-case letters, digits, '.', '_' and '-'. "
             "`/breakglass list` shows what you may request."
+        )
+    if colon and not LEVEL_NAME.fullmatch(level):
+        raise CommandError(
+            f"'{shown(words[flags])}' does not name a level: use `<resource>:<level>`, e.g. `{head}:read`; "
+            "`/breakglass list` shows each resource's levels."
         )
     emergency = flags > 0 or any(_is_flag(word) for word in rest)
     rest = [word for word in rest if not _is_flag(word)]
     taken = duration_words(rest)
     duration = " ".join(rest[:taken]) or None
     reason = " ".join(rest[taken:])
-    return Ask(resource=head, duration=duration, reason=reason, emergency=emergency)
+    return Ask(resource=head, duration=duration, reason=reason, emergency=emergency, level=level or None)

@@ -1,4 +1,4 @@
-"""One live grant per principal and resource.
+"""One live grant per principal and resource (whatever its level).
 
 Backends key what they grant by principal and resource (a role membership, a temporary login, an ACL user, a
 binding), so two overlapping grants of the same access are one thing on the backend: the first revoke would take
@@ -64,7 +64,19 @@ def supersedes(live: LiveRequest, emergency: bool) -> bool:
 
 
 def refusal(live: LiveRequest, actor: str, now: datetime) -> Refused:
-    """Why a new request cannot be stored while ``live`` is, and what to do instead."""
+    """Why a new request cannot be stored while ``live`` is, and what to do instead. Levels of one resource share
+    the backend identity (a revoke of one would end the other's sessions or roles), so they are held one at a time:
+    the refusal says how to change level."""
+    refused = _refusal(live, actor, now)
+    if ":" not in live.resource or live.requester_id != actor or live.status in ENDING:
+        return refused
+    return Refused(
+        f"{refused} One level of a resource is held at a time: to change level, end #{live.id} first with "
+        f"`/breakglass revoke {live.id}`, then ask again."
+    )
+
+
+def _refusal(live: LiveRequest, actor: str, now: datetime) -> Refused:
     number, resource = live.id, f"`{live.resource}`"
     mine = live.requester_id == actor
     if live.status in WAITING:

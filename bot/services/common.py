@@ -18,7 +18,9 @@ from bot.store.models import Request
 
 
 def view(deps: Deps, session: Session, request: Request) -> RequestView:
-    return snapshot(session, request, deps.approvals_required(request.resource))
+    resource = deps.resource(request.resource, request.level)
+    lesser = tuple(resource.lesser()) if resource is not None and request.level is not None else ()
+    return snapshot(session, request, deps.approvals_required(request.resource, request.level), lesser)
 
 
 def load_view(deps: Deps, request_id: int) -> RequestView | None:
@@ -45,12 +47,13 @@ def grant_context(deps: Deps, request: Request, expires_at: datetime) -> GrantCo
         expires_at=expires_at,
         reason=request.reason,
         emergency=request.emergency,
+        level=request.level,
     )
 
 
 def principal_for(deps: Deps, resource: Resource, person: Person) -> str:
     """The person's identity on the resource's backend; Unmappable says why there is none."""
-    adapter = deps.adapters.get(resource.name)
+    adapter = deps.adapters.get(resource.label)
     return principal.for_resource(person, resource.name, resource.principal, resource.users, adapter)
 
 
@@ -69,7 +72,7 @@ def approver_unless_holder(deps: Deps, actor: str, current: RequestView) -> bool
     """Whether ``actor`` is an approver of the request's resource, asked only of someone other than its requester:
     what the holder may do to their own request never depends on a group lookup, so it still works while Slack
     cannot list a group."""
-    return actor != current.requester_id and deps.is_approver(actor, current.resource)
+    return actor != current.requester_id and deps.is_approver(actor, current.resource, current.level)
 
 
 def refuse(deps: Deps, actor: str, current: RequestView, action: str, why: str) -> None:

@@ -96,8 +96,17 @@ class Deps:
         groups = [entry for entry in ids if entry.startswith("S")]
         return bool(groups) and user_id in self.directory.members(groups)
 
-    def is_approver(self, user_id: str, resource_name: str) -> bool:
-        resource = self.policy.resource(resource_name)
+    def resource(self, resource_name: str, level: str | None = None) -> Resource | None:
+        """The resource as the level grants it (None: its first); None if the policy no longer has either."""
+        return self.policy.resource(resource_name, level)
+
+    def adapter(self, resource_name: str, level: str | None = None) -> Adapter | None:
+        """The adapter configured for the resource at that level (one per level: each level has its own params)."""
+        resource = self.policy.resource(resource_name, level)
+        return None if resource is None else self.adapters.get(resource.label)
+
+    def is_approver(self, user_id: str, resource_name: str, level: str | None = None) -> bool:
+        resource = self.policy.resource(resource_name, level)
         return resource is not None and self.is_listed(user_id, resource.approvers)
 
     def may_request(self, user_id: str, resource: Resource) -> bool:
@@ -107,9 +116,13 @@ class Deps:
         return resource is not None and resource.emergency and self.may_request(user_id, resource)
 
     def approves(self, user_id: str) -> list[str]:
-        """The resources this person may decide on."""
-        return [name for name in self.policy.resources if self.is_approver(user_id, name)]
+        """The resources this person may decide on, at one level at least."""
+        return [
+            name
+            for name, resource in self.policy.resources.items()
+            if any(self.is_approver(user_id, name, level) for level in resource.level_names or [None])
+        ]
 
-    def approvals_required(self, resource_name: str) -> int:
-        resource = self.policy.resource(resource_name)
+    def approvals_required(self, resource_name: str, level: str | None = None) -> int:
+        resource = self.policy.resource(resource_name, level)
         return resource.required_approvals if resource else 1

@@ -32,7 +32,7 @@ log = logging.getLogger("breakglass.extensions")
 
 def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
     current = existing(deps, request_id)
-    resource = deps.policy.resource(current.resource)
+    resource = deps.resource(current.resource, current.level)
     holder = current.requester_id
     try:
         check_extender(
@@ -48,7 +48,7 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
         refuse(deps, actor, current, "extend_refused", str(refusal))
         raise
     if resource is None:
-        raise Refused(f"{current.resource} is no longer in the policy, so its access cannot be extended.")
+        raise Refused(f"{current.label} is no longer in the policy, so its access cannot be extended.")
     now = deps.now()
     if current.status is not Status.ACTIVE or current.expires_at is None or current.granted_at is None:
         raise Refused(f"{outcome(current)} Only active access can be extended; nothing was done.")
@@ -57,7 +57,7 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
             f"Request #{request_id} expired at {current.expires_at:%H:%M} UTC and is being revoked; "
             "nothing was done. Ask for access again."
         )
-    check_still_requester(resource=resource.name, allowed=deps.may_request(holder, resource), request_id=request_id)
+    check_still_requester(resource=resource.label, allowed=deps.may_request(holder, resource), request_id=request_id)
     try:
         extra = parse_duration(typed)
     except DurationError as error:
@@ -88,7 +88,7 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
         ctx = grant_context(deps, request, after)
         receipt = Receipt(data=dict(request.receipt or {}), instructions=request.instructions)
 
-    adapter = deps.adapters.get(current.resource)
+    adapter = deps.adapter(current.resource, current.level)
     if isinstance(adapter, ExtendsExpiry):
         try:
             call_within(deps.tuning.call_timeout, adapter.extend, ctx, receipt)

@@ -78,7 +78,7 @@ def lost_race(deps: Deps, key: str | None, actor: str) -> Refused:
 def _live(request: Request) -> LiveRequest:
     return LiveRequest(
         id=request.id,
-        resource=request.resource,
+        resource=request.resource if request.level is None else f"{request.resource}:{request.level}",
         requester_id=request.requester_id,
         status=Status(request.status),
         emergency=request.emergency,

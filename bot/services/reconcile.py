@@ -99,7 +99,10 @@ class Reconciler:
 def reconcile(deps: Deps) -> ReconcileReport:
     """One run over every resource, now."""
     report = ReconcileReport()
-    for name, resource in deps.policy.resources.items():
+    # Each level is its own configured adapter; a live grant of any level of a resource covers its principal there,
+    # since a principal holds one level of a resource at a time (bot/domain/live.py).
+    for resource in deps.policy.grantables():
+        name = resource.label
         if resource.reconcile == "off":
             continue
         adapter = deps.adapters.get(name)
@@ -137,7 +140,7 @@ def _by_listing(deps: Deps, resource: Resource, adapter: Adapter, report: Reconc
         what = "access the bot made" if holding.made_by_bot else "standing access (reconcile: all)"
         data = deps.redactor.scrub_data(holding.data)
         find = Find(resource.name, holding.principal, what, data)
-        ctx = _stranger(deps, resource.name, holding.principal)
+        ctx = _stranger(deps, resource, holding.principal)
         _take_back(deps, adapter, find, ctx, Receipt(data=dict(holding.data)), report, ask_first=True)
 
 
@@ -146,7 +149,8 @@ def _by_asking(deps: Deps, resource: Resource, adapter: Adapter, report: Reconci
     since = deps.now() - deps.tuning.reconcile_lookback
     with deps.db.transaction() as session:
         live = holders.live_principals(session, twins(deps.policy, resource.name))
-        ended = [r for r in holders.ended_grants(session, resource.name, since) if r.principal not in live]
+        grants = holders.ended_grants(session, resource.name, since)
+        ended = [r for r in grants if r.principal not in live and r.level == resource.level]
         asks = [(r.id, grant_context(deps, r, r.expires_at or r.ended_at or deps.now()), _receipt(r)) for r in ended]
     for request_id, ctx, receipt in asks:
         if call_backend(deps, adapter.verify, ctx, receipt) is not True:
@@ -247,13 +251,14 @@ def _live_grants(deps: Deps, find: Find) -> list[Request]:
         return list(holders.live_grants(session, twins(deps.policy, find.resource), find.principal))
 
 
-def _stranger(deps: Deps, resource: str, principal: str) -> GrantContext:
+def _stranger(deps: Deps, resource: Resource, principal: str) -> GrantContext:
     """The context of a revoke for a holding no request of ours stands behind: a grant id of its own, and the
     holding's data as the receipt (enough to end it, by the ``Lists`` contract)."""
     return GrantContext(
         grant_id=f"reconcile-{uuid.uuid4()}",
         request_number=0,
-        resource=resource,
+        resource=resource.name,
+        level=resource.level,
         user=Person(slack_id=""),
         expires_at=deps.now(),
         principal=principal,

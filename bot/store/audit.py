@@ -38,6 +38,8 @@ def record(
         reason=reason if reason is not None else (request.reason if request else None),
         detail={key: value for key, value in detail.items() if value is not None},
     )
+    if request is not None and request.level is not None and "level" not in event.detail:
+        event.detail = {"level": request.level, **event.detail}  # every event of a request names its level
     session.add(event)
     return event
 

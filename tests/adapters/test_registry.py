@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +16,7 @@ from bot.adapters.base import Adapter
 from bot.adapters.log import LogAdapter
 from bot.adapters.registry import GROUP, available, build, build_all, names
 from bot.adapters.webhook import WebhookAdapter
-from bot.policy import PolicyError, parse_policy
+from bot.policy import Policy, PolicyError, parse_policy
 
 SECRET = "whsec-0123456789abcdef-secret"
 WHERE = "resources.orders-db"
@@ -199,3 +201,98 @@ def test_a_broken_plugin_is_named_and_does_not_stop_the_others() -> None:
     with pytest.raises(PolicyError) as caught:
         build("gone", {}, "resources.box", {})
     assert str(caught.value).startswith("resources.box.adapter: adapter 'gone' failed to load (ModuleNotFoundError")
+
+
+# -- levels: every built-in adapter takes its params per level, checked under the level's key path (issue 12) -------
+
+# For each built-in adapter: the resource's shared params, a valid read level and a write level, and a key of the
+# write level with a wrong value. Building needs no server (adapters connect on use), only the driver installed.
+LEVELLED: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], str, Any]] = {
+    "log": ({}, {}, {}, "verbose", True),
+    "webhook": (
+        {"url": "https://h.example/x", "secret": SECRET},
+        {"headers": {"X-Access": "read"}},
+        {"headers": {"X-Access": "write"}},
+        "timeout",
+        0,
+    ),
+    "command": ({"grant": ["/bin/true"], "revoke": ["/bin/true"]}, {}, {"timeout": 5}, "timeout", -1),
+    "postgres": (
+        {"host": "db.example", "database": "orders", "user": "bg"},
+        {"roles": ["orders_ro"]},
+        {"roles": ["orders_rw"]},
+        "roles",
+        ["Not A Role"],
+    ),
+    "mysql": (
+        {"host": "db.example", "user": "bg", "target": "orders.*"},
+        {"privileges": ["SELECT"]},
+        {"privileges": ["SELECT", "INSERT", "UPDATE", "DELETE"]},
+        "privileges",
+        ["NOT A PRIVILEGE"],
+    ),
+    "redis": (
+        {"host": "cache.example"},
+        {"rules": ["~orders:*", "+@read"]},
+        {"rules": ["~orders:*", "+@all"]},
+        "rules",
+        ["reset"],
+    ),
+    "aws-iam": (
+        {"region": "eu-west-1", "mode": "group"},
+        {"group": "orders-readers"},
+        {"group": "orders-writers"},
+        "mode",
+        "everything",
+    ),
+    "ldap": (
+        {
+            "url": "ldap://ldap.example",
+            "bind_dn": "cn=bot,dc=example",
+            "password": "x" * 16,
+            "user_dn": "uid={principal},ou=people,dc=example",
+        },
+        {"group_dn": "cn=readers,dc=example"},
+        {"group_dn": "cn=writers,dc=example"},
+        "group_dn",
+        "",
+    ),
+    "kubernetes": (
+        {"server": "https://k8s.example", "token": "t" * 20, "namespace": "orders", "kind": "ClusterRole"},
+        {"role": "view"},
+        {"role": "edit"},
+        "namespace",
+        "Not_A_Namespace",
+    ),
+}
+
+
+def levelled_policy(name: str, bad: bool) -> Policy:
+    shared, read, write, key, wrong = LEVELLED[name]
+    levels = {"read": {"params": read}, "write": {"params": {**write, **({key: wrong} if bad else {})}}}
+    document = {
+        "channels": {"approvals": "C0APPROVALS", "audit": "C0SECURITY"},
+        "resources": {"orders": {"adapter": name, "params": shared, "approvers": ["U0ALICE01"], "levels": levels}},
+    }
+    return parse_policy(json.dumps(document))
+
+
+@pytest.mark.parametrize("name", sorted(LEVELLED))
+def test_every_built_in_adapter_is_built_once_per_level_with_the_levels_params(name: str) -> None:
+    if name not in available():
+        pytest.skip(f"the {name} adapter's driver is not installed")
+    adapters = build_all(levelled_policy(name, bad=False), {})
+    assert set(adapters) == {"orders:read", "orders:write"}
+    assert adapters["orders:read"] is not adapters["orders:write"]
+
+
+@pytest.mark.parametrize("name", sorted(LEVELLED))
+def test_a_levels_bad_param_is_named_by_its_level_key_path(name: str) -> None:
+    if name not in available():
+        pytest.skip(f"the {name} adapter's driver is not installed")
+    key = LEVELLED[name][3]
+    with pytest.raises(PolicyError) as caught:
+        build_all(levelled_policy(name, bad=True), {})
+    message = str(caught.value)
+    assert f"resources.orders.levels.write.params.{key}" in message
+    assert "levels.read" not in message, "the good level was blamed too"

@@ -85,6 +85,7 @@ def expected_body(event: str) -> dict[str, Any]:
         "event": event,
         "grant_id": "g-7f3a",
         "resource": "prod-db",
+        "level": None,
         "user": {"slack_id": "U123", "email": "zoe@example.com", "name": "Zoë Ada"},
         "principal": "zoe",
         "expires_at": "2026-01-01T10:00:00Z",

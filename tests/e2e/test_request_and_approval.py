@@ -61,6 +61,7 @@ def test_approval_grants_through_the_webhook_and_edits_the_message(bot: LocalBot
         "event": "grant",
         "grant_id": current.uid,
         "resource": "orders-db",
+        "level": None,  # the resource declares no levels
         "user": {"slack_id": BOB, "email": "bob@example.com", "name": "Bob Oncall"},
         "principal": "bob",
         "expires_at": current.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),  # type: ignore[union-attr]

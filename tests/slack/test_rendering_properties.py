@@ -254,7 +254,7 @@ views = st.builds(
     st.sampled_from(list(Status)),
     st.booleans(),
     st.sampled_from([None, "grant_failed", "expired", "revoked"]),
-    st.sampled_from([None, "due", "done"]),
+    st.sampled_from([None, "due", "written", "done"]),
 )
 hostile_fields = st.fixed_dictionaries({field: hostile for field in SENTINEL})
 
@@ -337,7 +337,7 @@ def test_every_notice_keeps_user_text_inert(view: RequestView, values: dict[str,
 def test_mine_keeps_user_text_inert_and_short_enough(entries: list[tuple[RequestView, dict[str, str]]]) -> None:
     def render(values_of: Callable[[RequestView, dict[str, str]], RequestView]) -> str:
         listed = [values_of(replace(view, id=i), values) for i, (view, values) in enumerate(entries)]
-        return blocks.mine_text(listed, listed, listed)
+        return blocks.mine_text(listed, listed, listed, to_sign_off=listed)
 
     template, rendered = render(lambda view, _: view), render(with_text)
     assert slack_problems(rendered) == []
@@ -392,7 +392,7 @@ def test_only_user_ids_become_mentions(user_id: str) -> None:
 def test_help_shows_its_placeholders_as_text_not_links() -> None:
     text = blocks.help_text()
     assert tokens([text]) == []
-    assert "/breakglass &lt;resource&gt; [duration] &lt;reason…&gt;" in text
+    assert "/breakglass &lt;resource&gt;[:level] [duration] &lt;reason…&gt;" in text
 
 
 # -- the rules themselves, on examples a person can read ------------------------------------------------------

@@ -9,16 +9,27 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot.domain.commands import Ask, CommandError, Extend, Help, ListResources, Mine, RecordReview, Revoke, parse
+from bot.domain.commands import (
+    Ask,
+    CommandError,
+    Extend,
+    Help,
+    ListResources,
+    Mine,
+    RecordReview,
+    Revoke,
+    ShowReview,
+    parse,
+)
 from bot.domain.durations import format_duration
 from bot.domain.rules import Forbidden, Refused, check_ask, find_resource, plainly_requester
-from bot.domain.states import Status
+from bot.domain.states import ReviewStatus, Status
 from bot.services import extensions, guard, requests, reviews
 from bot.services.deps import Deps
 from bot.services.guard import RateLimiter, Verdict
 from bot.services.ports import MembershipUnknown
 from bot.services.views import RequestView
-from bot.slack import blocks
+from bot.slack import blocks, review_packet
 from bot.slack.ids import COMMAND
 from bot.slack.replies import DATABASE_LOST_MIDWAY
 from bot.slack.text import escape, quote, when
@@ -62,20 +73,22 @@ def _acked_ask(deps: Deps, actor: str, ask: Ask, ack: Ack) -> bool:
     depends on a user group (a lookup), every check waits until after the ack, so nobody outside the requesters
     learns a resource's limits or reason pattern, and a typo's answer lists exactly what they may request.
     """
-    known = {r.name: plainly_requester(actor, r) for r in deps.policy.resources.values()}
+    known = {r.label: plainly_requester(actor, r) for r in deps.policy.grantables()}  # each level of each resource
     verb = "Breaking the glass on" if ask.emergency else "Asking for"
-    if not known.get(ask.resource) and None in known.values():
-        ack(text=f"{WORKING} {verb} `{ask.resource}`…")
+    asked = [plain for label, plain in known.items() if label.partition(":")[0] == ask.resource]
+    if not (asked and all(asked)) and None in known.values():
+        ack(text=f"{WORKING} {verb} `{ask.resource}{':' + ask.level if ask.level else ''}`…")
         return True
     try:
-        resource = find_resource(deps.policy, ask.resource, lambda r: bool(known[r.name]))
+        may_request = lambda r: bool(known[r.label])  # noqa: E731
+        resource = find_resource(deps.policy, ask.resource, may_request, level=ask.level, emergency=ask.emergency)
         duration = check_ask(resource, ask)  # no I/O, so it fits before the ack
     except Refused as refusal:
         ack(text=f"❌ {refusal}")
         if isinstance(refusal, Forbidden):  # after the ack: this writes to the database
             _record_refusal(deps, actor, str(refusal), ask.resource)
         return False
-    ack(text=f"{WORKING} {verb} `{resource.name}` for {format_duration(duration)}…")
+    ack(text=f"{WORKING} {verb} `{resource.label}` for {format_duration(duration)}…")
     return True
 
 
@@ -135,7 +148,7 @@ def run(deps: Deps, actor: str, parsed: object, channel: str | None) -> str:
             return blocks.offers_text(requests.offers(deps, actor))
         case Mine():
             mine = requests.mine(deps, actor)
-            return blocks.mine_text(mine.open, mine.reviews_owed, mine.to_decide, mine.waiting)
+            return blocks.mine_text(mine.open, mine.reviews_owed, mine.to_decide, mine.waiting, mine.to_sign_off)
         case Extend(request_id=request_id, duration=duration):
             view = extensions.extend(deps, actor, request_id, duration)
             return f"⏩ Request #{request_id} now lasts until {when(view.expires_at)}."
@@ -147,14 +160,21 @@ def run(deps: Deps, actor: str, parsed: object, channel: str | None) -> str:
                 return f"⚠️ Revoking #{request_id} failed for now; Breakglass keeps retrying and has told security."
             return f"🛑 Access for request #{request_id} revoked."
         case RecordReview(request_id=request_id, notes=notes):
-            reviews.record(deps, actor, request_id, notes)
-            return f"📝 Review of request #{request_id} recorded. Thank you."
+            reviewed = reviews.record(deps, actor, request_id, notes)
+            if reviewed.review is not None and reviewed.review.status == ReviewStatus.DONE:
+                return f"📝 Review of request #{request_id} signed off. Thank you."
+            return (
+                f"📝 Your review of request #{request_id} is written. Thank you. An approver or a reviewer signs it "
+                "off next; they have been told."
+            )
+        case ShowReview(request_id=request_id):
+            return review_packet.packet_text(reviews.packet(deps, actor, request_id))
     raise AssertionError(f"unhandled command {parsed!r}")
 
 
 def _asked(view: RequestView) -> str:
     if view.status is Status.ACTIVE:
-        text = f"✅ Access to `{view.resource}` is active until {when(view.expires_at)} (request #{view.id})."
+        text = f"✅ Access to `{view.label}` is active until {when(view.expires_at)} (request #{view.id})."
         if view.emergency:
             text = "🚨 Glass broken. " + text + " Security has been told; a review will be due."
         if view.instructions:
@@ -162,10 +182,10 @@ def _asked(view: RequestView) -> str:
         return text
     if view.status is Status.GRANT_FAILED:
         failure = escape(view.failure or "no details", 500)  # last: nothing of ours follows it on the line
-        return f"⚠️ Granting `{view.resource}` failed; you do *not* have access. Why: {failure}"
+        return f"⚠️ Granting `{view.label}` failed; you do *not* have access. Why: {failure}"
     # Says what was understood, the reason included, so a word taken the wrong way is seen before approvers act.
     reason = escape(view.reason, 200)  # last: nothing of ours follows it on the line
     return (
-        f"📨 Request #{view.id} for `{view.resource}` ({format_duration(view.duration)}) is with the approvers. "
+        f"📨 Request #{view.id} for `{view.label}` ({format_duration(view.duration)}) is with the approvers. "
         f"Reason: {reason}"
     )
