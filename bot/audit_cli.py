@@ -103,7 +103,7 @@ def export(
     engine = make_engine(settings.database_url)
     try:
         with _opened(output) as out:
-            rows = (exported(row._mapping) for row in stream(engine, start, end))
+            rows = with_activity(engine, (exported(row._mapping) for row in stream(engine, start, end)))
             (write_csv if format == "csv" else write_jsonl)(rows, out)
     except SQLAlchemyError as error:
         fail(f"DATABASE_URL: cannot read the audit trail ({type(error).__name__})")
@@ -144,6 +144,28 @@ def exported(row: Any) -> dict[str, Any]:
     return values
 
 
+ACTIVITY = "activity"  # the export's one field beyond the event: the actions an `activity_captured` event kept
+
+
+def with_activity(engine: Any, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Each event with the actions it vouches for: an ``activity_captured`` event gets the rows it kept (its
+    ``first_id``..``last_id``, as ``bot.store.activity.row_data`` shows them), so a reader can recompute its
+    ``sha256``; every other event gets null. Not part of the event's hash: the event's ``sha256`` covers them."""
+    from sqlalchemy.orm import Session
+
+    from bot.store.activity import batch, row_data
+
+    for values in rows:
+        detail = values.get("detail") or {}
+        kept = None
+        if values["action"] == "activity_captured" and detail.get("first_id") is not None:
+            with Session(engine) as session:
+                found = batch(session, values["request_id"], int(detail["first_id"]), int(detail["last_id"]))
+                kept = [row_data(row) for row in found]
+        values[ACTIVITY] = kept
+        yield values
+
+
 def write_jsonl(rows: Iterator[dict[str, Any]], out: IO[str]) -> None:
     for values in rows:  # ASCII only: no line separator inside a line, whatever the text holds
         out.write(json.dumps(values, ensure_ascii=True, separators=(",", ":")) + "\n")
@@ -153,9 +175,11 @@ def write_csv(rows: Iterator[dict[str, Any]], out: IO[str]) -> None:
     from bot.store.audit import CHAIN, COLUMNS
 
     writer = csv.writer(out)
-    writer.writerow((*COLUMNS, *CHAIN))
+    writer.writerow((*COLUMNS, *CHAIN, ACTIVITY))
     for values in rows:
         values["detail"] = json.dumps(values["detail"], ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        kept = values.get(ACTIVITY)
+        values[ACTIVITY] = None if kept is None else json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
         writer.writerow(cell(value) for value in values.values())
 
 

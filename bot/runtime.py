@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 
 from slack_bolt import App
 from waitress import wasyncore
@@ -18,7 +19,7 @@ from bot.clock import Clock, SystemClock
 from bot.policy import Policy, load_policy
 from bot.redaction import collect as collect_secrets
 from bot.scheduler import Scheduler
-from bot.services import heartbeat, leases
+from bot.services import activity, heartbeat, leases
 from bot.services.deps import Deps, Tuning, instance_name
 from bot.services.reconcile import Reconciler
 from bot.services.sweep import Sweeper
@@ -62,6 +63,8 @@ class Runtime:
         self.scheduler.start(upcoming)
         # Every replica asks each sweep interval whether reconciliation is due; one of them runs it per period.
         self.scheduler.every("reconcile", self.settings.sweep_interval, Reconciler(self.deps).tick)
+        # Every replica looks for watched grants due a read; the compare-and-set on each makes the per-grant period.
+        self.scheduler.every("activity", activity.READ_TICK.total_seconds(), partial(activity.read_due, self.deps))
 
     def beat(self) -> None:
         heartbeat.beat(self.deps)

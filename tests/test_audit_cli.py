@@ -179,7 +179,7 @@ def test_export_csv_neutralises_formulas_and_round_trips(db: Database) -> None:
 
     assert list(table[0]) == [
         "seq", "id", "at", "actor", "action", "request_id", "resource", "reason", "detail", "prev_hash", "hash",
-        "key_id",
+        "key_id", "activity",
     ]  # fmt: skip
     for row, record in zip(table, records, strict=True):
         for cell in row.values():

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from bot.adapters.base import AdapterError, GrantContext, Receipt
 from bot.domain.rules import Refused, check_still_requester
 from bot.domain.states import CLAIMS, Status
-from bot.services import heartbeat, tell
+from bot.services import activity, heartbeat, tell
 from bot.services.backend import adapter_error, call_backend, revoke_confirmed, scrubbed
 from bot.services.common import grant_context, view
 from bot.services.deps import Deps
@@ -187,14 +187,15 @@ def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
                 AdapterError("the grant was interrupted and its time ran out", retryable=True),
                 "expired",
             )
-        adapter = deps.adapters.get(ctx.resource)
+        adapter = deps.adapter(ctx.resource, ctx.level)
         try:
             if adapter is None:
-                raise AdapterError(f"{ctx.resource} is no longer in the policy", retryable=False)
+                raise AdapterError(f"{ctx.label} is no longer in the policy", retryable=False)
             _check_still_allowed(deps, ctx)
             receipt = _grant_with_retries(deps, adapter.grant, ctx)
         except Exception as raised:
             return _grant_failed(deps, request_id, adapter_error(raised))
+        watched = activity.watch(deps, adapter, ctx, receipt)  # never raises: a failed watch leaves the grant standing
 
         now = deps.now()
         warned_at = now if duration <= deps.tuning.expiry_warning * 2 else None
@@ -211,11 +212,13 @@ def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
                 instructions=deps.redactor.scrub(receipt.instructions) if receipt.instructions else None,
                 claimed_by=None,
                 lease_until=None,
+                watching=watched.on,
             )
             request = queries.get(session, request_id)
             assert request is not None
             if moved:
                 audit.record(session, "granted", at=now, request=request, expires_at=ctx.expires_at.isoformat())
+                activity.record_watch(deps, session, request, watched)
             current = view(deps, session, request)
             if moved:
                 tell.refresh(deps, session, current)
@@ -234,7 +237,7 @@ def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
 def _check_still_allowed(deps: Deps, ctx: GrantContext) -> None:
     """The last look before access is made: the requester may still ask for the resource, and an emergency is still
     allowed on it. The approval was checked when given, but a grant can start later (a takeover, a retry)."""
-    resource = deps.policy.resource(ctx.resource)
+    resource = deps.resource(ctx.resource, ctx.level)
     assert resource is not None, "an adapter exists only for a resource in the policy"
     try:
         allowed = deps.may_request(ctx.user.slack_id, resource)
@@ -243,11 +246,11 @@ def _check_still_allowed(deps: Deps, ctx: GrantContext) -> None:
             "could not confirm with Slack that the requester may still request it; ask again", retryable=False
         ) from None
     try:
-        check_still_requester(resource=ctx.resource, allowed=allowed, request_id=ctx.request_number)
+        check_still_requester(resource=ctx.label, allowed=allowed, request_id=ctx.request_number)
     except Refused as refusal:
         raise AdapterError(str(refusal), retryable=False) from None
     if ctx.emergency and not resource.emergency:
-        raise AdapterError(f"{ctx.resource} no longer allows emergency access", retryable=False)
+        raise AdapterError(f"{ctx.label} no longer allows emergency access", retryable=False)
 
 
 def _grant_with_retries(deps: Deps, call: Callable[[GrantContext], Receipt], ctx: GrantContext) -> Receipt:
@@ -343,15 +346,18 @@ def finish_revoke(deps: Deps, request_id: int) -> RequestView | None:
             ctx = grant_context(deps, request, _expiry(request))
             receipt = Receipt(data=dict(request.receipt or {}), instructions=request.instructions)
             attempts_before = request.revoke_attempts
-        adapter = deps.adapters.get(ctx.resource)
+        adapter = deps.adapter(ctx.resource, ctx.level)
         try:
             if adapter is None:
-                missing = f"{ctx.resource} is no longer in the policy; cannot reach its backend"
+                missing = f"{ctx.label} is no longer in the policy; cannot reach its backend"
                 raise AdapterError(missing, retryable=True)
             revoke_confirmed(deps, adapter, ctx, receipt)  # verified where the backend can be asked
         except Exception as raised:
             return _revoke_failed(deps, request_id, adapter_error(raised))
-        return _revoked(deps, request_id, attempts_before)
+        ended = _revoked(deps, request_id, attempts_before)
+    if ended is not None:
+        activity.finish(deps, request_id)  # the last read and the unwatch; never fails the revoke, already recorded
+    return ended
 
 
 def _revoked(deps: Deps, request_id: int, attempts_before: int) -> RequestView | None:

@@ -19,6 +19,7 @@ import threading
 from datetime import timedelta
 
 from bot.services import heartbeat
+from bot.services.activity_notes import ActivityNote
 from bot.services.common import load_view
 from bot.services.deps import Deps
 from bot.services.ports import MessageRef, Notice, NotSent
@@ -100,6 +101,8 @@ class Courier:
         return True
 
     def _found(self, owed: Owed) -> MessageRef | None:
+        if owed.kind is Kind.ACTIVITY and owed.channel is None:
+            return None  # a thread reply is not in the channel's history; a digest twice is the lesser harm
         try:
             return self.deps.notifier.find(self._channel(owed), owed.uid)
         except NotSent as failure:
@@ -141,6 +144,8 @@ class Courier:
             p = owed.payload
             channel, taken = self._channel(owed), bool(p.get("taken", True))
             return notifier.tell_reconciled(channel, p["resource"], p["principal"], p["found"], owed.uid, taken=taken)
+        if owed.kind is Kind.ACTIVITY:
+            return self._activity(owed)
         if owed.kind is Kind.REFUSALS:
             p = owed.payload
             window = timedelta(seconds=float(p["window"]))
@@ -152,6 +157,22 @@ class Courier:
         if owed.kind is Kind.REQUESTER:
             return notifier.tell_requester(view, notice, owed.uid)
         return notifier.tell_channel(self._channel(owed), view, notice, owed.uid)
+
+    def _activity(self, owed: Owed) -> MessageRef:
+        note = ActivityNote.from_data(owed.payload["note"])
+        view = from_data(owed.payload["view"])
+        if owed.channel is not None:
+            return self.deps.notifier.tell_activity(owed.channel, None, view, note, owed.uid)
+        # The request's earlier messages went first (rows of a request go in order), so its approval message, or an
+        # emergency's alert, has been posted by now; one that Slack refused for good leaves the approvals channel.
+        current = load_view(self.deps, view.id) or view
+        if current.approval_channel and current.approval_ts:
+            channel, thread = current.approval_channel, current.approval_ts
+        elif current.alert_channel and current.alert_ts:
+            channel, thread = current.alert_channel, current.alert_ts
+        else:
+            channel, thread = self.deps.policy.channels.approvals, None
+        return self.deps.notifier.tell_activity(channel, thread, view, note, owed.uid)
 
     def _finish(self, owed: Owed, outcome: Outcome, ref: MessageRef | None) -> None:
         deps = self.deps

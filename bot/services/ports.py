@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from bot.adapters.base import Person
+from bot.services.activity_notes import ActivityNote
 from bot.services.views import RequestView
 
 
@@ -30,6 +31,8 @@ class Notice(StrEnum):
     REVIEW_REMINDER = "review_reminder"
     REVIEW_OVERDUE = "review_overdue"
     REVIEW_DONE = "review_done"
+    REVIEW_WRITTEN = "review_written"  # the account is in; the sign-off side is called on
+    REVIEW_SIGN_OFF = "review_sign_off"  # a reminder to the sign-off side
     EXTENDED = "extended"
 
 
@@ -77,6 +80,13 @@ class Notifier(Protocol):
         self, channel: str, resource: str, principal: str, found: str, mark: str, *, taken: bool = True
     ) -> MessageRef:
         """Tell the audit channel that reconciliation took back access no live grant covered."""
+        ...
+
+    def tell_activity(
+        self, channel: str, thread_ts: str | None, view: RequestView, note: ActivityNote, mark: str
+    ) -> MessageRef:
+        """Say what a grant's principal did (or that capture is in trouble): a reply in the thread ``thread_ts`` of
+        ``channel``, or with no ``thread_ts`` a message of its own there."""
         ...
 
     def find(self, channel: str, mark: str) -> MessageRef | None:

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
+from bot.services.activity_notes import ActivityNote
 from bot.services.deps import Deps
 from bot.services.ports import Notice
 from bot.services.views import RequestView, to_data
@@ -89,6 +90,22 @@ def reconciled(deps: Deps, session: Session, resource: str, principal: str, foun
     """The audit channel hears of access no live grant covers: taken back, or (``taken`` false) only found."""
     payload = {"resource": resource, "principal": principal, "found": found, "taken": taken}
     outbox.owe(session, deps.now(), Kind.RECONCILED, channel=deps.policy.channels.audit, payload=payload)
+
+
+def activity(
+    deps: Deps, session: Session, current: RequestView, note: ActivityNote, channel: str | None = None
+) -> None:
+    """Captured activity, or capture's trouble: in the thread of the request's approval message, or (``channel``) on
+    its own in a channel. A thread reply waits behind the request's earlier messages, so its thread exists by then."""
+    outbox.owe(
+        session,
+        deps.now(),
+        Kind.ACTIVITY,
+        request_id=current.id,
+        channel=channel,
+        notice=note.note.value,
+        payload={"view": to_data(current), "note": note.to_data()},
+    )
 
 
 def refusals(deps: Deps, session: Session, actor: str, count: int, window: timedelta, latest: str) -> None:

@@ -15,10 +15,11 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.services.activity_notes import ActivityNote
 from bot.services.guard import UNSIGNED
 from bot.services.ports import MessageRef, Notice, NotSent
 from bot.services.views import RequestView
-from bot.slack import blocks, notices
+from bot.slack import activity_notices, blocks, notices
 from bot.slack.retry import never_reached_slack
 from bot.slack.text import escape, who
 
@@ -67,10 +68,19 @@ class SlackNotifier:
             reached = not never_reached_slack(error)
             raise NotSent(f"slack {method}: {type(error).__name__}", in_doubt=in_doubt and reached) from None
 
-    def _post(self, channel: str, text: str, mark: str, content: list[dict[str, Any]] | None = None) -> MessageRef:
+    def _post(
+        self,
+        channel: str,
+        text: str,
+        mark: str,
+        content: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
+    ) -> MessageRef:
         arguments: dict[str, Any] = {"channel": channel, "text": text}
         if content is not None:
             arguments["blocks"] = content
+        if thread_ts is not None:
+            arguments["thread_ts"] = thread_ts
         metadata = {"event_type": MARK_EVENT, "event_payload": {"mark": mark}}
         answer = self._call("chat.postMessage", in_doubt=True, metadata=metadata, **arguments)
         return MessageRef(answer["channel"], answer["ts"])
@@ -114,6 +124,11 @@ class SlackNotifier:
             )
         text += " (`breakglass audit export --since 1h` has it.)"
         return self._post(channel, text, mark)
+
+    def tell_activity(
+        self, channel: str, thread_ts: str | None, view: RequestView, note: ActivityNote, mark: str
+    ) -> MessageRef:
+        return self._post(channel, activity_notices.activity(view, note), mark, thread_ts=thread_ts)
 
     def send_credentials(self, view: RequestView, credentials: str) -> None:
         # Straight to the requester's DM; the text is built here so the secret passes through nothing that logs.

@@ -136,3 +136,10 @@ def when(moment: datetime | None) -> str:
         return "an unknown time"
     fallback = moment.strftime("%Y-%m-%d %H:%M UTC")
     return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
+
+
+def code_block(lines: list[str], limit: int = 200) -> str:
+    """Lines someone else wrote, in a ``` block the bot opens: each line cut to ``limit``, inert, with no backtick
+    (so none can close the block early) and no line break of its own."""
+    inner = [_fit(" ".join(_visible(line).split()).replace("`", GRAVE), limit)[0] for line in lines]
+    return "```\n" + "\n".join(inner or [ELLIPSIS]) + "\n```"

@@ -30,9 +30,12 @@ class Kind(StrEnum):
     CHANNEL = "channel"  # a notice in a channel
     REFUSALS = "refusals"  # the audit channel hears that someone keeps being refused
     RECONCILED = "reconciled"  # the audit channel hears of access reconciliation took back
+    ACTIVITY = "activity"  # captured activity: a digest in the request's thread, or an alert in a channel
 
 
-POSTS = frozenset({Kind.REQUEST, Kind.ALERT, Kind.REQUESTER, Kind.CHANNEL, Kind.REFUSALS, Kind.RECONCILED})
+POSTS = frozenset(
+    {Kind.REQUEST, Kind.ALERT, Kind.REQUESTER, Kind.CHANNEL, Kind.REFUSALS, Kind.RECONCILED, Kind.ACTIVITY}
+)
 
 
 class Outcome(StrEnum):

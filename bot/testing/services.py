@@ -18,6 +18,7 @@ from bot.domain.commands import Ask
 from bot.domain.states import Status
 from bot.policy import Policy
 from bot.services import decisions, requests
+from bot.services.activity_notes import ActivityNote
 from bot.services.common import grant_context
 from bot.services.deps import Deps, Tuning
 from bot.services.ports import MessageRef, Notice
@@ -58,6 +59,7 @@ class RecordingNotifier:
 
     sent: list[tuple[str, int, str]] = field(default_factory=list)  # (kind, request number, detail)
     credentials: dict[int, str] = field(default_factory=dict, repr=False)
+    activity: list[tuple[str, str | None, ActivityNote]] = field(default_factory=list)  # (channel, thread, note)
     _posted: int = 0
 
     def _ref(self, channel: str) -> MessageRef:
@@ -89,6 +91,13 @@ class RecordingNotifier:
         self, channel: str, resource: str, principal: str, found: str, mark: str, *, taken: bool = True
     ) -> MessageRef:
         self.sent.append(("reconciled" if taken else "found", 0, principal))
+        return self._ref(channel)
+
+    def tell_activity(
+        self, channel: str, thread_ts: str | None, view: RequestView, note: ActivityNote, mark: str
+    ) -> MessageRef:
+        self.sent.append(("activity", view.id, note.note.value))
+        self.activity.append((channel, thread_ts, note))
         return self._ref(channel)
 
     def find(self, channel: str, mark: str) -> MessageRef | None:
