@@ -60,5 +60,12 @@ def can_move(current: Status, target: Status) -> bool:
 
 
 class ReviewStatus(StrEnum):
-    DUE = "due"
-    DONE = "done"
+    """A review has two steps by two people: the holder writes the account, someone else signs it off. ``done``
+    means both, as it always has; ``written`` is the account without its sign-off."""
+
+    DUE = "due"  # the holder's account is awaited
+    WRITTEN = "written"  # the account is written; a sign-off is awaited
+    DONE = "done"  # signed off
+
+
+OPEN_REVIEWS = frozenset({ReviewStatus.DUE, ReviewStatus.WRITTEN})  # still chased by reminders

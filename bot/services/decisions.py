@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from bot.domain.rules import Refused, check_decider, check_still_fresh, check_still_requester
 from bot.domain.states import Status
-from bot.services import access, tell
+from bot.services import access, reviews, tell
 from bot.services.common import existing, refuse, view
 from bot.services.deps import Deps
 from bot.services.outcome import outcome
@@ -32,8 +32,8 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool) -> RequestVie
         check_decider(
             actor=actor,
             requester=current.requester_id,
-            is_approver=deps.is_approver(actor, current.resource),
-            resource=current.resource,
+            is_approver=deps.is_approver(actor, current.resource, current.level),
+            resource=current.label,
         )
     except Refused as refusal:
         refuse(deps, actor, current, "decision_refused", str(refusal))
@@ -52,10 +52,13 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool) -> RequestVie
         raise Refused(f"{refusal} Nothing was done.") from None
     if approve:
         _check_requester(deps, actor, current)
+        reviews.check_approvable(deps, actor, current)
     # Approvals by people who have since stopped being approvers no longer count. Looked up before the row is
     # locked (a lookup may call Slack); approvals that arrive meanwhile were checked by their own click.
     gone = {
-        d.approver_id for d in current.decisions if d.approve and not deps.is_approver(d.approver_id, current.resource)
+        d.approver_id
+        for d in current.decisions
+        if d.approve and not deps.is_approver(d.approver_id, current.resource, current.level)
     }
 
     lost: RequestView | None = None
@@ -105,7 +108,8 @@ def _take_effect(
         assert denied, "the pending row is locked by this transaction"
         return False
     # Counted under the row lock: of two approvers at once, the later one sees both approvals.
-    if queries.approvals_count(session, request_id, excluding=gone) < deps.approvals_required(request.resource):
+    needed = deps.approvals_required(request.resource, request.level)
+    if queries.approvals_count(session, request_id, excluding=gone) < needed:
         return False
     approved = queries.move(session, request_id, Status.PENDING, Status.APPROVED, decided_at=now)
     assert approved, "the pending row is locked by this transaction"
@@ -118,10 +122,10 @@ def _take_effect(
 
 def _check_requester(deps: Deps, actor: str, current: RequestView) -> None:
     """An approval gives the requester access: they must still be someone who may ask for it."""
-    resource = deps.policy.resource(current.resource)
+    resource = deps.resource(current.resource, current.level)
     allowed = resource is not None and deps.may_request(current.requester_id, resource)
     try:
-        check_still_requester(resource=current.resource, allowed=allowed, request_id=current.id)
+        check_still_requester(resource=current.label, allowed=allowed, request_id=current.id)
     except Refused as refusal:
         with deps.db.transaction() as session:  # not the approver's fault: written down, not counted against them
             request = queries.get(session, current.id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.exc import IntegrityError
 
@@ -13,7 +13,7 @@ from bot.domain.live import live_key, scope
 from bot.domain.rules import Forbidden, Refused, check_ask, check_revoke, find_resource
 from bot.domain.states import FINAL, Status
 from bot.policy import Resource
-from bot.services import access, guard, one_live, tell
+from bot.services import access, guard, one_live, reviews, tell
 from bot.services.common import (
     approver_unless_holder,
     existing,
@@ -34,11 +34,14 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> Requ
     # Who may ask is checked before anything about the resource is said: limits and the reason pattern are not
     # for people who may not request it, and a typo lists only what this person may request.
     try:
-        resource = find_resource(deps.policy, ask.resource, lambda r: deps.may_request(actor, r))
+        may_request = lambda r: deps.may_request(actor, r)  # noqa: E731
+        resource = find_resource(deps.policy, ask.resource, may_request, level=ask.level, emergency=ask.emergency)
         duration = check_ask(resource, ask)
     except Forbidden as refusal:  # an attempt on something forbidden: written down and counted
         guard.refused(deps, actor, "request_refused", str(refusal), resource=ask.resource)
         raise
+    if not ask.emergency:  # an overdue review blocks ordinary requests; breaking the glass always goes through
+        reviews.check_not_blocked(deps, actor, resource.name)
     now = deps.now()
     too_many = guard.requests_cap_problem(deps, actor, now)
     if too_many:
@@ -64,6 +67,7 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> Requ
                 requester_name=person.name,
                 requester_email=person.email,
                 principal=identity,
+                level=resource.level,
                 reason=deps.redactor.scrub(ask.reason),  # a pasted credential is not kept, nor shown
                 duration_seconds=int(duration.total_seconds()),
                 emergency=ask.emergency,
@@ -167,8 +171,9 @@ class Offer:
 
 
 def offers(deps: Deps, actor: str) -> list[Offer]:
-    """`/breakglass list`: every resource, and whether this person may ask for it."""
-    return [Offer(r, deps.may_request(actor, r)) for r in deps.policy.resources.values()]
+    """`/breakglass list`: every resource (each level of one that has levels), and whether this person may ask for
+    it."""
+    return [Offer(r, deps.may_request(actor, r)) for r in deps.policy.grantables()]
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,7 @@ class Mine:
     reviews_owed: list[RequestView]
     to_decide: list[RequestView]
     waiting: int  # how many wait for this person's decision; to_decide holds the oldest of them
+    to_sign_off: list[RequestView] = field(default_factory=list)  # written reviews this person may sign off
 
 
 def mine(deps: Deps, actor: str) -> Mine:
@@ -187,5 +193,7 @@ def mine(deps: Deps, actor: str) -> Mine:
         open_requests = [view(deps, session, r) for r in queries.open_for_user(session, actor)]
         owed = [view(deps, session, r) for r in queries.reviews_due_for(session, actor)]
         rows, waiting = queries.waiting_for(session, actor, approves) if approves else ([], 0)
-        to_decide = [view(deps, session, r) for r in rows]
-    return Mine(open_requests, owed, to_decide, waiting)
+        # Approvers may differ by level: only what this person may decide is theirs to see.
+        to_decide = [view(deps, session, r) for r in rows if deps.is_approver(actor, r.resource, r.level)]
+        to_sign_off = reviews.awaiting_sign_off(deps, session, actor, approves)
+    return Mine(open_requests, owed, to_decide, waiting, to_sign_off)

@@ -22,11 +22,18 @@ class DecisionView:
 
 @dataclass(frozen=True)
 class ReviewView:
+    """The review's two steps: the holder's account, then the sign-off (``reviewer_id``, ``notes``, ``done_at``).
+    Fields added later have defaults, so snapshots owed before them still load."""
+
     status: str
     reviewer_id: str | None
     notes: str | None
     done_at: datetime | None
     reminders_sent: int
+    author_id: str | None = None
+    written_at: datetime | None = None
+    account: str | None = None
+    signers: tuple[str, ...] = ()  # who may sign off (user and group ids), for the notices that call on them
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,13 @@ class RequestView:
     alert_channel: str | None = None
     alert_ts: str | None = None
     superseded_by: int | None = None  # the emergency that replaced this request while it was pending
+    level: str | None = None  # the resource's access level; None where the resource declares no levels
+    lesser_levels: tuple[str, ...] = ()  # levels less privileged than ``level`` that were available
+
+    @property
+    def label(self) -> str:
+        """How people name what was asked for: `orders-db`, or `orders-db:write` for a level."""
+        return self.resource if self.level is None else f"{self.resource}:{self.level}"
 
     @property
     def approvers(self) -> list[str]:
@@ -68,7 +82,9 @@ class RequestView:
         return next((d.approver_id for d in self.decisions if not d.approve), None)
 
 
-def snapshot(session: Session, request: Request, approvals_required: int) -> RequestView:
+def snapshot(
+    session: Session, request: Request, approvals_required: int, lesser_levels: tuple[str, ...] = ()
+) -> RequestView:
     review = queries.review(session, request.id)
     return RequestView(
         id=request.id,
@@ -91,7 +107,16 @@ def snapshot(session: Session, request: Request, approvals_required: int) -> Req
         principal=request.principal,
         failure=request.failure,
         revoke_attempts=request.revoke_attempts,
-        review=ReviewView(review.status, review.reviewer_id, review.notes, review.done_at, review.reminders_sent)
+        review=ReviewView(
+            review.status,
+            review.reviewer_id,
+            review.notes,
+            review.done_at,
+            review.reminders_sent,
+            review.author_id,
+            review.written_at,
+            review.account,
+        )
         if review
         else None,
         origin_channel=request.origin_channel,
@@ -100,6 +125,8 @@ def snapshot(session: Session, request: Request, approvals_required: int) -> Req
         alert_channel=request.alert_channel,
         alert_ts=request.alert_ts,
         superseded_by=request.superseded_by,
+        level=request.level,
+        lesser_levels=lesser_levels,
     )
 
 
@@ -130,13 +157,17 @@ def from_data(data: dict[str, Any]) -> RequestView:
     values["duration"] = timedelta(seconds=values["duration"])
     values["status"] = Status(values["status"])
     decided = values.get("decisions", ())
+    values["lesser_levels"] = tuple(values.get("lesser_levels", ()))
     values["decisions"] = tuple(
         DecisionView(d["approver_id"], d["approve"], datetime.fromisoformat(d["at"])) for d in decided
     )
     review = values.get("review")
     if review is not None:
-        done_at = review.get("done_at")
-        values["review"] = replace(
-            ReviewView(**{**review, "done_at": None}), done_at=datetime.fromisoformat(done_at) if done_at else None
-        )
+        known = {f.name for f in fields(ReviewView)}
+        moments = {
+            key: datetime.fromisoformat(review[key]) if review.get(key) else None for key in ("done_at", "written_at")
+        }
+        signers = tuple(review.get("signers", ()))
+        plain = {key: value for key, value in review.items() if key in known and key not in moments}
+        values["review"] = replace(ReviewView(**{**plain, "done_at": None}), signers=signers, **moments)
     return RequestView(**values)

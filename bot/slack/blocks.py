@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.domain.commands import USAGE
 from bot.domain.durations import format_duration
-from bot.domain.states import Status
+from bot.domain.states import ReviewStatus, Status
 from bot.services.requests import Offer
 from bot.services.views import RequestView
 from bot.slack.ids import ActionId
@@ -93,9 +93,17 @@ def review_line(view: RequestView) -> str | None:
     review = view.review
     if review is None:
         return None
-    if review.status == "done":
-        return f"📝 Review recorded by {who(review.reviewer_id)} at {when(review.done_at)}"
-    return f"📝 Post-incident review due from {who(view.requester_id)}"
+    if review.status == ReviewStatus.DONE:
+        return (
+            f"📝 Review: ✅ account by {who(review.author_id)} at {when(review.written_at)} · ✅ signed off by "
+            f"{who(review.reviewer_id)} at {when(review.done_at)}"
+        )
+    if review.status == ReviewStatus.WRITTEN:
+        return (
+            f"📝 Review: ✅ account by {who(review.author_id)} at {when(review.written_at)} · ⏳ sign-off awaited "
+            "from an approver or a reviewer"
+        )
+    return f"📝 Review: ⏳ account due from {who(view.requester_id)} · then a sign-off by an approver or a reviewer"
 
 
 def _as(view: RequestView) -> str:
@@ -108,7 +116,7 @@ def _as(view: RequestView) -> str:
 def request_message(view: RequestView) -> tuple[str, list[Block]]:
     """The message in the approvals (and, for emergencies, audit) channel. Edited in place on every change."""
     summary = (
-        f"{title(view)}: {who(view.requester_id)} · {view.resource} · {format_duration(view.duration)} · "
+        f"{title(view)}: {who(view.requester_id)} · {view.label} · {format_duration(view.duration)} · "
         f"{view.status.value.replace('_', ' ')}"
     )
     blocks: list[Block] = [
@@ -117,14 +125,20 @@ def request_message(view: RequestView) -> tuple[str, list[Block]]:
             "type": "section",
             "fields": [
                 _mrkdwn(f"*Requester*\n{who(view.requester_id)}"),
-                _mrkdwn(f"*Resource*\n{code(view.resource)}{_as(view)}"),
+                _mrkdwn(f"*Resource*\n{code(view.label)}{_as(view)}"),
                 _mrkdwn(f"*Duration*\n{format_duration(view.duration)}"),
                 _mrkdwn(f"*Emergency*\n{'yes, glass broken' if view.emergency else 'no'}"),
             ],
         },
         _section(f"*Reason*\n{escape(view.reason)}"),
-        _context(state_line(view)),
     ]
+    if view.lesser_levels:  # approvers see the choice: less access would have been enough?
+        lesser = ", ".join(code(f"{view.resource}:{level}") for level in view.lesser_levels)
+        more = f"🔎 This asks for more than the least: {lesser} was available."
+        if view.status is Status.PENDING:
+            more += " Approve only if that would not do."
+        blocks.append(_context(more))
+    blocks.append(_context(state_line(view)))
     review = review_line(view)
     if review:
         blocks.append(_context(review))
@@ -170,8 +184,10 @@ def offers_text(offers: list[Offer]) -> str:
             extras.append("emergency allowed")
         if resource.reason_pattern:
             extras.append(f"reason must match {code(resource.reason_pattern)}")
+        if resource.level is not None and not resource.lesser():
+            extras.append(f"the default level: {code(resource.name)} asks for it")
         description = f" — {escape(resource.description, 300)}" if resource.description else ""
-        lines.append(f"• {code(resource.name)} ({'; '.join(extras)}){description}")
+        lines.append(f"• {code(resource.label)} ({'; '.join(extras)}){description}")
     if len(lines) == 1:
         lines.append("None: you are not a requester of any resource. Ask your platform team.")
     return "\n".join(lines)
@@ -182,24 +198,35 @@ def mine_text(
     reviews_owed: Sequence[RequestView],
     to_decide: Sequence[RequestView] = (),
     waiting: int | None = None,
+    to_sign_off: Sequence[RequestView] = (),
 ) -> str:
-    """`/breakglass mine`: only the person's own requests, and other people's that wait for their decision."""
-    if not open_requests and not reviews_owed and not to_decide:
+    """`/breakglass mine`: only the person's own requests, and other people's that wait for their decision or
+    their sign-off."""
+    if not open_requests and not reviews_owed and not to_decide and not to_sign_off:
         return "You have no open requests, grants or reviews due, and nothing waits for your decision."
     lines = []
     if open_requests:
         lines.append("*Your open requests and grants*")
         lines += _listed(
-            [f"• #{v.id} {code(v.resource)} {format_duration(v.duration)} — {state_line(v)}" for v in open_requests]
+            [f"• #{v.id} {code(v.label)} {format_duration(v.duration)} — {state_line(v)}" for v in open_requests]
         )
     if reviews_owed:
-        lines.append(placeholders("*Reviews you owe* (`/breakglass review <id> <notes…>`)"))
-        lines += _listed([f"• #{v.id} {code(v.resource)} — ended {when(v.ended_at)}" for v in reviews_owed])
+        lines.append(placeholders("*Reviews you owe* (`/breakglass review <id> <what happened and why…>`)"))
+        lines += _listed([f"• #{v.id} {code(v.label)} — ended {when(v.ended_at)}" for v in reviews_owed])
+    if to_sign_off:
+        lines.append(placeholders("*Reviews waiting for your sign-off* (`/breakglass review <id>` to read)"))
+        lines += _listed(
+            [
+                f"• #{v.id} {code(v.label)} by {who(v.requester_id)} — written "
+                f"{when(v.review.written_at if v.review else None)}"
+                for v in to_sign_off
+            ]
+        )
     if to_decide:
         lines.append("*Waiting for your decision* (in the approvals channel)")
         lines += _listed(
             [
-                f"• #{v.id} {code(v.resource)} {format_duration(v.duration)} for {who(v.requester_id)}: "
+                f"• #{v.id} {code(v.label)} {format_duration(v.duration)} for {who(v.requester_id)}: "
                 f"{escape(v.reason, 100)}"
                 for v in to_decide
             ],

@@ -15,17 +15,17 @@ SECRET_SHOWN = 30_000  # UTF-16 units; Slack cuts a message at 40,000, and a cut
 
 
 def _ref(view: RequestView) -> str:
-    return f"#{view.id} ({view.resource}, {format_duration(view.duration)})"
+    return f"#{view.id} ({view.label}, {format_duration(view.duration)})"
 
 
 def _active(view: RequestView) -> str:
-    text = f"✅ Your access to *{view.resource}* is active until {when(view.expires_at)}. Request {_ref(view)}."
+    text = f"✅ Your access to *{view.label}* is active until {when(view.expires_at)}. Request {_ref(view)}."
     return text + _how_to_use(view)
 
 
 def _emergency(view: RequestView) -> str:
     text = (
-        f"🚨 Glass broken: you have emergency access to *{view.resource}* until {when(view.expires_at)}. "
+        f"🚨 Glass broken: you have emergency access to *{view.label}* until {when(view.expires_at)}. "
         "The security channel has been told, and a post-incident review will be due when access ends: "
         + placeholders(f"`/breakglass review {view.id} <what happened>`.")
     )
@@ -48,7 +48,7 @@ def credentials(view: RequestView, one_time: str) -> str:
     if units(shown) > SECRET_SHOWN:
         shown = f"too long for a Slack message ({len(one_time)} characters), so not sent; ask the backend's owners"
     return (
-        f"🔑 Your one-time credentials for *{view.resource}* (request #{view.id}): {shown}\n"
+        f"🔑 Your one-time credentials for *{view.label}* (request #{view.id}): {shown}\n"
         f"They stop working {when(view.expires_at)}. Breakglass keeps no copy: this message is the only one."
     )
 
@@ -62,53 +62,80 @@ _TO_REQUESTER: dict[Notice, Callable[[RequestView], str]] = {
         f"⚠️ Request {_ref(v)} was approved, but granting access failed. "
         f"You do *not* have access; the security channel has been told. Why: {_failure(v)}"
     ),
-    Notice.EXPIRING: lambda v: f"⏰ Your access to *{v.resource}* ends {when(v.expires_at)}. Request {_ref(v)}.",
-    Notice.EXPIRED: lambda v: f"⌛ Your access to *{v.resource}* has expired and was revoked. Request {_ref(v)}.",
-    Notice.REVOKED: lambda v: f"🛑 Your access to *{v.resource}* was revoked by {who(v.ended_by)}. Request {_ref(v)}.",
+    Notice.EXPIRING: lambda v: f"⏰ Your access to *{v.label}* ends {when(v.expires_at)}. Request {_ref(v)}.",
+    Notice.EXPIRED: lambda v: f"⌛ Your access to *{v.label}* has expired and was revoked. Request {_ref(v)}.",
+    Notice.REVOKED: lambda v: f"🛑 Your access to *{v.label}* was revoked by {who(v.ended_by)}. Request {_ref(v)}.",
     Notice.CANCELLED: lambda v: f"⌛ Request {_ref(v)} got no decision in time and lapsed.",
     Notice.EMERGENCY: _emergency,
     Notice.REVIEW_DUE: lambda v: (
-        f"📝 A post-incident review is due for request {_ref(v)}. Record it with "
-        + placeholders(f"`/breakglass review {v.id} <what happened, what you changed, what follows>`.")
+        f"📝 A post-incident review is due for request {_ref(v)}: write what happened and why with "
+        + placeholders(f"`/breakglass review {v.id} <what happened, what you changed, what follows>`")
+        + ". An approver or a reviewer then signs it off."
     ),
     Notice.REVIEW_REMINDER: lambda v: (
-        f"📝 Reminder: the post-incident review for request {_ref(v)} is still due. "
-        + placeholders(f"`/breakglass review {v.id} <notes…>`")
+        f"📝 Reminder: your account for the post-incident review of request {_ref(v)} is still due. "
+        + placeholders(f"`/breakglass review {v.id} <what happened and why…>`")
     ),
     Notice.EXTENDED: lambda v: (
-        f"⏩ Your access to *{v.resource}* now lasts until {when(v.expires_at)}. Request {_ref(v)}."
+        f"⏩ Your access to *{v.label}* now lasts until {when(v.expires_at)}. Request {_ref(v)}."
     ),
     Notice.REVIEW_DONE: lambda v: (
-        f"📝 The review of request {_ref(v)} was recorded by {who(v.review.reviewer_id if v.review else None)}."
+        f"📝 The review of request {_ref(v)} was signed off by {who(v.review.reviewer_id if v.review else None)}."
     ),
 }
 
+
+def _mention(entry: str) -> str:
+    """A user or a user group from the policy, called on by name: a group's mention reaches its members."""
+    return f"<!subteam^{entry}>" if entry.startswith("S") and entry.isalnum() else who(entry)
+
+
+def _signers(v: RequestView) -> str:
+    signers = v.review.signers if v.review else ()
+    return ", ".join(_mention(s) for s in signers[:20]) or "an approver or a reviewer"
+
+
+def _sign_off_how(v: RequestView) -> str:
+    return f"`/breakglass review {v.id}` shows the request, decisions, timeline and activity; " + placeholders(
+        f"`/breakglass review {v.id} <notes…>` signs it off."
+    )
+
+
 _TO_CHANNEL: dict[Notice, Callable[[RequestView], str]] = {
-    Notice.RECEIVED: lambda v: f"🔐 {who(v.requester_id)} asked for access to *{v.resource}* (request #{v.id}).",
+    Notice.RECEIVED: lambda v: f"🔐 {who(v.requester_id)} asked for access to *{v.label}* (request #{v.id}).",
     Notice.ACTIVE: lambda v: (
-        f"✅ {who(v.requester_id)} has access to *{v.resource}* until {when(v.expires_at)} (#{v.id})."
+        f"✅ {who(v.requester_id)} has access to *{v.label}* until {when(v.expires_at)} (#{v.id})."
     ),
     Notice.EMERGENCY: lambda v: (
-        f"🚨 {who(v.requester_id)} broke the glass on *{v.resource}*: access until {when(v.expires_at)} (#{v.id})."
+        f"🚨 {who(v.requester_id)} broke the glass on *{v.label}*: access until {when(v.expires_at)} (#{v.id})."
     ),
-    Notice.DENIED: lambda v: f"⛔ Access to *{v.resource}* for {who(v.requester_id)} was denied (#{v.id}).",
-    Notice.EXPIRED: lambda v: f"⌛ Access to *{v.resource}* for {who(v.requester_id)} has ended (#{v.id}).",
-    Notice.REVOKED: lambda v: f"🛑 Access to *{v.resource}* for {who(v.requester_id)} was revoked (#{v.id}).",
+    Notice.DENIED: lambda v: f"⛔ Access to *{v.label}* for {who(v.requester_id)} was denied (#{v.id}).",
+    Notice.EXPIRED: lambda v: f"⌛ Access to *{v.label}* for {who(v.requester_id)} has ended (#{v.id}).",
+    Notice.REVOKED: lambda v: f"🛑 Access to *{v.label}* for {who(v.requester_id)} was revoked (#{v.id}).",
     Notice.GRANT_FAILED: lambda v: (
-        f"⚠️ Granting {who(v.requester_id)} access to *{v.resource}* failed (#{v.id}): {_failure(v)}"
+        f"⚠️ Granting {who(v.requester_id)} access to *{v.label}* failed (#{v.id}): {_failure(v)}"
     ),
     Notice.REVOKE_FAILED: lambda v: (
-        f"🚨 Revoking {who(v.requester_id)}'s access to *{v.resource}* keeps failing (#{v.id}, "
+        f"🚨 Revoking {who(v.requester_id)}'s access to *{v.label}* keeps failing (#{v.id}, "
         f"{v.revoke_attempts} attempts). Breakglass keeps retrying; check the backend. Last error: {_failure(v)}"
     ),
     Notice.EXTENDED: lambda v: (
-        f"⏩ {who(v.requester_id)}'s access to *{v.resource}* was extended until {when(v.expires_at)} (#{v.id})."
+        f"⏩ {who(v.requester_id)}'s access to *{v.label}* was extended until {when(v.expires_at)} (#{v.id})."
     ),
     Notice.REVOKE_RECOVERED: lambda v: (
-        f"✅ Access to *{v.resource}* for {who(v.requester_id)} is revoked at last (#{v.id})."
+        f"✅ Access to *{v.label}* for {who(v.requester_id)} is revoked at last (#{v.id})."
     ),
     Notice.REVIEW_OVERDUE: lambda v: (
-        f"📝 The post-incident review of request #{v.id} ({v.resource}, {who(v.requester_id)}) is overdue."
+        f"📝 The post-incident review of request #{v.id} ({v.label}, {who(v.requester_id)}) is overdue: "
+        "the holder's account is not written yet."
+    ),
+    Notice.REVIEW_WRITTEN: lambda v: (
+        f"📝 {who(v.requester_id)} wrote the review of request #{v.id} ({v.label}). Sign-off awaited from "
+        f"{_signers(v)}: {_sign_off_how(v)}"
+    ),
+    Notice.REVIEW_SIGN_OFF: lambda v: (
+        f"📝 Reminder: the review of request #{v.id} ({v.label}, {who(v.requester_id)}) is written and still awaits "
+        f"a sign-off from {_signers(v)}: {_sign_off_how(v)}"
     ),
 }
 

@@ -112,7 +112,8 @@ class Decision(Base):
 
 
 class Review(Base):
-    """The post-incident review a grant owes once it ends."""
+    """The post-incident review a grant owes once it ends: the holder's account (``author_id``, ``written_at``,
+    ``account``), then another person's sign-off (``reviewer_id``, ``done_at``, ``notes``). See ReviewStatus."""
 
     __tablename__ = "reviews"
 
@@ -121,9 +122,12 @@ class Review(Base):
     requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_reminder_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
-    reviewer_id: Mapped[str | None] = mapped_column(String(32))
-    notes: Mapped[str | None] = mapped_column(Text)
-    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reviewer_id: Mapped[str | None] = mapped_column(String(32))  # who signed it off
+    notes: Mapped[str | None] = mapped_column(Text)  # the sign-off's notes
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when it was signed off
+    author_id: Mapped[str | None] = mapped_column(String(32))  # who wrote the account: the holder
+    written_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    account: Mapped[str | None] = mapped_column(Text)  # what happened and why, in the holder's words
 
 
 class ActivityRecord(Base):

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.domain.states import CLAIMS, FINAL, HOLDS_ACCESS, OPEN, ReviewStatus, Status, can_move
+from bot.domain.states import CLAIMS, FINAL, HOLDS_ACCESS, OPEN, OPEN_REVIEWS, ReviewStatus, Status, can_move
 from bot.store import outbox, replicas
 from bot.store.models import Decision, Request, Review
 
@@ -102,22 +102,12 @@ def review(session: Session, request_id: int) -> Review | None:
     return session.get(Review, request_id, populate_existing=True)
 
 
-def complete_review(session: Session, request_id: int, **done: Any) -> bool:
-    """Record an owed review as done; False if somebody recorded it first."""
+def claim_reminder(session: Session, request_id: int, status: ReviewStatus, due: datetime, next_at: datetime) -> bool:
+    """Take the reminder due at ``due`` for a review in ``status``: moves the next one on, so each reminder is sent
+    once across replicas, and a reminder read before the account was written is not sent as if it were not."""
     statement = (
         update(Review)
-        .where(Review.request_id == request_id, Review.status == ReviewStatus.DUE)
-        .values(**done, next_reminder_at=None)
-        .execution_options(synchronize_session=False)
-    )
-    return session.execute(statement).rowcount == 1
-
-
-def claim_reminder(session: Session, request_id: int, due: datetime, next_at: datetime) -> bool:
-    """Take the reminder due at ``due``: moves the next one on, so each reminder is sent once across replicas."""
-    statement = (
-        update(Review)
-        .where(Review.request_id == request_id, Review.status == ReviewStatus.DUE, Review.next_reminder_at == due)
+        .where(Review.request_id == request_id, Review.status == status, Review.next_reminder_at == due)
         .values(next_reminder_at=next_at, reminders_sent=Review.reminders_sent + 1)
         .execution_options(synchronize_session=False)
     )
@@ -136,7 +126,7 @@ def reviews_due_for(session: Session, user_id: str) -> Sequence[Request]:
     return session.scalars(
         select(Request)
         .join(Review, Review.request_id == Request.id)
-        .where(Request.requester_id == user_id, Review.status == "due")
+        .where(Request.requester_id == user_id, Review.status == ReviewStatus.DUE.value)
         .order_by(Request.id)
     ).all()
 
@@ -178,7 +168,8 @@ def warning_due_ids(session: Session, warn_at_or_before: datetime, limit: int = 
 
 
 def reminder_due_ids(session: Session, now: datetime, limit: int = 100) -> list[int]:
-    statement = select(Review.request_id).where(Review.status == "due", Review.next_reminder_at <= now)
+    open_reviews = [s.value for s in OPEN_REVIEWS]
+    statement = select(Review.request_id).where(Review.status.in_(open_reviews), Review.next_reminder_at <= now)
     return ids(statement.order_by(Review.next_reminder_at), session, limit)
 
 
@@ -194,7 +185,9 @@ def upcoming_times(session: Session, after: datetime, until: datetime | None = N
         session.scalars(select(Request.expires_at).where(Request.status == Status.ACTIVE, *within(Request.expires_at)))
     )
     times += session.scalars(
-        select(Review.next_reminder_at).where(Review.status == "due", *within(Review.next_reminder_at))
+        select(Review.next_reminder_at).where(
+            Review.status.in_([s.value for s in OPEN_REVIEWS]), *within(Review.next_reminder_at)
+        )
     )
     times += session.scalars(
         select(Request.next_attempt_at).where(Request.status == Status.REVOKE_FAILED, *within(Request.next_attempt_at))

@@ -29,6 +29,7 @@ from bot.domain.commands import (
     Mine,
     RecordReview,
     Revoke,
+    ShowReview,
     clean,
     parse,
 )
@@ -213,7 +214,7 @@ def test_any_text_is_a_command_or_a_clear_refusal(text: str) -> None:
     if isinstance(result, CommandError):
         _assert_inert_message(str(result))
         return
-    assert isinstance(result, Help | ListResources | Mine | Revoke | Extend | RecordReview | Ask)
+    assert isinstance(result, Help | ListResources | Mine | Revoke | Extend | RecordReview | ShowReview | Ask)
     _assert_clean_fields(result)
 
 
@@ -221,7 +222,7 @@ def test_any_text_is_a_command_or_a_clear_refusal(text: str) -> None:
 @given(anything)
 def test_request_ids_are_bounded_ascii_numbers(text: str) -> None:
     result = _parsed(text)
-    if isinstance(result, Revoke | Extend | RecordReview):
+    if isinstance(result, Revoke | Extend | RecordReview | ShowReview):
         assert 0 <= result.request_id <= MAX_REQUEST_ID
 
 
@@ -310,6 +311,8 @@ def test_nothing_typed_is_lost_silently(text: str) -> None:
         assert result.emergency == (len(words) < len(typed))
     if isinstance(result, RecordReview):  # free text: every word kept, the flag's spellings included
         assert result.notes.split() == typed[2:]
+    if isinstance(result, ShowReview):  # nothing after the id: nothing to lose
+        assert len(typed) == 2
     if isinstance(result, Extend):
         assert result.duration.split() == typed[2:]
 

@@ -11,14 +11,18 @@ from bot.domain.rules import (
     MAX_REASON,
     Forbidden,
     Refused,
+    check_account,
     check_ask,
     check_decision,
-    check_review,
+    check_review_party,
+    check_reviewable,
+    check_reviews_settled,
     check_revoke,
+    check_sign_off,
     find_resource,
     plainly_requester,
 )
-from bot.domain.states import Status
+from bot.domain.states import ReviewStatus, Status
 from bot.policy import Policy, Resource, parse_policy
 
 POLICY_YAML = """
@@ -246,25 +250,52 @@ def test_nothing_to_revoke_once_access_is_gone_or_never_came(status: Status) -> 
 @pytest.mark.parametrize(
     "status", [Status.ACTIVE, Status.REVOKING, Status.REVOKE_FAILED, Status.EXPIRED, Status.REVOKED]
 )
-@pytest.mark.parametrize(("actor", "is_approver"), [("U0ZOE", False), ("U0BOB", True)])
-def test_holder_or_approver_may_review_what_granted_access(status: Status, actor: str, is_approver: bool) -> None:
-    check_review(actor=actor, holder="U0ZOE", is_approver=is_approver, status=status, granted=True, request_id=7)
+@pytest.mark.parametrize(("actor", "may_sign_off"), [("U0ZOE", False), ("U0BOB", True)])
+def test_holder_or_a_signer_may_review_what_granted_access(status: Status, actor: str, may_sign_off: bool) -> None:
+    check_review_party(actor=actor, holder="U0ZOE", may_sign_off=may_sign_off, request_id=7)
+    check_reviewable(status=status, granted=True, request_id=7)
 
 
 def test_a_stranger_may_not_review() -> None:
-    with pytest.raises(Refused, match="Only the requester or an approver"):
-        check_review(
-            actor="U0EVE", holder="U0ZOE", is_approver=False, status=Status.EXPIRED, granted=True, request_id=7
-        )
+    with pytest.raises(Refused, match="Only the holder of request #7 writes its review"):
+        check_review_party(actor="U0EVE", holder="U0ZOE", may_sign_off=False, request_id=7)
 
 
 @pytest.mark.parametrize("status", [Status.PENDING, Status.APPROVED, Status.DENIED, Status.CANCELLED, Status.TIMED_OUT])
 def test_nothing_to_review_when_access_was_never_granted(status: Status) -> None:
     with pytest.raises(Refused, match="never granted access"):
-        check_review(actor="U0ZOE", holder="U0ZOE", is_approver=False, status=status, granted=False, request_id=7)
+        check_reviewable(status=status, granted=False, request_id=7)
 
 
 @pytest.mark.parametrize("status", [Status.REVOKING, Status.REVOKE_FAILED, Status.EXPIRED])
 def test_a_grant_being_undone_or_taken_over_too_late_never_gave_access_to_review(status: Status) -> None:
     with pytest.raises(Refused, match="never granted access"):
-        check_review(actor="U0ZOE", holder="U0ZOE", is_approver=True, status=status, granted=False, request_id=7)
+        check_reviewable(status=status, granted=False, request_id=7)
+
+
+@pytest.mark.parametrize("review", [None, ReviewStatus.DUE])
+def test_the_holder_writes_the_account_once(review: ReviewStatus | None) -> None:
+    check_account(review=review, request_id=7)
+    for written in (ReviewStatus.WRITTEN, ReviewStatus.DONE):
+        with pytest.raises(Refused, match="cannot sign off your own review"):
+            check_account(review=written, request_id=7)
+
+
+def test_a_sign_off_needs_the_account_then_ended_access_and_happens_once() -> None:
+    for awaited in (None, ReviewStatus.DUE):
+        with pytest.raises(Refused, match="account of request #7 is awaited"):
+            check_sign_off(review=awaited, holds_access=False, reviewer=None, request_id=7)
+    with pytest.raises(Refused, match="still holds access"):
+        check_sign_off(review=ReviewStatus.WRITTEN, holds_access=True, reviewer=None, request_id=7)
+    with pytest.raises(Refused, match="already signed off by <@U0ANN>"):
+        check_sign_off(review=ReviewStatus.DONE, holds_access=False, reviewer="U0ANN", request_id=7)
+    check_sign_off(review=ReviewStatus.WRITTEN, holds_access=False, reviewer=None, request_id=7)
+
+
+def test_an_overdue_account_blocks_new_requests_and_approvals_naming_the_review() -> None:
+    check_reviews_settled(overdue=None, resource=None, block_after=timedelta(days=7))
+    check_reviews_settled(overdue=3, resource="orders-db", block_after=None)
+    with pytest.raises(Refused, match=r"Your review of request #3 \(orders-db:write\) is overdue by more than 7d"):
+        check_reviews_settled(overdue=3, resource="orders-db:write", block_after=timedelta(days=7))
+    with pytest.raises(Refused, match=r"#9 cannot be approved until they do"):
+        check_reviews_settled(overdue=3, resource="orders-db", block_after=timedelta(days=7), approving=9)

@@ -120,7 +120,7 @@ def test_emergency_grants_at_once_alerts_loudly_and_chases_a_review(bot: LocalBo
     bot.advance(timedelta(minutes=20))
     assert view(bot, 1).status is Status.EXPIRED
     assert any("review is due" in t for t in dm_texts(bot, BOB))
-    assert "review due" in state(bot.request_message(1, "C0SECURITY"))
+    assert "account due from <@U0BOB>" in state(bot.request_message(1, "C0SECURITY"))
 
     bot.advance(timedelta(hours=23))
     assert not any("Reminder" in t for t in dm_texts(bot, BOB))
@@ -130,15 +130,18 @@ def test_emergency_grants_at_once_alerts_loudly_and_chases_a_review(bot: LocalBo
     assert sum("is overdue" in t for t in channel_texts(bot, "C0SECURITY")) == 2
 
     refused = bot.command(DAVE, "review 1 not mine to review")
-    assert "Only the requester or an approver" in refused.text
-    done = bot.command(BOB, "review 1 a migration locked orders; rolled back")
-    assert "recorded" in done.text
-    assert "Review recorded by <@U0BOB>" in state(bot.request_message(1, "C0SECURITY"))
+    assert "Only the holder of request #1 writes its review" in refused.text
+    written = bot.command(BOB, "review 1 a migration locked orders; rolled back")
+    assert "is written" in written.text
+    assert "account by <@U0BOB>" in state(bot.request_message(1, "C0SECURITY"))
     bot.advance(timedelta(days=3))
-    assert sum("Reminder" in t for t in dm_texts(bot, BOB)) == 2
-    assert "already reviewed" in bot.command(ALICE, "review 1 again").text
+    assert sum("Reminder" in t for t in dm_texts(bot, BOB)) == 2  # the holder's part is done: no more for them
+    assert "signed off" in bot.command(ALICE, "review 1 agreed").text
+    assert "signed off by <@U0ALICE01>" in state(bot.request_message(1, "C0SECURITY"))
+    assert "already signed off" in bot.command(ALICE, "review 1 again").text
     actions = [a for a, _ in audit_actions(bot, 1)]
-    assert actions[:3] == ["requested", "emergency", "granted"] and actions[-1] == "reviewed"
+    assert actions[:3] == ["requested", "emergency", "granted"] and actions[-1] == "review_signed_off"
+    assert actions.index("review_written") < actions.index("review_signed_off")
 
 
 def test_emergency_is_refused_where_the_policy_does_not_allow_it(bot: LocalBot, receiver: WebhookReceiver) -> None:

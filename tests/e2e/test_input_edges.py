@@ -36,9 +36,9 @@ def test_a_review_note_keeps_the_word_emergency(bot: LocalBot) -> None:
 
     reply = bot.command(BOB, f"review 1 {notes}")
 
-    assert "Review of request #1 recorded" in reply.text
+    assert "Your review of request #1 is written" in reply.text
     review = view(bot, 1).review
-    assert review is not None and review.notes == notes
+    assert review is not None and review.account == notes
 
 
 @pytest.mark.parametrize(

@@ -223,7 +223,7 @@ def test_strangers_cannot_revoke_or_review_and_it_is_written_down(bot: LocalBot,
 
     assert "Only the holder or an approver" in bot.command(DAVE, "revoke 1").text
     assert "Only the holder or an approver" in (bot.click(DAVE, ActionId.REVOKE, 1).answer or "")
-    assert "Only the requester or an approver" in bot.command(DAVE, "review 1 nothing to see").text
+    assert "Only the holder of request #1 writes its review" in bot.command(DAVE, "review 1 nothing to see").text
 
     assert view(bot, 1).status is Status.ACTIVE
     assert [e.actor for e in events(bot, "revoke_refused")] == [DAVE, DAVE]
