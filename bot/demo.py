@@ -1,7 +1,8 @@
 """`breakglass demo`: the whole story, locally, with no Slack workspace.
 
 The real bot runs over HTTP against a stand-in for the Slack Web API; requests are signed as Slack signs them;
-the database is SQLite in a temporary folder; access goes through the `log` adapter; time moves on demand.
+the database is SQLite in a temporary folder; access is to a toy database in the process (`demo-db`), which records
+what a watched grant runs, as pgaudit does for PostgreSQL; time moves on demand.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import timedelta
 from importlib.resources import files
 from pathlib import Path
 
+from bot.devtools.demo_database import DemoDatabase
 from bot.devtools.local_bot import PEOPLE, LocalBot, Reply
 from bot.devtools.transcript import plain, render_blocks
 from bot.policy import parse_policy
@@ -22,6 +24,7 @@ from bot.store.models import AuditEvent
 from bot.store.verify import verify
 
 NAMES = {user_id: person["name"] for user_id, person in PEOPLE.items()} | {
+    "S0SECURITY": "@security",
     "C0APPROVALS": "#approvals",
     "C0SECURITY": "#security",
     "C0INCIDENT": "#incident-4211",
@@ -57,6 +60,20 @@ class Story:
                 print(f"    (only you) {line}")
         self.slack_activity()
 
+    def runs(self, user: str, statement: str) -> None:
+        """The person uses their access: a statement on the demo database, as their backend identity."""
+        print(f"  {NAMES[user]} runs on the orders database: {statement}")
+        try:
+            DemoDatabase.named("orders").run(user, statement, at=self.bot.clock.now())
+        except PermissionError as refused:
+            print(f"    the database refuses: {refused}")
+
+    def read(self, delta: timedelta, why: str) -> None:
+        print(f"  ... {why}: the clock moves on {delta}")
+        self.bot.clock.advance(delta)
+        self.bot.read_activity()
+        self.slack_activity()
+
     def wait(self, delta: timedelta, why: str) -> None:
         print(f"  ... {why}: the clock moves on {delta}")
         self.bot.advance(delta)
@@ -70,6 +87,8 @@ class Story:
             channel = str(call.args.get("channel"))
             where = f"DM to {NAMES[channel]}" if channel.startswith("U") else NAMES.get(channel, channel)
             verb = "edits its message in" if call.method == "chat.update" else "posts to"
+            if call.args.get("thread_ts"):
+                verb = "replies in a message's thread in"
             print(f"  bot {verb} {where}:")
             blocks = call.args.get("blocks")
             lines = render_blocks(blocks, NAMES) if blocks else plain(str(call.args.get("text")), NAMES).splitlines()
@@ -84,8 +103,8 @@ def run_demo(pace: float = 0.0) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         database = Path(folder) / "demo.db"
-        print("Breakglass demo: the real bot over HTTP, a stand-in Slack API on loopback, SQLite, the log adapter.")
-        print("People: bob is on call; alice and carol lead SRE and approve; dave is a developer.")
+        print("Breakglass demo: the real bot over HTTP, a stand-in Slack API on loopback, SQLite, a toy database.")
+        print("People: bob is on call; alice and carol lead SRE and approve; dave is a developer; erin is security.")
         with LocalBot(policy, f"sqlite:///{database}") as bot:
             story = Story(bot, pace)
             _tell(story)
@@ -107,7 +126,7 @@ def run_demo(pace: float = 0.0) -> int:
 
 def _tell(story: Story) -> None:
     bot = story.bot
-    story.step("1. Bob asks for access from the incident channel")
+    story.step("1. Bob asks for the orders database from the incident channel: read, the least level, is the default")
     story.says("U0BOB", "orders-db 30m INC-4211 checkout is failing")
 
     story.step("2. Bad input is refused at once, saying what is allowed")
@@ -119,26 +138,39 @@ def _tell(story: Story) -> None:
     story.clicks("U0BOB", ActionId.APPROVE, 1)
     story.clicks("U0DAVE", ActionId.APPROVE, 1)
 
-    story.step("4. Alice approves: access is granted through the adapter, the message is edited in place")
+    story.step("4. Alice approves: read access is granted through the adapter, the message is edited in place")
     story.clicks("U0ALICE01", ActionId.APPROVE, 1)
+    story.runs("U0BOB", "SELECT id, status FROM orders WHERE status = 'stuck'")
+    story.runs("U0BOB", "UPDATE orders SET status = 'paid' WHERE id = 4211")
 
-    story.step("5. Time passes: bob is warned, then access expires and is revoked")
-    story.wait(timedelta(minutes=21), "twenty minutes of debugging")
-    story.wait(timedelta(minutes=10), "the grant runs out")
+    story.step("5. Bob needs to write: one level at a time, so he gives read back and asks for write")
+    story.says("U0BOB", "orders-db:write 30m INC-4211 mark the stuck orders paid")
+    story.says("U0BOB", "revoke 1")
+    story.says("U0BOB", "orders-db:write 30m INC-4211 mark the stuck orders paid")
 
-    story.step("6. Two approvals needed: carol and alice both approve")
-    story.says("U0BOB", "payments-admin 15m INC-4211 refund stuck orders")
+    story.step("6. Write needs two approvers, and they are shown that read was available: carol and alice approve")
     story.clicks("U0CAROL", ActionId.APPROVE, 2)
     story.clicks("U0ALICE01", ActionId.APPROVE, 2)
-    story.step("7. Bob is done early and gives access back")
+
+    story.step("7. A watched session: the database records every statement; the bot posts them in the request's thread")
+    story.runs("U0BOB", "SELECT id, status FROM orders WHERE status = 'stuck'")
+    story.runs("U0BOB", "UPDATE orders SET status = 'paid' WHERE id IN (4211, 4212)")
+    story.runs("U0BOB", "DROP TABLE orders_stuck_tmp")
+    story.read(timedelta(minutes=1), "the next read of the session's activity, at most a minute later")
     story.says("U0BOB", "revoke 2")
 
     story.step("8. A real emergency: bob breaks the glass. Access at once, loud alerts, a review becomes due")
     story.says("U0BOB", "orders-db 20m INC-4212 orders table locked --emergency")
+    story.says("U0BOB", "orders-db:write 20m INC-4212 orders table locked --emergency")
+    story.runs("U0BOB", "SELECT pid, query FROM pg_locks_demo")
+    story.runs("U0BOB", "TRUNCATE orders_lock_queue")
     story.wait(timedelta(minutes=21), "the emergency grant runs out")
 
-    story.step("9. The review is chased until it is recorded")
+    story.step("9. The review is an audit: bob writes what happened, someone else signs it off")
     story.wait(timedelta(hours=24), "a day without a review")
     story.says("U0BOB", "mine")
-    story.says("U0BOB", "review 3 a migration locked orders; rolled it back and added a lock timeout")
+    story.says("U0BOB", "review 3 a migration locked orders; I truncated the lock queue, then added a lock timeout")
+    story.says("U0BOB", "review 3 signing off my own review")
+    story.says("U0ALICE01", "review 3")
+    story.says("U0ALICE01", "review 3 the truncate was the documented fix; lock timeout verified in CHG-88")
     assert bot.runtime is not None

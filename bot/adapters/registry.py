@@ -25,6 +25,7 @@ BUILTIN: dict[str, tuple[str, str | None]] = {
     "aws-iam": ("bot.adapters.aws_iam:AwsIamAdapter", "aws"),
     "ldap": ("bot.adapters.ldap:LdapAdapter", "ldap"),
     "kubernetes": ("bot.adapters.kubernetes:KubernetesAdapter", "kubernetes"),
+    "demo-db": ("bot.devtools.demo_database:DemoDatabaseAdapter", None),  # a toy database, for the demo
 }
 
 
@@ -77,7 +78,7 @@ def build(name: str, params: Mapping[str, Any], where: str, environ: Mapping[str
         parsed = kind.Params.model_validate(resolved)
     except ValidationError as error:
         problems = "; ".join(
-            f"{where}.params.{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            f"{'.'.join([f'{where}.params', *(str(p) for p in e['loc'])])}: {e['msg'].removeprefix('Value error, ')}"
             for e in error.errors()
         )
         raise PolicyError(problems) from None
@@ -85,12 +86,17 @@ def build(name: str, params: Mapping[str, Any], where: str, environ: Mapping[str
 
 
 def build_all(policy: Policy, environ: Mapping[str, str]) -> dict[str, Adapter]:
-    """An adapter per resource. Every problem is collected, so `breakglass check` can list them all."""
+    """An adapter per resource, or per level of a resource with levels (keyed by ``Resource.label``): a level's params
+    are merged over the resource's, and validated as a whole under the level's own key path. Every problem is
+    collected, so `breakglass check` can list them all."""
     adapters: dict[str, Adapter] = {}
     problems: list[str] = []
-    for resource in policy.resources.values():
+    for resource in policy.grantables():
+        where = f"resources.{resource.name}"
+        if resource.level is not None:
+            where = f"{where}.levels.{resource.level}"
         try:
-            adapters[resource.name] = build(resource.adapter, resource.params, f"resources.{resource.name}", environ)
+            adapters[resource.label] = build(resource.adapter, resource.params, where, environ)
         except PolicyError as error:
             problems.append(str(error))
     if problems:

@@ -18,6 +18,7 @@ from bot.clock import ManualClock
 from bot.devtools.slack_requests import SlackSender
 from bot.devtools.slack_standin import SlackStandIn
 from bot.policy import Policy
+from bot.services import activity
 from bot.services.common import load_view
 from bot.services.deps import Tuning
 from bot.services.sweep import SweepReport
@@ -36,8 +37,9 @@ PEOPLE = {
     "U0CAROL": {"name": "carol", "real_name": "Carol Approver", "email": "carol@example.com"},
     "U0BOB": {"name": "bob", "real_name": "Bob Oncall", "email": "bob@example.com"},
     "U0DAVE": {"name": "dave", "real_name": "Dave Developer", "email": "dave@example.com"},
+    "U0ERIN": {"name": "erin", "real_name": "Erin Security", "email": "erin@example.com"},
 }
-GROUPS = {"S0SRELEADS": ["U0ALICE01", "U0CAROL"], "S0ONCALL": ["U0BOB"]}
+GROUPS = {"S0SRELEADS": ["U0ALICE01", "U0CAROL"], "S0ONCALL": ["U0BOB"], "S0SECURITY": ["U0ERIN"]}
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,12 @@ class LocalBot:
     def sweep(self) -> SweepReport:
         assert self.runtime is not None
         return self.runtime.sweeper()
+
+    def read_activity(self) -> int:
+        """Read what watched grants did on their backends, as the scheduler's activity job would: how many grants
+        were read."""
+        assert self.runtime is not None
+        return activity.read_due(self.runtime.deps)
 
     # -- what Slack shows -----------------------------------------------------------------------
 
