@@ -303,3 +303,17 @@ def log_uncaught() -> None:
 
     sys.excepthook = main_thread
     threading.excepthook = other_thread
+
+
+# A password typed into a statement (`ALTER ROLE … PASSWORD '…'`, `IDENTIFIED BY '…'`, `SET PASSWORD = PASSWORD('…')`):
+# captured activity is posted in Slack and kept, and a new password is its owner's alone, though no process knows it.
+_PASSWORD_LITERAL = re.compile(
+    r"""(\b(?:password|identified\s+(?:with\s+\S+\s+)?(?:by|as))\b(?:\s+for\s+\S+)?\s*=?\s*(?:password\s*\(\s*)?)"""
+    r"""('(?:[^'\\]|''|\\.)*'|"(?:[^"\\]|""|\\.)*")""",
+    re.IGNORECASE,
+)
+
+
+def blank_password_literals(text: str) -> str:
+    """``text`` with every quoted literal that follows a password keyword blanked (the keyword is kept)."""
+    return _PASSWORD_LITERAL.sub(lambda match: f"{match.group(1)}'{REDACTED}'", text)

@@ -33,6 +33,7 @@ from bot.redaction import (
     REDACTED,
     RedactingFilter,
     Redactor,
+    blank_password_literals,
     collect,
     install,
     log_uncaught,
@@ -508,3 +509,19 @@ resources:
 """)
     found = dict(referenced_secrets(policy, {"WRITE_TOKEN": "level-secret-value-123"}))
     assert found == {"resources.orders:write.params ${WRITE_TOKEN}": "level-secret-value-123"}
+
+
+@pytest.mark.parametrize(
+    ("typed", "kept"),
+    [
+        ("ALTER ROLE x WITH PASSWORD 'hunter2'", "ALTER ROLE x WITH PASSWORD '[redacted]'"),
+        ("CREATE ROLE r LOGIN ENCRYPTED PASSWORD 'a''b'", "CREATE ROLE r LOGIN ENCRYPTED PASSWORD '[redacted]'"),
+        ("CREATE USER u IDENTIFIED BY 'p'", "CREATE USER u IDENTIFIED BY '[redacted]'"),
+        ('ALTER USER u IDENTIFIED WITH ed25519 AS "p"', "ALTER USER u IDENTIFIED WITH ed25519 AS '[redacted]'"),
+        ("SET PASSWORD FOR u@h = PASSWORD('pw')", "SET PASSWORD FOR u@h = PASSWORD('[redacted]')"),
+        ("SELECT 'password' FROM t", "SELECT 'password' FROM t"),
+        ("SELECT * FROM users WHERE password_hash = 'x'", "SELECT * FROM users WHERE password_hash = 'x'"),
+    ],
+)
+def test_a_password_typed_into_a_statement_is_blanked(typed: str, kept: str) -> None:
+    assert blank_password_literals(typed) == kept

@@ -24,6 +24,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from bot.adapters.base import MAX_ACTION, Activity, Adapter, AdapterError, CapturesActivity, GrantContext, Receipt
+from bot.redaction import blank_password_literals
 from bot.services import tell
 from bot.services.activity_notes import ActivityNote, Line, Note
 from bot.services.backend import adapter_error, call_backend, scrubbed
@@ -163,8 +164,9 @@ def _flag(patterns: Sequence[re.Pattern[str]], action: str) -> str | None:
 
 
 def _clean(deps: Deps, item: Activity) -> Activity:
-    """Secrets the process knows blanked (the adapter blanked the ones it knew), and the action bounded."""
-    action = deps.redactor.scrub(item.action)
+    """Secrets the process knows blanked (the adapter blanked the ones it knew), passwords typed into statements too,
+    and the action bounded."""
+    action = blank_password_literals(deps.redactor.scrub(item.action))
     if len(action) > MAX_ACTION:
         action = action[: MAX_ACTION - 1] + "…"
     return Activity(item.at, item.principal, action, deps.redactor.scrub_data(dict(item.detail)))

@@ -369,3 +369,18 @@ def test_a_flood_of_matches_is_announced_a_few_at_a_time(bot: Services, backend:
     alerts = notes(bot, Note.FLAGGED)
     assert len(alerts) == activity.FLAGS_ANNOUNCED and all(a.total == activity.FLAGS_ANNOUNCED * 3 for *_, a in alerts)
     assert len(events(bot, "activity_flagged")) == activity.FLAGS_ANNOUNCED * 3, "every match is in the trail"
+
+
+def test_a_password_typed_into_a_statement_reaches_neither_slack_nor_the_record(
+    bot: Services, backend: CapturingAdapter
+) -> None:
+    current = granted(bot)
+    backend.do(PRINCIPAL, "ALTER ROLE app_user WITH PASSWORD 'Tr0ub4dor&3-new'", bot.clock.now())
+    backend.do(PRINCIPAL, "CREATE USER etl IDENTIFIED BY 'c0rrect-h0rse'", bot.clock.now())
+    bot.clock.advance(EVERY)
+    activity.read_due(bot.deps)
+    posted = json.dumps([note.lines for _, _, note in notes(bot, Note.DIGEST)], default=str)
+    stored = json.dumps(kept(bot, current.id)) + json.dumps([e.detail for e in events(bot, "activity_captured")])
+    for secret in ("Tr0ub4dor&3-new", "c0rrect-h0rse"):
+        assert secret not in posted and secret not in stored
+    assert "PASSWORD '[redacted]'" in stored and "IDENTIFIED BY '[redacted]'" in stored
