@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from bot.adapters import principal
 from bot.adapters.base import GrantContext, Person
-from bot.domain.rules import Refused
+from bot.domain.rules import Refused, plainly_requester
 from bot.policy import Resource
 from bot.services import guard
 from bot.services.deps import Deps
@@ -19,7 +19,12 @@ from bot.store.models import Request
 
 def view(deps: Deps, session: Session, request: Request) -> RequestView:
     resource = deps.resource(request.resource, request.level)
-    lesser = tuple(resource.lesser()) if resource is not None and request.level is not None else ()
+    lesser: tuple[str, ...] = ()
+    if resource is not None and request.level is not None:  # what the requester could have asked for instead
+        base = deps.policy.resources[request.resource]
+        lesser = tuple(
+            lv for lv in resource.lesser() if plainly_requester(request.requester_id, base.at(lv)) is not False
+        )
     return snapshot(session, request, deps.approvals_required(request.resource, request.level), lesser)
 
 
@@ -66,6 +71,21 @@ def _unstored_principal(deps: Deps, resource_name: str, person: Person) -> str:
         return principal_for(deps, resource, person)
     except principal.Unmappable:
         return person.slack_id
+
+
+def same_identity(deps: Deps, actor: str, current: RequestView) -> bool:
+    """Whether ``actor`` (not the requester) maps to the same backend identity as the requester on the request's
+    resource: two Slack accounts mapped to one login are one person to the backend, so the second may neither decide
+    on the first's request nor sign off its review. Asked only when the answer matters (a lookup of the actor)."""
+    if actor == current.requester_id or current.principal is None:
+        return False
+    resource = deps.resource(current.resource, current.level)
+    if resource is None:
+        return False
+    try:
+        return principal_for(deps, resource, deps.directory.person(actor)) == current.principal
+    except principal.Unmappable:
+        return False
 
 
 def approver_unless_holder(deps: Deps, actor: str, current: RequestView) -> bool:

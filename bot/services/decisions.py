@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from bot.domain.rules import Refused, check_decider, check_still_fresh, check_still_requester
 from bot.domain.states import Status
 from bot.services import access, reviews, tell
-from bot.services.common import existing, refuse, view
+from bot.services.common import existing, refuse, same_identity, view
 from bot.services.deps import Deps
 from bot.services.outcome import outcome
 from bot.services.ports import Notice
@@ -40,6 +40,13 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool) -> RequestVie
         if current.status is not Status.PENDING:
             raise Refused(f"{refusal} {outcome(current)}") from None
         raise
+    if same_identity(deps, actor, current):  # the requester through another Slack account: still their own request
+        why = (
+            f"You are the same backend identity as the requester of #{request_id} (`{current.principal}`), so this "
+            "is your own request; another approver has to decide."
+        )
+        refuse(deps, actor, current, "decision_refused", why)
+        raise Refused(why)
     if current.status is not Status.PENDING:  # a button on a message whose moment has passed: harmless
         raise Refused(f"{outcome(current)} Nothing was done.")
 

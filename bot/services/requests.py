@@ -40,8 +40,6 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> Requ
     except Forbidden as refusal:  # an attempt on something forbidden: written down and counted
         guard.refused(deps, actor, "request_refused", str(refusal), resource=ask.resource)
         raise
-    if not ask.emergency:  # an overdue review blocks ordinary requests; breaking the glass always goes through
-        reviews.check_not_blocked(deps, actor, resource.name)
     now = deps.now()
     too_many = guard.requests_cap_problem(deps, actor, now)
     if too_many:
@@ -55,6 +53,8 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> Requ
         with deps.db.transaction() as session:  # a profile problem, not an attempt on something forbidden
             audit.record(session, "request_refused", at=now, actor=actor, resource=resource.name, reason=why)
         raise Refused(why) from None
+    if not ask.emergency:  # an overdue review blocks ordinary requests; breaking the glass always goes through
+        reviews.check_not_blocked(deps, actor, resource.name, identity)
     key = live_key(scope(deps.policy, resource.name), identity)
     superseded: RequestView | None = None
     try:

@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot.domain.live import twins
 from bot.domain.rules import (
     Refused,
     check_account,
@@ -27,7 +28,7 @@ from bot.domain.rules import (
 )
 from bot.domain.states import HOLDS_ACCESS, OPEN_REVIEWS, ReviewStatus
 from bot.services import tell
-from bot.services.common import existing, refuse_outsider, view
+from bot.services.common import existing, refuse, refuse_outsider, same_identity, view
 from bot.services.deps import Deps
 from bot.services.ports import Notice
 from bot.services.views import RequestView
@@ -42,7 +43,7 @@ PACKET_ACTIVITY = 30  # actions listed in a review packet: every flagged one fir
 def may_sign_off(deps: Deps, actor: str, current: RequestView) -> bool:
     """An approver of the request's resource at its level, or a listed reviewer; never the holder. Asked only of
     someone other than the holder, so the holder's own steps never wait on a group lookup."""
-    if actor == current.requester_id:
+    if actor == current.requester_id or same_identity(deps, actor, current):
         return False
     return deps.is_approver(actor, current.resource, current.level) or deps.is_listed(
         actor, deps.policy.review.reviewers
@@ -66,6 +67,13 @@ def _with_signers(deps: Deps, current: RequestView) -> RequestView:
 def record(deps: Deps, actor: str, request_id: int, notes: str) -> RequestView:
     """`/breakglass review <id> <notes…>`: the holder's account, or (by anyone else who may) the sign-off."""
     current = existing(deps, request_id)
+    if same_identity(deps, actor, current):  # the holder through another Slack account: still their own review
+        why = (
+            f"You are the same backend identity as the holder of #{request_id} (`{current.principal}`): this is "
+            "your own review, which an approver of the resource or a reviewer signs off."
+        )
+        refuse(deps, actor, current, "review_refused", why)
+        raise Refused(why)
     signer = may_sign_off(deps, actor, current)
     try:
         check_review_party(actor=actor, holder=current.requester_id, may_sign_off=signer, request_id=request_id)
@@ -250,27 +258,30 @@ def awaiting_sign_off(deps: Deps, session: Session, actor: str, approves: list[s
 # -- review.block_after ---------------------------------------------------------------------------------------
 
 
-def _overdue(deps: Deps, session: Session, user_id: str) -> Request | None:
-    """The person's oldest review whose account is overdue by longer than ``block_after``. Overdue starts with
-    the first reminder (one ``remind_every`` after the review fell due), when the audit channel hears of it."""
+def _overdue(deps: Deps, session: Session, user_id: str, resource: str, principal: str | None) -> Request | None:
+    """The person's oldest review whose account is overdue by longer than ``block_after``: theirs by Slack id, or
+    by the backend identity they ask as (another Slack account mapped to the same login is the same person there).
+    Overdue starts with the first reminder (one ``remind_every`` after the review fell due), when the audit channel
+    hears of it."""
     block_after = deps.policy.review.block_after
     if block_after is None:
         return None
     cutoff = deps.now() - deps.policy.review.remind_every - block_after
-    return stored.overdue_account(session, user_id, cutoff)
+    identity = None if principal is None else (twins(deps.policy, resource), principal)
+    return stored.overdue_account(session, user_id, cutoff, identity)
 
 
 def _label(request: Request) -> str:
     return request.resource if request.level is None else f"{request.resource}:{request.level}"
 
 
-def check_not_blocked(deps: Deps, actor: str, resource: str) -> None:
+def check_not_blocked(deps: Deps, actor: str, resource: str, principal: str | None) -> None:
     """Before a non-emergency request is stored: refused while the person's own account is overdue too long."""
     block_after = deps.policy.review.block_after
     if block_after is None:
         return
     with deps.db.transaction() as session:
-        overdue = _overdue(deps, session, actor)
+        overdue = _overdue(deps, session, actor, resource, principal)
         if overdue is None:
             return
         try:
@@ -289,7 +300,7 @@ def check_approvable(deps: Deps, actor: str, current: RequestView) -> None:
     if block_after is None or current.emergency:
         return
     with deps.db.transaction() as session:
-        overdue = _overdue(deps, session, current.requester_id)
+        overdue = _overdue(deps, session, current.requester_id, current.resource, current.principal)
         if overdue is None:
             return
         try:

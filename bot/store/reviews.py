@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.domain.states import ReviewStatus
@@ -46,13 +46,24 @@ def sign_off(session: Session, request_id: int, *, reviewer: str, notes: str, at
     return session.execute(statement).rowcount == 1
 
 
-def overdue_account(session: Session, user_id: str, due_before: datetime) -> Request | None:
-    """The oldest request of ``user_id`` whose account was due before ``due_before`` and is still not written."""
+def overdue_account(
+    session: Session,
+    user_id: str,
+    due_before: datetime,
+    identity: tuple[Sequence[str], str] | None = None,
+) -> Request | None:
+    """The oldest request of ``user_id`` whose account was due before ``due_before`` and is still not written; with
+    ``identity`` (resources and a backend principal), also one made by another Slack account as that same principal
+    on those resources: to the backend, and so here, they are one person."""
+    whose = Request.requester_id == user_id
+    if identity is not None:
+        resources, principal = identity
+        whose = or_(whose, and_(Request.principal == principal, Request.resource.in_(list(resources))))
     statement = (
         select(Request)
         .join(Review, Review.request_id == Request.id)
         .where(
-            Request.requester_id == user_id,
+            whose,
             Review.status == ReviewStatus.DUE.value,
             Review.requested_at < due_before,
         )
