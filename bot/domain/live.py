@@ -10,12 +10,13 @@ carries ``live_key``, which a unique index lets only one row hold, and the move 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
 from bot.domain.rules import Refused
 from bot.domain.states import OPEN, Status
-from bot.policy import Policy
+from bot.policy import Policy, Resource
 
 # Every status in which a request may still lead to, hold, or be removing access: exactly the open ones.
 LIVE = OPEN
@@ -27,12 +28,20 @@ assert WAITING | HOLDING | ENDING == LIVE
 
 def twins(policy: Policy, resource: str) -> list[str]:
     """The resources that give the same access on the same backend as ``resource`` (the same adapter and params, so
-    perhaps other durations or approvers), itself included, sorted. Grants of any of them are one thing on the
-    backend: one person may hold only one of them at a time, and reconciliation counts a grant of any as cover."""
+    perhaps other durations or approvers), itself included, sorted. Levels count by their merged params: a resource
+    with the params of another's level is a twin of it. Grants of any of them are one thing on the backend: one
+    person may hold only one of them at a time, and reconciliation counts a grant of any as cover."""
     me = policy.resources.get(resource)
     if me is None:
         return [resource]
-    return sorted(r.name for r in policy.resources.values() if r.adapter == me.adapter and r.params == me.params)
+    mine = _grants(me)
+    return sorted(r.name for r in policy.resources.values() if r.name == resource or _grants(r) & mine)
+
+
+def _grants(resource: Resource) -> set[str]:
+    """What each level of ``resource`` grants, comparably: its adapter and its params (merged, as JSON)."""
+    views = [resource.at(level) for level in resource.level_names or [None]]
+    return {json.dumps([v.adapter, v.params], sort_keys=True, default=str) for v in views}
 
 
 def scope(policy: Policy, resource: str) -> str:
