@@ -307,10 +307,12 @@ def log_uncaught() -> None:
 
 # A password typed into a statement (`ALTER ROLE … PASSWORD '…'`, `IDENTIFIED BY '…'`, `SET PASSWORD = PASSWORD('…')`):
 # captured activity is posted in Slack and kept, and a new password is its owner's alone, though no process knows it.
+_GAP = r"(?:\s|/\*.*?\*/|--[^\n]*\n)*"  # whitespace and comments, which SQL allows between the keyword and the value
 _PASSWORD_LITERAL = re.compile(
-    r"""(\b(?:password|identified\s+(?:with\s+\S+\s+)?(?:by|as))\b(?:\s+for\s+\S+)?\s*=?\s*(?:password\s*\(\s*)?)"""
-    r"""('(?:[^'\\]|''|\\.)*'|"(?:[^"\\]|""|\\.)*")""",
-    re.IGNORECASE,
+    rf"(\b(?:password|identified{_GAP}(?:with{_GAP}\S+{_GAP})?(?:by|as))\b(?:{_GAP}for{_GAP}\S+)?{_GAP}=?{_GAP}"
+    rf"(?:(?:password{_GAP})?\({_GAP})?)"
+    r"((?:[EeNn]|[Uu]&)?'(?:[^'\\]|''|\\.)*'|\"(?:[^\"\\]|\"\"|\\.)*\"|\$(\w*)\$.*?\$\3\$)",
+    re.IGNORECASE | re.DOTALL,
 )
 
 

@@ -19,6 +19,7 @@ the contract suite has a mixin for each.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -162,6 +163,15 @@ class Lists(Protocol):
 
 
 MAX_ACTION = 2000  # characters of one captured statement or command kept; the rest is cut and marked
+_LEADING_NOISE = re.compile(r"(?:\s+|/\*.*?\*/|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$))*", re.DOTALL)
+
+
+def leading_command(statement: str) -> str:
+    """A SQL statement's first two words after any comments (`DROP TABLE`): what it does, for an Activity's detail
+    (``command``) when the statement is cut, so padding it past the cut does not hide it from ``alert_on``."""
+    start = _LEADING_NOISE.match(statement)
+    rest = statement[start.end() if start else 0 :]
+    return " ".join(rest.split()[:2]).upper()[:64]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from bot.adapters.base import MAX_ACTION, Activity, AdapterError
+from bot.adapters.base import MAX_ACTION, Activity, AdapterError, leading_command
 
 log = logging.getLogger("breakglass.adapters.mysql")
 
@@ -214,6 +214,8 @@ def parse_line(raw: bytes, login: str, local_offset: timedelta) -> Activity | No
         "client": fields["client"],
         "error": int(fields["error"]),
     }
+    if len(action) > MAX_ACTION:  # what the statement does survives the cut, for alert_on to see
+        detail["command"] = leading_command(action)
     return Activity(at=at, principal=login, action=cut(action), detail=detail)
 
 

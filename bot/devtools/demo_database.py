@@ -23,6 +23,7 @@ from bot.adapters.base import (
     AdapterParams,
     GrantContext,
     Receipt,
+    leading_command,
 )
 
 PAGE = 500
@@ -127,6 +128,9 @@ class DemoDatabaseAdapter:
                 break
             read += 1
             if entry.principal == ctx.principal and (cursor is not None or entry.at >= since):
-                text = entry.text if len(entry.text) <= MAX_ACTION else entry.text[: MAX_ACTION - 1] + "…"
-                items.append(Activity(entry.at, entry.principal, text, {"database": self.params.database}))
+                detail = {"database": self.params.database}
+                text = entry.text
+                if len(text) > MAX_ACTION:
+                    text, detail["command"] = text[: MAX_ACTION - 1] + "…", leading_command(text)
+                items.append(Activity(entry.at, entry.principal, text, detail))
         return ActivityPage(items, str(start + read), more=read < len(log))

@@ -24,6 +24,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from bot.adapters.base import MAX_ACTION, Activity, Adapter, AdapterError, CapturesActivity, GrantContext, Receipt
+from bot.policy import Resource
 from bot.redaction import blank_password_literals
 from bot.services import tell
 from bot.services.activity_notes import ActivityNote, Line, Note
@@ -97,6 +98,16 @@ def record_watch(deps: Deps, session: Session, request: Request, outcome: Watch)
 # -- reading -------------------------------------------------------------------------------------------------------
 
 
+ALERT_WITHIN = timedelta(seconds=60)  # a statement matching alert_on is announced within the minute it ran
+
+
+def period(resource: Resource | None) -> timedelta:
+    """How often a grant's activity is read: every ``activity_every``, and at least every minute where ``alert_on``
+    patterns wait to be matched, however long the digest's period (each read posts what it found)."""
+    every = resource.activity_every if resource is not None and resource.activity_every else timedelta(seconds=60)
+    return min(every, ALERT_WITHIN) if resource is not None and resource.alert_on else every
+
+
 def read_due(deps: Deps, tick: timedelta = READ_TICK) -> int:
     """Read every watched grant whose period has come, each on the one replica that takes it. Ended grants still
     watched (their revoke's last read was cut short) get that last read and their unwatch. Returns reads made."""
@@ -105,8 +116,7 @@ def read_due(deps: Deps, tick: timedelta = READ_TICK) -> int:
         candidates = kept_activity.watched(session, WATCHED_AT_ONCE)
     done = 0
     for found in candidates:
-        resource = deps.resource(found.resource, found.level)
-        every = resource.activity_every if resource is not None and resource.activity_every else timedelta(seconds=60)
+        every = period(deps.resource(found.resource, found.level))
         read_before = now - max(every - tick, timedelta(0))
         if found.read_at is not None and found.read_at >= read_before:
             continue
@@ -159,8 +169,12 @@ def _patterns(deps: Deps, request: Request) -> list[re.Pattern[str]]:
     return [re.compile(pattern) for pattern in (resource.alert_on if resource else [])]
 
 
-def _flag(patterns: Sequence[re.Pattern[str]], action: str) -> str | None:
-    return next((pattern.pattern for pattern in patterns if pattern.search(action)), None)
+def _flag(patterns: Sequence[re.Pattern[str]], item: Activity) -> str | None:
+    """The first pattern the action matches: in its text as kept, or in what the backend said of it (pgaudit's
+    command and object, the command a cut statement began with), so padding a statement past the cut does not hide
+    a DROP from alert_on."""
+    said = " ".join(str(value) for value in item.detail.values() if isinstance(value, str))
+    return next((p.pattern for p in patterns if p.search(item.action) or (said and p.search(said))), None)
 
 
 def _clean(deps: Deps, item: Activity) -> Activity:
@@ -181,7 +195,7 @@ def _keep(
         request = queries.get(session, request_id)
         assert request is not None
         patterns = _patterns(deps, request)
-        flagged = [_flag(patterns, item.action) for item in items]
+        flagged = [_flag(patterns, item) for item in items]
         rows = kept_activity.store(
             session,
             request_id,
