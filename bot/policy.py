@@ -339,7 +339,14 @@ class Policy(_Strict):
                 raise ValueError(f"resources.{name}: '{name}' is a /breakglass command, pick another name")
             for level in resource.level_names or [None]:
                 where = f"resources.{name}" if level is None else f"resources.{name}.levels.{level}"
-                low, default, high = resource.at(level).limits
+                viewed = resource.at(level)
+                people = set(viewed.approvers)
+                if not any(entry.startswith("S") for entry in people) and len(people) < viewed.required_approvals:
+                    raise ValueError(
+                        f"{where}: approvals_required is {viewed.required_approvals} but only {len(people)} "
+                        "approver(s) are listed, so no request could ever be approved"
+                    )
+                low, default, high = viewed.limits
                 if not low <= default <= high:
                     raise ValueError(
                         f"{where}: expected min_duration <= default_duration <= max_duration, got "

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bot.adapters.base import Adapter
-from bot.policy import Policy, PolicyError, interpolate
+from bot.adapters.base import Adapter, CapturesActivity
+from bot.policy import Policy, PolicyError, Resource, interpolate
 
 GROUP = "breakglass.adapters"
 
@@ -99,6 +99,23 @@ def build_all(policy: Policy, environ: Mapping[str, str]) -> dict[str, Adapter]:
             adapters[resource.label] = build(resource.adapter, resource.params, where, environ)
         except PolicyError as error:
             problems.append(str(error))
+    problems += [problem for resource in policy.resources.values() if (problem := _unwatched(resource, adapters))]
     if problems:
         raise PolicyError("; ".join(problems))
     return adapters
+
+
+def _unwatched(resource: Resource, adapters: Mapping[str, Adapter]) -> str | None:
+    """``alert_on`` on a resource none of whose levels captures activity would never match: an operator would believe
+    sessions are watched that are not, so it is a mistake in the policy, said at start."""
+    if not resource.alert_on:
+        return None
+    built = [adapters.get(resource.at(level).label) for level in resource.level_names or [None]]
+    if any(isinstance(adapter, CapturesActivity) and adapter.watching() for adapter in built):
+        return None
+    capable = any(isinstance(adapter, CapturesActivity) for adapter in built)
+    why = "has its capture param off" if capable else "cannot capture"
+    return (
+        f"resources.{resource.name}.alert_on: no level of {resource.name} captures activity (adapter "
+        f"'{resource.adapter}' {why}), so nothing would ever be matched; turn capture on or remove alert_on"
+    )
