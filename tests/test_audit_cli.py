@@ -286,7 +286,7 @@ def test_the_real_bot_leaves_a_chain_that_verifies(database_url: str) -> None:
         assert "Request #1" in bot.command("U0BOB", "orders-db 30m INC-4211 checkout failing").text
         bot.click("U0ALICE01", ActionId.APPROVE.value, 1)
         bot.advance(timedelta(minutes=31))
-        bot.command("U0BOB", "orders-db 20m INC-4212 locked --emergency")
+        bot.command("U0BOB", "orders-db:write 20m INC-4212 locked --emergency")
         key = bot.audit_key
     database = Database.from_url(database_url)
     try:

@@ -3,12 +3,13 @@
 The first thing that does not hold is reported, naming the event: a hash that does not match its contents (edited,
 or forged without the key), a seq that is missing (deleted), out of order or beyond the head (inserted), an event
 outside the chain, a key id none of the configured keys has, a head that fails its MAC or disagrees with the last
-event, or an earlier checkpoint (``--expect SEQ:HASH``) the chain no longer contains.
+event, or an earlier checkpoint (``--expect SEQ:HASH``) the chain no longer contains. Once the chain holds, the
+captured activity is checked against the hashes its events chained (bot/store/verify_activity.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ _EVENTS = AuditEvent.__table__
 
 @dataclass(frozen=True)
 class Break:
-    kind: str  # edited, missing, misplaced, inserted, unchained, unknown_key, head, checkpoint
+    kind: str  # edited, missing, misplaced, inserted, unchained, unknown_key, head, checkpoint, activity
     seq: int | None
     id: int | None
     message: str
@@ -44,6 +45,7 @@ class Verdict:
     adopted_at: datetime | None = None
     waiting: int = 0  # events from before the chain that the next seal will adopt
     keyed: bool = True
+    activity: int = 0  # batches of captured activity whose rows still match their event's sha256
 
     @property
     def ok(self) -> bool:
@@ -63,6 +65,8 @@ class Verdict:
             )
         if self.waiting:
             text += f"; {self.waiting} events from before the chain wait for the first seal"
+        if self.activity:
+            text += f"; {self.activity} batches of captured activity match their hashes"
         if not self.keyed:
             text = "UNKEYED " + text + " (a chain without a key proves nothing against anyone with write access)"
         return text
@@ -122,7 +126,13 @@ class _Walk:
         broken = self.finish(head)
         if broken:
             return self.verdict(head, broken)
-        return self.outside(head)
+        verdict = self.outside(head)
+        if not verdict.ok:
+            return verdict
+        from bot.store.verify_activity import check  # it builds on Break: imported here, not in a cycle
+
+        matched, broken = check(self.connection, self.expected - 1, batch)
+        return replace(verdict, broken=broken, activity=matched)
 
     def step(self, row: Any, head: Head) -> Break | None:
         seq, expected = row.seq, self.expected
