@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -63,6 +64,17 @@ def _check_slack_ids(values: list[str]) -> list[str]:
 
 
 SlackIds = Annotated[list[str], Field(min_length=1)]
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ValueError(f"not a valid regular expression ({error})") from None
+    return value
+
+
+Regex = Annotated[str, AfterValidator(_regex)]
 
 
 class _Strict(BaseModel):
@@ -127,23 +139,13 @@ class Level(_Strict):
     min_duration: Duration | None = None
     default_duration: Duration | None = None
     max_duration: Duration | None = None
-    reason_pattern: str | None = None
+    reason_pattern: Regex | None = None
     emergency: bool | None = None
 
     @field_validator("approvers", "requesters")
     @classmethod
     def _ids(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _check_slack_ids(value)
-
-    @field_validator("reason_pattern")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as error:
-                raise ValueError(f"not a valid regular expression ({error})") from None
-        return value
 
 
 _LEVEL_LIMITS = (
@@ -172,7 +174,7 @@ class Resource(_Strict):
     min_duration: Duration | None = None
     default_duration: Duration | None = None
     max_duration: Duration | None = None
-    reason_pattern: str | None = None
+    reason_pattern: Regex | None = None
     emergency: bool = False
     # What reconciliation may take back: what the bot can tell it made (`bot`), every holder of the role or group
     # (`all`, for ones that exist only for break-glass), or nothing (`off`).
@@ -274,16 +276,6 @@ class Resource(_Strict):
                 raise ValueError(f"'{slack_id}' is not a Slack user id (U…/W…)")
             if not principal.strip():
                 raise ValueError(f"{slack_id}: the backend identity is empty")
-        return value
-
-    @field_validator("reason_pattern")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as error:
-                raise ValueError(f"not a valid regular expression ({error})") from None
         return value
 
     # The fields below are always set once the policy has applied its defaults.

@@ -32,7 +32,7 @@ resources:
     approvers: [S0SRELEADS]
   payments-admin:
     adapter: log
-    approvers: [U0ALICE01]
+    approvers: [U0ALICE01, U0CAROL]
     approvals_required: 2
 """
 

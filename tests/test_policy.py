@@ -105,7 +105,7 @@ def test_resources_inherit_defaults_and_omitted_sections_have_theirs() -> None:
 
 def test_resource_overrides_beat_defaults() -> None:
     top = "defaults:\n  approvals_required: 2\n  max_duration: 8h\n"
-    policy = parse_policy(minimal("adapter: log\napprovers: [U0ALICE01]\napprovals_required: 3", top=top))
+    policy = parse_policy(minimal("adapter: log\napprovers: [S0SRELEADS]\napprovals_required: 3", top=top))
     assert policy.resources["db"].required_approvals == 3
     assert policy.resources["db"].limits[2] == timedelta(hours=8)
 
@@ -387,7 +387,12 @@ params: {note: base, keep: yes-please}
 approvers: [U0ALICE01]
 levels:
   read: {params: {note: read}, max_duration: 4h}
-  write: {params: {note: write}, approvals_required: 2, max_duration: 30m, emergency: true, approvers: [U0CAROL]}"""
+  write:
+    params: {note: write}
+    approvals_required: 2
+    max_duration: 30m
+    emergency: true
+    approvers: [U0CAROL, U0DAVE]"""
 
 
 def test_a_level_merges_its_params_over_the_resources_and_overrides_only_what_it_sets() -> None:
@@ -398,7 +403,7 @@ def test_a_level_merges_its_params_over_the_resources_and_overrides_only_what_it
     assert read.params == {"note": "read", "keep": "yes-please"}
     assert write.params == {"note": "write", "keep": "yes-please"}
     assert (read.required_approvals, write.required_approvals) == (1, 2)
-    assert (read.approvers, write.approvers) == (["U0ALICE01"], ["U0CAROL"])
+    assert (read.approvers, write.approvers) == (["U0ALICE01"], ["U0CAROL", "U0DAVE"])
     assert (read.emergency, write.emergency) == (False, True)
     assert write.limits == (timedelta(minutes=5), timedelta(minutes=30), timedelta(minutes=30))
     assert write.lesser() == ["read"] and read.lesser() == []
@@ -435,3 +440,16 @@ def test_activity_every_comes_from_the_defaults() -> None:
     policy = parse_policy(minimal(top="defaults: {activity_every: 30s}\n"))
     assert policy.resources["db"].activity_every == timedelta(seconds=30)
     assert parse_policy(minimal()).resources["db"].activity_every == timedelta(seconds=60)
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ("adapter: log\napprovers: [U0ALICE01]\napprovals_required: 2", "resources.db: approvals_required is 2"),
+        (LEVELS.replace("U0CAROL, U0DAVE", "U0CAROL"), "resources.db.levels.write: approvals_required is 2"),
+    ],
+)
+def test_more_approvals_than_listed_approvers_is_refused(body: str, where: str) -> None:
+    assert where in error_of(minimal(body))
+    # A group may hold any number of people, so it is not counted.
+    assert parse_policy(minimal(body.replace("[U0ALICE01]", "[S0SRELEADS]").replace("[U0CAROL]", "[S0SRELEADS]")))
