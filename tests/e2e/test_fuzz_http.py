@@ -71,7 +71,9 @@ CANARIES = [
     "@everyone",
 ]
 INTERMEDIATE = {Status.APPROVED, Status.GRANTING, Status.REVOKING}
-ALLOWED_TOKEN = re.compile(r"<@[UW][A-Z0-9]{2,20}>|<!date\^\d+\^\{date_short_pretty\} at \{time\}\|[^<>|]*>")
+ALLOWED_TOKEN = re.compile(
+    r"<@[UW][A-Z0-9]{2,20}>|<!subteam\^S[A-Z0-9]{2,20}>|<!date\^\d+\^\{date_short_pretty\} at \{time\}\|[^<>|]*>"
+)
 BROADCAST = re.compile(r"@(?:here|channel|everyone)\b", re.IGNORECASE)
 
 
@@ -500,12 +502,16 @@ def _assert_nothing_forged(bot: LocalBot, fuzz: Fuzz) -> None:
             said.append((f"ack of {sent.label}", ack.get("text"), ack.get("blocks")))
     assert said, "the fuzz made the bot say nothing at all"
     people = set(PEOPLE) | {a for a in fuzz.actors if re.fullmatch(r"[UW][A-Z0-9]{2,20}", a)}
+    named = [*bot.policy.review.reviewers, *(a for r in bot.policy.grantables() for a in r.approvers)]
+    groups = {entry for entry in named if entry.startswith("S")}
     for where, text, blocks in said:
         assert slack_problems(text, blocks) == [], (where, text)
         for token in re.findall(r"<[^<>]*>", text or "") + _block_tokens(blocks):
             assert ALLOWED_TOKEN.fullmatch(token), f"{where}: a token the bot did not write: {token!r}"
             mention = re.fullmatch(r"<@([A-Z0-9]+)>", token)
             assert mention is None or mention.group(1) in people, f"{where}: mentions {token}"
+            group = re.fullmatch(r"<!subteam\^([A-Z0-9]+)>", token)  # a review's sign-off side, named by the policy
+            assert group is None or group.group(1) in groups, f"{where}: mentions {token}"
         everything = json.dumps([text, blocks], ensure_ascii=False)
         assert not BROADCAST.search(everything), f"{where}: a broadcast word: {text!r}"
 
