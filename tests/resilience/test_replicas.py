@@ -131,16 +131,18 @@ def test_when_a_replica_dies_mid_work_the_other_finishes_its_claims(postgres_url
     with fleet(postgres_url, tmp_path) as running:
         doomed, survivor = running.replica("replica-a"), running.replica("replica-b")
         running.start(doomed)
-        running.start(survivor)
         running.backend.respond_with(delay=0.3)  # slow enough that the kill finds work claimed and in flight
         expires_at = datetime.now(UTC) + timedelta(seconds=2)
         uids = add_grants(running, 100, expires_at)
-        # The alarms are set at start or when a grant is made; these rows came in behind the replicas' backs, so
-        # the periodic sweep finds them.
+        # The alarms are set at start or when a grant is made; these rows came in behind the replica's back, so
+        # its periodic sweep finds them. The survivor starts only once the doomed replica has claimed the work:
+        # started together, whichever sweeps first takes all of it, and a kill of the other would prove nothing.
         running.backend.wait_for(lambda calls: len(calls) >= 10, timeout=60)
+        running.start(survivor)
         killed_at = doomed.kill()
         with running.db.transaction() as session:
             orphaned = session.query(Request).filter_by(status="revoking", claimed_by="replica-a").count()
+        assert orphaned, "the doomed replica held no claim when it died"
 
         rows = running.wait_until_settled(timeout=60)
         assert {r.status for r in rows} == {"expired"}
