@@ -31,6 +31,13 @@ RESERVED_NAMES = frozenset({"help", "list", "mine", "revoke", "review", "extend"
 _RESOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _LEVEL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 LEVEL_SEPARATOR = ":"  # `orders-db:write` names a level; never part of a resource or level name
+
+
+def label(resource: str, level: str | None) -> str:
+    """How people name what is asked for: `orders-db`, or `orders-db:write` for a level."""
+    return resource if level is None else f"{resource}{LEVEL_SEPARATOR}{level}"
+
+
 _SLACK_ID = re.compile(r"[UWS][A-Z0-9]{2,}")
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -184,8 +191,10 @@ class Resource(_Strict):
     # Captured activity (bot/services/activity.py): how often it is read and posted, and what is announced at once.
     activity_every: Duration | None = None
     alert_on: list[str] = Field(default_factory=list)
-    # The level this is a view of (set by ``at``, never by the policy file).
+    # The level this is a view of (set by ``at``, never by the policy file), and the views ``at`` made, kept: the
+    # rules ask for them on every command and click.
     _level: str | None = PrivateAttr(default=None)
+    _views: dict[str | None, Resource] = PrivateAttr(default_factory=dict)
 
     @field_validator("alert_on")
     @classmethod
@@ -211,7 +220,7 @@ class Resource(_Strict):
     @property
     def label(self) -> str:
         """How people name it: `orders-db`, or `orders-db:write` for a level."""
-        return self.name if self._level is None else f"{self.name}{LEVEL_SEPARATOR}{self._level}"
+        return label(self.name, self._level)
 
     @property
     def level_names(self) -> list[str]:
@@ -226,6 +235,8 @@ class Resource(_Strict):
             if level is not None:
                 raise KeyError(level)
             return self
+        if level in self._views:
+            return self._views[level]
         name = level if level is not None else next(iter(self.levels))
         chosen = self.levels[name]
         changes: dict[str, Any] = {"params": {**self.params, **chosen.params}}
@@ -240,6 +251,8 @@ class Resource(_Strict):
             changes["description"] = chosen.description
         viewed = self.model_copy(update=changes)
         viewed._level = name
+        viewed._views = {}  # a view's own views would merge one level's params over another's: never asked for
+        self._views[level] = viewed
         return viewed
 
     def lesser(self) -> list[str]:

@@ -58,7 +58,7 @@ def grant_context(deps: Deps, request: Request, expires_at: datetime) -> GrantCo
 
 def principal_for(deps: Deps, resource: Resource, person: Person) -> str:
     """The person's identity on the resource's backend; Unmappable says why there is none."""
-    adapter = deps.adapters.get(resource.label)
+    adapter = deps.adapter(resource.name, resource.level)
     return principal.for_resource(person, resource.name, resource.principal, resource.users, adapter)
 
 

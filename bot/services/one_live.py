@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from bot.domain.live import LiveRequest, refusal, supersedes
 from bot.domain.rules import Refused
 from bot.domain.states import Status
+from bot.policy import label
 from bot.services.deps import Deps
 from bot.store import audit, queries
 from bot.store.models import Request
@@ -78,7 +79,7 @@ def lost_race(deps: Deps, key: str | None, actor: str) -> Refused:
 def _live(request: Request) -> LiveRequest:
     return LiveRequest(
         id=request.id,
-        resource=request.resource if request.level is None else f"{request.resource}:{request.level}",
+        resource=label(request.resource, request.level),
         requester_id=request.requester_id,
         status=Status(request.status),
         emergency=request.emergency,

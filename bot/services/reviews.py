@@ -27,6 +27,7 @@ from bot.domain.rules import (
     check_sign_off,
 )
 from bot.domain.states import HOLDS_ACCESS, OPEN_REVIEWS, ReviewStatus
+from bot.policy import label
 from bot.services import tell
 from bot.services.common import existing, refuse, refuse_outsider, same_identity, view
 from bot.services.deps import Deps
@@ -271,10 +272,6 @@ def _overdue(deps: Deps, session: Session, user_id: str, resource: str, principa
     return stored.overdue_account(session, user_id, cutoff, identity)
 
 
-def _label(request: Request) -> str:
-    return request.resource if request.level is None else f"{request.resource}:{request.level}"
-
-
 def check_not_blocked(deps: Deps, actor: str, resource: str, principal: str | None) -> None:
     """Before a non-emergency request is stored: refused while the person's own account is overdue too long."""
     block_after = deps.policy.review.block_after
@@ -285,7 +282,9 @@ def check_not_blocked(deps: Deps, actor: str, resource: str, principal: str | No
         if overdue is None:
             return
         try:
-            check_reviews_settled(overdue=overdue.id, resource=_label(overdue), block_after=block_after)
+            check_reviews_settled(
+                overdue=overdue.id, resource=label(overdue.resource, overdue.level), block_after=block_after
+            )
             return
         except Refused as refusal:  # a debt to pay, not an attempt on something forbidden: written, not counted
             blocked = refusal
@@ -305,7 +304,10 @@ def check_approvable(deps: Deps, actor: str, current: RequestView) -> None:
             return
         try:
             check_reviews_settled(
-                overdue=overdue.id, resource=_label(overdue), block_after=block_after, approving=current.id
+                overdue=overdue.id,
+                resource=label(overdue.resource, overdue.level),
+                block_after=block_after,
+                approving=current.id,
             )
             return
         except Refused as refusal:  # not the approver's fault: written down, not counted against them

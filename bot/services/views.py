@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bot.domain.states import Status
+from bot.policy import label
 from bot.store import queries
 from bot.store.models import Request
 
@@ -71,7 +72,7 @@ class RequestView:
     @property
     def label(self) -> str:
         """How people name what was asked for: `orders-db`, or `orders-db:write` for a level."""
-        return self.resource if self.level is None else f"{self.resource}:{self.level}"
+        return label(self.resource, self.level)
 
     @property
     def approvers(self) -> list[str]:
