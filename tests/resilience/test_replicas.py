@@ -135,14 +135,15 @@ def test_when_a_replica_dies_mid_work_the_other_finishes_its_claims(postgres_url
         expires_at = datetime.now(UTC) + timedelta(seconds=2)
         uids = add_grants(running, 100, expires_at)
         # The alarms are set at start or when a grant is made; these rows came in behind the replica's back, so
-        # its periodic sweep finds them. The survivor starts only once the doomed replica has claimed the work:
-        # started together, whichever sweeps first takes all of it, and a kill of the other would prove nothing.
+        # its periodic sweep finds them. The survivor starts only once the doomed replica has claimed the work and
+        # died: started together, whichever sweeps first takes all of it, and a kill of the other proves nothing;
+        # started before the kill, it may take over claims whose lease ran out while the doomed one still lived.
         running.backend.wait_for(lambda calls: len(calls) >= 10, timeout=60)
-        running.start(survivor)
         killed_at = doomed.kill()
         with running.db.transaction() as session:
             orphaned = session.query(Request).filter_by(status="revoking", claimed_by="replica-a").count()
         assert orphaned, "the doomed replica held no claim when it died"
+        running.start(survivor)
 
         rows = running.wait_until_settled(timeout=60)
         assert {r.status for r in rows} == {"expired"}
