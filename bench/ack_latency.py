@@ -53,7 +53,8 @@ COMMANDS = [
 CLICKS = [
     # Refused at click time, so the target request stays pending and every click does the same work.
     Kind("click: approve own", lambda bot, i, rid: bot.click(REQUESTER, ActionId.APPROVE, rid, wait=False), True),
-    Kind("click: not approver", lambda bot, i, rid: bot.click(OUTSIDER, ActionId.DENY, rid, wait=False), True),
+    # Deny opens a form only for an approver: the outsider's click is refused, answered through its response_url.
+    Kind("click: not approver", lambda bot, i, rid: bot.deny(OUTSIDER, rid, "not during the freeze", wait=False), True),
 ]
 
 

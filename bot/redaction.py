@@ -188,6 +188,10 @@ def referenced_secrets(policy: Policy, environ: Mapping[str, str]) -> Iterator[t
             for name in _ENV_REFERENCE.findall(text):
                 if _SECRET_NAME.search(name) and environ.get(name):
                     yield f"resources.{resource.label}.params ${{{name}}}", environ[name]
+    if policy.oncall is not None:  # the on-call service's keys, by the variables the policy names
+        for name in (policy.oncall.effective_token_env, policy.oncall.effective_routing_key_env):
+            if name and environ.get(name):
+                yield f"oncall ${name}", environ[name]
 
 
 def _strings(value: Any) -> Iterator[str]:

@@ -16,11 +16,13 @@ from waitress.server import create_server
 
 from bot.adapters import registry
 from bot.clock import Clock, SystemClock
+from bot.oncall.settings import connect as connect_oncall
 from bot.policy import Policy, load_policy
 from bot.redaction import collect as collect_secrets
 from bot.scheduler import Scheduler
 from bot.services import activity, heartbeat, leases
 from bot.services.deps import Deps, Tuning, instance_name
+from bot.services.oncall import OnCallDesk
 from bot.services.reconcile import Reconciler
 from bot.services.sweep import Sweeper
 from bot.settings import Settings, SettingsError
@@ -169,6 +171,12 @@ def build(
         tuning=tuning,
         redactor=collect_secrets(settings, adapters, policy, environ),
     )
+    if policy.oncall is not None:
+        try:
+            service = connect_oncall(policy.oncall, environ)
+        except ValueError as error:  # names the variable that is missing, never a value
+            raise SettingsError(str(error)) from None
+        deps.oncall = OnCallDesk(service, deps.directory, clock)
     sweeper = Sweeper(deps, lookahead=timedelta(seconds=2 * settings.sweep_interval))
     deps.courier = sweeper.courier  # a person's thread sends what its action owes; background work hands it over
     scheduler = Scheduler(

@@ -445,8 +445,11 @@ def test_activity_every_comes_from_the_defaults() -> None:
 @pytest.mark.parametrize(
     ("body", "where"),
     [
-        ("adapter: log\napprovers: [U0ALICE01]\napprovals_required: 2", "resources.db: approvals_required is 2"),
-        (LEVELS.replace("U0CAROL, U0DAVE", "U0CAROL"), "resources.db.levels.write: approvals_required is 2"),
+        (
+            "adapter: log\napprovers: [U0ALICE01]\napprovals_required: 2",
+            "resources.db.approvals_required: 2 are required",
+        ),
+        (LEVELS.replace("U0CAROL, U0DAVE", "U0CAROL"), "resources.db.levels.write.approvals_required: 2 are"),
     ],
 )
 def test_more_approvals_than_listed_approvers_is_refused(body: str, where: str) -> None:

@@ -16,13 +16,14 @@ from typing import Any
 from bot import redaction, runtime
 from bot.clock import ManualClock
 from bot.devtools.slack_requests import SlackSender
-from bot.devtools.slack_standin import SlackStandIn
+from bot.devtools.slack_standin import OpenedView, SlackStandIn
 from bot.policy import Policy
 from bot.services import activity
 from bot.services.common import load_view
 from bot.services.deps import Tuning
 from bot.services.sweep import SweepReport
 from bot.settings import Settings
+from bot.slack.ids import WORDS_BLOCK, WORDS_INPUT, ActionId
 from bot.slack.listeners.commands import WORKING
 
 # Shaped like the real thing, so the tests that scan for leaked secrets look for something a leak would contain.
@@ -44,12 +45,14 @@ GROUPS = {"S0SRELEADS": ["U0ALICE01", "U0CAROL"], "S0ONCALL": ["U0BOB"], "S0SECU
 
 @dataclass(frozen=True)
 class Reply:
-    """What a person saw: the immediate acknowledgement, and the private answer that followed it."""
+    """What a person saw: the immediate acknowledgement, and the private answer that followed it. A form refused as
+    submitted stays open with ``errors`` (block id -> text) under its inputs; their text is the ``ack``."""
 
     status: int
     ack: str
     answer: str | None
     ack_seconds: float
+    errors: dict[str, str] | None = None
 
     @property
     def text(self) -> str:
@@ -141,6 +144,94 @@ class LocalBot:
             response_url=self.slack.response_url(name),
         )
         return self._reply(response, started, name, wait)
+
+    def deny(
+        self, user: str, request_id: int | str, reason: str, wait: bool = True, channel: str | None = None
+    ) -> Reply:
+        """Click Deny, then give ``reason`` in the form the bot opens and submit it."""
+        return self.decide_in_form(user, ActionId.DENY, request_id, reason, wait, channel)
+
+    def approve_with_comment(
+        self, user: str, request_id: int | str, comment: str, wait: bool = True, channel: str | None = None
+    ) -> Reply:
+        """Click Approve with comment, then write ``comment`` in the form the bot opens and submit it."""
+        return self.decide_in_form(user, ActionId.APPROVE_WITH_COMMENT, request_id, comment, wait, channel)
+
+    def decide_in_form(
+        self, user: str, action: str, request_id: int | str, words: str, wait: bool = True, channel: str | None = None
+    ) -> Reply:
+        """Click ``action``'s button; when the bot opens a form for it, write ``words`` in it and submit it, signed as
+        Slack does. What the person saw: the click's refusal when no form opened, the form's errors when it stayed
+        open, else (``wait``) the private answer that followed."""
+        opened = self.open_form(user, action, request_id, channel)
+        if isinstance(opened, Reply):
+            return opened
+        return self.submit_form(user, opened.view, words, wait)
+
+    def open_form(
+        self, user: str, action: str, request_id: int | str, channel: str | None = None
+    ) -> OpenedView | Reply:
+        """Click ``action``'s button and wait for what follows: the form the bot opened with that click's trigger
+        (``views.open``), or the click's refusal (a Reply) when it opened none."""
+        channel = channel or self.policy.channels.approvals
+        message = self.request_message(int(request_id), channel) if str(request_id).isdigit() else None
+        name = f"r{next(self._names)}"
+        trigger = self.slack.issue_trigger(user)
+        started = time.perf_counter()
+        clicked = self.sender.click(
+            action,
+            str(request_id),
+            user,
+            channel,
+            message["ts"] if message else "1700000000.000001",
+            response_url=self.slack.response_url(name),
+            trigger_id=trigger,
+        )
+        if clicked.status_code != 200 or clicked.content:  # answered in the ack: no listener ran
+            return self._reply(clicked, started, name, wait=False)
+        elapsed = time.perf_counter() - started
+        self.slack.wait_for(lambda s: s.view_for(trigger) or s.responses(name))
+        opened = self.slack.view_for(trigger)
+        if opened is not None:
+            return opened
+        reply = Reply(clicked.status_code, "", self.slack.responses(name)[-1].get("text"), elapsed)
+        self.replies.append(reply)
+        return reply
+
+    def submit_form(self, user: str, view: dict[str, Any], words: str | None, wait: bool = True) -> Reply:
+        """Submit the opened modal ``view`` with ``words`` in its text input (None: left empty)."""
+        ephemerals_before = len(self.slack.ephemerals(user))
+        dms_before = len(self.slack.dms(user))
+        started = time.perf_counter()
+        response = self.sender.submit_view(
+            user,
+            view["callback_id"],
+            view["private_metadata"],
+            {WORDS_BLOCK: {WORDS_INPUT: words}},
+            view=view,
+            user_name=PEOPLE.get(user, {}).get("name", user),
+        )
+        elapsed = time.perf_counter() - started
+        body: dict[str, Any] = {}
+        if response.content:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {"text": response.text}
+        errors = body.get("errors") if body.get("response_action") == "errors" else None
+        answer = None
+        if wait and response.status_code == 200 and not errors:
+
+            def answered(slack: SlackStandIn) -> str | None:
+                # The answer is private in the channel, or a DM when Slack would not post it there.
+                new = [*slack.ephemerals(user)[ephemerals_before:], *slack.dms(user)[dms_before:]]
+                return str(new[0].args.get("text")) if new else None
+
+            answer = self.slack.wait_for(answered)
+        ack = "\n".join(str(text) for text in errors.values()) if errors else str(body.get("text", ""))
+        reply = Reply(response.status_code, ack, answer, elapsed, errors)
+        self.replies.append(reply)
+        return reply
 
     def _reply(self, response: Any, started: float, name: str, wait: bool) -> Reply:
         elapsed = time.perf_counter() - started

@@ -1,4 +1,4 @@
-"""Build and sign requests to the bot exactly as Slack does (slash commands, button clicks).
+"""Build and sign requests to the bot exactly as Slack does (slash commands, button clicks, submitted forms).
 
 Signing follows https://api.slack.com/authentication/verifying-requests-from-slack:
 ``v0=`` + hex HMAC-SHA256 of ``v0:{timestamp}:{body}`` keyed with the app's signing secret.
@@ -98,6 +98,7 @@ def block_action(
     response_url: str = DEFAULT_RESPONSE_URL,
     team_id: str = TEAM_ID,
     block_id: str = "decision",
+    trigger_id: str | None = None,
 ) -> str:
     """Form-encoded body (``payload=<json>``) of a button click in a message (``block_actions``).
 
@@ -115,7 +116,7 @@ def block_action(
             "channel_id": channel_id,
             "is_ephemeral": False,
         },
-        "trigger_id": new_trigger_id(),
+        "trigger_id": trigger_id or new_trigger_id(),
         "team": {"id": team_id, "domain": TEAM_DOMAIN},
         "enterprise": None,
         "is_enterprise_install": False,
@@ -137,6 +138,66 @@ def block_action(
     return urlencode({"payload": json.dumps(payload)})
 
 
+def view_submission(
+    user_id: str,
+    callback_id: str,
+    private_metadata: str,
+    values: dict[str, dict[str, str | None]],
+    *,
+    view: dict[str, Any] | None = None,
+    user_name: str | None = None,
+    team_id: str = TEAM_ID,
+    trigger_id: str | None = None,
+) -> str:
+    """Form-encoded body (``payload=<json>``) of a modal's submission (``view_submission``).
+
+    ``values`` maps each input block's id to its text inputs' action ids and what was typed in them (None: left
+    empty, which Slack sends as a null value). ``view`` is the modal as ``views.open`` answered it, so the
+    submission carries its id, blocks and hash as Slack's would; without it a minimal modal is made up.
+    """
+    name = user_name or user_id.removeprefix("U0").lower()
+    opened = dict(view or {})
+    view_id = opened.get("id") or f"V{secrets.randbelow(10**10):010d}"
+    state = {
+        block: {action: {"type": "plain_text_input", "value": value} for action, value in inputs.items()}
+        for block, inputs in values.items()
+    }
+    submitted = {
+        "id": view_id,
+        "team_id": team_id,
+        "type": "modal",
+        "blocks": opened.get("blocks") or [],
+        "private_metadata": private_metadata,
+        "callback_id": callback_id,
+        "state": {"values": state},
+        "hash": opened.get("hash") or f"{int(time.time())}.{secrets.token_hex(4)}",
+        "title": opened.get("title") or {"type": "plain_text", "text": "Form", "emoji": True},
+        "clear_on_close": bool(opened.get("clear_on_close", False)),
+        "notify_on_close": bool(opened.get("notify_on_close", False)),
+        "close": opened.get("close"),
+        "submit": opened.get("submit"),
+        "previous_view_id": None,
+        "root_view_id": opened.get("root_view_id") or view_id,
+        "app_id": API_APP_ID,
+        "external_id": "",
+        "app_installed_team_id": team_id,
+        "bot_id": opened.get("bot_id") or "B0BOT",
+    }
+    payload = {
+        "type": "view_submission",
+        "team": {"id": team_id, "domain": TEAM_DOMAIN},
+        "user": {"id": user_id, "username": name, "name": name, "team_id": team_id},
+        "api_app_id": API_APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "trigger_id": trigger_id or new_trigger_id(),
+        "view": submitted,
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
 class SlackSender:
     """POSTs signed Slack requests to a running bot at ``base_url + "/slack/events"``."""
 
@@ -154,6 +215,17 @@ class SlackSender:
     ) -> requests.Response:
         """A button click; kwargs go to ``block_action``."""
         return self.post(block_action(action_id, value, user_id, channel_id, message_ts, **kwargs))
+
+    def submit_view(
+        self,
+        user_id: str,
+        callback_id: str,
+        private_metadata: str,
+        values: dict[str, dict[str, str | None]],
+        **kwargs: Any,
+    ) -> requests.Response:
+        """A modal's submission; kwargs go to ``view_submission``."""
+        return self.post(view_submission(user_id, callback_id, private_metadata, values, **kwargs))
 
     def post(self, body: str, timestamp: int | None = None) -> requests.Response:
         return self.post_raw(body, signed_headers(self.signing_secret, body, timestamp))

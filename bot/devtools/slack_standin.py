@@ -4,9 +4,11 @@ Point a real ``slack_sdk.WebClient`` at it (``WebClient(token=..., base_url=stan
 answers the few Web API methods Breakglass uses with Slack-shaped JSON, keeps the posted messages so
 they can be updated, records every call, and can inject HTTP faults (500, 502, 503, 429 + Retry-After) and slow
 answers (to make a client time out), connections dropped after the call was carried out (``drop_next``), and a
-whole outage (``outage``). Posted messages keep their ``metadata``, and ``conversations.history`` returns them.
-It also serves ``response_url`` endpoints (``standin.response_url(name)``) and records what is posted
-to them.
+whole outage (``outage``). Posted messages keep their ``metadata``, and ``conversations.history`` returns them;
+replies in a thread (``thread_ts``) are kept too and read with ``thread``. Modals opened with ``views.open`` are kept
+(``views``), each with the trigger id it was opened with: a trigger is used once, and one issued by
+``issue_trigger`` knows whose click it came from. It also serves ``response_url`` endpoints
+(``standin.response_url(name)``) and records what is posted to them.
 
 Bodies are accepted form-encoded or as JSON, as slack_sdk sends them (multipart uploads are not
 supported); the token is taken from ``Authorization: Bearer ...`` or from a ``token`` field.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import socket
 import threading
 import time
@@ -30,7 +33,9 @@ T = TypeVar("T")
 TEAM_ID = "T0TEST"
 BOT_USER_ID = "U0BOT"
 BOT_ID = "B0BOT"
-JSON_FIELDS = ("blocks", "attachments", "metadata")  # fields slack_sdk sends as JSON strings in forms
+JSON_FIELDS = ("blocks", "attachments", "metadata", "view")  # fields slack_sdk sends as JSON strings in forms
+APP_ID = "A0BREAKGLASS"
+WORKSPACE_URL = "https://breakglass-test.slack.com/"
 FAULT_STATUSES = (429, 500, 502, 503)
 DROPPED = -1  # _dispatch's status for a call whose connection is closed without an answer
 
@@ -62,6 +67,18 @@ class Message:
     thread_ts: str | None = None
     updates: int = 0
     metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class OpenedView:
+    """A modal opened with views.open: the view as Slack answered it (with its ``id``, ``hash`` and empty
+    ``state``), the trigger it was opened with, and whose click that trigger came from (None: not known here)."""
+
+    id: str
+    trigger_id: str
+    user: str | None
+    view: dict[str, Any]
+    at: float  # time.monotonic()
 
 
 def dm_channel(channel: str) -> str:
@@ -169,6 +186,9 @@ class SlackStandIn:
         self._down = False
         self._down_methods: tuple[str, ...] | None = None
         self._ts_seq = 0
+        self._views: list[OpenedView] = []
+        self._triggers: dict[str, str] = {}  # trigger id -> the user whose click it came from
+        self._used_triggers: set[str] = set()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -225,6 +245,13 @@ class SlackStandIn:
     def set_group(self, group_id: str, members: list[str]) -> None:
         with self._cond:
             self._groups[group_id] = list(members)
+
+    def issue_trigger(self, user: str) -> str:
+        """A trigger id for a click by ``user`` (put it in the payload): a view opened with it is ``user``'s."""
+        trigger = f"{secrets.randbelow(10**11)}.{secrets.randbelow(10**9)}.{secrets.token_hex(16)}"
+        with self._cond:
+            self._triggers[trigger] = user
+        return trigger
 
     def fail_next(
         self, method: str, n: int = 1, status: int = 500, retry_after: int = 1, channel: str | None = None
@@ -296,6 +323,23 @@ class SlackStandIn:
     def dms(self, user: str) -> list[ApiCall]:
         return self.posts_to(dm_channel(user))
 
+    def thread(self, channel: str, ts: str) -> list[Message]:
+        """The replies posted in the thread of message ``ts`` (not the message itself), oldest first."""
+        with self._cond:
+            wanted = dm_channel(channel)
+            replies = [m for m in self._messages.values() if m.channel == wanted and m.thread_ts == ts and m.ts != ts]
+            return [replace(m) for m in sorted(replies, key=lambda m: m.ts)]
+
+    def views(self, user: str | None = None) -> list[OpenedView]:
+        """Modals opened so far (for ``user``'s clicks only, when given), oldest first."""
+        with self._cond:
+            return [v for v in self._views if user is None or v.user == user]
+
+    def view_for(self, trigger_id: str) -> OpenedView | None:
+        """The modal opened with ``trigger_id``, if one was."""
+        with self._cond:
+            return next((v for v in self._views if v.trigger_id == trigger_id), None)
+
     def ephemerals(self, user: str | None = None) -> list[ApiCall]:
         return [c for c in self.calls("chat.postEphemeral") if c.ok and (user is None or c.args.get("user") == user)]
 
@@ -327,6 +371,7 @@ class SlackStandIn:
             for c in calls:
                 flag = " [HTTP fault]" if c.failed else f" -> {c.error}" if c.error else ""
                 lines.append(f"  {c.at:.3f} {c.method}{flag} {json.dumps(c.args, default=str)[:300]}")
+            lines.append(f"{len(self._views)} views opened: {[v.view.get('callback_id') for v in self._views]}")
             lines.append(f"{len(self._responses)} response_url posts:")
             lines += [f"  {n}: {json.dumps(body, default=str)[:300]}" for n, body in responses]
             return "\n".join(lines)
@@ -337,6 +382,8 @@ class SlackStandIn:
             self._calls.clear()
             self._messages.clear()
             self._responses.clear()
+            self._views.clear()
+            self._used_triggers.clear()
             self._faults.clear()
             self._errors.clear()
             self._stalls.clear()
@@ -406,7 +453,7 @@ class SlackStandIn:
     def _api_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
             "ok": True,
-            "url": "https://breakglass-test.slack.com/",
+            "url": WORKSPACE_URL,
             "team": "Breakglass Test",
             "team_id": TEAM_ID,
             "user": "breakglass",
@@ -458,6 +505,39 @@ class SlackStandIn:
         answer |= {"has_more": more, "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
         return answer
 
+    def _api_chat_getPermalink(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = dm_channel(args.get("channel") or ""), args.get("message_ts") or ""
+        if (channel, ts) not in self._messages:
+            return _error("message_not_found")
+        permalink = f"{WORKSPACE_URL}archives/{channel}/p{ts.replace('.', '')}"
+        return {"ok": True, "channel": channel, "permalink": permalink}
+
+    def _api_views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        trigger, view = args.get("trigger_id") or "", args.get("view")
+        if not isinstance(trigger, str) or not trigger:
+            return _error("invalid_trigger_id")
+        if trigger in self._used_triggers:
+            return _error("exchanged_trigger_id")
+        if not isinstance(view, dict) or view.get("type") != "modal" or not isinstance(view.get("title"), dict):
+            return _error("invalid_arguments")
+        self._used_triggers.add(trigger)
+        view_id = f"V{len(self._views) + 1:010d}"
+        opened = view | {
+            "id": view_id,
+            "team_id": TEAM_ID,
+            "state": {"values": {}},
+            "hash": f"{int(time.time())}.{secrets.token_hex(4)}",
+            "private_metadata": view.get("private_metadata") or "",
+            "callback_id": view.get("callback_id") or "",
+            "root_view_id": view_id,
+            "previous_view_id": None,
+            "app_id": APP_ID,
+            "app_installed_team_id": TEAM_ID,
+            "bot_id": BOT_ID,
+        }
+        self._views.append(OpenedView(view_id, trigger, self._triggers.get(trigger), opened, time.monotonic()))
+        return {"ok": True, "view": opened}
+
     def _api_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("channel"):
             return _error("channel_not_found")
@@ -477,13 +557,24 @@ class SlackStandIn:
         info = self._users.get(uid)
         if info is None:
             return _error("user_not_found")
+        return {"ok": True, "user": self._user_json(uid, info)}
+
+    def _api_users_lookupByEmail(self, args: dict[str, Any]) -> dict[str, Any]:
+        email = str(args.get("email") or "").strip().lower()
+        for uid, info in self._users.items():
+            if email and str(info.get("email") or "").lower() == email:
+                return {"ok": True, "user": self._user_json(uid, info)}
+        return _error("users_not_found")
+
+    @staticmethod
+    def _user_json(uid: str, info: dict[str, Any]) -> dict[str, Any]:
         name = info.get("name") or uid.lower()
         real_name = info.get("real_name") or name
         profile = {"real_name": real_name, "display_name": name}
         if info.get("email"):
             profile["email"] = info["email"]
         user = {"id": uid, "team_id": TEAM_ID, "name": name, "real_name": real_name, "profile": profile}
-        return {"ok": True, "user": user | {"deleted": False, "is_bot": False}}
+        return user | {"deleted": False, "is_bot": False}
 
     def _api_usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
         members = self._groups.get(args.get("usergroup") or "")

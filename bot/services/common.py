@@ -8,11 +8,14 @@ from sqlalchemy.orm import Session
 
 from bot.adapters import principal
 from bot.adapters.base import GrantContext, Person
+from bot.domain.approvals import standing
 from bot.domain.rules import Refused, plainly_requester
+from bot.domain.states import Status
 from bot.policy import Resource
 from bot.services import guard
+from bot.services.approvers import asking, casts
 from bot.services.deps import Deps
-from bot.services.views import RequestView, snapshot
+from bot.services.views import Approval, RequestView, StepView, snapshot
 from bot.store import queries
 from bot.store.models import Request
 
@@ -25,7 +28,34 @@ def view(deps: Deps, session: Session, request: Request) -> RequestView:
         lesser = tuple(
             lv for lv in resource.lesser() if plainly_requester(request.requester_id, base.at(lv)) is not False
         )
-    return snapshot(session, request, deps.approvals_required(request.resource, request.level), lesser)
+    return snapshot(
+        session,
+        request,
+        deps.approvals_required(request.resource, request.level),
+        lesser,
+        approval_of(deps, session, request, resource),
+    )
+
+
+def approval_of(deps: Deps, session: Session, request: Request, resource: Resource | None) -> Approval:
+    """The approval steps as they stand for the round in question: the request's own while it waits or once decided,
+    an extension's while one waits. Counted as recorded (no lookups): a snapshot is rendered, not decided on."""
+    mention = deps.policy.channels.audit_mention
+    audit_mentions = (mention,) if mention else tuple(deps.policy.review.reviewers)
+    if resource is None:
+        return Approval(audit_mentions=audit_mentions)
+    round = request.extension_round if request.extension_seconds is not None else 0
+    now = standing(resource.steps, casts(queries.decisions(session, request.id), round))
+    steps = tuple(StepView(s.name, s.required, now.approved[i]) for i, s in enumerate(resource.steps))
+    waiting = request.status == Status.PENDING.value or (
+        request.status == Status.ACTIVE.value and request.extension_seconds is not None
+    )
+    return Approval(
+        steps=steps,
+        waiting_step=now.waiting if waiting else None,
+        asking=asking(resource, request, now) if waiting else (),
+        audit_mentions=audit_mentions,
+    )
 
 
 def load_view(deps: Deps, request_id: int) -> RequestView | None:

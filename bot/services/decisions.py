@@ -1,7 +1,8 @@
-"""Approvers deciding: N distinct approvals grant, one denial ends the request.
+"""Approvers deciding: each step's approvals in turn grant, one denial at any step ends the request.
 
 Every rule is checked again at the moment a decision takes effect, not only when the button was drawn: the
-decider is an approver now, the requester may still request the resource, and the request has not lapsed. The
+decider may decide the step waiting now (listed, on call, escalated to), the approvals already given still count by
+the same measure, the requester may still request the resource, and the request has not lapsed. The
 deciding step is a compare-and-set that locks the pending row first (``queries.take_pending``), so a decision, a
 withdrawal and a lapse never both happen: the one that loses is answered with what did happen, and the trail
 records nothing it did not do.
@@ -14,32 +15,39 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.domain.rules import Refused, check_decider, check_still_fresh, check_still_requester
+from bot.domain.approvals import Cast, Standing, standing
+from bot.domain.durations import format_duration
+from bot.domain.rules import Refused, check_decider, check_still_requester
 from bot.domain.states import Status
-from bot.services import access, reviews, tell
+from bot.policy import Resource
+from bot.services import access, approvers, reviews, tell
 from bot.services.common import existing, refuse, same_identity, view
 from bot.services.deps import Deps
 from bot.services.outcome import outcome
 from bot.services.ports import Notice
 from bot.services.views import RequestView
 from bot.store import audit, queries
-from bot.store.models import Decision
+from bot.store.models import Decision, Request
 
 
-def decide(deps: Deps, actor: str, request_id: int, approve: bool) -> RequestView:
+def decide(deps: Deps, actor: str, request_id: int, approve: bool, comment: str | None = None) -> RequestView:
+    """Record ``actor``'s approval or denial (with a denial's reason or an approval's comment, ``comment``) in the
+    step they may decide, and whatever it completes."""
     current = existing(deps, request_id)
+    resource = deps.resource(current.resource, current.level)
+    mine = (
+        approvers.ways(deps, actor, resource, current.escalated)
+        if resource is not None and actor != current.requester_id
+        else {}
+    )
     try:
-        check_decider(
-            actor=actor,
-            requester=current.requester_id,
-            is_approver=deps.is_approver(actor, current.resource, current.level),
-            resource=current.label,
-        )
+        check_decider(actor=actor, requester=current.requester_id, is_approver=bool(mine), resource=current.label)
     except Refused as refusal:
         refuse(deps, actor, current, "decision_refused", str(refusal))
         if current.status is not Status.PENDING:
             raise Refused(f"{refusal} {outcome(current)}") from None
         raise
+    assert resource is not None
     if same_identity(deps, actor, current):  # the requester through another Slack account: still their own request
         why = (
             f"You are the same backend identity as the requester of #{request_id} (`{current.principal}`), so this "
@@ -51,35 +59,57 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool) -> RequestVie
         raise Refused(f"{outcome(current)} Nothing was done.")
 
     now = deps.now()
-    timeout = deps.tuning.request_timeout
-    try:
-        check_still_fresh(created_at=current.created_at, now=now, timeout=timeout, request_id=request_id)
-    except Refused as refusal:
+    if _lapsed(deps, current, now):
         lapse(deps, request_id)  # the sweep would have; a click must not revive what lapsed
-        raise Refused(f"{refusal} Nothing was done.") from None
+        raise Refused(f"{lapsed_words(current)} Nothing was done.")
+    earlier = next((d for d in current.decisions if d.approver_id == actor and d.round == 0), None)
+    if earlier is not None:
+        raise Refused(
+            f"You already decided on request #{request_id} ({_decided(earlier.approve)}); a person decides once, so "
+            "nothing was done."
+        )
     if approve:
         _check_requester(deps, actor, current)
         reviews.check_approvable(deps, actor, current)
-    # Approvals by people who have since stopped being approvers no longer count. Looked up before the row is
-    # locked (a lookup may call Slack); approvals that arrive meanwhile were checked by their own click.
-    gone = {
-        d.approver_id
-        for d in current.decisions
-        if d.approve and not deps.is_approver(d.approver_id, current.resource, current.level)
-    }
+    # Where it stands with only the approvals whose reason still holds (a lookup may call Slack or the on-call
+    # service, so before the row is locked); approvals that arrive meanwhile were checked by their own click.
+    recorded = [Cast(d.approver_id, d.approve, d.step, d.via) for d in current.decisions if d.round == 0]
+    before = approvers.counting(deps, resource, current.escalated, current.requester_id, recorded)
+    valid = {(c.person, c.step) for c in recorded if c.approve and c.person in _counted(before)}
+    step = approvers.step_for(current.id, before, mine, approve)
+    text = deps.redactor.scrub(comment) if comment else None
 
     lost: RequestView | None = None
     completed = False
     try:
         with deps.db.transaction() as session:
-            if not queries.take_pending(session, request_id, now - timeout):
+            if not queries.take_pending(session, request_id, now):
                 request = queries.get(session, request_id)
                 assert request is not None
                 lost = view(deps, session, request)
             else:
-                session.add(Decision(request_id=request_id, approver_id=actor, approve=approve, at=now))
+                session.add(
+                    Decision(
+                        request_id=request_id,
+                        approver_id=actor,
+                        approve=approve,
+                        at=now,
+                        step=step,
+                        via=mine[step],
+                        comment=text,
+                        round=0,
+                    )
+                )
                 session.flush()
-                completed = _take_effect(deps, session, now, actor, request_id, approve, gone)
+                request = queries.get(session, request_id)
+                assert request is not None
+                seen = {(c.person, c.step) for c in recorded}
+                after = standing(
+                    resource.steps,
+                    approvers.casts(queries.decisions(session, request_id)),
+                    lambda c: (c.person, c.step) in valid or (c.person, c.step) not in seen,
+                )
+                completed = _take_effect(deps, session, now, actor, request, approve, step, mine[step], text, after)
                 request = queries.get(session, request_id)
                 assert request is not None
                 current = view(deps, session, request)
@@ -89,6 +119,12 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool) -> RequestVie
                     tell.refresh(deps, session, current)
                     if not approve:
                         tell.announce(deps, session, current, Notice.DENIED)
+                    else:
+                        note = {"actor": actor, "step": step, "words": text, "mentions": list(current.asking)}
+                        if after.waiting != before.waiting:  # a step is done: the next one's people hear it now
+                            note["next_step"] = after.waiting
+                            _restart_reminders(deps, session, request, resource, now)
+                        tell.thread(deps, session, current, Notice.STEP_APPROVED, note)
     except IntegrityError:  # a double click, or a retry: the first one counted
         raise Refused(f"You already decided on request #{request_id}; nothing was done.") from None
 
@@ -103,28 +139,65 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool) -> RequestVie
     return current
 
 
+def _decided(approve: bool) -> str:
+    return "approved" if approve else "denied"
+
+
+def _counted(now: Standing) -> set[str]:
+    return {person for step in now.approved for person in step}
+
+
+def _lapsed(deps: Deps, current: RequestView, now: datetime) -> bool:
+    lapses_at = current.lapses_at or current.created_at + queries.LEGACY_PENDING_TIMEOUT
+    return now >= lapses_at
+
+
+def lapsed_words(current: RequestView) -> str:
+    waited = (current.lapses_at - current.created_at) if current.lapses_at else None
+    within = f" within {format_duration(waited)}" if waited else " in time"
+    return f"Request #{current.id} got no decision{within} and lapsed."
+
+
 def _take_effect(
-    deps: Deps, session: Session, now: datetime, actor: str, request_id: int, approve: bool, gone: set[str]
+    deps: Deps,
+    session: Session,
+    now: datetime,
+    actor: str,
+    request: Request,
+    approve: bool,
+    step: int,
+    via: str,
+    words: str | None,
+    after: Standing,
 ) -> bool:
     """Record the decision on the locked pending row; True when it completed the approval (and claimed the grant)."""
-    request = queries.get(session, request_id)
-    assert request is not None
-    audit.record(session, "approved" if approve else "denied", at=now, actor=actor, request=request)
+    detail: dict[str, object] = {"step": step, "via": via}
+    if after.multi:
+        detail["step_name"] = after.step_name(step)
+    if words:
+        detail["denial_reason" if not approve else "comment"] = words
+    audit.record(session, "approved" if approve else "denied", at=now, actor=actor, request=request, **detail)
     if not approve:
-        denied = queries.move(session, request_id, Status.PENDING, Status.DENIED, decided_at=now)
+        denied = queries.move(session, request.id, Status.PENDING, Status.DENIED, decided_at=now)
         assert denied, "the pending row is locked by this transaction"
         return False
     # Counted under the row lock: of two approvers at once, the later one sees both approvals.
-    needed = deps.approvals_required(request.resource, request.level)
-    if queries.approvals_count(session, request_id, excluding=gone) < needed:
+    if not after.complete:
         return False
-    approved = queries.move(session, request_id, Status.PENDING, Status.APPROVED, decided_at=now)
+    approved = queries.move(session, request.id, Status.PENDING, Status.APPROVED, decided_at=now)
     assert approved, "the pending row is locked by this transaction"
     # Claimed in the same transaction: an approval is never left without an owner.
-    request = queries.get(session, request_id)  # read again: claim goes by the status it now has
-    assert request is not None
-    access.claim(deps, session, request, now)
+    claimed = queries.get(session, request.id)  # read again: claim goes by the status it now has
+    assert claimed is not None
+    access.claim(deps, session, claimed, now)
     return True
+
+
+def _restart_reminders(deps: Deps, session: Session, request: Request, resource: Resource, now: datetime) -> None:
+    """A new step's people were just called on: their first reminder is one period from now."""
+    every = resource.remind_approvers_every
+    if every is not None and request.remind_at is not None:
+        queries.set_fields(session, request.id, remind_at=now + every)
 
 
 def _check_requester(deps: Deps, actor: str, current: RequestView) -> None:

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from datetime import timedelta
+
+from sqlalchemy.orm import Session
 
 from bot.services import heartbeat
 from bot.services.activity_notes import ActivityNote
 from bot.services.common import load_view
 from bot.services.deps import Deps
 from bot.services.ports import MessageRef, Notice, NotSent
-from bot.services.views import from_data
+from bot.services.views import RequestView, from_data
 from bot.store import audit, outbox, queries
 from bot.store.outbox import POSTS, Kind, Outcome, Owed
 from bot.store.reachability import database_outage
@@ -101,8 +104,8 @@ class Courier:
         return True
 
     def _found(self, owed: Owed) -> MessageRef | None:
-        if owed.kind is Kind.ACTIVITY and owed.channel is None:
-            return None  # a thread reply is not in the channel's history; a digest twice is the lesser harm
+        if (owed.kind is Kind.ACTIVITY and owed.channel is None) or owed.kind is Kind.THREAD:
+            return None  # a thread reply is not in the channel's history; a reply twice is the lesser harm
         try:
             return self.deps.notifier.find(self._channel(owed), owed.uid)
         except NotSent as failure:
@@ -123,7 +126,7 @@ class Courier:
             if current is None:
                 return None
             if owed.kind is not Kind.REFRESH:
-                return notifier.post_request(self._channel(owed), current, owed.uid)
+                return notifier.post_request(self._channel(owed), current, owed.uid, alert=owed.kind is Kind.ALERT)
             refs = [
                 MessageRef(channel, ts)
                 for channel, ts in (
@@ -134,7 +137,7 @@ class Courier:
             ]
             for ref in refs:
                 try:
-                    notifier.update_request(ref, current)
+                    notifier.update_request(ref, current, alert=ref.ts == current.alert_ts)
                 except NotSent as failure:
                     if not failure.permanent:
                         raise
@@ -146,17 +149,42 @@ class Courier:
             return notifier.tell_reconciled(channel, p["resource"], p["principal"], p["found"], owed.uid, taken=taken)
         if owed.kind is Kind.ACTIVITY:
             return self._activity(owed)
+        if owed.kind is Kind.THREAD:
+            return self._thread(owed)
         if owed.kind is Kind.REFUSALS:
             p = owed.payload
             window = timedelta(seconds=float(p["window"]))
             return notifier.warn_refusals(
                 self._channel(owed), p["actor"], int(p["count"]), window, p["latest"], owed.uid
             )
-        view = from_data(owed.payload)
+        view = self._linked(from_data(owed.payload))
         notice = Notice(owed.notice)
         if owed.kind is Kind.REQUESTER:
             return notifier.tell_requester(view, notice, owed.uid)
         return notifier.tell_channel(self._channel(owed), view, notice, owed.uid)
+
+    def _linked(self, view: RequestView) -> RequestView:
+        """The notice as it was owed, with the approval message's link as it is now: the message is posted, and its
+        link learnt, after the first notices were owed (rows of a request go in order, so it exists by now)."""
+        if view.approval_link is not None:
+            return view
+        current = load_view(self.deps, view.id)
+        return replace(view, approval_link=current.approval_link) if current is not None else view
+
+    def _thread(self, owed: Owed) -> MessageRef | None:
+        view = from_data(owed.payload["view"])
+        current = load_view(self.deps, view.id) or view
+        on_alert = bool(owed.payload.get("on_alert"))
+        places = [(current.alert_channel, current.alert_ts), (current.approval_channel, current.approval_ts)]
+        if not on_alert:
+            places.reverse()
+        channel, thread = next(((c, t) for c, t in places if c and t), (None, None))
+        if channel is None or thread is None:
+            return None  # its message never made it to Slack: no thread to reply in, and no stray top-level post
+        note = dict(owed.payload.get("note") or {})
+        note["broadcast"] = on_alert
+        linked = replace(view, approval_link=current.approval_link)
+        return self.deps.notifier.reply_in_thread(channel, thread, linked, Notice(owed.notice), note, owed.uid)
 
     def _activity(self, owed: Owed) -> MessageRef:
         note = ActivityNote.from_data(owed.payload["note"])
@@ -176,6 +204,11 @@ class Courier:
 
     def _finish(self, owed: Owed, outcome: Outcome, ref: MessageRef | None) -> None:
         deps = self.deps
+        # The message people are pointed to from DMs and incident channels: the approval message, or for an
+        # emergency whose approvals and audit channels are one, its alert. One chat.getPermalink per request.
+        link = None
+        if ref is not None and owed.kind in (Kind.REQUEST, Kind.ALERT) and owed.request_id is not None:
+            link = deps.notifier.permalink(ref)
         with deps.db.transaction() as session:
             ours = outbox.finish(
                 session,
@@ -191,6 +224,8 @@ class Courier:
                     queries.set_fields(session, owed.request_id, approval_channel=ref.channel, approval_ts=ref.ts)
                 elif owed.kind is Kind.ALERT:
                     queries.set_fields(session, owed.request_id, alert_channel=ref.channel, alert_ts=ref.ts)
+                if link is not None and (owed.kind is Kind.REQUEST or not _has_link(session, owed.request_id)):
+                    queries.set_fields(session, owed.request_id, approval_link=link)
         if outcome is Outcome.FOUND:
             log.info("message %s was in Slack already (%s %s); adopted, not posted again", owed.id, ref, owed.kind)
 
@@ -215,6 +250,11 @@ class Courier:
         log.warning("message %s (%s) not delivered: %s; retrying from %s", owed.id, owed.kind, failure, due)
         deps.alarms.wake_at(due)
         return False
+
+
+def _has_link(session: Session, request_id: int) -> bool:
+    request = queries.get(session, request_id)
+    return request is not None and request.approval_link is not None
 
 
 class BackgroundCourier:

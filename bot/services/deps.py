@@ -17,6 +17,7 @@ from bot.policy import Policy, Resource
 from bot.redaction import Redactor
 from bot.services.heartbeat import Heartbeat
 from bot.services.leases import Leases
+from bot.services.oncall import OnCallDesk
 from bot.services.ports import Alarms, Courier, Directory, NoAlarms, NoCourier, Notifier
 from bot.store.db import Database
 
@@ -54,7 +55,6 @@ class Tuning:
     grant_attempts: int = 3
     grant_retry_pause: float = 0.5
     alert_retry: timedelta = timedelta(seconds=30)  # how soon an emergency alert Slack did not take is sent again
-    request_timeout: timedelta = timedelta(hours=24)  # a pending request nobody decided times out
     batch: int = 100
     refusals_alert: int = 5  # refused attempts by one person within guard.WINDOW before the audit channel hears
     requests_per_hour: int = 20  # requests one person may file in an hour, across all replicas
@@ -86,6 +86,7 @@ class Deps:
     leases: Leases = field(default_factory=Leases)
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     redactor: Redactor = field(default_factory=Redactor)  # every secret the process knows, for failure texts
+    oncall: OnCallDesk | None = None  # the policy's on-call service, when it names one
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -113,7 +114,7 @@ class Deps:
         return resource.requesters is None or self.is_listed(user_id, resource.requesters)
 
     def may_break_glass(self, user_id: str, resource: Resource | None) -> bool:
-        return resource is not None and resource.emergency and self.may_request(user_id, resource)
+        return resource is not None and bool(resource.emergency) and self.may_request(user_id, resource)
 
     def approves(self, user_id: str) -> list[str]:
         """The resources this person may decide on, at one level at least."""

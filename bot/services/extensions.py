@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.adapters.base import Adapter, AdapterError, ExtendsExpiry, GrantContext, Receipt
+from bot.domain.approvals import Cast, standing
 from bot.domain.durations import DurationError, format_duration, parse_duration
 from bot.domain.rules import Refused, check_extender, check_extension, check_still_requester
 from bot.domain.states import Status
-from bot.services import tell
+from bot.policy import Resource
+from bot.services import approvers, tell
 from bot.services.backend import adapter_error, revoke_confirmed, scrubbed
 from bot.services.common import approver_unless_holder, existing, grant_context, load_view, refuse, view
 from bot.services.deadline import Overdue, call_within
@@ -26,6 +28,7 @@ from bot.services.outcome import outcome
 from bot.services.ports import Notice
 from bot.services.views import RequestView
 from bot.store import audit, queries
+from bot.store.models import Decision
 
 log = logging.getLogger("breakglass.extensions")
 
@@ -63,6 +66,12 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
     except DurationError as error:
         raise Refused(f"{error}. Say how much longer, e.g. `30m` or `1h`.") from None
     check_extension(granted_for=current.expires_at - current.granted_at, extra=extra, resource=resource)
+    if actor != holder:  # approved like the request itself: the level's steps and counts
+        waiting = _approve(deps, actor, current, resource, extra)
+        if waiting is not None:
+            return waiting
+        current = existing(deps, request_id)
+        assert current.expires_at is not None
 
     before, after = current.expires_at, current.expires_at + extra
     me = deps.tuning.instance
@@ -116,6 +125,82 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
     deps.alarms.wake_at(after)
     deps.alarms.wake_at(after - deps.tuning.expiry_warning)
     return extended
+
+
+def _approve(deps: Deps, actor: str, current: RequestView, resource: Resource, extra: timedelta) -> RequestView | None:
+    """Record ``actor``'s approval of an extension by ``extra`` in its own round; None once the extension has all its
+    steps' approvals (the caller applies it), else the request with the extension waiting, its next deciders called
+    on in the thread. One extension waits at a time; it is dropped when access ends."""
+    request_id, seconds = current.id, int(extra.total_seconds())
+    if current.extension_seconds is not None and current.extension_seconds != seconds:
+        asked = format_duration(timedelta(seconds=current.extension_seconds))
+        raise Refused(
+            f"An extension of #{request_id} by {asked} waits for its approvals; approve that one with "
+            f"`/breakglass extend {request_id} {asked}`, or ask for another once it is settled. Nothing was recorded."
+        )
+    round_ = current.extension_round if current.extension_seconds is not None else current.extension_round + 1
+    recorded = [Cast(d.approver_id, d.approve, d.step, d.via) for d in current.decisions if d.round == round_]
+    if any(cast.person == actor for cast in recorded):
+        raise Refused(f"You approved this extension of #{request_id} already; it waits for the other approvals.")
+    mine = approvers.ways(deps, actor, resource, escalated=False)
+    before = approvers.counting(deps, resource, False, current.requester_id, recorded)
+    step = approvers.step_for(request_id, before, mine, approve=True)
+    valid = {(c.person, c.step) for c in recorded if c.approve and any(c.person in s for s in before.approved)}
+    seen = {(c.person, c.step) for c in recorded}
+    now = deps.now()
+    with deps.db.transaction() as session:
+        if not queries.lock_active(session, request_id, now):
+            raise Refused(f"Request #{request_id} changed just now; nothing was done. `/breakglass mine` shows it.")
+        request = queries.get(session, request_id)
+        assert request is not None
+        expected = (request.extension_round, request.extension_seconds)
+        if expected != ((round_, seconds) if current.extension_seconds is not None else (round_ - 1, None)):
+            raise Refused(f"The extension of #{request_id} changed just now; nothing was done. Try again.")
+        session.add(
+            Decision(
+                request_id=request_id, approver_id=actor, approve=True, at=now, step=step, via=mine[step], round=round_
+            )
+        )
+        session.flush()
+        after = standing(
+            resource.steps,
+            approvers.casts(queries.decisions(session, request_id), round_),
+            lambda c: (c.person, c.step) in valid or (c.person, c.step) not in seen,
+        )
+        if after.complete:  # applied by the caller, in its own hold
+            queries.set_fields(
+                session,
+                request_id,
+                extension_round=round_,
+                extension_seconds=None,
+                extension_by=None,
+                extension_asked_at=None,
+            )
+            return None
+        queries.set_fields(
+            session,
+            request_id,
+            extension_round=round_,
+            extension_seconds=seconds,
+            extension_by=request.extension_by or actor,
+            extension_asked_at=request.extension_asked_at or now,
+        )
+        audit.record(
+            session,
+            "extension_approved",
+            at=now,
+            actor=actor,
+            request=request,
+            by=format_duration(extra),
+            step=step,
+            round=round_,
+        )
+        waiting = view(deps, session, queries.get(session, request_id) or request)
+        note = {"actor": actor, "mentions": list(waiting.asking)}
+        tell.thread(deps, session, waiting, Notice.EXTENSION_ASKED, note)
+        tell.refresh(deps, session, waiting)
+    deps.courier.deliver(request_id)
+    return waiting
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.adapters.base import Person
 from bot.services.activity_notes import ActivityNote
@@ -34,6 +34,15 @@ class Notice(StrEnum):
     REVIEW_WRITTEN = "review_written"  # the account is in; the sign-off side is called on
     REVIEW_SIGN_OFF = "review_sign_off"  # a reminder to the sign-off side
     EXTENDED = "extended"
+    # Thread replies under the approval message (bot/services/tell.py: ``thread``):
+    STEP_APPROVED = "step_approved"  # an approval that did not complete the request; who is asked next
+    REMINDER = "reminder"  # approvers who have not decided are reminded
+    ESCALATED = "escalated"  # the backups are asked
+    AUTO_APPROVED = "auto_approved"  # the requester was on call: approved at once
+    PAGED = "paged"  # breaking the glass paged the on-call
+    EXTENSION_ASKED = "extension_asked"  # an extension waits for its approvals
+    EXTENSION_DENIED = "extension_denied"
+    ONCALL_UNKNOWN = "oncall_unknown"  # the on-call service could not say who is on call: listed approvers decide
 
 
 @dataclass(frozen=True)
@@ -58,11 +67,12 @@ class Notifier(Protocol):
     Every post carries ``mark``, the outbox row's id, so that ``find`` can tell whether a post in doubt arrived.
     Raises NotSent when a message did not certainly arrive."""
 
-    def post_request(self, channel: str, view: RequestView, mark: str) -> MessageRef:
-        """Post the request's message (approval buttons, or the loud emergency alert) to a channel."""
+    def post_request(self, channel: str, view: RequestView, mark: str, *, alert: bool = False) -> MessageRef:
+        """Post the request's message (approval buttons, or with ``alert`` the loud emergency alert, which calls on
+        ``view.audit_mentions``) to a channel."""
         ...
 
-    def update_request(self, ref: MessageRef, view: RequestView) -> None:
+    def update_request(self, ref: MessageRef, view: RequestView, *, alert: bool = False) -> None:
         """Edit one of the request's messages in place to show its current state."""
         ...
 
@@ -89,6 +99,17 @@ class Notifier(Protocol):
         ``channel``, or with no ``thread_ts`` a message of its own there."""
         ...
 
+    def reply_in_thread(
+        self, channel: str, thread_ts: str, view: RequestView, notice: Notice, note: dict[str, Any], mark: str
+    ) -> MessageRef:
+        """Say what happened to a request in its approval message's thread; ``note`` carries who acted, their words
+        and who is called on (``mentions``: user and group ids, the only mentions the reply may carry)."""
+        ...
+
+    def permalink(self, ref: MessageRef) -> str | None:
+        """A link to a posted message (chat.getPermalink); None when Slack cannot give one now. Never raises."""
+        ...
+
     def find(self, channel: str, mark: str) -> MessageRef | None:
         """The message posted with ``mark`` to ``channel`` (a user id means the DM with them), if Slack has it."""
         ...
@@ -111,6 +132,11 @@ class Directory(Protocol):
 
     def members(self, group_ids: list[str]) -> frozenset[str]:
         """Everyone in the groups; raises MembershipUnknown when a group cannot be read now."""
+        ...
+
+    def by_email(self, email: str) -> str | None:
+        """The user id of the person with this email (how an on-call schedule's people are found in Slack); None when
+        nobody has it, or Slack cannot say just now."""
         ...
 
 

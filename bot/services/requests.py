@@ -13,7 +13,7 @@ from bot.domain.live import live_key, scope
 from bot.domain.rules import Forbidden, Refused, check_ask, check_revoke, find_resource
 from bot.domain.states import FINAL, Status
 from bot.policy import Resource
-from bot.services import access, guard, one_live, reviews, tell
+from bot.services import access, guard, one_live, reviews, tell, triggers, waiting
 from bot.services.common import (
     approver_unless_holder,
     existing,
@@ -29,8 +29,9 @@ from bot.store import audit, queries
 from bot.store.models import Request
 
 
-def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> RequestView:
-    """Store a request and put it in front of its approvers; an emergency is granted at once."""
+def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_name: str | None = None) -> RequestView:
+    """Store a request and put it in front of its approvers; an emergency, or a request by whoever is on call where
+    the schedule may ``auto_approve``, is granted at once."""
     # Who may ask is checked before anything about the resource is said: limits and the reason pattern are not
     # for people who may not request it, and a typo lists only what this person may request.
     try:
@@ -55,6 +56,10 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> Requ
         raise Refused(why) from None
     if not ask.emergency:  # an overdue review blocks ordinary requests; breaking the glass always goes through
         reviews.check_not_blocked(deps, actor, resource.name, identity)
+    in_incident = deps.policy.is_incident_channel(origin_channel, origin_name)
+    trigger = triggers.check(deps, actor, resource, in_incident) if ask.emergency else None
+    oncall = triggers.on_call(deps, resource)
+    auto = not ask.emergency and oncall.auto_approves(actor)
     key = live_key(scope(deps.policy, resource.name), identity)
     superseded: RequestView | None = None
     try:
@@ -74,17 +79,24 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> Requ
                 status=Status.PENDING.value,
                 created_at=now,
                 origin_channel=origin_channel,
+                origin_incident=in_incident,
                 revoke_attempts=0,
                 live_key=key,
+                **waiting.first_moments(resource, now),
+                oncall_ids=sorted(oncall.people) if oncall.people else None,
             )
             session.add(request)
             session.flush()  # a live request of the same key committed meanwhile: IntegrityError, nothing written
             audit.record(
                 session, "requested", at=now, actor=actor, request=request, emergency=ask.emergency, principal=identity
             )
-            if ask.emergency:
+            if ask.emergency or auto:
                 queries.move(session, request.id, Status.PENDING, Status.APPROVED, decided_at=now)
-                audit.record(session, "emergency", at=now, actor=actor, request=request)
+                if ask.emergency:
+                    audit.record(session, "emergency", at=now, actor=actor, request=request, **triggers.said(trigger))
+                else:  # loud: in the trail, on the approval message, and in its thread
+                    queries.set_fields(session, request.id, auto_approved=True)
+                    audit.record(session, "auto_approved", at=now, actor=actor, request=request, **oncall.said())
                 approved = queries.get(session, request.id)
                 assert approved is not None
                 access.claim(deps, session, approved, now)
@@ -99,9 +111,15 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> Requ
                 tell.alert(deps, session, current)
                 if deps.policy.channels.approvals != deps.policy.channels.audit:
                     tell.request_message(deps, session, current)
+                if trigger is not None and trigger.unknown:
+                    tell.thread(deps, session, current, Notice.ONCALL_UNKNOWN, {"why": trigger.unknown}, on_alert=True)
             else:
                 tell.request_message(deps, session, current)
-                tell.announce(deps, session, current, Notice.RECEIVED)
+                tell.announce(deps, session, current, Notice.AUTO_APPROVED if auto else Notice.RECEIVED)
+                if auto:
+                    tell.thread(deps, session, current, Notice.AUTO_APPROVED, oncall.said())
+                elif oncall.unknown:
+                    tell.thread(deps, session, current, Notice.ONCALL_UNKNOWN, {"why": oncall.unknown})
     except IntegrityError:
         if key is None:
             raise
@@ -111,8 +129,10 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None) -> Requ
 
     if superseded is not None:
         deps.courier.deliver(superseded.id)
-    if ask.emergency:
+    if ask.emergency or auto:
         access.finish_grant(deps, request_id)  # access first; the alerts go out right after it
+    if ask.emergency:
+        triggers.page(deps, resource, request_id)
     deps.courier.deliver(request_id)
     return existing(deps, request_id)
 

@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from bot.domain.states import FINAL, Status
-from bot.services import access, decisions, reviews, tell
+from bot.services import access, decisions, reviews, tell, waiting
 from bot.services.common import view
 from bot.services.delivery import BackgroundCourier, Courier
 from bot.services.deps import Deps
@@ -34,6 +34,8 @@ class SweepReport:
     granted: int = 0
     warned: int = 0
     reminded: int = 0
+    approvers_reminded: int = 0
+    escalated: int = 0
     timed_out: int = 0
     delivered: int = 0
 
@@ -122,11 +124,15 @@ class Sweeper:
         with deps.db.transaction() as session:
             warnings = queries.warning_due_ids(session, now + deps.tuning.expiry_warning, batch)
             reminders = queries.reminder_due_ids(session, now, batch)
-            stale = queries.pending_before_ids(session, now - deps.tuning.request_timeout, batch)
+            stale = queries.lapsed_ids(session, now, batch)
+            nudges = queries.approver_reminders_due_ids(session, now, batch)
+            escalations = queries.escalations_due_ids(session, now, batch)
         for kind, ids, step in (
             ("warned", warnings, _warn),
             ("reminded", reminders, reviews.remind),
             ("timed_out", stale, decisions.lapse),
+            ("escalated", escalations, waiting.escalate),
+            ("approvers_reminded", nudges, waiting.remind),
         ):
             for request_id in ids:
                 start(kind, SLACK_LANE, (kind, request_id), partial(step, deps, request_id))

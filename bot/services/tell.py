@@ -9,6 +9,7 @@ the request is when they go out, so a late post or edit never shows a state that
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -33,6 +34,14 @@ CHANNEL_NOTICES = frozenset(
 )
 
 
+# Notices that are also a reply in the request's thread (the request's own message already says it was received).
+THREADED = frozenset(set(Notice) - {Notice.RECEIVED, Notice.AUTO_APPROVED})  # the latter's reply says more
+# What an incident channel the request was typed in hears besides CHANNEL_NOTICES.
+INCIDENT_NOTICES = frozenset(
+    {Notice.APPROVED, Notice.CANCELLED, Notice.EXPIRING, Notice.AUTO_APPROVED, Notice.EXTENDED, Notice.REVIEW_DUE}
+)
+
+
 def request_message(deps: Deps, session: Session, current: RequestView) -> None:
     """The request's message with its buttons, in the approvals channel."""
     outbox.owe(session, deps.now(), Kind.REQUEST, request_id=current.id, channel=deps.policy.channels.approvals)
@@ -49,6 +58,10 @@ def refresh(deps: Deps, session: Session, current: RequestView) -> None:
 
 
 def requester(deps: Deps, session: Session, current: RequestView, notice: Notice) -> None:
+    """A DM to the requester; the request's thread hears the same, as everything that happens to it after its
+    approval message is also a reply there."""
+    if notice in THREADED:
+        thread(deps, session, current, notice)
     outbox.owe(
         session,
         deps.now(),
@@ -77,13 +90,31 @@ def audit_channel(deps: Deps, session: Session, current: RequestView, notice: No
 
 
 def announce(deps: Deps, session: Session, current: RequestView, notice: Notice) -> None:
-    """Tell the requester, and the channel the request came from where that is not the approvals channel."""
+    """Tell the requester, and the channel the request came from where that is not the approvals channel: the main
+    notices, or every one of them when it is an incident channel (the people handling the incident follow there)."""
     requester(deps, session, current, notice)
     origin = current.origin_channel
     elsewhere = origin and origin != deps.policy.channels.approvals
     # A request made in a DM with the bot is already answered by the requester's notice.
-    if notice in CHANNEL_NOTICES and elsewhere and not origin.startswith("D"):
+    wanted = notice in CHANNEL_NOTICES or (current.origin_incident and notice in INCIDENT_NOTICES)
+    if wanted and elsewhere and not origin.startswith("D"):
         channel(deps, session, origin, current, notice)
+
+
+def thread(
+    deps: Deps,
+    session: Session,
+    current: RequestView,
+    notice: Notice,
+    note: dict[str, Any] | None = None,
+    *,
+    on_alert: bool = False,
+) -> None:
+    """A reply in the thread of the request's approval message (``on_alert``: of its emergency alert, shown in the
+    channel too). ``note`` says who acted, with what words, and whom it calls on (``mentions``). It waits behind
+    the request's earlier messages, so the message it replies to exists by then."""
+    payload = {"view": to_data(current), "note": note or {}, "on_alert": on_alert}
+    outbox.owe(session, deps.now(), Kind.THREAD, request_id=current.id, notice=notice.value, payload=payload)
 
 
 def reconciled(deps: Deps, session: Session, resource: str, principal: str, found: str, *, taken: bool = True) -> None:

@@ -19,6 +19,19 @@ class DecisionView:
     approver_id: str
     approve: bool
     at: datetime
+    step: int = 0
+    comment: str | None = None  # a denial's reason, an approval's comment
+    via: str | None = None  # listed, oncall or escalation
+    round: int = 0  # 0: the request; N: its Nth extension
+
+
+@dataclass(frozen=True)
+class StepView:
+    """One approval step as it stands: who approved it, how many it needs."""
+
+    name: str | None
+    required: int
+    approved_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,20 @@ class RequestView:
     superseded_by: int | None = None  # the emergency that replaced this request while it was pending
     level: str | None = None  # the resource's access level; None where the resource declares no levels
     lesser_levels: tuple[str, ...] = ()  # levels less privileged than ``level`` that were available
+    # The approval of the round in question (the request while pending, else a waiting extension, else the request):
+    steps: tuple[StepView, ...] = ()
+    waiting_step: int | None = None  # index of the step waiting for approvals
+    asking: tuple[str, ...] = ()  # who the waiting step calls on (user and group ids), for mentions
+    escalated: bool = False
+    auto_approved: bool = False  # approved at once: the requester was on call
+    approval_link: str | None = None  # permalink of the approval message
+    audit_mentions: tuple[str, ...] = ()  # who an emergency alert calls on in the audit channel
+    extension_round: int = 0  # the extension waiting for approvals (with extension_seconds), or the last one
+    extension_seconds: int | None = None
+    extension_by: str | None = None
+    lapses_at: datetime | None = None  # when a pending request lapses undecided
+    origin_incident: bool = False  # typed in an incident channel, which then hears every notice
+    requester_name: str | None = None  # shown where a mention would call on the requester
 
     @property
     def label(self) -> str:
@@ -76,15 +103,45 @@ class RequestView:
 
     @property
     def approvers(self) -> list[str]:
-        return [d.approver_id for d in self.decisions if d.approve]
+        return [d.approver_id for d in self.decisions if d.approve and d.round == 0]
 
     @property
     def denier(self) -> str | None:
-        return next((d.approver_id for d in self.decisions if not d.approve), None)
+        return next((d.approver_id for d in self.decisions if not d.approve and d.round == 0), None)
+
+    @property
+    def denial(self) -> DecisionView | None:
+        return next((d for d in self.decisions if not d.approve and d.round == 0), None)
+
+    @property
+    def comments(self) -> list[DecisionView]:
+        """Decisions of the request itself that came with words, in order."""
+        return [d for d in self.decisions if d.comment and d.round == 0]
+
+    def step_name(self, index: int) -> str:
+        if index >= len(self.steps):
+            return f"step {index + 1}"
+        name = self.steps[index].name
+        numbered = f"step {index + 1} of {len(self.steps)}"
+        return f"{numbered} ({name})" if name else numbered
+
+
+@dataclass(frozen=True)
+class Approval:
+    """The parts of a snapshot the approval flow works out (bot/services/common.py: ``view``)."""
+
+    steps: tuple[StepView, ...] = ()
+    waiting_step: int | None = None
+    asking: tuple[str, ...] = ()
+    audit_mentions: tuple[str, ...] = ()
 
 
 def snapshot(
-    session: Session, request: Request, approvals_required: int, lesser_levels: tuple[str, ...] = ()
+    session: Session,
+    request: Request,
+    approvals_required: int,
+    lesser_levels: tuple[str, ...] = (),
+    approval: Approval = Approval(),
 ) -> RequestView:
     review = queries.review(session, request.id)
     return RequestView(
@@ -98,7 +155,10 @@ def snapshot(
         status=Status(request.status),
         created_at=request.created_at,
         approvals_required=approvals_required,
-        decisions=tuple(DecisionView(d.approver_id, d.approve, d.at) for d in queries.decisions(session, request.id)),
+        decisions=tuple(
+            DecisionView(d.approver_id, d.approve, d.at, d.step, d.comment, d.via, d.round)
+            for d in queries.decisions(session, request.id)
+        ),
         granted_at=request.granted_at,
         expires_at=request.expires_at,
         ended_at=request.ended_at,
@@ -128,6 +188,19 @@ def snapshot(
         superseded_by=request.superseded_by,
         level=request.level,
         lesser_levels=lesser_levels,
+        steps=approval.steps,
+        waiting_step=approval.waiting_step,
+        asking=approval.asking,
+        escalated=request.escalated_at is not None,
+        auto_approved=bool(request.auto_approved),
+        approval_link=request.approval_link,
+        audit_mentions=approval.audit_mentions,
+        extension_round=request.extension_round or 0,
+        extension_seconds=request.extension_seconds,
+        extension_by=request.extension_by,
+        lapses_at=request.lapses_at,
+        origin_incident=bool(request.origin_incident),
+        requester_name=request.requester_name,
     )
 
 
@@ -158,9 +231,22 @@ def from_data(data: dict[str, Any]) -> RequestView:
     values["duration"] = timedelta(seconds=values["duration"])
     values["status"] = Status(values["status"])
     decided = values.get("decisions", ())
-    values["lesser_levels"] = tuple(values.get("lesser_levels", ()))
+    for key in ("lesser_levels", "asking", "audit_mentions"):
+        values[key] = tuple(values.get(key, ()))
+    values["steps"] = tuple(
+        StepView(s.get("name"), int(s["required"]), tuple(s.get("approved_by", ()))) for s in values.get("steps", ())
+    )
     values["decisions"] = tuple(
-        DecisionView(d["approver_id"], d["approve"], datetime.fromisoformat(d["at"])) for d in decided
+        DecisionView(
+            d["approver_id"],
+            d["approve"],
+            datetime.fromisoformat(d["at"]),
+            d.get("step", 0),
+            d.get("comment"),
+            d.get("via"),
+            d.get("round", 0),
+        )
+        for d in decided
     )
     review = values.get("review")
     if review is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bot.domain.approvals import mention
 from bot.domain.commands import USAGE
 from bot.domain.durations import format_duration
 from bot.domain.states import ReviewStatus, Status
@@ -59,14 +60,21 @@ def state_line(view: RequestView) -> str:
         line = f"⏳ Waiting for approval ({got} of {view.approvals_required})"
         return f"{line}, approved so far by {approved}" if approved else line
     if status is Status.DENIED:
-        return f"⛔ Denied by {who(view.denier)}"
+        denial = view.denial
+        because = f": {_words(denial.comment)}" if denial and denial.comment else ""
+        return f"⛔ Denied by {who(view.denier)}{because}"
     if status is Status.CANCELLED and view.superseded_by:
         return f"↩️ Superseded by emergency request #{view.superseded_by}"
     if status is Status.CANCELLED:
         return "↩️ Withdrawn by the requester"
     if status is Status.TIMED_OUT:
         return "⌛ No decision in time; the request lapsed"
-    decided = "granted at once without approval" if view.emergency else f"approved by {approved}"
+    if view.emergency:
+        decided = "granted at once without approval"
+    elif view.auto_approved:
+        decided = "approved at once: the requester was on call"
+    else:
+        decided = f"approved by {approved}"
     if status in (Status.APPROVED, Status.GRANTING):
         return f"⏳ {decided.capitalize()}; granting access…"
     if status is Status.GRANT_FAILED:
@@ -87,6 +95,54 @@ def state_line(view: RequestView) -> str:
 def _failure(view: RequestView) -> str:
     """A backend's error: last on its line, so nothing of ours follows it."""
     return escape(view.failure or "unknown error", FAILURE_SHOWN)
+
+
+def _words(text: str | None) -> str:
+    """What a decider wrote, quoted and inert."""
+    return f"“{escape(text or '', 300)}”"
+
+
+def mentions(ids: Sequence[str]) -> str:
+    """Mentions that notify: the only ones a message of ours carries, built from policy ids, never from typed text."""
+    return " ".join(mention(entry) for entry in ids)
+
+
+def requester_name(view: RequestView) -> str:
+    """The requester, named without a mention: the approval message calls on its deciders and nobody else."""
+    if view.requester_name:
+        return f"{escape(view.requester_name, 80)} ({code(view.requester_id, 40)})"
+    return code(view.requester_id, 40)
+
+
+def steps_lines(view: RequestView) -> list[str]:
+    """Each step of a multi-step approval: done, waiting, or still to come."""
+    if len(view.steps) < 2:
+        return []
+    lines = []
+    for index, step in enumerate(view.steps):
+        name = view.step_name(index).capitalize()
+        by = ", ".join(who(person) for person in step.approved_by)
+        if len(step.approved_by) >= step.required:
+            lines.append(f"✅ {name}: approved by {by}")
+        elif index == view.waiting_step:
+            got = f", {len(step.approved_by)} of {step.required} so far by {by}" if by else ""
+            lines.append(f"⏳ {name}: waiting for {step.required} approval{'s' if step.required > 1 else ''}{got}")
+        else:
+            lines.append(
+                f"◻️ {name}: {step.required} approval{'s' if step.required > 1 else ''}, asked once the "
+                "step before it is approved"
+            )
+    return lines
+
+
+def asking_line(view: RequestView) -> str | None:
+    """Who is asked to decide now, as mentions: the people of the step waiting (and on call, and the backups once
+    escalated)."""
+    if view.status is not Status.PENDING or not view.asking:
+        return None
+    step = f" ({view.step_name(view.waiting_step)})" if len(view.steps) > 1 and view.waiting_step is not None else ""
+    escalated = " · escalated" if view.escalated else ""
+    return f"👋 Asking{step}{escalated}: {mentions(view.asking)}"
 
 
 def review_line(view: RequestView) -> str | None:
@@ -113,18 +169,22 @@ def _as(view: RequestView) -> str:
     return f" as {escape(view.principal, 130)}"
 
 
-def request_message(view: RequestView) -> tuple[str, list[Block]]:
-    """The message in the approvals (and, for emergencies, audit) channel. Edited in place on every change."""
+def request_message(view: RequestView, alert: bool = False) -> tuple[str, list[Block]]:
+    """The message in the approvals channel, or (``alert``) an emergency's alert in the audit channel. Edited in place
+    on every change. It mentions the deciders of the step waiting (the alert: whoever must hear of broken glass),
+    and nobody else: the requester is named, not mentioned."""
+    calling = view.audit_mentions if alert else (view.asking if view.status is Status.PENDING else ())
+    called = f" · {mentions(calling)}" if calling else ""
     summary = (
-        f"{title(view)}: {who(view.requester_id)} · {view.label} · {format_duration(view.duration)} · "
-        f"{view.status.value.replace('_', ' ')}"
+        f"{title(view)}: {escape(view.requester_name or view.requester_id, 80)} · {view.label} · "
+        f"{format_duration(view.duration)} · {view.status.value.replace('_', ' ')}{called}"
     )
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": title(view)}},
         {
             "type": "section",
             "fields": [
-                _mrkdwn(f"*Requester*\n{who(view.requester_id)}"),
+                _mrkdwn(f"*Requester*\n{requester_name(view)}"),
                 _mrkdwn(f"*Resource*\n{code(view.label)}{_as(view)}"),
                 _mrkdwn(f"*Duration*\n{format_duration(view.duration)}"),
                 _mrkdwn(f"*Emergency*\n{'yes, glass broken' if view.emergency else 'no'}"),
@@ -138,7 +198,21 @@ def request_message(view: RequestView) -> tuple[str, list[Block]]:
         if view.status is Status.PENDING:
             more += " Approve only if that would not do."
         blocks.append(_context(more))
+    if alert and view.audit_mentions:
+        blocks.append(_context(f"📣 {mentions(view.audit_mentions)}"))
+    if view.auto_approved:  # loud: nobody approved this but the schedule
+        blocks.append(
+            _section("⚡ *Approved at once without an approver*: the requester is on call now (`auto_approve`).")
+        )
+    for line in steps_lines(view):
+        blocks.append(_context(line))
     blocks.append(_context(state_line(view)))
+    for decision in view.comments:
+        if decision.approve:
+            blocks.append(_context(f"💬 {who(decision.approver_id)} approved: {_words(decision.comment)}"))
+    asking = asking_line(view)
+    if asking:
+        blocks.append(_section(asking))
     review = review_line(view)
     if review:
         blocks.append(_context(review))
@@ -149,7 +223,8 @@ def request_message(view: RequestView) -> tuple[str, list[Block]]:
                 "block_id": "decision",
                 "elements": [
                     _button(ActionId.APPROVE, "Approve", view.id, "primary"),
-                    _button(ActionId.DENY, "Deny", view.id, "danger"),
+                    _button(ActionId.APPROVE_WITH_COMMENT, "Approve with comment", view.id),
+                    _button(ActionId.DENY, "Deny…", view.id, "danger"),
                 ],
             }
         )

@@ -29,6 +29,7 @@ class SlackDirectory:
         self.ttl = min(ttl, timedelta(seconds=60))
         self._people: dict[str, tuple[datetime, Person]] = {}
         self._groups: dict[str, tuple[datetime, frozenset[str]]] = {}
+        self._emails: dict[str, tuple[datetime, str]] = {}
         self._lock = threading.Lock()
 
     def _fresh(self, cache: dict[str, tuple[datetime, T]], key: str) -> T | None:
@@ -86,3 +87,23 @@ class SlackDirectory:
         with self._lock:
             self._groups[group_id] = (self.clock.now(), members)
         return members
+
+    def by_email(self, email: str) -> str | None:
+        key = email.strip().lower()
+        cached = self._fresh(self._emails, key)
+        if cached is not None:
+            return cached
+        try:
+            user = self.client.users_lookupByEmail(email=key)["user"]
+        except SlackApiError as error:  # users_not_found, or a missing users:read.email scope: nobody, said in the log
+            log.warning("users.lookupByEmail failed: %s", error.response.get("error"))
+            return None
+        except OSError as error:
+            log.warning("users.lookupByEmail failed: %s", type(error).__name__)
+            return None
+        user_id = str(user.get("id") or "")
+        if not user_id or user.get("deleted"):
+            return None
+        with self._lock:
+            self._emails[key] = (self.clock.now(), user_id)
+        return user_id

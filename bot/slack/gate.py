@@ -19,7 +19,7 @@ from slack_bolt.response import BoltResponse
 
 from bot.services import guard
 from bot.services.deps import Deps
-from bot.slack.replies import WORKSPACE_UNKNOWN, ephemeral, tell_privately
+from bot.slack.replies import WORKSPACE_UNKNOWN, ephemeral, form_errors, tell_privately
 from bot.store.reachability import database_outage
 
 log = logging.getLogger("breakglass.slack.gate")
@@ -91,13 +91,17 @@ def workspace_gate(home_now: Callable[[], Home | None], deps: Deps) -> Callable[
 
 
 def _answer(body: dict[str, Any], text: str, click_too: bool = False) -> BoltResponse:
-    """A command hears ``text`` in the ack; a click through its response_url only when ``click_too``: another
-    workspace's clicks get nothing back from us."""
+    """A command hears ``text`` in the ack; a click through its response_url and a form in itself only when
+    ``click_too``: another workspace's clicks and forms get nothing back from us."""
     if body.get("command"):  # a slash command shows the ack's body to the person who typed it
         return BoltResponse(
             status=200,
             body=json.dumps(ephemeral(text)),
             headers={"content-type": ["application/json;charset=utf-8"]},
+        )
+    if click_too and body.get("type") == "view_submission":  # a form has no response_url; it stays open, saying why
+        return BoltResponse(
+            status=200, body=json.dumps(form_errors(text)), headers={"content-type": ["application/json;charset=utf-8"]}
         )
     response_url = body.get("response_url")
     if click_too and isinstance(response_url, str) and response_url.startswith(("https://", "http://")):

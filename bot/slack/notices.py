@@ -14,6 +14,14 @@ INSTRUCTIONS_SHOWN = 2000  # characters of an adapter's instructions
 SECRET_SHOWN = 30_000  # UTF-16 units; Slack cuts a message at 40,000, and a cut secret is worse than none
 
 
+def linked(text: str, view: RequestView) -> str:
+    """A notice with a link to the request's approval message, where its whole story is (edits and thread)."""
+    link = view.approval_link
+    if not link or not link.startswith("https://") or any(c in link for c in "<>| "):
+        return text
+    return f"{text}\n<{link}|Open request #{view.id}>"
+
+
 def _ref(view: RequestView) -> str:
     return f"#{view.id} ({view.label}, {format_duration(view.duration)})"
 
@@ -53,10 +61,26 @@ def credentials(view: RequestView, one_time: str) -> str:
     )
 
 
+def _because(view: RequestView) -> str:
+    denial = view.denial
+    return f": “{escape(denial.comment, 500)}”" if denial and denial.comment else "."
+
+
+def _comments(view: RequestView) -> str:
+    said = [f"\n💬 {who(d.approver_id)}: “{escape(d.comment or '', 500)}”" for d in view.comments if d.approve]
+    return "".join(said)
+
+
 _TO_REQUESTER: dict[Notice, Callable[[RequestView], str]] = {
     Notice.RECEIVED: lambda v: f"📨 Request {_ref(v)} is with the approvers. You will hear here when they decide.",
-    Notice.APPROVED: lambda v: f"👍 Request {_ref(v)} was approved; granting access now.",
-    Notice.DENIED: lambda v: f"⛔ Request {_ref(v)} was denied by {who(v.denier)}.",
+    Notice.APPROVED: lambda v: f"👍 Request {_ref(v)} was approved; granting access now.{_comments(v)}",
+    Notice.AUTO_APPROVED: lambda v: (
+        f"⚡ Request {_ref(v)} was approved at once: you are on call now. This is recorded and shown to the approvers."
+    ),
+    Notice.EXTENSION_DENIED: lambda v: (
+        f"⛔ The extension of request {_ref(v)} was not approved; access ends as before."
+    ),
+    Notice.DENIED: lambda v: f"⛔ Request {_ref(v)} was denied by {who(v.denier)}{_because(v)}",
     Notice.ACTIVE: _active,
     Notice.GRANT_FAILED: lambda v: (
         f"⚠️ Request {_ref(v)} was approved, but granting access failed. "

@@ -19,7 +19,7 @@ from bot.services.activity_notes import ActivityNote
 from bot.services.guard import UNSIGNED
 from bot.services.ports import MessageRef, Notice, NotSent
 from bot.services.views import RequestView
-from bot.slack import activity_notices, blocks, notices
+from bot.slack import activity_notices, blocks, notices, thread_replies
 from bot.slack.retry import never_reached_slack
 from bot.slack.text import escape, who
 
@@ -85,19 +85,39 @@ class SlackNotifier:
         answer = self._call("chat.postMessage", in_doubt=True, metadata=metadata, **arguments)
         return MessageRef(answer["channel"], answer["ts"])
 
-    def post_request(self, channel: str, view: RequestView, mark: str) -> MessageRef:
-        text, content = blocks.request_message(view)
+    def post_request(self, channel: str, view: RequestView, mark: str, *, alert: bool = False) -> MessageRef:
+        text, content = blocks.request_message(view, alert=alert)
         return self._post(channel, text, mark, content)
 
-    def update_request(self, ref: MessageRef, view: RequestView) -> None:
-        text, content = blocks.request_message(view)
+    def update_request(self, ref: MessageRef, view: RequestView, *, alert: bool = False) -> None:
+        text, content = blocks.request_message(view, alert=alert)
         self._call("chat.update", in_doubt=False, channel=ref.channel, ts=ref.ts, text=text, blocks=content)
 
     def tell_requester(self, view: RequestView, notice: Notice, mark: str) -> MessageRef:
-        return self._post(view.requester_id, notices.to_requester(view, notice), mark)
+        return self._post(view.requester_id, notices.linked(notices.to_requester(view, notice), view), mark)
 
     def tell_channel(self, channel: str, view: RequestView, notice: Notice, mark: str) -> MessageRef:
-        return self._post(channel, notices.to_channel(view, notice), mark)
+        return self._post(channel, notices.linked(notices.to_channel(view, notice), view), mark)
+
+    def reply_in_thread(
+        self, channel: str, thread_ts: str, view: RequestView, notice: Notice, note: dict[str, Any], mark: str
+    ) -> MessageRef:
+        text = thread_replies.reply(view, notice, note)
+        arguments: dict[str, Any] = {"channel": channel, "text": text, "thread_ts": thread_ts}
+        if note.get("broadcast"):
+            arguments["reply_broadcast"] = True  # shown in the channel too: the audit channel must see a page
+        metadata = {"event_type": MARK_EVENT, "event_payload": {"mark": mark}}
+        answer = self._call("chat.postMessage", in_doubt=True, metadata=metadata, **arguments)
+        return MessageRef(answer["channel"], answer["ts"])
+
+    def permalink(self, ref: MessageRef) -> str | None:
+        try:
+            answer = self._call("chat.getPermalink", in_doubt=False, channel=ref.channel, message_ts=ref.ts)
+        except NotSent as failure:
+            log.warning("no permalink for message %s in %s: %s", ref.ts, ref.channel, failure)
+            return None
+        link = answer.get("permalink")
+        return link if isinstance(link, str) and link.startswith("https://") else None
 
     def warn_refusals(
         self, channel: str, actor: str, count: int, window: timedelta, latest: str, mark: str

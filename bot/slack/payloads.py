@@ -93,6 +93,13 @@ def _interaction_problem(data: dict[str, Any]) -> str | None:
                 return "an action without an action_id"
             if any(key in action and not isinstance(action[key], str) for key in ("value", "block_id")):
                 return "an action whose value or block_id is not text"
+    if data["type"] == "view_submission":
+        if user is None:
+            return "a form without a user"
+        view = data.get("view")
+        # Bolt routes on view.callback_id, and takes any other view type for a workflow step it then looks for.
+        if not isinstance(view, dict) or not _text(view.get("callback_id")) or view.get("type") != "modal":
+            return "a form that is not a modal with a callback_id"
     return _url_problem(data.get("response_url"))
 
 

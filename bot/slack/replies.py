@@ -1,8 +1,11 @@
-"""Answers to a person when Breakglass cannot do what they asked at all: its database or Slack is out of reach.
+"""Answers to a person: what came of their command, click or form, and why nothing was done when Breakglass cannot
+act at all (its database or Slack is out of reach, they are sending too much).
 
-Slack shows a slash command's HTTP response body to the person who typed it, privately; a click's response body is
-shown to nobody, so a click is answered through its ``response_url`` instead. Either way the person hears within
-Slack's three seconds that nothing was done and that trying again later is the remedy.
+Whatever happens, the person hears about it privately, and an unexpected failure is told as a reference the logs
+hold, never as its details. Slack shows a slash command's HTTP response body to the person who typed it; a click's
+response body is shown to nobody, so a click is answered through its ``response_url``; a form's submission is
+answered in the form itself, which stays open. Either way the person hears within Slack's three seconds that nothing
+was done and that trying again later is the remedy.
 """
 
 from __future__ import annotations
@@ -10,10 +13,21 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from slack_bolt import Respond
 from slack_sdk.webhook import WebhookClient
+
+from bot.domain.rules import Refused
+from bot.services import guard
+from bot.services.deps import Deps
+from bot.services.guard import RateLimiter, Verdict
+from bot.services.ports import MembershipUnknown
+from bot.slack.ids import WORDS_BLOCK
+from bot.store.reachability import database_outage, unreachable
 
 log = logging.getLogger("breakglass.slack.replies")
 
@@ -62,10 +76,66 @@ def refusal_for(body: bytes, content_type: str | None, text: str) -> tuple[int, 
         return 200, ephemeral(text)
     if "payload" in form:
         try:
-            response_url = json.loads(form["payload"]).get("response_url")
+            payload = json.loads(form["payload"])
+            kind, response_url = payload.get("type"), payload.get("response_url")
         except (ValueError, AttributeError):
-            response_url = None
+            kind = response_url = None
+        if kind == "view_submission":  # a form has no response_url: said in the form, which stays open
+            return 200, form_errors(text)
         if isinstance(response_url, str) and response_url.startswith(("https://", "http://")):
             tell_privately(response_url, text)
         return 200, None
     return 503, None
+
+
+def form_errors(text: str) -> dict[str, Any]:
+    """The ack of a form's submission that keeps the form open and shows ``text`` under its text input."""
+    return {"response_action": "errors", "errors": {WORDS_BLOCK: text}}
+
+
+def said(work: Callable[[], str | None]) -> str | None:
+    """Run the work after the ack and say what came of it: its own answer, or why it was not done."""
+    try:
+        return work()
+    except Refused as refusal:
+        return f"❌ {refusal}"
+    except MembershipUnknown:
+        return (
+            "⚠️ Breakglass could not check user-group membership with Slack just now, so nothing was done. "
+            "Try again in a minute."
+        )
+    except Exception as error:
+        if unreachable(error):
+            database_outage.failed(log, "a person's command", error)
+            return DATABASE_LOST_MIDWAY
+        incident = uuid.uuid4().hex[:8]
+        log.exception("command failed (ref %s)", incident)
+        return f"⚠️ Something went wrong on our side (ref `{incident}`); nothing was changed that is not shown."
+
+
+def answer(respond: Respond, work: Callable[[], str | None]) -> None:
+    """Run the work after the ack; whatever happens, the person hears about it privately. Work that answers None
+    has already shown the person what follows (a form), so nothing more is said."""
+    text = said(work)
+    if text is not None:
+        respond(text=text, response_type="ephemeral", replace_original=False)
+
+
+def slowed_down(deps: Deps, limiter: RateLimiter, actor: str, respond: Respond) -> bool:
+    """For listeners that have already acknowledged: True, and the person told why, when they must wait."""
+    verdict = limiter.take(actor)
+    if verdict.allowed:
+        return False
+    respond(text=verdict.message(limiter.per_minute), response_type="ephemeral", replace_original=False)
+    record_slow_down(deps, actor, verdict)
+    return True
+
+
+def record_slow_down(deps: Deps, actor: str, verdict: Verdict) -> None:
+    """Written after the person was answered: the trail may wait, Slack's three seconds may not."""
+    if verdict.first_refusal:  # one audit event per burst, not one per click of a flood
+        why = f"more than {deps.tuning.actions_per_minute} Slack actions in a minute"
+        try:
+            guard.refused(deps, actor, "rate_limited", why)
+        except Exception as error:
+            database_outage.failed(log, "recording a rate-limited person", error)

@@ -96,19 +96,43 @@ class Request(Base):
     activity_cursor: Mapped[str | None] = mapped_column(Text)
     activity_read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     activity_seen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # While pending (revision 0014): when it lapses (the resource's pending_timeout, fixed when asked), when the
+    # approvers of the waiting step are next reminded and how often they were, when the backups are asked (None once
+    # they were, or when there are none) and when they were, and who was on call when last looked at (mentions only:
+    # whether an on-call approver may decide is asked again when they click).
+    lapses_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    remind_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    escalate_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    oncall_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    auto_approved: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    approval_link: Mapped[str | None] = mapped_column(String(512))  # the approval message's permalink
+    # An extension waiting for its approvals: round N is the Nth extension asked; decisions of that round count for it.
+    extension_round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    extension_seconds: Mapped[int | None] = mapped_column(Integer)
+    extension_by: Mapped[str | None] = mapped_column(String(32))
+    extension_asked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Typed in an incident channel (channels.incidents): that channel hears every notice, not only the main ones.
+    origin_incident: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Decision(Base):
-    """One approver's approve or deny. One per approver and request, which makes N-of-M count people."""
+    """One approver's approve or deny. One per person and round (the request, or one of its extensions), which makes
+    N-of-M count people and lets a person count in one step only."""
 
     __tablename__ = "decisions"
-    __table_args__ = (UniqueConstraint("request_id", "approver_id", name="uq_decision_per_approver"),)
+    __table_args__ = (UniqueConstraint("request_id", "round", "approver_id", name="uq_decision_per_round"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
     approver_id: Mapped[str] = mapped_column(String(32))
     approve: Mapped[bool] = mapped_column(Boolean)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+    step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # the approval step it counted in
+    round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # 0: the request; N: its Nth extension
+    comment: Mapped[str | None] = mapped_column(Text)  # a denial's reason, an approval's comment
+    via: Mapped[str | None] = mapped_column(String(16))  # listed, oncall or escalation: why they could decide
 
 
 class Review(Base):

@@ -31,10 +31,11 @@ class Kind(StrEnum):
     REFUSALS = "refusals"  # the audit channel hears that someone keeps being refused
     RECONCILED = "reconciled"  # the audit channel hears of access reconciliation took back
     ACTIVITY = "activity"  # captured activity: a digest in the request's thread, or an alert in a channel
+    THREAD = "thread"  # a reply in the thread of the request's approval message (or its emergency alert)
 
 
 POSTS = frozenset(
-    {Kind.REQUEST, Kind.ALERT, Kind.REQUESTER, Kind.CHANNEL, Kind.REFUSALS, Kind.RECONCILED, Kind.ACTIVITY}
+    {Kind.REQUEST, Kind.ALERT, Kind.REQUESTER, Kind.CHANNEL, Kind.REFUSALS, Kind.RECONCILED, Kind.ACTIVITY, Kind.THREAD}
 )
 
 

@@ -7,10 +7,10 @@ rule makes double clicks, Slack retries, racing replicas and late approvals harm
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.domain.states import CLAIMS, FINAL, HOLDS_ACCESS, OPEN, OPEN_REVIEWS, ReviewStatus, Status, can_move
@@ -73,7 +73,7 @@ def decisions(session: Session, request_id: int) -> Sequence[Decision]:
     return session.scalars(select(Decision).where(Decision.request_id == request_id).order_by(Decision.id)).all()
 
 
-def take_pending(session: Session, request_id: int, created_after: datetime) -> bool:
+def take_pending(session: Session, request_id: int, now: datetime) -> bool:
     """The deciding step: lock a request that is still pending and not yet lapsed, or say it is not.
 
     A no-op UPDATE, so it takes the row lock on PostgreSQL and the write lock on SQLite as the transaction's first
@@ -82,20 +82,11 @@ def take_pending(session: Session, request_id: int, created_after: datetime) -> 
     """
     statement = (
         update(Request)
-        .where(Request.id == request_id, Request.status == Status.PENDING.value, Request.created_at > created_after)
+        .where(Request.id == request_id, Request.status == Status.PENDING.value, not_lapsed(now))
         .values(status=Request.status)
         .execution_options(synchronize_session=False)
     )
     return session.execute(statement).rowcount == 1
-
-
-def approvals_count(session: Session, request_id: int, *, excluding: Iterable[str] = ()) -> int:
-    """Distinct approvals, leaving out ``excluding``: people who approved but are no longer approvers."""
-    statement = select(func.count()).where(Decision.request_id == request_id, Decision.approve.is_(True))
-    gone = list(excluding)
-    if gone:
-        statement = statement.where(Decision.approver_id.not_in(gone))
-    return session.scalar(statement) or 0
 
 
 def review(session: Session, request_id: int) -> Review | None:
@@ -192,6 +183,8 @@ def upcoming_times(session: Session, after: datetime, until: datetime | None = N
     times += session.scalars(
         select(Request.next_attempt_at).where(Request.status == Status.REVOKE_FAILED, *within(Request.next_attempt_at))
     )
+    for waiting in (Request.remind_at, Request.escalate_at, Request.lapses_at):  # a pending request's moments
+        times += session.scalars(select(waiting).where(Request.status == Status.PENDING, *within(waiting)))
     return [t for t in times if t is not None]
 
 
@@ -331,9 +324,66 @@ def release_extension(
     return session.execute(statement).rowcount == 1
 
 
-def pending_before_ids(session: Session, cutoff: datetime, limit: int = 100) -> list[int]:
-    statement = select(Request.id).where(Request.status == Status.PENDING, Request.created_at <= cutoff)
+# Requests from before revision 0014 that reached us without a lapse time (none should) lapse as they always did.
+LEGACY_PENDING_TIMEOUT = timedelta(hours=24)
+
+
+def not_lapsed(now: datetime) -> ColumnElement[bool]:
+    return or_(
+        Request.lapses_at > now,
+        and_(Request.lapses_at.is_(None), Request.created_at > now - LEGACY_PENDING_TIMEOUT),
+    )
+
+
+def lapsed_ids(session: Session, now: datetime, limit: int = 100) -> list[int]:
+    """Pending requests whose time to be decided is up."""
+    statement = select(Request.id).where(Request.status == Status.PENDING, ~not_lapsed(now))
     return ids(statement.order_by(Request.id), session, limit)
+
+
+def lock_active(session: Session, request_id: int, now: datetime) -> bool:
+    """Lock an active grant that has not yet ended, as the transaction's first statement (see ``take_pending``): the
+    approvals of one extension are counted one at a time."""
+    statement = (
+        update(Request)
+        .where(Request.id == request_id, Request.status == Status.ACTIVE.value, Request.expires_at > now)
+        .values(status=Request.status)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).rowcount == 1
+
+
+def approver_reminders_due_ids(session: Session, now: datetime, limit: int = 100) -> list[int]:
+    statement = select(Request.id).where(Request.status == Status.PENDING, Request.remind_at <= now)
+    return ids(statement.order_by(Request.remind_at), session, limit)
+
+
+def escalations_due_ids(session: Session, now: datetime, limit: int = 100) -> list[int]:
+    statement = select(Request.id).where(Request.status == Status.PENDING, Request.escalate_at <= now)
+    return ids(statement.order_by(Request.escalate_at), session, limit)
+
+
+def claim_approver_reminder(session: Session, request_id: int, due: datetime, next_at: datetime) -> bool:
+    """Take the approvers' reminder due at ``due``, moving the next one on: sent once across replicas, and never for a
+    request decided meanwhile."""
+    statement = (
+        update(Request)
+        .where(Request.id == request_id, Request.status == Status.PENDING.value, Request.remind_at == due)
+        .values(remind_at=next_at, reminders_sent=Request.reminders_sent + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).rowcount == 1
+
+
+def claim_escalation(session: Session, request_id: int, due: datetime, now: datetime) -> bool:
+    """Take the escalation due at ``due``: once across replicas, and never for a request decided meanwhile."""
+    statement = (
+        update(Request)
+        .where(Request.id == request_id, Request.status == Status.PENDING.value, Request.escalate_at == due)
+        .values(escalate_at=None, escalated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).rowcount == 1
 
 
 def set_once(session: Session, request_id: int, status: Status, **values: Any) -> bool:

@@ -66,12 +66,21 @@ class RecordingNotifier:
         self._posted += 1
         return MessageRef(channel, f"1700000000.{self._posted:06d}")
 
-    def post_request(self, channel: str, view: RequestView, mark: str) -> MessageRef:
+    def post_request(self, channel: str, view: RequestView, mark: str, *, alert: bool = False) -> MessageRef:
         self.sent.append(("post", view.id, channel))
         return self._ref(channel)
 
-    def update_request(self, ref: MessageRef, view: RequestView) -> None:
+    def update_request(self, ref: MessageRef, view: RequestView, *, alert: bool = False) -> None:
         self.sent.append(("update", view.id, view.status.value))
+
+    def reply_in_thread(
+        self, channel: str, thread_ts: str, view: RequestView, notice: Notice, note: dict[str, Any], mark: str
+    ) -> MessageRef:
+        self.sent.append(("thread", view.id, notice.value))
+        return self._ref(channel)
+
+    def permalink(self, ref: MessageRef) -> str | None:
+        return f"https://example.slack.com/archives/{ref.channel}/p{ref.ts.replace('.', '')}"
 
     def tell_requester(self, view: RequestView, notice: Notice, mark: str) -> MessageRef:
         self.sent.append(("requester", view.id, notice.value))
@@ -120,6 +129,10 @@ class FixedDirectory:
 
     def members(self, group_ids: list[str]) -> frozenset[str]:
         return frozenset(member for group in group_ids for member in self.groups.get(group, []))
+
+    def by_email(self, email: str) -> str | None:
+        wanted = email.strip().lower()
+        return next((p.slack_id for p in self.people.values() if (p.email or "").lower() == wanted), None)
 
 
 def one_resource_policy(resource: str, adapter: str, users: dict[str, str], **settings: Any) -> Policy:

@@ -14,7 +14,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 
-from bot.devtools.slack_requests import block_action, sign, signed_headers, slash_command
+from bot.devtools.slack_requests import block_action, sign, signed_headers, slash_command, view_submission
 from bot.devtools.slack_standin import SlackStandIn
 
 TOKEN = "xoxb-test-token"
@@ -220,3 +220,114 @@ def test_block_action_round_trip() -> None:
     (action,) = payload["actions"]
     assert (action["action_id"], action["value"], action["block_id"]) == ("approve", "r1", "decision")
     assert action["text"] == {"type": "plain_text", "text": "OK", "emoji": True}
+
+
+# -- modals, permalinks, threads, people by email ------------------------------------------------------------------
+
+MODAL = {
+    "type": "modal",
+    "callback_id": "deny-reason",
+    "private_metadata": '{"request": 1}',
+    "title": {"type": "plain_text", "text": "Deny request"},
+    "submit": {"type": "plain_text", "text": "Deny"},
+    "blocks": [{"type": "input", "block_id": "words", "label": {"type": "plain_text", "text": "Why?"}}],
+}
+
+
+def test_views_open_keeps_the_view_with_its_trigger_and_user(standin: SlackStandIn, client: WebClient) -> None:
+    trigger = standin.issue_trigger("U0BOB")
+
+    resp = client.views_open(trigger_id=trigger, view=MODAL)
+
+    answered = resp["view"]
+    assert answered["id"].startswith("V") and answered["state"] == {"values": {}} and answered["hash"]
+    assert {k: answered[k] for k in MODAL} == MODAL
+    [opened] = standin.views()
+    assert (opened.id, opened.trigger_id, opened.user, opened.view) == (answered["id"], trigger, "U0BOB", answered)
+    assert standin.views("U0BOB") == [opened] and standin.views("U0OTHER") == []
+    assert standin.view_for(trigger) == opened and standin.view_for("nope") is None
+
+
+def test_views_open_from_a_form_encoded_body(standin: SlackStandIn) -> None:
+    data = {"token": TOKEN, "trigger_id": "1.2.abc", "view": json.dumps(MODAL)}
+    answer = requests.post(standin.api_url + "views.open", data=data, timeout=5).json()
+    assert answer["ok"] and answer["view"]["callback_id"] == "deny-reason"
+    assert standin.views()[0].user is None  # a trigger the stand-in did not issue: whose click is unknown
+
+
+def test_views_open_refuses_a_missing_or_reused_trigger_and_a_non_modal(
+    standin: SlackStandIn, client: WebClient
+) -> None:
+    trigger = standin.issue_trigger("U0BOB")
+    client.views_open(trigger_id=trigger, view=MODAL)
+
+    for trigger_id, view, code in [
+        ("", MODAL, "invalid_trigger_id"),
+        (trigger, MODAL, "exchanged_trigger_id"),
+        (standin.issue_trigger("U0BOB"), {**MODAL, "type": "home"}, "invalid_arguments"),
+    ]:
+        with pytest.raises(SlackApiError) as failed:
+            client.views_open(trigger_id=trigger_id, view=view)
+        assert failed.value.response["error"] == code
+    assert len(standin.views()) == 1
+    standin.clear()
+    assert standin.views() == []
+
+
+def test_get_permalink(standin: SlackStandIn, client: WebClient) -> None:
+    posted = client.chat_postMessage(channel="C0APPROVALS", text="request")
+
+    link = client.chat_getPermalink(channel="C0APPROVALS", message_ts=posted["ts"])
+
+    assert link["channel"] == "C0APPROVALS"
+    assert (
+        link["permalink"] == f"https://breakglass-test.slack.com/archives/C0APPROVALS/p{posted['ts'].replace('.', '')}"
+    )
+    with pytest.raises(SlackApiError) as missing:
+        client.chat_getPermalink(channel="C0APPROVALS", message_ts="1.000001")
+    assert missing.value.response["error"] == "message_not_found"
+    with pytest.raises(SlackApiError):
+        client.chat_getPermalink(channel="C0OTHER", message_ts=posted["ts"])
+
+
+def test_thread_replies_are_kept_apart(standin: SlackStandIn, client: WebClient) -> None:
+    parent = client.chat_postMessage(channel="C0APPROVALS", text="request")["ts"]
+    other = client.chat_postMessage(channel="C0APPROVALS", text="another")["ts"]
+    client.chat_postMessage(channel="C0APPROVALS", text="first", thread_ts=parent)
+    client.chat_postMessage(channel="C0APPROVALS", text="elsewhere", thread_ts=other)
+    client.chat_postMessage(channel="C0SECURITY", text="same ts, other channel", thread_ts=parent)
+    client.chat_postMessage(channel="C0APPROVALS", text="second", thread_ts=parent)
+
+    thread = standin.thread("C0APPROVALS", parent)
+
+    assert [(m.text, m.thread_ts) for m in thread] == [("first", parent), ("second", parent)]
+    assert [m.text for m in standin.thread("C0APPROVALS", other)] == ["elsewhere"]
+    assert standin.thread("C0APPROVALS", "1.000001") == []
+
+
+def test_users_lookup_by_email(standin: SlackStandIn, client: WebClient) -> None:
+    found = client.users_lookupByEmail(email="Bob@Example.com")["user"]
+    assert found["id"] == "U0BOB" and found["profile"]["email"] == "bob@example.com"
+    assert found == client.users_info(user="U0BOB")["user"]
+    with pytest.raises(SlackApiError) as missing:
+        client.users_lookupByEmail(email="nobody@example.com")
+    assert missing.value.response["error"] == "users_not_found"
+
+
+def test_view_submission_round_trip() -> None:
+    opened = {**MODAL, "id": "V0000000007", "hash": "1700000000.abcd", "root_view_id": "V0000000007"}
+    body = view_submission(
+        "U0ALICE", "deny-reason", '{"request": 1}', {"words": {"text": "not now"}}, view=opened, trigger_id="1.2.x"
+    )
+
+    payload = json.loads(parse_qs(body)["payload"][0])
+
+    assert payload["type"] == "view_submission" and payload["trigger_id"] == "1.2.x"
+    assert payload["user"] == {"id": "U0ALICE", "username": "alice", "name": "alice", "team_id": "T0TEST"}
+    assert payload["team"]["id"] == "T0TEST" and payload["response_urls"] == []
+    assert payload["is_enterprise_install"] is False and payload["token"] and payload["api_app_id"]
+    view = payload["view"]
+    assert (view["id"], view["type"], view["hash"]) == ("V0000000007", "modal", "1700000000.abcd")
+    assert (view["callback_id"], view["private_metadata"]) == ("deny-reason", '{"request": 1}')
+    assert view["blocks"] == MODAL["blocks"] and view["title"] == MODAL["title"]
+    assert view["state"] == {"values": {"words": {"text": {"type": "plain_text_input", "value": "not now"}}}}

@@ -23,8 +23,10 @@ def test_request_posts_an_approval_message_and_tells_the_requester(bot: LocalBot
     assert "Asking for `orders-db`" in reply.ack  # its limits are checked once Bob's group membership is known
     assert "Request #1 for `orders-db` (30m)" in (reply.answer or "")
     message = bot.request_message(1)
-    assert buttons(message) == [ActionId.APPROVE, ActionId.DENY]
-    assert "<@U0BOB>" in str(message["blocks"]) and "INC-4211 checkout failing" in str(message["blocks"])
+    assert buttons(message) == [ActionId.APPROVE, ActionId.APPROVE_WITH_COMMENT, ActionId.DENY]
+    # The requester is named, not mentioned: the message calls on its deciders and nobody else.
+    assert "Bob Oncall" in str(message["blocks"]) and "<@U0BOB>" not in str(message["blocks"])
+    assert "INC-4211 checkout failing" in str(message["blocks"])
     assert "Waiting for approval (0 of 1)" in state(message)
     assert any("is with the approvers" in text for text in dm_texts(bot, BOB))
     assert any("asked for access to *orders-db*" in text for text in channel_texts(bot, "C0INCIDENT"))
@@ -104,7 +106,7 @@ def test_one_deny_ends_the_request(bot: LocalBot, receiver: WebhookReceiver) -> 
     bot.command(BOB, "payments-admin 30m refunds stuck")
     bot.click(ALICE, ActionId.APPROVE, 1)
 
-    bot.click(CAROL, ActionId.DENY, 1)
+    bot.deny(CAROL, 1, "not during the freeze")
     late = bot.click(ALICE, ActionId.APPROVE, 1)
     outsider = bot.click(DAVE, ActionId.APPROVE, 1)
 
@@ -175,7 +177,7 @@ def test_stale_buttons_explain_what_happened_and_do_nothing(bot: LocalBot, user:
     bot.click(ALICE, ActionId.APPROVE, 1)
     messages_before = bot.request_message(1)
 
-    reply = bot.click(user, ActionId.DENY, 1)
+    reply = bot.deny(user, 1, "not during the freeze")
 
     assert "Request #1 was approved by <@U0ALICE01>; access is active until" in (reply.answer or "")
     assert view(bot, 1).status is Status.ACTIVE

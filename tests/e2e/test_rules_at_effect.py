@@ -67,20 +67,20 @@ def first_write_of(
     bot: LocalBot, actor: str, then: Callable[[], object], *, at: int = 1, wait: float | None = None
 ) -> Iterator[list[Any]]:
     """While inside, the first (or ``at``-th) INSERT/UPDATE/DELETE made for ``actor``'s action (the thread that
-    asked whether ``actor`` is an approver) waits until ``then()`` has finished, in a thread of its own, or ``wait``
-    seconds have passed (where a row lock makes ``then`` wait for the action instead). Yields ``then``'s result
-    once known."""
+    asked whether ``actor`` is listed as an approver) waits until ``then()`` has finished, in a thread of its own,
+    or ``wait`` seconds have passed (where a row lock makes ``then`` wait for the action instead). Yields
+    ``then``'s result once known."""
     deps = deps_of(bot)
     marked: set[int] = set()
     writes: list[str] = []
     result: list[Any] = []
     fired = threading.Event()
-    original = deps.is_approver
+    original = deps.is_listed
 
-    def is_approver(user_id: str, resource: str, level: str | None = None) -> bool:
+    def is_listed(user_id: str, ids: list[str]) -> bool:
         if user_id == actor:
             marked.add(threading.get_ident())
-        return original(user_id, resource, level)
+        return original(user_id, ids)
 
     def before_execute(*args: Any) -> None:
         statement = str(args[2]).lstrip().upper()
@@ -95,13 +95,13 @@ def first_write_of(
             racer.start()
             racer.join(wait)
 
-    deps.is_approver = is_approver  # type: ignore[method-assign]
+    deps.is_listed = is_listed  # type: ignore[method-assign]
     event.listen(deps.db.engine, "before_cursor_execute", before_execute)
     try:
         yield result
     finally:
         event.remove(deps.db.engine, "before_cursor_execute", before_execute)
-        deps.is_approver = original  # type: ignore[method-assign]
+        deps.is_listed = original  # type: ignore[method-assign]
     assert fired.is_set(), "the race was never run: the action wrote nothing"
 
 
@@ -229,7 +229,7 @@ def test_a_deny_that_loses_to_an_approval_says_so_and_records_nothing(
     bot.command(BOB, "orders-db 30m INC-1 fix")
 
     with first_write_of(bot, CAROL, lambda: bot.click(ALICE, ActionId.APPROVE, 1)):
-        reply = bot.click(CAROL, ActionId.DENY, 1)
+        reply = bot.deny(CAROL, 1, "not during the freeze")
 
     assert "You denied" not in reply.text
     assert "was approved by <@U0ALICE01>" in reply.text and "Nothing was done" in reply.text
@@ -248,7 +248,7 @@ def test_a_decision_holds_its_row_from_the_deciding_step_until_it_commits(
     # Alice clicks Approve while Carol's Deny has taken its deciding step and is writing the rest: Alice must wait
     # for Carol's commit (a row lock on PostgreSQL, the write lock on SQLite), then see the request denied.
     with first_write_of(bot, CAROL, lambda: bot.click(ALICE, ActionId.APPROVE, 1), at=2, wait=1.0) as approval:
-        reply = bot.click(CAROL, ActionId.DENY, 1)
+        reply = bot.deny(CAROL, 1, "not during the freeze")
     bot.slack.wait_for(lambda _: approval, timeout=15)
 
     assert "You denied request #1" in reply.text
@@ -362,11 +362,11 @@ def test_a_slow_alert_post_is_not_posted_again_by_a_delivery_meanwhile(
     post = deps.notifier.post_request
     meanwhile: list[int] = []
 
-    def slow_post(channel: str, current: Any, mark: str) -> Any:
+    def slow_post(channel: str, current: Any, mark: str, **options: Any) -> Any:
         if channel == SECURITY and not meanwhile:  # Slack takes its time (retries, 429 waits) with the alert
             bot.clock.advance(timedelta(minutes=1))
             meanwhile.append(deps.courier.drain())  # the next sweep, or another replica
-        return post(channel, current, mark)
+        return post(channel, current, mark, **options)
 
     monkeypatch.setattr(deps.notifier, "post_request", slow_post)
     bot.command(BOB, "orders-db 30m INC-9 on fire --emergency")

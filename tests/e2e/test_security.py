@@ -156,14 +156,14 @@ def test_self_approval_and_strangers_are_refused_counted_and_announced(bot: Loca
     assert refusal_alerts(bot) == []
 
     for _ in range(3):  # Dave reaches five refusals in ten minutes: the audit channel hears it, once
-        bot.click(DAVE, ActionId.DENY, 1)
+        bot.deny(DAVE, 1, "not during the freeze")
     bot.slack.wait_for(lambda _: refusal_alerts(bot))
     assert len(refusal_alerts(bot)) == 1 and "<@U0DAVE> had 5 refused attempts" in refusal_alerts(bot)[0]
 
     for _ in range(4):  # six to nine: quiet
-        bot.click(DAVE, ActionId.DENY, 1)
+        bot.deny(DAVE, 1, "not during the freeze")
     assert len(refusal_alerts(bot)) == 1
-    bot.click(DAVE, ActionId.DENY, 1)  # ten: twice the threshold, heard again
+    bot.deny(DAVE, 1, "not during the freeze")  # ten: twice the threshold, heard again
     bot.slack.wait_for(lambda s: len(refusal_alerts(bot)) == 2)
 
 

@@ -6,9 +6,10 @@ from slack_bolt import App
 
 from bot.services.deps import Deps
 from bot.services.guard import RateLimiter
-from bot.slack.listeners import actions, commands
+from bot.slack.listeners import actions, commands, views
 
 
 def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
     commands.register(app, deps, limiter)
     actions.register(app, deps, limiter)
+    views.register(app, deps, limiter)

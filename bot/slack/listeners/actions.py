@@ -1,18 +1,34 @@
-"""Button clicks. The actor is the payload's user; a button's value is only an opaque request id."""
+"""Button clicks. The actor is the payload's user; a button's value is only an opaque request id.
+
+Approve decides at once. Deny, and Approve with a comment, open a form instead (its submission decides, in
+``views.py``), but only once the click would not be refused anyway: the request exists and waits for approvers, and
+the clicker is an approver who did not ask for it. A click refused here is answered and recorded as a refused
+decision would be, and opens no form.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
-from bot.domain.rules import Refused
+from bot.domain.rules import Refused, check_decider
+from bot.domain.states import Status
 from bot.services import decisions, requests
+from bot.services.common import existing, refuse
 from bot.services.deps import Deps
 from bot.services.guard import RateLimiter
+from bot.services.outcome import outcome
+from bot.services.views import RequestView
+from bot.slack import modals
 from bot.slack.ids import ActionId
-from bot.slack.listeners.commands import answer, slowed_down
+from bot.slack.replies import answer, slowed_down
+
+log = logging.getLogger("breakglass.slack.actions")
 
 
 def _request_id(action: dict[str, Any]) -> int:
@@ -27,11 +43,6 @@ def _approve(deps: Deps, actor: str, request_id: int) -> str:
     return f"👍 Your approval of request #{view.id} is recorded."
 
 
-def _deny(deps: Deps, actor: str, request_id: int) -> str:
-    view = decisions.decide(deps, actor, request_id, approve=False)
-    return f"⛔ You denied request #{view.id}."
-
-
 def _revoke(deps: Deps, actor: str, request_id: int) -> str:
     view = requests.end_early(deps, actor, request_id)
     return f"🛑 Access for request #{view.id} is {view.status.value.replace('_', ' ')}."
@@ -39,14 +50,22 @@ def _revoke(deps: Deps, actor: str, request_id: int) -> str:
 
 CLICKS: dict[ActionId, Callable[[Deps, str, int], str]] = {
     ActionId.APPROVE: _approve,
-    ActionId.DENY: _deny,
     ActionId.REVOKE: _revoke,
+}
+
+
+# The buttons that ask for words first: the form each opens.
+FORMS: dict[ActionId, Callable[[RequestView, str], modals.View]] = {
+    ActionId.DENY: modals.deny_form,
+    ActionId.APPROVE_WITH_COMMENT: modals.approve_form,
 }
 
 
 def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
     for action_id, work in CLICKS.items():
         app.action(action_id.value)(_listener(deps, limiter, work))
+    for action_id, form in FORMS.items():
+        app.action(action_id.value)(_form_listener(deps, limiter, form))
 
 
 def _listener(deps: Deps, limiter: RateLimiter, work: Callable[[Deps, str, int], str]) -> Callable[..., None]:
@@ -58,3 +77,68 @@ def _listener(deps: Deps, limiter: RateLimiter, work: Callable[[Deps, str, int],
         answer(respond, lambda: work(deps, actor, _request_id(action)))
 
     return on_click
+
+
+def _form_listener(
+    deps: Deps, limiter: RateLimiter, form: Callable[[RequestView, str], modals.View]
+) -> Callable[..., None]:
+    def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        ack()
+        actor = body["user"]["id"]
+        if slowed_down(deps, limiter, actor, respond):
+            return
+        answer(respond, lambda: _open_form(deps, client, actor, body, action, form))
+
+    return on_click
+
+
+def _open_form(
+    deps: Deps,
+    client: WebClient,
+    actor: str,
+    body: dict[str, Any],
+    action: dict[str, Any],
+    form: Callable[[RequestView, str], modals.View],
+) -> None:
+    """Open the form, or refuse as the submission would; None: the form is what the person sees next."""
+    current = _decidable(deps, actor, _request_id(action))
+    trigger = body.get("trigger_id")
+    if not isinstance(trigger, str) or not trigger:
+        raise Refused("Slack sent no way to open the form with that click; nothing was done. Please click again.")
+    try:
+        client.views_open(trigger_id=trigger, view=form(current, _channel(body, actor)))
+    except SlackApiError as error:  # mostly a trigger that expired (3 s) while the check above waited
+        log.warning("Slack did not open a decision form (%s)", error.response.get("error"))
+        raise Refused("Slack did not open the form in time, so nothing was done. Please click again.") from None
+
+
+def _decidable(deps: Deps, actor: str, request_id: int) -> RequestView:
+    """The pending request ``actor`` may decide on, or Refused saying why not, before they are asked for words the
+    decision would refuse anyway. The refusals are recorded and worded as ``decisions.decide`` does; what only the
+    decision itself can tell (a lapse, a lookup of who is the same person) is left to it."""
+    current = existing(deps, request_id)
+    try:
+        check_decider(
+            actor=actor,
+            requester=current.requester_id,
+            is_approver=deps.is_approver(actor, current.resource, current.level),
+            resource=current.label,
+        )
+    except Refused as refusal:
+        refuse(deps, actor, current, "decision_refused", str(refusal))
+        if current.status is not Status.PENDING:
+            raise Refused(f"{refusal} {outcome(current)}") from None
+        raise
+    if current.status is not Status.PENDING:
+        raise Refused(f"{outcome(current)} Nothing was done.")
+    return current
+
+
+def _channel(body: dict[str, Any], actor: str) -> str:
+    """Where the button was clicked, to answer the form's submission there; the person's DM when Slack did not say."""
+    channel = body.get("channel")
+    container = body.get("container")
+    found = (channel.get("id") if isinstance(channel, dict) else None) or (
+        container.get("channel_id") if isinstance(container, dict) else None
+    )
+    return found if isinstance(found, str) and found else actor

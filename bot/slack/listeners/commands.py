@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -26,14 +24,13 @@ from bot.domain.rules import Forbidden, Refused, check_ask, find_resource, plain
 from bot.domain.states import ReviewStatus, Status
 from bot.services import extensions, guard, requests, reviews
 from bot.services.deps import Deps
-from bot.services.guard import RateLimiter, Verdict
-from bot.services.ports import MembershipUnknown
+from bot.services.guard import RateLimiter
 from bot.services.views import RequestView
 from bot.slack import blocks, review_packet
 from bot.slack.ids import COMMAND
-from bot.slack.replies import DATABASE_LOST_MIDWAY
+from bot.slack.replies import answer, record_slow_down
 from bot.slack.text import escape, quote, when
-from bot.store.reachability import database_outage, unreachable
+from bot.store.reachability import database_outage
 
 log = logging.getLogger("breakglass.slack.commands")
 
@@ -48,7 +45,7 @@ def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
         verdict = limiter.take(actor)
         if not verdict.allowed:
             ack(text=verdict.message(limiter.per_minute))
-            _record_slow_down(deps, actor, verdict)
+            record_slow_down(deps, actor, verdict)
             return
         try:
             parsed = parse(command.get("text") or "")
@@ -63,7 +60,8 @@ def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
                 return
         else:
             ack()
-        answer(respond, lambda: run(deps, actor, parsed, command.get("channel_id")))
+        channel, name = command.get("channel_id"), command.get("channel_name")
+        answer(respond, lambda: run(deps, actor, parsed, channel, name))
 
 
 def _acked_ask(deps: Deps, actor: str, ask: Ask, ack: Ack) -> bool:
@@ -92,16 +90,6 @@ def _acked_ask(deps: Deps, actor: str, ask: Ask, ack: Ack) -> bool:
     return True
 
 
-def slowed_down(deps: Deps, limiter: RateLimiter, actor: str, respond: Respond) -> bool:
-    """For listeners that have already acknowledged: True, and the person told why, when they must wait."""
-    verdict = limiter.take(actor)
-    if verdict.allowed:
-        return False
-    respond(text=verdict.message(limiter.per_minute), response_type="ephemeral", replace_original=False)
-    _record_slow_down(deps, actor, verdict)
-    return True
-
-
 def _record_refusal(deps: Deps, actor: str, why: str, resource: str) -> None:
     try:
         guard.refused(deps, actor, "request_refused", why, resource=resource)
@@ -109,41 +97,10 @@ def _record_refusal(deps: Deps, actor: str, why: str, resource: str) -> None:
         database_outage.failed(log, "recording a refused request", error)
 
 
-def _record_slow_down(deps: Deps, actor: str, verdict: Verdict) -> None:
-    if verdict.first_refusal:  # one audit event per burst, not one per click of a flood
-        why = f"more than {deps.tuning.actions_per_minute} Slack actions in a minute"
-        try:
-            guard.refused(deps, actor, "rate_limited", why)
-        except Exception as error:
-            database_outage.failed(log, "recording a rate-limited person", error)
-
-
-def answer(respond: Respond, work: Callable[[], str]) -> None:
-    """Run the work after the ack; whatever happens, the person hears about it privately."""
-    try:
-        text = work()
-    except Refused as refusal:
-        text = f"❌ {refusal}"
-    except MembershipUnknown:
-        text = (
-            "⚠️ Breakglass could not check user-group membership with Slack just now, so nothing was done. "
-            "Try again in a minute."
-        )
-    except Exception as error:
-        if unreachable(error):
-            database_outage.failed(log, "a person's command", error)
-            text = DATABASE_LOST_MIDWAY
-        else:
-            incident = uuid.uuid4().hex[:8]
-            log.exception("command failed (ref %s)", incident)
-            text = f"⚠️ Something went wrong on our side (ref `{incident}`); nothing was changed that is not shown."
-    respond(text=text, response_type="ephemeral", replace_original=False)
-
-
-def run(deps: Deps, actor: str, parsed: object, channel: str | None) -> str:
+def run(deps: Deps, actor: str, parsed: object, channel: str | None, channel_name: str | None = None) -> str:
     match parsed:
         case Ask():
-            return _asked(requests.submit(deps, actor, parsed, channel))
+            return _asked(requests.submit(deps, actor, parsed, channel, channel_name))
         case ListResources():
             return blocks.offers_text(requests.offers(deps, actor))
         case Mine():
@@ -151,6 +108,12 @@ def run(deps: Deps, actor: str, parsed: object, channel: str | None) -> str:
             return blocks.mine_text(mine.open, mine.reviews_owed, mine.to_decide, mine.waiting, mine.to_sign_off)
         case Extend(request_id=request_id, duration=duration):
             view = extensions.extend(deps, actor, request_id, duration)
+            if view.extension_seconds is not None:  # approved like the request: more steps or approvals to come
+                step = view.step_name(view.waiting_step) if view.waiting_step is not None else "more approvals"
+                return (
+                    f"⏳ Your approval of more time for #{request_id} is recorded. The extension waits for {step}; "
+                    "its approvers were called on in the request's thread."
+                )
             return f"⏩ Request #{request_id} now lasts until {when(view.expires_at)}."
         case Revoke(request_id=request_id):
             ended = requests.end_early(deps, actor, request_id)
@@ -177,6 +140,8 @@ def _asked(view: RequestView) -> str:
         text = f"✅ Access to `{view.label}` is active until {when(view.expires_at)} (request #{view.id})."
         if view.emergency:
             text = "🚨 Glass broken. " + text + " Security has been told; a review will be due."
+        elif view.auto_approved:
+            text = "⚡ Approved at once: you are on call now, and the approvers have been told. " + text
         if view.instructions:
             text += "\n" + quote(view.instructions, 2000)  # every line quoted: none can leave the quote
         return text

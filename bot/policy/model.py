@@ -6,17 +6,10 @@ Read once at start and passed down. Errors name the key path and what was expect
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from datetime import timedelta
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import yaml
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -25,7 +18,19 @@ from pydantic import (
 )
 
 from bot.adapters.principal import template_problem
-from bot.domain.durations import FORMAT_HINT, DurationError, format_duration, parse_duration
+from bot.domain.durations import format_duration
+from bot.oncall.settings import OnCallService
+from bot.policy.approval import (
+    FLOW_KEYS,
+    PENDING_TIMEOUT,
+    REMIND_EVERY,
+    ApprovalStep,
+    EmergencyTrigger,
+    Escalation,
+    OnCallRule,
+    flow_problem,
+)
+from bot.policy.types import CHANNEL_ID, SLACK_ID, Duration, Regex, SlackIds, Strict, check_patterns, check_slack_ids
 
 RESERVED_NAMES = frozenset({"help", "list", "mine", "revoke", "review", "extend"})
 _RESOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -38,89 +43,70 @@ def label(resource: str, level: str | None) -> str:
     return resource if level is None else f"{resource}{LEVEL_SEPARATOR}{level}"
 
 
-_SLACK_ID = re.compile(r"[UWS][A-Z0-9]{2,}")
-_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
-_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
 class PolicyError(ValueError):
     """The policy file is wrong; the message says where and what was expected."""
 
 
-def _to_duration(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError(f"expected {FORMAT_HINT}")
-    if isinstance(value, int):
-        value = f"{value}s"
-    try:
-        return parse_duration(value)
-    except DurationError as error:
-        raise ValueError(str(error)) from None
-
-
-Duration = Annotated[timedelta, BeforeValidator(_to_duration)]
-
-
-def _check_slack_ids(values: list[str]) -> list[str]:
-    for value in values:
-        if not _SLACK_ID.fullmatch(value):
-            raise ValueError(f"'{value}' is not a Slack user id (U…/W…) or user-group id (S…)")
-    return values
-
-
-SlackIds = Annotated[list[str], Field(min_length=1)]
-
-
-def _regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as error:
-        raise ValueError(f"not a valid regular expression ({error})") from None
-    return value
-
-
-Regex = Annotated[str, AfterValidator(_regex)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Channels(_Strict):
+class Channels(Strict):
     approvals: str
     audit: str
+    # Incident channels: a list of channel ids, or a pattern their names match (`^inc-`). A request typed in one has
+    # its notices posted there, and may break glass that is tied to an incident.
+    incidents: list[str] | Regex | None = None
+    # Who an emergency alert in the audit channel mentions (a user or group id); review.reviewers when unset.
+    audit_mention: str | None = None
 
     @field_validator("approvals", "audit")
     @classmethod
     def _channel_id(cls, value: str) -> str:
-        if not _CHANNEL_ID.fullmatch(value):
+        if not CHANNEL_ID.fullmatch(value):
             raise ValueError(f"'{value}' is not a Slack channel id (C…, G…)")
         return value
 
+    @field_validator("incidents")
+    @classmethod
+    def _incident_channels(cls, value: list[str] | str | None) -> list[str] | str | None:
+        if isinstance(value, list):
+            for entry in value:
+                if not CHANNEL_ID.fullmatch(entry):
+                    raise ValueError(f"'{entry}' is not a Slack channel id (C…, G…); or give one name pattern")
+        return value
 
-def _check_patterns(values: list[str]) -> list[str]:
-    for index, value in enumerate(values):
-        try:
-            re.compile(value)
-        except re.error as error:
-            raise ValueError(f"[{index}] '{value}' is not a valid regular expression ({error})") from None
-    return values
+    @field_validator("audit_mention")
+    @classmethod
+    def _mention(cls, value: str | None) -> str | None:
+        return None if value is None else check_slack_ids([value])[0]
+
+    def is_incident(self, channel_id: str | None, channel_name: str | None) -> bool:
+        """Whether a command typed in this channel was typed in an incident channel."""
+        if self.incidents is None or channel_id is None:
+            return False
+        if isinstance(self.incidents, list):
+            return channel_id in self.incidents
+        return channel_name is not None and re.search(self.incidents, channel_name) is not None
 
 
 MIN_ACTIVITY_EVERY = timedelta(seconds=5)
 
 
-class Defaults(_Strict):
+class Defaults(Strict):
     min_duration: Duration = timedelta(minutes=5)
     default_duration: Duration = timedelta(hours=1)
     max_duration: Duration = timedelta(hours=4)
     approvals_required: int = Field(default=1, ge=1, le=10)
     activity_every: Duration = timedelta(seconds=60)
+    remind_approvers_every: Duration = REMIND_EVERY
+    escalate_after: Duration | None = None
+    escalate_to: list[str] | None = None
+    pending_timeout: Duration = PENDING_TIMEOUT
+
+    @field_validator("escalate_to")
+    @classmethod
+    def _backups(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else check_slack_ids(value)
 
 
-class ReviewPolicy(_Strict):
+class ReviewPolicy(Strict):
     required: Literal["emergency", "all", "none"] = "emergency"
     remind_every: Duration = timedelta(hours=24)
     # Who may sign a review off besides the resource's approvers (user or group ids); never the holder.
@@ -131,10 +117,10 @@ class ReviewPolicy(_Strict):
     @field_validator("reviewers")
     @classmethod
     def _ids(cls, value: list[str]) -> list[str]:
-        return _check_slack_ids(value)
+        return check_slack_ids(value)
 
 
-class Level(_Strict):
+class Level(Escalation):
     """One access level of a resource: params merged over the resource's, and any limit it overrides. Unset keys
     (None) keep the resource's."""
 
@@ -147,27 +133,36 @@ class Level(_Strict):
     default_duration: Duration | None = None
     max_duration: Duration | None = None
     reason_pattern: Regex | None = None
-    emergency: bool | None = None
+    emergency: bool | EmergencyTrigger | None = None
+    approval_steps: list[ApprovalStep] | None = Field(default=None, min_length=1, max_length=5)
+    oncall: OnCallRule | None = None
 
     @field_validator("approvers", "requesters")
     @classmethod
     def _ids(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else _check_slack_ids(value)
+        return None if value is None else check_slack_ids(value)
+
+    @model_validator(mode="after")
+    def _one_way_to_approve(self) -> Level:
+        if self.approval_steps is not None and (self.approvers is not None or self.approvals_required is not None):
+            raise ValueError(_BOTH_WAYS)
+        return self
 
 
+_BOTH_WAYS = "approval_steps replaces approvers and approvals_required: give one or the other"
 _LEVEL_LIMITS = (
-    "approvers",
     "requesters",
-    "approvals_required",
     "min_duration",
     "default_duration",
     "max_duration",
     "reason_pattern",
     "emergency",
+    "oncall",
+    *FLOW_KEYS,
 )
 
 
-class Resource(_Strict):
+class Resource(Escalation):
     name: str = ""
     description: str = ""
     adapter: str
@@ -175,14 +170,19 @@ class Resource(_Strict):
     # How a Slack user becomes a backend identity: a template over the profile, an explicit map, or both.
     principal: str | None = None
     users: dict[str, str] | None = None
+    # Who decides: ``approvers`` and ``approvals_required`` (one step), or ordered ``approval_steps``. With steps,
+    # ``approvers`` is everyone in any step and ``approvals_required`` their sum (what lists and reviews use).
     approvers: SlackIds
+    approval_steps: list[ApprovalStep] | None = Field(default=None, min_length=1, max_length=5)
     requesters: list[str] | None = None
     approvals_required: int | None = Field(default=None, ge=1, le=10)
     min_duration: Duration | None = None
     default_duration: Duration | None = None
     max_duration: Duration | None = None
     reason_pattern: Regex | None = None
-    emergency: bool = False
+    # Whether the glass may be broken: never (false), always (true), or only during an incident ({when: incident}).
+    emergency: bool | EmergencyTrigger = False
+    oncall: OnCallRule | None = None
     # What reconciliation may take back: what the bot can tell it made (`bot`), every holder of the role or group
     # (`all`, for ones that exist only for break-glass), or nothing (`off`).
     reconcile: Literal["bot", "all", "off"] = "bot"
@@ -199,7 +199,7 @@ class Resource(_Strict):
     @field_validator("alert_on")
     @classmethod
     def _patterns(cls, value: list[str]) -> list[str]:
-        return _check_patterns(value)
+        return check_patterns(value)
 
     @field_validator("levels")
     @classmethod
@@ -244,6 +244,14 @@ class Resource(_Strict):
             value = getattr(chosen, key)
             if value is not None:
                 changes[key] = value
+        if chosen.approval_steps is not None:  # the level's own steps replace the resource's way of approving
+            changes.update(_from_steps(chosen.approval_steps), approval_steps=chosen.approval_steps)
+        elif chosen.approvers is not None or chosen.approvals_required is not None:  # the one-step shorthand
+            changes["approval_steps"] = None
+            changes["approvers"] = chosen.approvers or self.approvers
+            changes["approvals_required"] = chosen.approvals_required or (
+                1 if self.approval_steps is not None else self.approvals_required
+            )
         high, default = changes.get("max_duration", self.max_duration), changes.get("default_duration")
         if default is None and high is not None and self.default_duration is not None and self.default_duration > high:
             changes["default_duration"] = high
@@ -254,6 +262,35 @@ class Resource(_Strict):
         viewed._views = {}  # a view's own views would merge one level's params over another's: never asked for
         self._views[level] = viewed
         return viewed
+
+    @property
+    def steps(self) -> tuple[ApprovalStep, ...]:
+        """The approval steps in order: ``approval_steps``, or the one step ``approvers``/``approvals_required``
+        make."""
+        if self.approval_steps is not None:
+            return tuple(self.approval_steps)
+        return (ApprovalStep(approvers=list(self.approvers), required=self.required_approvals),)
+
+    @property
+    def emergency_trigger(self) -> EmergencyTrigger | None:
+        """What must be true for the glass to be broken, when more than being allowed to."""
+        return self.emergency if isinstance(self.emergency, EmergencyTrigger) else None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _approvers_from_steps(cls, data: Any) -> Any:
+        """With ``approval_steps``, ``approvers`` and ``approvals_required`` are derived from them, never given."""
+        if not isinstance(data, dict) or data.get("approval_steps") is None:
+            return data
+        if data.get("approvers") is not None or data.get("approvals_required") is not None:
+            raise ValueError(_BOTH_WAYS)
+        steps = data["approval_steps"]
+        if not isinstance(steps, list) or not all(isinstance(step, dict) for step in steps):
+            return data  # the field reports the shape it expected
+        try:
+            return {**data, **_from_steps([ApprovalStep.model_validate(step) for step in steps])}
+        except ValidationError:
+            return data  # the same mistake is reported once, under approval_steps[i], by the field itself
 
     def lesser(self) -> list[str]:
         """The levels before this one (less privileged), least first; empty for the first level or none."""
@@ -272,7 +309,7 @@ class Resource(_Strict):
     @field_validator("approvers", "requesters")
     @classmethod
     def _ids(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else _check_slack_ids(value)
+        return None if value is None else check_slack_ids(value)
 
     @field_validator("principal")
     @classmethod
@@ -285,7 +322,7 @@ class Resource(_Strict):
     @classmethod
     def _users(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         for slack_id, principal in (value or {}).items():
-            if not _SLACK_ID.fullmatch(slack_id) or slack_id.startswith("S"):
+            if not SLACK_ID.fullmatch(slack_id) or slack_id.startswith("S"):
                 raise ValueError(f"'{slack_id}' is not a Slack user id (U…/W…)")
             if not principal.strip():
                 raise ValueError(f"{slack_id}: the backend identity is empty")
@@ -310,10 +347,53 @@ class Resource(_Strict):
         return self.reason_pattern is None or re.search(self.reason_pattern, reason) is not None
 
 
-class Policy(_Strict):
+def _approval_problem(viewed: Resource, has_oncall: bool) -> str | None:
+    """What makes a resource's (or level's) way of deciding impossible, as "key: why", or None."""
+    if viewed.approval_steps is None:
+        people = set(viewed.approvers)
+        if not any(entry.startswith("S") for entry in people) and len(people) < viewed.required_approvals:
+            return (
+                f"approvals_required: {viewed.required_approvals} are required but only {len(people)} approver(s) "
+                "are listed, so no request could ever be approved"
+            )
+    else:
+        for index, step in enumerate(viewed.approval_steps):
+            people = set(step.approvers)
+            if not any(entry.startswith("S") for entry in people) and len(people) < step.required:
+                return (
+                    f"approval_steps[{index}].required: {step.required} are required but only {len(people)} "
+                    "approver(s) are listed, so no request could ever be approved"
+                )
+        listed = {person for step in viewed.approval_steps for person in step.approvers}
+        total = sum(step.required for step in viewed.approval_steps)
+        if not any(entry.startswith("S") for entry in listed) and len(listed) < total:
+            return (
+                f"approval_steps: {total} approvals in all are required but only {len(listed)} different people are "
+                "listed, and a person counts in one step only"
+            )
+    flow = flow_problem(
+        viewed.remind_approvers_every, viewed.escalate_after, viewed.escalate_to, viewed.pending_timeout
+    )
+    if flow:
+        return flow
+    if viewed.oncall is not None and not has_oncall:
+        return "oncall: needs the top-level oncall section (provider, api_url, token_env)"
+    trigger = viewed.emergency_trigger
+    if trigger is not None and not has_oncall and trigger.services:
+        return "emergency.services: needs the top-level oncall section to look for open incidents"
+    return None
+
+
+def _from_steps(steps: list[ApprovalStep]) -> dict[str, Any]:
+    everyone = list(dict.fromkeys(person for step in steps for person in step.approvers))
+    return {"approvers": everyone, "approvals_required": min(sum(step.required for step in steps), 10)}
+
+
+class Policy(Strict):
     channels: Channels
     defaults: Defaults = Defaults()
     review: ReviewPolicy = ReviewPolicy()
+    oncall: OnCallService | None = None
     resources: dict[str, Resource] = Field(min_length=1)
 
     @model_validator(mode="before")
@@ -329,7 +409,10 @@ class Policy(_Strict):
         for name, resource in data["resources"].items():
             if isinstance(resource, dict):
                 resource = {"name": name, **resource}
-                for key in ("min_duration", "default_duration", "max_duration", "approvals_required", "activity_every"):
+                keys = ["min_duration", "default_duration", "max_duration", "activity_every", *FLOW_KEYS]
+                if resource.get("approval_steps") is None:  # steps give their own counts
+                    keys.append("approvals_required")
+                for key in keys:
                     if resource.get(key) is None:
                         resource[key] = getattr(defaults, key)
             resources[name] = resource
@@ -345,12 +428,8 @@ class Policy(_Strict):
             for level in resource.level_names or [None]:
                 where = f"resources.{name}" if level is None else f"resources.{name}.levels.{level}"
                 viewed = resource.at(level)
-                people = set(viewed.approvers)
-                if not any(entry.startswith("S") for entry in people) and len(people) < viewed.required_approvals:
-                    raise ValueError(
-                        f"{where}: approvals_required is {viewed.required_approvals} but only {len(people)} "
-                        "approver(s) are listed, so no request could ever be approved"
-                    )
+                if problem := _approval_problem(viewed, self.oncall is not None):
+                    raise ValueError(f"{where}.{problem}")
                 low, default, high = viewed.limits
                 if not low <= default <= high:
                     raise ValueError(
@@ -361,6 +440,9 @@ class Policy(_Strict):
             if every is not None and every < MIN_ACTIVITY_EVERY:
                 raise ValueError(f"resources.{name}.activity_every: at least {format_duration(MIN_ACTIVITY_EVERY)}")
         return self
+
+    def is_incident_channel(self, channel_id: str | None, channel_name: str | None) -> bool:
+        return self.channels.is_incident(channel_id, channel_name)
 
     def resource(self, name: str, level: str | None = None) -> Resource | None:
         """The resource called ``name`` as ``level`` grants it (None: its first level); None if either is unknown."""
@@ -378,89 +460,3 @@ class Policy(_Strict):
 
     def needs_review(self, emergency: bool) -> bool:
         return self.review.required == "all" or (self.review.required == "emergency" and emergency)
-
-
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for problem in error.errors():
-        path = ".".join(str(part) for part in problem["loc"])
-        message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif problem["type"] == "missing":
-            message = "required key is missing"
-        elif problem["type"] == "too_short":
-            message = "must not be empty"
-        got = problem.get("input")
-        already_named = isinstance(got, str) and f"'{got}'" in message
-        quiet = problem["type"] in ("missing", "extra_forbidden") or already_named or not _short(got)
-        shown = "" if quiet else f" (got {got!r})"
-        lines.append(f"{path}: {message}{shown}" if path else f"{message}{shown}")
-    return "; ".join(lines)
-
-
-def _short(value: Any) -> bool:
-    return isinstance(value, str | int | float) and len(str(value)) <= 80
-
-
-def parse_policy(text: str, source: str = "breakglass.yml") -> Policy:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise PolicyError(f"{source}{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
-    if not isinstance(data, dict):
-        raise PolicyError(f"{source}: expected a mapping with channels and resources at the top")
-    try:
-        _refuse_non_string_keys(data, "")
-    except PolicyError as error:
-        raise PolicyError(f"{source}: {error}") from None
-    try:
-        return Policy.model_validate(data)
-    except ValidationError as error:
-        raise PolicyError(f"{source}: {_describe(error)}") from None
-
-
-def _refuse_non_string_keys(node: Any, path: str) -> None:
-    """YAML 1.1 reads a bare on, off, yes or no as a boolean, so `on: orders.*` would silently lose its key."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if not isinstance(key, str):
-                hint = " (YAML reads on/off/yes/no as booleans)" if isinstance(key, bool) else ""
-                where = f"{path}: " if path else ""
-                raise PolicyError(f"{where}the key {key!r} is not a string{hint}; put it in quotes")
-            _refuse_non_string_keys(value, f"{path}.{key}" if path else key)
-    elif isinstance(node, list):
-        for index, item in enumerate(node):
-            _refuse_non_string_keys(item, f"{path}[{index}]")
-
-
-def load_policy(path: Path) -> Policy:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise PolicyError(f"{path}: cannot read the policy file ({error.strerror})") from None
-    return parse_policy(text, source=str(path))
-
-
-def interpolate(params: Mapping[str, Any], environ: Mapping[str, str], where: str) -> dict[str, Any]:
-    """Replace ${VAR} in adapter parameters with the environment's value, so secrets never sit in the file."""
-
-    def resolve(value: Any, path: str) -> Any:
-        if isinstance(value, str):
-
-            def lookup(match: re.Match[str]) -> str:
-                name = match.group(1)
-                if name not in environ:
-                    raise PolicyError(f"{path}: environment variable {name} is not set")
-                return environ[name]
-
-            return _ENV_REFERENCE.sub(lookup, value)
-        if isinstance(value, dict):
-            return {key: resolve(item, f"{path}.{key}") for key, item in value.items()}
-        if isinstance(value, list):
-            return [resolve(item, f"{path}[{index}]") for index, item in enumerate(value)]
-        return value
-
-    return resolve(dict(params), where)
