@@ -116,7 +116,9 @@ class LocalBot:
 
     # -- people acting in Slack -----------------------------------------------------------------
 
-    def command(self, user: str, text: str, channel: str = "C0INCIDENT", wait: bool = True) -> Reply:
+    def command(
+        self, user: str, text: str, channel: str = "C0INCIDENT", wait: bool = True, channel_name: str = "incident"
+    ) -> Reply:
         name = f"r{next(self._names)}"
         started = time.perf_counter()
         response = self.sender.command(
@@ -124,6 +126,7 @@ class LocalBot:
             user_id=user,
             user_name=PEOPLE.get(user, {}).get("name", user),
             channel_id=channel,
+            channel_name=channel_name,
             response_url=self.slack.response_url(name),
         )
         return self._reply(response, started, name, wait)

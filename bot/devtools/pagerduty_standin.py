@@ -60,9 +60,18 @@ class PagerDutyStandIn:
     """Single use: ``start()`` once, ``stop()`` once (or use it as a context manager)."""
 
     def __init__(
-        self, token: str, *, routing_key: str = "standin-routing-key", page_limit: int = 100, clock: Clock | None = None
+        self,
+        token: str,
+        *,
+        routing_key: str = "standin-routing-key",
+        page_limit: int = 100,
+        clock: Clock | None = None,
+        web_url: str | None = None,
     ) -> None:
         self.token = token
+        # Where incidents' ``html_url`` point: PagerDuty's are on the account's web host (https://acme.pagerduty.com),
+        # never the API's; None: this stand-in's own address.
+        self.web_url = web_url.rstrip("/") if web_url else None
         self.routing_key = routing_key
         self.page_limit = page_limit  # PagerDuty lists at most 100 an answer; smaller makes clients page
         self.clock = clock or SystemClock()
@@ -257,7 +266,7 @@ class PagerDutyStandIn:
                     "incident_key": incident.incident_key,
                     "created_at": incident.created_at,
                     "service": {"id": incident.service, "type": "service_reference"},
-                    "html_url": f"{self.url}/incidents/{incident.id}",
+                    "html_url": f"{self.web_url or self.url}/incidents/{incident.id}",
                 }
             )
         return found

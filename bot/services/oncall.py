@@ -45,6 +45,13 @@ class OnCallDesk:
 
     def on_call_now(self, schedule: str) -> frozenset[str] | None:
         """The Slack ids of whoever is on call for ``schedule`` now; None when the service cannot say."""
+        found = self.on_call_or_why(schedule)
+        return None if isinstance(found, str) else found
+
+    def on_call_or_why(self, schedule: str) -> frozenset[str] | str:
+        """The Slack ids of whoever is on call for ``schedule`` now, or why the service could not say (what failed,
+        never a key): a wrong schedule id (404) reads differently from an outage, and whoever fixes it needs to
+        know which."""
         now = self.clock.now()
         with self._lock:
             cached = self._on_call.get(schedule)
@@ -54,7 +61,7 @@ class OnCallDesk:
             emails = self.service.on_call(schedule)
         except OnCallUnavailable as error:
             log.warning("on-call for schedule %s unknown: %s", schedule, error)
-            return None
+            return str(error)
         people = frozenset(user for email in sorted(emails) if (user := self.directory.by_email(email)))
         with self._lock:
             self._on_call[schedule] = (now, people)

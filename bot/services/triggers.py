@@ -87,9 +87,9 @@ def on_call(deps: Deps, resource: Resource) -> OnCallNow:
     rule = resource.oncall
     if rule is None or deps.oncall is None or not (rule.may_approve or rule.auto_approve):
         return OnCallNow()
-    people = deps.oncall.on_call_now(rule.schedule)
-    if people is None:
-        return OnCallNow(rule.schedule, unknown="the on-call service did not answer")
+    people = deps.oncall.on_call_or_why(rule.schedule)
+    if isinstance(people, str):
+        return OnCallNow(rule.schedule, unknown=people)
     return OnCallNow(rule.schedule, people, rule.auto_approve)
 
 

@@ -84,12 +84,14 @@ def make_bot(policy: Policy, database_url: str, receiver: WebhookReceiver) -> It
 
     def make(**kwargs: Any) -> LocalBot:
         kwargs.setdefault("tuning", Tuning(grant_retry_pause=0.01))
-        bot = LocalBot(
-            kwargs.pop("policy", policy),
-            database_url,
-            environ={"WEBHOOK_URL": receiver.url, "BREAKGLASS_WEBHOOK_SECRET": WEBHOOK_SECRET},
-            **kwargs,
-        ).start()
+        # ``environ=`` adds to the fixed environment (e.g. an on-call service's keys, which the leak scan then
+        # looks for as well).
+        environ = {
+            "WEBHOOK_URL": receiver.url,
+            "BREAKGLASS_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            **kwargs.pop("environ", {}),
+        }
+        bot = LocalBot(kwargs.pop("policy", policy), database_url, environ=environ, **kwargs).start()
         started.append(bot)
         return bot
 
