@@ -12,7 +12,7 @@ import typer
 
 from bot import redaction
 from bot.audit_cli import audit_cli
-from bot.policy import PolicyError, Resource, load_policy
+from bot.policy import Policy, PolicyError, Resource, load_policy
 from bot.settings import Settings, SettingsError, load_settings
 
 cli = typer.Typer(
@@ -105,6 +105,7 @@ def check() -> None:
             problems.append(str(adapter))
         else:
             problems += [f"{_where(resource)}: {problem}" for problem in _check_adapter(adapter, resource)]
+    problems += _check_oncall(policy)
     try:
         settings.require_slack()
     except SettingsError as error:
@@ -115,6 +116,27 @@ def check() -> None:
             typer.echo(f"  - {redactor.scrub(problem)}")
         raise typer.Exit(1)
     typer.echo(f"OK: {settings.policy_path} has {len(policy.resources)} resource(s); every adapter is configured.")
+
+
+def _check_oncall(policy: Policy) -> list[str]:
+    """The on-call service: its keys are set, and it answers for every schedule the policy names."""
+    from bot.oncall.base import OnCallUnavailable
+    from bot.oncall.settings import connect
+
+    if policy.oncall is None:
+        return []
+    try:
+        service = connect(policy.oncall, os.environ)
+    except ValueError as error:
+        return [str(error)]
+    problems = []
+    schedules = sorted({r.oncall.schedule for r in policy.grantables() if r.oncall is not None})
+    for schedule in schedules:
+        try:
+            service.on_call(schedule)
+        except OnCallUnavailable as error:
+            problems.append(f"oncall: schedule {schedule}: {error}")
+    return problems
 
 
 def _where(resource: Resource) -> str:

@@ -347,7 +347,7 @@ class Resource(Escalation):
         return self.reason_pattern is None or re.search(self.reason_pattern, reason) is not None
 
 
-def _approval_problem(viewed: Resource, has_oncall: bool) -> str | None:
+def _approval_problem(viewed: Resource, provider: str | None, has_incident_channels: bool) -> str | None:
     """What makes a resource's (or level's) way of deciding impossible, as "key: why", or None."""
     if viewed.approval_steps is None:
         people = set(viewed.approvers)
@@ -376,11 +376,21 @@ def _approval_problem(viewed: Resource, has_oncall: bool) -> str | None:
     )
     if flow:
         return flow
+    has_oncall = provider is not None
     if viewed.oncall is not None and not has_oncall:
         return "oncall: needs the top-level oncall section (provider, api_url, token_env)"
     trigger = viewed.emergency_trigger
+    if trigger is not None and provider == "pagerduty" and trigger.priority is not None:
+        return "emergency.priority: an Opsgenie key; PagerDuty incidents have an urgency (urgency: high)"
+    if trigger is not None and provider == "opsgenie" and trigger.urgency is not None:
+        return "emergency.urgency: a PagerDuty key; Opsgenie incidents have a priority (priority: P1 … P5)"
     if trigger is not None and not has_oncall and trigger.services:
         return "emergency.services: needs the top-level oncall section to look for open incidents"
+    if trigger is not None and not has_oncall and not has_incident_channels:
+        return (
+            "emergency: `when: incident` needs the top-level oncall section (open incidents) or channels.incidents "
+            "(incident channels), or the glass could never be broken"
+        )
     return None
 
 
@@ -428,7 +438,8 @@ class Policy(Strict):
             for level in resource.level_names or [None]:
                 where = f"resources.{name}" if level is None else f"resources.{name}.levels.{level}"
                 viewed = resource.at(level)
-                if problem := _approval_problem(viewed, self.oncall is not None):
+                provider = self.oncall.provider if self.oncall is not None else None
+                if problem := _approval_problem(viewed, provider, self.channels.incidents is not None):
                     raise ValueError(f"{where}.{problem}")
                 low, default, high = viewed.limits
                 if not low <= default <= high:
