@@ -391,7 +391,7 @@ def _revoked(deps: Deps, request_id: int, attempts_before: int) -> RequestView |
         if attempts_before >= deps.tuning.revoke_alert_after:
             tell.audit_channel(deps, session, current, Notice.REVOKE_RECOVERED)
         if review_asked:
-            tell.requester(deps, session, current, Notice.REVIEW_DUE)
+            tell.announce(deps, session, current, Notice.REVIEW_DUE)
     deps.courier.deliver(request_id)
     if review_asked:
         deps.alarms.wake_at(now + deps.policy.review.remind_every)

@@ -77,6 +77,7 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool, comment: str 
     before = approvers.counting(deps, resource, current.escalated, current.requester_id, recorded)
     valid = {(c.person, c.step) for c in recorded if c.approve and c.person in _counted(before)}
     step = approvers.step_for(current.id, before, mine, approve)
+    name = deps.directory.person(actor).name if approve else None  # named in the thread, not called on
     text = deps.redactor.scrub(comment) if comment else None
 
     lost: RequestView | None = None
@@ -120,7 +121,13 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool, comment: str 
                     if not approve:
                         tell.announce(deps, session, current, Notice.DENIED)
                     else:
-                        note = {"actor": actor, "step": step, "words": text, "mentions": list(current.asking)}
+                        note = {
+                            "actor": actor,
+                            "actor_name": name,
+                            "step": step,
+                            "words": text,
+                            "mentions": list(current.asking),
+                        }
                         if after.waiting != before.waiting:  # a step is done: the next one's people hear it now
                             note["next_step"] = after.waiting
                             _restart_reminders(deps, session, request, resource, now)
@@ -198,6 +205,7 @@ def _restart_reminders(deps: Deps, session: Session, request: Request, resource:
     every = resource.remind_approvers_every
     if every is not None and request.remind_at is not None:
         queries.set_fields(session, request.id, remind_at=now + every)
+        deps.alarms.wake_at(now + every)
 
 
 def _check_requester(deps: Deps, actor: str, current: RequestView) -> None:

@@ -19,8 +19,6 @@ import threading
 from dataclasses import replace
 from datetime import timedelta
 
-from sqlalchemy.orm import Session
-
 from bot.services import heartbeat
 from bot.services.activity_notes import ActivityNote
 from bot.services.common import load_view
@@ -205,9 +203,12 @@ class Courier:
     def _finish(self, owed: Owed, outcome: Outcome, ref: MessageRef | None) -> None:
         deps = self.deps
         # The message people are pointed to from DMs and incident channels: the approval message, or for an
-        # emergency whose approvals and audit channels are one, its alert. One chat.getPermalink per request.
+        # emergency whose approvals and audit channels are one, its alert (never an alert elsewhere: the requester
+        # may not be in the audit channel). One chat.getPermalink per request.
         link = None
-        if ref is not None and owed.kind in (Kind.REQUEST, Kind.ALERT) and owed.request_id is not None:
+        channels = deps.policy.channels
+        linked = owed.kind is Kind.REQUEST or (owed.kind is Kind.ALERT and channels.approvals == channels.audit)
+        if ref is not None and linked and owed.request_id is not None:
             link = deps.notifier.permalink(ref)
         with deps.db.transaction() as session:
             ours = outbox.finish(
@@ -224,7 +225,7 @@ class Courier:
                     queries.set_fields(session, owed.request_id, approval_channel=ref.channel, approval_ts=ref.ts)
                 elif owed.kind is Kind.ALERT:
                     queries.set_fields(session, owed.request_id, alert_channel=ref.channel, alert_ts=ref.ts)
-                if link is not None and (owed.kind is Kind.REQUEST or not _has_link(session, owed.request_id)):
+                if link is not None:
                     queries.set_fields(session, owed.request_id, approval_link=link)
         if outcome is Outcome.FOUND:
             log.info("message %s was in Slack already (%s %s); adopted, not posted again", owed.id, ref, owed.kind)
@@ -250,11 +251,6 @@ class Courier:
         log.warning("message %s (%s) not delivered: %s; retrying from %s", owed.id, owed.kind, failure, due)
         deps.alarms.wake_at(due)
         return False
-
-
-def _has_link(session: Session, request_id: int) -> bool:
-    request = queries.get(session, request_id)
-    return request is not None and request.approval_link is not None
 
 
 class BackgroundCourier:

@@ -19,7 +19,7 @@ from bot.domain.durations import DurationError, format_duration, parse_duration
 from bot.domain.rules import Refused, check_extender, check_extension, check_still_requester
 from bot.domain.states import Status
 from bot.policy import Resource
-from bot.services import approvers, tell
+from bot.services import approvers, tell, triggers
 from bot.services.backend import adapter_error, revoke_confirmed, scrubbed
 from bot.services.common import approver_unless_holder, existing, grant_context, load_view, refuse, view
 from bot.services.deadline import Overdue, call_within
@@ -37,14 +37,22 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
     current = existing(deps, request_id)
     resource = deps.resource(current.resource, current.level)
     holder = current.requester_id
+    # Approved at once because the holder was on call: so is their extension, while they still are (asked now).
+    auto = (
+        actor == holder
+        and current.auto_approved
+        and resource is not None
+        and deps.may_request(actor, resource)
+        and triggers.on_call(deps, resource).auto_approves(actor)
+    )
     try:
         check_extender(
             actor=actor,
             holder=holder,
             is_approver=approver_unless_holder(deps, actor, current),
-            emergency=current.emergency,
+            emergency=current.emergency or auto,
             # Asked again now: a holder who could not break the glass today does not get more of it.
-            may_break_glass=actor == holder and deps.may_break_glass(actor, resource),
+            may_break_glass=actor == holder and (auto or deps.may_break_glass(actor, resource)),
             request_id=request_id,
         )
     except Refused as refusal:
@@ -115,7 +123,7 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
         extended = view(deps, session, request)
         if released:
             tell.refresh(deps, session, extended)
-            tell.requester(deps, session, extended, Notice.EXTENDED)
+            tell.announce(deps, session, extended, Notice.EXTENDED)
             if extended.emergency:  # glass broken longer: security hears it as loudly as the first time
                 tell.audit_channel(deps, session, extended, Notice.EXTENDED)
     deps.courier.deliver(request_id)
@@ -147,6 +155,7 @@ def _approve(deps: Deps, actor: str, current: RequestView, resource: Resource, e
     step = approvers.step_for(request_id, before, mine, approve=True)
     valid = {(c.person, c.step) for c in recorded if c.approve and any(c.person in s for s in before.approved)}
     seen = {(c.person, c.step) for c in recorded}
+    name = deps.directory.person(actor).name  # named in the thread, not called on
     now = deps.now()
     with deps.db.transaction() as session:
         if not queries.lock_active(session, request_id, now):
@@ -196,7 +205,7 @@ def _approve(deps: Deps, actor: str, current: RequestView, resource: Resource, e
             round=round_,
         )
         waiting = view(deps, session, queries.get(session, request_id) or request)
-        note = {"actor": actor, "mentions": list(waiting.asking)}
+        note = {"actor": actor, "actor_name": name, "mentions": list(waiting.asking)}
         tell.thread(deps, session, waiting, Notice.EXTENSION_ASKED, note)
         tell.refresh(deps, session, waiting)
     deps.courier.deliver(request_id)

@@ -112,7 +112,8 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
                 if deps.policy.channels.approvals != deps.policy.channels.audit:
                     tell.request_message(deps, session, current)
                 if trigger is not None and trigger.unknown:
-                    tell.thread(deps, session, current, Notice.ONCALL_UNKNOWN, {"why": trigger.unknown}, on_alert=True)
+                    note = {"why": trigger.unknown, "about": "incident"}
+                    tell.thread(deps, session, current, Notice.ONCALL_UNKNOWN, note, on_alert=True)
             else:
                 tell.request_message(deps, session, current)
                 tell.announce(deps, session, current, Notice.AUTO_APPROVED if auto else Notice.RECEIVED)
@@ -124,7 +125,7 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
         if key is None:
             raise
         if ask.emergency and one_live.supersedable(deps, key):  # the winner is a normal request: replace it now
-            return submit(deps, actor, ask, origin_channel)
+            return submit(deps, actor, ask, origin_channel, origin_name)
         raise one_live.lost_race(deps, key, actor) from None
 
     if superseded is not None:
@@ -134,7 +135,10 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
     if ask.emergency:
         triggers.page(deps, resource, request_id)
     deps.courier.deliver(request_id)
-    return existing(deps, request_id)
+    current = existing(deps, request_id)
+    if current.status is Status.PENDING:  # on time, not a sweep late: the moments it waits for have alarms now
+        waiting.set_alarms(deps, resource, current.created_at)
+    return current
 
 
 def end_early(deps: Deps, actor: str, request_id: int) -> RequestView:

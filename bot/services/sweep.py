@@ -171,6 +171,6 @@ def _warn(deps: Deps, request_id: int) -> bool:
         if not claimed or request is None:
             return False
         current = view(deps, session, request)
-        tell.requester(deps, session, current, Notice.EXPIRING)
+        tell.announce(deps, session, current, Notice.EXPIRING)
     deps.courier.deliver(request_id)
     return True

@@ -34,6 +34,13 @@ def first_moments(resource: Resource, now: datetime) -> dict[str, Any]:
     }
 
 
+def set_alarms(deps: Deps, resource: Resource, created_at: datetime) -> None:
+    """Alarms for a new request's moments; each reminder sets the next one's when it is sent."""
+    for moment in first_moments(resource, created_at).values():
+        if moment is not None:
+            deps.alarms.wake_at(moment)
+
+
 def remind(deps: Deps, request_id: int) -> bool:
     """Remind whoever may decide the waiting step and has not, in the request's thread; True if this caller sent it."""
     with deps.db.transaction() as session:
@@ -49,17 +56,22 @@ def remind(deps: Deps, request_id: int) -> bool:
     with deps.db.transaction() as session:
         if not queries.claim_approver_reminder(session, request_id, due, now + resource.remind_approvers_every):
             return False
-        if oncall.people or oncall.schedule:
-            queries.set_fields(session, request_id, oncall_ids=sorted(oncall.people) or None)
         request = queries.get(session, request_id)
         assert request is not None
+        handed_over = oncall.schedule is not None and sorted(oncall.people) != sorted(request.oncall_ids or [])
+        if handed_over:  # whoever took over the pager is asked from now on, on the message too
+            queries.set_fields(session, request_id, oncall_ids=sorted(oncall.people) or None)
+            request = queries.get(session, request_id)
+            assert request is not None
         current = view(deps, session, request)
         people = _undecided(deps, current)
         audit.record(session, "approvers_reminded", at=now, request=request, asked=people)
         note = {"mentions": people, "waited": int((now - created_at).total_seconds())}
         tell.thread(deps, session, current, Notice.REMINDER, note)
-        tell.refresh(deps, session, current)
+        if handed_over:
+            tell.refresh(deps, session, current)
     deps.courier.deliver(request_id)
+    deps.alarms.wake_at(now + resource.remind_approvers_every)
     return True
 
 

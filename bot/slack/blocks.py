@@ -116,15 +116,18 @@ def requester_name(view: RequestView) -> str:
 
 def steps_lines(view: RequestView) -> list[str]:
     """Each step of a multi-step approval: done, waiting, or still to come."""
-    if len(view.steps) < 2:
+    if len(view.steps) < 2 or view.emergency or view.auto_approved:  # no step was asked
         return []
+    pending = view.status is Status.PENDING
     lines = []
     for index, step in enumerate(view.steps):
+        if not pending and not step.approved_by:  # decided before this step was reached: it was never asked
+            continue
         name = view.step_name(index).capitalize()
         by = ", ".join(who(person) for person in step.approved_by)
         if len(step.approved_by) >= step.required:
             lines.append(f"✅ {name}: approved by {by}")
-        elif index == view.waiting_step:
+        elif index == view.waiting_step or not pending:
             got = f", {len(step.approved_by)} of {step.required} so far by {by}" if by else ""
             lines.append(f"⏳ {name}: waiting for {step.required} approval{'s' if step.required > 1 else ''}{got}")
         else:

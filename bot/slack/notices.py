@@ -146,6 +146,15 @@ _TO_CHANNEL: dict[Notice, Callable[[RequestView], str]] = {
     Notice.EXTENDED: lambda v: (
         f"⏩ {who(v.requester_id)}'s access to *{v.label}* was extended until {when(v.expires_at)} (#{v.id})."
     ),
+    Notice.APPROVED: lambda v: f"👍 Request #{v.id} ({v.label}) for {who(v.requester_id)} was approved.{_comments(v)}",
+    Notice.AUTO_APPROVED: lambda v: (
+        f"⚡ {who(v.requester_id)} is on call now, so their request #{v.id} for *{v.label}* was approved at once "
+        "(`auto_approve`)."
+    ),
+    Notice.CANCELLED: lambda v: f"⌛ Request #{v.id} ({v.label}) for {who(v.requester_id)} got no decision in time.",
+    Notice.EXPIRING: lambda v: (
+        f"⏰ {who(v.requester_id)}'s access to *{v.label}* ends {when(v.expires_at)} (#{v.id})."
+    ),
     Notice.REVOKE_RECOVERED: lambda v: (
         f"✅ Access to *{v.label}* for {who(v.requester_id)} is revoked at last (#{v.id})."
     ),

@@ -51,7 +51,7 @@ def _calling(note: dict[str, Any]) -> str:
 def _step_approved(view: RequestView, note: dict[str, Any]) -> str:
     actor = _name(note.get("actor"), note.get("actor_name"))
     step = int(note.get("step") or 0)
-    where = f" ({view.step_name(step)})" if len(view.steps) > 1 else ""
+    where = f" {view.step_name(step)}" if len(view.steps) > 1 else ""
     text = f"👍 {actor} approved{where}{_words(note)}."
     if note.get("next_step") is not None:
         done, following = view.step_name(step).capitalize(), view.step_name(int(note["next_step"]))
@@ -95,8 +95,14 @@ def _paged(view: RequestView, note: dict[str, Any]) -> str:
 
 
 def _oncall_unknown(view: RequestView, note: dict[str, Any]) -> str:
+    why = escape(str(note.get("why") or "no answer"), 200)
+    if note.get("about") == "incident":
+        return (
+            f"⚠️ The on-call service could not say whether an incident is open ({why}). The glass was broken without "
+            "that check, as an outage must not keep it whole: the review should confirm the emergency was real."
+        )
     return (
-        f"⚠️ The on-call service could not say who is on call ({escape(str(note.get('why') or 'no answer'), 200)}), so "
+        f"⚠️ The on-call service could not say who is on call ({why}), so "
         "nobody was approved or asked because of it: the listed approvers decide."
     )
 

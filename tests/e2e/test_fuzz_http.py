@@ -73,6 +73,7 @@ CANARIES = [
 INTERMEDIATE = {Status.APPROVED, Status.GRANTING, Status.REVOKING}
 ALLOWED_TOKEN = re.compile(
     r"<@[UW][A-Z0-9]{2,20}>|<!subteam\^S[A-Z0-9]{2,20}>|<!date\^\d+\^\{date_short_pretty\} at \{time\}\|[^<>|]*>"
+    r"|<https://breakglass-test\.slack\.com/archives/[A-Z0-9]+/p\d+\|Open request #\d+>"  # the approval message's link
 )
 BROADCAST = re.compile(r"@(?:here|channel|everyone)\b", re.IGNORECASE)
 
@@ -200,7 +201,7 @@ class Fuzz:
     def click(self) -> None:
         user = self.rng.choice([ALICE, CAROL, BOB, DAVE, EVE])
         self.actors.add(user)
-        action = self.rng.choice([ActionId.APPROVE, ActionId.DENY, ActionId.REVOKE])
+        action = self.rng.choice([ActionId.APPROVE, ActionId.APPROVE_WITH_COMMENT, ActionId.DENY, ActionId.REVOKE])
         value = self.rng.choice([self.request_id(), self.hostile_text()[:100], "9" * 3000])
         body = block_action(
             action,
