@@ -2,22 +2,32 @@
 
 The real bot runs over HTTP against a stand-in for the Slack Web API; requests are signed as Slack signs them;
 the database is SQLite in a temporary folder; access is to a toy database in the process (`demo-db`), which records
-what a watched grant runs, as pgaudit does for PostgreSQL; time moves on demand.
+what a watched grant runs, as pgaudit does for PostgreSQL; on-call comes from a PagerDuty stand-in on loopback; time
+moves on demand.
+
+The policy is the packaged one (bot/defaults/breakglass.yml) plus an `oncall:` section built here: its address is
+the stand-in's, known only once it listens, and the packaged file must keep loading for `breakglass serve` with no
+PagerDuty key at all.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import tempfile
 import time
 from datetime import timedelta
 from importlib.resources import files
 from pathlib import Path
 
+import yaml
+
+from bot.clock import ManualClock
 from bot.devtools.demo_database import DemoDatabase
 from bot.devtools.local_bot import PEOPLE, LocalBot, Reply
+from bot.devtools.pagerduty_standin import PagerDutyStandIn
 from bot.devtools.transcript import plain, render_blocks
-from bot.policy import parse_policy
+from bot.policy import Policy, parse_policy
 from bot.slack.ids import ActionId
 from bot.store import queries
 from bot.store.models import AuditEvent
@@ -25,15 +35,36 @@ from bot.store.verify import verify
 
 NAMES = {user_id: person["name"] for user_id, person in PEOPLE.items()} | {
     "S0SECURITY": "@security",
+    "S0SRELEADS": "@sre-leads",
     "C0APPROVALS": "#approvals",
     "C0SECURITY": "#security",
     "C0INCIDENT": "#incident-4211",
+    "C0PAYMENTS": "#payments",
 }
 
 
+SCHEDULE = "PDEMO1"  # the PagerDuty schedule of whoever carries the orders pager
+TOKEN_ENV = "DEMO_PAGERDUTY_TOKEN"
+
+
+def demo_policy(pagerduty_url: str) -> Policy:
+    """The packaged policy with PagerDuty (the stand-in at ``pagerduty_url``) deciding who is on call, and whoever is
+    on call for ``SCHEDULE`` approved at once on the read level of orders-db."""
+    data = yaml.safe_load(files("bot").joinpath("defaults/breakglass.yml").read_text())
+    data["oncall"] = {
+        "provider": "pagerduty",
+        "api_url": pagerduty_url,
+        "events_url": pagerduty_url,
+        "token_env": TOKEN_ENV,
+    }
+    data["resources"]["orders-db"]["levels"]["read"]["oncall"] = {"schedule": SCHEDULE, "auto_approve": True}
+    return parse_policy(yaml.safe_dump(data, sort_keys=False), "demo policy")
+
+
 class Story:
-    def __init__(self, bot: LocalBot, pace: float) -> None:
+    def __init__(self, bot: LocalBot, pagerduty: PagerDutyStandIn, pace: float) -> None:
         self.bot = bot
+        self.pagerduty = pagerduty
         self.pace = pace
         self.seen = 0
 
@@ -51,6 +82,21 @@ class Story:
         label = action.value.split("-")[0].capitalize()
         print(f"  {NAMES[user]} clicks [ {label} ] on request #{request_id} in {NAMES[channel]}")
         self._private(self.bot.click(user, action.value, request_id, channel=channel))
+
+    def denies(self, user: str, request_id: int, reason: str) -> None:
+        print(f"  {NAMES[user]} clicks [ Deny… ] on request #{request_id}; a form asks why; {NAMES[user]} writes:")
+        print(f"      “{reason}”")
+        self._private(self.bot.deny(user, request_id, reason))
+
+    def approves_saying(self, user: str, request_id: int, comment: str) -> None:
+        print(f"  {NAMES[user]} clicks [ Approve with comment ] on request #{request_id} and writes: “{comment}”")
+        self._private(self.bot.approve_with_comment(user, request_id, comment))
+
+    def on_call(self, user: str) -> None:
+        """PagerDuty's schedule changes hands: ``user`` carries the pager from now on."""
+        email = PEOPLE[user]["email"]
+        self.pagerduty.set_on_call(SCHEDULE, [email])
+        print(f"  PagerDuty: {NAMES[user]} ({email}) is on call for schedule {SCHEDULE} now")
 
     def _private(self, reply: Reply) -> None:
         if reply.ack:
@@ -99,14 +145,22 @@ class Story:
 
 def run_demo(pace: float = 0.0) -> int:
     logging.basicConfig(level=logging.WARNING)
-    policy = parse_policy(files("bot").joinpath("defaults/breakglass.yml").read_text(), "demo policy")
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as folder:
+    clock = ManualClock()
+    token = secrets.token_urlsafe(24)  # the stand-in's REST key, given to the bot as a real key would be
+    with tempfile.TemporaryDirectory() as folder, PagerDutyStandIn(token, clock=clock) as pagerduty:
+        policy = demo_policy(pagerduty.url)
         database = Path(folder) / "demo.db"
-        print("Breakglass demo: the real bot over HTTP, a stand-in Slack API on loopback, SQLite, a toy database.")
-        print("People: bob is on call; alice and carol lead SRE and approve; dave is a developer; erin is security.")
-        with LocalBot(policy, f"sqlite:///{database}") as bot:
-            story = Story(bot, pace)
+        print("Breakglass demo: the real bot over HTTP, stand-ins for Slack and PagerDuty on loopback, SQLite, a toy")
+        print("database. The policy is bot/defaults/breakglass.yml, plus an on-call section for the demo:")
+        url = pagerduty.url
+        print(f"  oncall: {{provider: pagerduty, api_url: {url}, events_url: {url}, token_env: {TOKEN_ENV}}}")
+        print(f"  orders-db, level read: oncall: {{schedule: {SCHEDULE}, auto_approve: true}}")
+        print("People: bob and carol share the orders pager (carol has it now); alice and carol lead SRE")
+        print("(@sre-leads) and approve; dave is a developer; erin is security (@security).")
+        pagerduty.set_on_call(SCHEDULE, [PEOPLE["U0CAROL"]["email"]])
+        with LocalBot(policy, f"sqlite:///{database}", environ={TOKEN_ENV: token}, clock=clock) as bot:
+            story = Story(bot, pagerduty, pace)
             _tell(story)
             with bot.runtime.deps.db.transaction() as session:  # type: ignore[union-attr]
                 trail = session.query(AuditEvent).order_by(AuditEvent.seq).all()
@@ -115,7 +169,7 @@ def run_demo(pace: float = 0.0) -> int:
             for event in trail:
                 ref = f"#{event.request_id}" if event.request_id else ""
                 actor = NAMES.get(event.actor, event.actor)
-                print(f"  {event.at:%b %d %H:%M} {event.action:<16} {ref:<4} by {actor}")
+                print(f"  {event.at:%b %d %H:%M} {event.action:<18} {ref:<4} by {actor}")
             verdict = verify(bot.runtime.deps.db.engine, bot.runtime.deps.db.seal)  # type: ignore[union-attr]
             print(f"  `breakglass audit verify` (with this run's random key): {verdict.line()}")
             assert not open_ids, "a grant outlived its expiry"
@@ -148,9 +202,10 @@ def _tell(story: Story) -> None:
     story.says("U0BOB", "revoke 1")
     story.says("U0BOB", "orders-db:write 30m INC-4211 mark the stuck orders paid")
 
-    story.step("6. Write needs two approvers, and they are shown that read was available: carol and alice approve")
+    story.step("6. Write is approved in two steps, a team lead (@sre-leads) then security (@security), in that order")
+    story.clicks("U0ERIN", ActionId.APPROVE, 2)
     story.clicks("U0CAROL", ActionId.APPROVE, 2)
-    story.clicks("U0ALICE01", ActionId.APPROVE, 2)
+    story.approves_saying("U0ERIN", 2, "OK for the stuck orders only; every statement is recorded")
 
     story.step("7. A watched session: the database records every statement; the bot posts them in the request's thread")
     story.runs("U0BOB", "SELECT id, status FROM orders WHERE status = 'stuck'")
@@ -159,18 +214,30 @@ def _tell(story: Story) -> None:
     story.read(timedelta(minutes=1), "the next read of the session's activity, at most a minute later")
     story.says("U0BOB", "revoke 2")
 
-    story.step("8. A real emergency: bob breaks the glass. Access at once, loud alerts, a review becomes due")
+    story.step("8. Nobody answers dave: after `remind_approvers_every` (15m) the approvers are reminded in the thread")
+    story.says("U0DAVE", "payments-admin 30m refund a customer charged twice", channel="C0PAYMENTS")
+    story.wait(timedelta(minutes=15), "nobody decides")
+
+    story.step("9. Alice denies, and must say why: a form asks; the reason is on the message and in dave's DM")
+    story.denies("U0ALICE01", 3, "refunds go through the support console; payments-admin is for outages")
+
+    story.step("10. A real emergency: bob breaks the glass. Access at once, loud alerts, a review becomes due")
     story.says("U0BOB", "orders-db 20m INC-4212 orders table locked --emergency")
     story.says("U0BOB", "orders-db:write 20m INC-4212 orders table locked --emergency")
     story.runs("U0BOB", "SELECT pid, query FROM pg_locks_demo")
     story.runs("U0BOB", "TRUNCATE orders_lock_queue")
     story.wait(timedelta(minutes=21), "the emergency grant runs out")
 
-    story.step("9. The review is an audit: bob writes what happened, someone else signs it off")
+    story.step("11. The review is an audit: bob writes what happened, someone else signs it off")
     story.wait(timedelta(hours=24), "a day without a review")
     story.says("U0BOB", "mine")
-    story.says("U0BOB", "review 3 a migration locked orders; I truncated the lock queue, then added a lock timeout")
-    story.says("U0BOB", "review 3 signing off my own review")
-    story.says("U0ALICE01", "review 3")
-    story.says("U0ALICE01", "review 3 the truncate was the documented fix; lock timeout verified in CHG-88")
+    story.says("U0BOB", "review 4 a migration locked orders; I truncated the lock queue, then added a lock timeout")
+    story.says("U0BOB", "review 4 signing off my own review")
+    story.says("U0ALICE01", "review 4")
+    story.says("U0ALICE01", "review 4 the truncate was the documented fix; lock timeout verified in CHG-88")
+
+    story.step("12. The pager passes to bob: on call now, his read request is approved at once (auto_approve), loudly")
+    story.on_call("U0BOB")
+    story.says("U0BOB", "orders-db 30m INC-4213 checkout latency, reading the slow queries")
+    story.runs("U0BOB", "SELECT id, status FROM orders WHERE status = 'stuck'")
     assert bot.runtime is not None

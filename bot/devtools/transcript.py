@@ -7,12 +7,17 @@ from collections.abc import Mapping
 from typing import Any
 
 _MENTION = re.compile(r"<@([A-Z0-9]+)>")
+_GROUP = re.compile(r"<!subteam\^([A-Z0-9]+)(?:\|[^>]*)?>")
+_LINK = re.compile(r"<(https?://[^|>]+)\|([^>]*)>")
 _DATE = re.compile(r"<!date\^\d+\^[^|>]*\|([^>]*)>")
 
 
 def plain(text: str, names: Mapping[str, str]) -> str:
-    """mrkdwn to terminal text: mentions become @name, dates their UTC fallback, entities decoded."""
+    """mrkdwn to terminal text: mentions become @name (a group's name as ``names`` spells it, with its @), links
+    their label and address, dates their UTC fallback, entities decoded."""
     text = _MENTION.sub(lambda m: "@" + names.get(m.group(1), m.group(1)), text)
+    text = _GROUP.sub(lambda m: names.get(m.group(1), "@" + m.group(1)), text)
+    text = _LINK.sub(lambda m: f"{m.group(2)} → {m.group(1)}", text)
     text = _DATE.sub(lambda m: m.group(1), text)
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
