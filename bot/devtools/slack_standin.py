@@ -67,6 +67,12 @@ class Message:
     thread_ts: str | None = None
     updates: int = 0
     metadata: dict[str, Any] | None = None
+    broadcast: bool = False  # a thread reply also shown in the channel (reply_broadcast)
+
+    @property
+    def in_channel(self) -> bool:
+        """Whether the channel itself shows it (its history lists it): a top-level message or a broadcast reply."""
+        return self.thread_ts is None or self.thread_ts == self.ts or self.broadcast
 
 
 @dataclass(frozen=True)
@@ -305,10 +311,15 @@ class SlackStandIn:
         with self._cond:
             return [c for c in self._calls if method is None or c.method == method]
 
-    def messages(self, channel: str | None = None) -> list[Message]:
+    def messages(self, channel: str | None = None, *, replies: bool = False) -> list[Message]:
+        """The messages a channel shows (thread replies too with ``replies``), oldest first."""
         with self._cond:
             wanted = channel and dm_channel(channel)
-            return [replace(m) for m in self._messages.values() if wanted is None or m.channel == wanted]
+            return [
+                replace(m)
+                for m in self._messages.values()
+                if (wanted is None or m.channel == wanted) and (replies or m.in_channel)
+            ]
 
     def message(self, channel: str, ts: str) -> Message | None:
         with self._cond:
@@ -471,7 +482,16 @@ class SlackStandIn:
         metadata = args.get("metadata")
         if metadata is not None and not (isinstance(metadata, dict) and metadata.get("event_type")):
             return _error("invalid_metadata_format")
-        m = Message(dm_channel(args["channel"]), self._next_ts(), text, blocks, thread_ts or None, metadata=metadata)
+        broadcast = str(args.get("reply_broadcast")).lower() in ("1", "true") and bool(thread_ts)
+        m = Message(
+            dm_channel(args["channel"]),
+            self._next_ts(),
+            text,
+            blocks,
+            thread_ts or None,
+            metadata=metadata,
+            broadcast=broadcast,
+        )
         self._messages[(m.channel, m.ts)] = m
         return {"ok": True, "channel": m.channel, "ts": m.ts, "message": self._message_json(m)}
 
@@ -498,9 +518,36 @@ class SlackStandIn:
         except ValueError:
             return _error("invalid_cursor")
         with_metadata = str(args.get("include_all_metadata")).lower() in ("1", "true")
-        newest_first = sorted((m for m in self._messages.values() if m.channel == channel), key=lambda m: m.ts)[::-1]
+        # As Slack's history: what the channel shows, not the replies inside threads.
+        shown = (m for m in self._messages.values() if m.channel == channel and m.in_channel)
+        newest_first = sorted(shown, key=lambda m: m.ts)[::-1]
         page = newest_first[start : start + limit]
         more = start + limit < len(newest_first)
+        answer: dict[str, Any] = {"ok": True, "messages": [self._message_json(m, with_metadata) for m in page]}
+        answer |= {"has_more": more, "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
+        return answer
+
+    def _api_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The thread of message ``ts``: the parent first, then its replies, oldest first, ``limit`` at a time."""
+        channel, ts = args.get("channel") or "", args.get("ts") or ""
+        if channel[:1] in ("U", "W"):
+            return _error("channel_not_found")
+        parent = self._messages.get((channel, ts))
+        if parent is None:
+            return _error("thread_not_found")
+        try:
+            limit = max(1, min(int(args.get("limit") or 100), 999))
+            start = int(args.get("cursor") or 0)
+        except ValueError:
+            return _error("invalid_cursor")
+        with_metadata = str(args.get("include_all_metadata")).lower() in ("1", "true")
+        replies = sorted(
+            (m for m in self._messages.values() if m.channel == channel and m.thread_ts == ts and m.ts != ts),
+            key=lambda m: m.ts,
+        )
+        thread = [parent, *replies]
+        page = thread[start : start + limit]
+        more = start + limit < len(thread)
         answer: dict[str, Any] = {"ok": True, "messages": [self._message_json(m, with_metadata) for m in page]}
         answer |= {"has_more": more, "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
         return answer

@@ -290,7 +290,9 @@ class Resource(Escalation):
         try:
             return {**data, **_from_steps([ApprovalStep.model_validate(step) for step in steps])}
         except ValidationError:
-            return data  # the same mistake is reported once, under approval_steps[i], by the field itself
+            # The mistake is reported once, under approval_steps.N, by the field itself; a stand-in list keeps
+            # `approvers` from being reported missing too. The policy is refused either way.
+            return {**data, "approvers": ["U0UNSET"]}
 
     def lesser(self) -> list[str]:
         """The levels before this one (less privileged), least first; empty for the first level or none."""

@@ -30,7 +30,7 @@ from bot.services.backend import adapter_error, call_backend, revoke_confirmed, 
 from bot.services.common import grant_context, view
 from bot.services.deps import Deps
 from bot.services.ports import MembershipUnknown, Notice
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 from bot.store import audit, queries, replicas
 from bot.store.models import Request, Review
 

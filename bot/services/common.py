@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -15,7 +16,7 @@ from bot.policy import Resource
 from bot.services import guard
 from bot.services.approvers import asking, casts
 from bot.services.deps import Deps
-from bot.services.views import Approval, RequestView, StepView, snapshot
+from bot.services.snapshots import Approval, RequestView, StepView, snapshot
 from bot.store import queries
 from bot.store.models import Request
 
@@ -116,6 +117,26 @@ def same_identity(deps: Deps, actor: str, current: RequestView) -> bool:
         return principal_for(deps, resource, deps.directory.person(actor)) == current.principal
     except principal.Unmappable:
         return False
+
+
+def twin_decided(deps: Deps, actor: str, resource: Resource, deciders: Iterable[str]) -> str | None:
+    """The backend identity ``actor`` shares with another account among ``deciders`` on ``resource``, if any: two
+    Slack accounts mapped to one login are one person, who decides once per round, so they never fill two places of
+    a two-person rule or two steps. None when nobody else decided or an identity cannot be mapped."""
+    others = [other for other in dict.fromkeys(deciders) if other != actor]
+    if not others:
+        return None
+    try:
+        mine = principal_for(deps, resource, deps.directory.person(actor))
+    except principal.Unmappable:
+        return None
+    for other in others:
+        try:
+            if principal_for(deps, resource, deps.directory.person(other)) == mine:
+                return mine
+        except principal.Unmappable:
+            continue
+    return None
 
 
 def approver_unless_holder(deps: Deps, actor: str, current: RequestView) -> bool:

@@ -21,11 +21,11 @@ from bot.domain.rules import Refused, check_decider, check_still_requester
 from bot.domain.states import Status
 from bot.policy import Resource
 from bot.services import access, approvers, reviews, tell
-from bot.services.common import existing, refuse, same_identity, view
+from bot.services.common import existing, refuse, same_identity, twin_decided, view
 from bot.services.deps import Deps
 from bot.services.outcome import outcome
 from bot.services.ports import Notice
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 from bot.store import audit, queries
 from bot.store.models import Decision, Request
 
@@ -68,6 +68,14 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool, comment: str 
             f"You already decided on request #{request_id} ({_decided(earlier.approve)}); a person decides once, so "
             "nothing was done."
         )
+    twin = twin_decided(deps, actor, resource, [d.approver_id for d in current.decisions if d.round == 0])
+    if twin is not None:
+        why = (
+            f"Another Slack account mapped to your backend identity (`{twin}`) already decided on request "
+            f"#{request_id}; one person decides once, so nothing was done."
+        )
+        refuse(deps, actor, current, "decision_refused", why)
+        raise Refused(why)
     if approve:
         _check_requester(deps, actor, current)
         reviews.check_approvable(deps, actor, current)

@@ -24,7 +24,7 @@ from bot.services.activity_notes import ActivityNote
 from bot.services.common import load_view
 from bot.services.deps import Deps
 from bot.services.ports import MessageRef, Notice, NotSent
-from bot.services.views import RequestView, from_data
+from bot.services.snapshots import RequestView, from_data
 from bot.store import audit, outbox, queries
 from bot.store.outbox import POSTS, Kind, Outcome, Owed
 from bot.store.reachability import database_outage
@@ -102,10 +102,14 @@ class Courier:
         return True
 
     def _found(self, owed: Owed) -> MessageRef | None:
-        if (owed.kind is Kind.ACTIVITY and owed.channel is None) or owed.kind is Kind.THREAD:
-            return None  # a thread reply is not in the channel's history; a reply twice is the lesser harm
+        channel, thread = self._channel(owed), None
+        if owed.kind is Kind.THREAD or (owed.kind is Kind.ACTIVITY and owed.channel is None):
+            place = self._thread_of(owed)  # a reply is looked for in its thread, never in the channel's history
+            if place is None and owed.kind is Kind.THREAD:
+                return None  # never posted: there was no thread to post it in
+            channel, thread = place or (self.deps.policy.channels.approvals, None)
         try:
-            return self.deps.notifier.find(self._channel(owed), owed.uid)
+            return self.deps.notifier.find(channel, owed.uid, thread)
         except NotSent as failure:
             if not failure.permanent:
                 raise
@@ -169,20 +173,27 @@ class Courier:
         current = load_view(self.deps, view.id)
         return replace(view, approval_link=current.approval_link) if current is not None else view
 
+    def _thread_of(self, owed: Owed) -> tuple[str, str] | None:
+        """Where a reply about a request goes: the thread of its approval message, or of its emergency alert (first,
+        for a reply ``on_alert``); None when neither made it to Slack."""
+        assert owed.request_id is not None
+        current = load_view(self.deps, owed.request_id)
+        if current is None:
+            return None
+        places = [(current.approval_channel, current.approval_ts), (current.alert_channel, current.alert_ts)]
+        if owed.payload.get("on_alert"):
+            places.reverse()
+        return next(((c, t) for c, t in places if c and t), None)
+
     def _thread(self, owed: Owed) -> MessageRef | None:
         view = from_data(owed.payload["view"])
-        current = load_view(self.deps, view.id) or view
-        on_alert = bool(owed.payload.get("on_alert"))
-        places = [(current.alert_channel, current.alert_ts), (current.approval_channel, current.approval_ts)]
-        if not on_alert:
-            places.reverse()
-        channel, thread = next(((c, t) for c, t in places if c and t), (None, None))
-        if channel is None or thread is None:
+        place = self._thread_of(owed)
+        if place is None:
             return None  # its message never made it to Slack: no thread to reply in, and no stray top-level post
         note = dict(owed.payload.get("note") or {})
-        note["broadcast"] = on_alert
-        linked = replace(view, approval_link=current.approval_link)
-        return self.deps.notifier.reply_in_thread(channel, thread, linked, Notice(owed.notice), note, owed.uid)
+        note["broadcast"] = bool(owed.payload.get("on_alert"))
+        linked = self._linked(view)
+        return self.deps.notifier.reply_in_thread(place[0], place[1], linked, Notice(owed.notice), note, owed.uid)
 
     def _activity(self, owed: Owed) -> MessageRef:
         note = ActivityNote.from_data(owed.payload["note"])
@@ -191,13 +202,8 @@ class Courier:
             return self.deps.notifier.tell_activity(owed.channel, None, view, note, owed.uid)
         # The request's earlier messages went first (rows of a request go in order), so its approval message, or an
         # emergency's alert, has been posted by now; one that Slack refused for good leaves the approvals channel.
-        current = load_view(self.deps, view.id) or view
-        if current.approval_channel and current.approval_ts:
-            channel, thread = current.approval_channel, current.approval_ts
-        elif current.alert_channel and current.alert_ts:
-            channel, thread = current.alert_channel, current.alert_ts
-        else:
-            channel, thread = self.deps.policy.channels.approvals, None
+        place = self._thread_of(owed)
+        channel, thread = place if place is not None else (self.deps.policy.channels.approvals, None)
         return self.deps.notifier.tell_activity(channel, thread, view, note, owed.uid)
 
     def _finish(self, owed: Owed, outcome: Outcome, ref: MessageRef | None) -> None:

@@ -21,12 +21,12 @@ from bot.domain.states import Status
 from bot.policy import Resource
 from bot.services import approvers, tell, triggers
 from bot.services.backend import adapter_error, revoke_confirmed, scrubbed
-from bot.services.common import approver_unless_holder, existing, grant_context, load_view, refuse, view
+from bot.services.common import existing, grant_context, load_view, refuse, same_identity, twin_decided, view
 from bot.services.deadline import Overdue, call_within
 from bot.services.deps import Deps
 from bot.services.outcome import outcome
 from bot.services.ports import Notice
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 from bot.store import audit, queries
 from bot.store.models import Decision
 
@@ -49,7 +49,8 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
         check_extender(
             actor=actor,
             holder=holder,
-            is_approver=approver_unless_holder(deps, actor, current),
+            # Whoever may decide a step of the request may approve its extension: listed, or on call now.
+            is_approver=actor != holder and approvers.may_decide_any(deps, actor, resource, escalated=False),
             emergency=current.emergency or auto,
             # Asked again now: a holder who could not break the glass today does not get more of it.
             may_break_glass=actor == holder and (auto or deps.may_break_glass(actor, resource)),
@@ -60,6 +61,13 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
         raise
     if resource is None:
         raise Refused(f"{current.label} is no longer in the policy, so its access cannot be extended.")
+    if same_identity(deps, actor, current):  # the holder through another Slack account: still their own access
+        why = (
+            f"You are the same backend identity as the holder of #{request_id} (`{current.principal}`), so this is "
+            "your own access; another approver has to extend it."
+        )
+        refuse(deps, actor, current, "extend_refused", why)
+        raise Refused(why)
     now = deps.now()
     if current.status is not Status.ACTIVE or current.expires_at is None or current.granted_at is None:
         raise Refused(f"{outcome(current)} Only active access can be extended; nothing was done.")
@@ -150,6 +158,12 @@ def _approve(deps: Deps, actor: str, current: RequestView, resource: Resource, e
     recorded = [Cast(d.approver_id, d.approve, d.step, d.via) for d in current.decisions if d.round == round_]
     if any(cast.person == actor for cast in recorded):
         raise Refused(f"You approved this extension of #{request_id} already; it waits for the other approvals.")
+    twin = twin_decided(deps, actor, resource, [cast.person for cast in recorded])
+    if twin is not None:
+        raise Refused(
+            f"Another Slack account mapped to your backend identity (`{twin}`) approved this extension of "
+            f"#{request_id} already; one person approves once. Nothing was recorded."
+        )
     mine = approvers.ways(deps, actor, resource, escalated=False)
     before = approvers.counting(deps, resource, False, current.requester_id, recorded)
     step = approvers.step_for(request_id, before, mine, approve=True)

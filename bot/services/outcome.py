@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.domain.states import Status
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 
 
 def _who(user_id: str | None) -> str:

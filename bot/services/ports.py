@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from bot.adapters.base import Person
 from bot.services.activity_notes import ActivityNote
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 
 
 class Notice(StrEnum):
@@ -110,8 +110,9 @@ class Notifier(Protocol):
         """A link to a posted message (chat.getPermalink); None when Slack cannot give one now. Never raises."""
         ...
 
-    def find(self, channel: str, mark: str) -> MessageRef | None:
-        """The message posted with ``mark`` to ``channel`` (a user id means the DM with them), if Slack has it."""
+    def find(self, channel: str, mark: str, thread_ts: str | None = None) -> MessageRef | None:
+        """The message posted with ``mark`` to ``channel`` (a user id means the DM with them), or with ``thread_ts``
+        as a reply in that thread, if Slack has it."""
         ...
 
     def send_credentials(self, view: RequestView, credentials: str) -> None:

@@ -24,7 +24,7 @@ from bot.services.common import (
 from bot.services.deps import Deps
 from bot.services.outcome import outcome
 from bot.services.ports import Notice
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 from bot.store import audit, queries
 from bot.store.models import Request
 

@@ -32,7 +32,7 @@ from bot.services import tell
 from bot.services.common import existing, refuse, refuse_outsider, same_identity, view
 from bot.services.deps import Deps
 from bot.services.ports import Notice
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 from bot.store import activity, audit, queries
 from bot.store import reviews as stored
 from bot.store.models import Request, Review

@@ -20,7 +20,7 @@ from bot.services.delivery import BackgroundCourier, Courier
 from bot.services.deps import Deps
 from bot.services.lanes import Lanes
 from bot.services.ports import Notice
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 from bot.store import deliveries, queries
 
 log = logging.getLogger("breakglass.sweep")

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from bot.services.activity_notes import ActivityNote
 from bot.services.deps import Deps
 from bot.services.ports import Notice
-from bot.services.views import RequestView, to_data
+from bot.services.snapshots import RequestView, to_data
 from bot.store import outbox
 from bot.store.outbox import Kind
 
@@ -35,7 +35,8 @@ CHANNEL_NOTICES = frozenset(
 
 
 # Notices that are also a reply in the request's thread (the request's own message already says it was received).
-THREADED = frozenset(set(Notice) - {Notice.RECEIVED, Notice.AUTO_APPROVED})  # the latter's reply says more
+# AUTO_APPROVED's own reply says more; a review reminder comes daily and is the holder's alone.
+THREADED = frozenset(set(Notice) - {Notice.RECEIVED, Notice.AUTO_APPROVED, Notice.REVIEW_REMINDER})
 # What an incident channel the request was typed in hears besides CHANNEL_NOTICES.
 INCIDENT_NOTICES = frozenset(
     {Notice.APPROVED, Notice.CANCELLED, Notice.EXPIRING, Notice.AUTO_APPROVED, Notice.EXTENDED, Notice.REVIEW_DUE}

@@ -18,8 +18,8 @@ from bot.services import tell
 from bot.services.common import view
 from bot.services.deps import Deps
 from bot.services.ports import MembershipUnknown, Notice
+from bot.services.snapshots import RequestView
 from bot.services.triggers import on_call
-from bot.services.views import RequestView
 from bot.store import audit, queries
 
 
@@ -53,12 +53,16 @@ def remind(deps: Deps, request_id: int) -> bool:
         return False
     oncall = on_call(deps, resource)  # fresh: whoever took over the pager since is the one to remind
     now = deps.now()
+    every = resource.remind_approvers_every
+    # On the request's own schedule, so lateness does not add up; after a long stop, one period from now, not a burst.
+    following = due + every if due + every > now else now + every
     with deps.db.transaction() as session:
-        if not queries.claim_approver_reminder(session, request_id, due, now + resource.remind_approvers_every):
+        if not queries.claim_approver_reminder(session, request_id, due, following):
             return False
         request = queries.get(session, request_id)
         assert request is not None
-        handed_over = oncall.schedule is not None and sorted(oncall.people) != sorted(request.oncall_ids or [])
+        known = oncall.schedule is not None and oncall.unknown is None  # no answer: keep whom we knew
+        handed_over = known and sorted(oncall.people) != sorted(request.oncall_ids or [])
         if handed_over:  # whoever took over the pager is asked from now on, on the message too
             queries.set_fields(session, request_id, oncall_ids=sorted(oncall.people) or None)
             request = queries.get(session, request_id)
@@ -71,7 +75,7 @@ def remind(deps: Deps, request_id: int) -> bool:
         if handed_over:
             tell.refresh(deps, session, current)
     deps.courier.deliver(request_id)
-    deps.alarms.wake_at(now + resource.remind_approvers_every)
+    deps.alarms.wake_at(following)
     return True
 
 

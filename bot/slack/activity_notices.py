@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.services.activity_notes import ActivityNote, Note
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 from bot.slack.text import code, code_block, escape, placeholders, who
 
 LINE_SHOWN = 200  # characters of one statement in a digest or an alert

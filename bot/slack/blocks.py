@@ -11,7 +11,7 @@ from bot.domain.commands import USAGE
 from bot.domain.durations import format_duration
 from bot.domain.states import ReviewStatus, Status
 from bot.services.requests import Offer
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 from bot.slack.ids import ActionId
 from bot.slack.text import code, escape, placeholders, when, who
 
@@ -143,8 +143,8 @@ def asking_line(view: RequestView) -> str | None:
     escalated)."""
     if view.status is not Status.PENDING or not view.asking:
         return None
-    step = f" ({view.step_name(view.waiting_step)})" if len(view.steps) > 1 and view.waiting_step is not None else ""
-    escalated = " · escalated" if view.escalated else ""
+    step = f" for {view.step_name(view.waiting_step)}" if len(view.steps) > 1 and view.waiting_step is not None else ""
+    escalated = " (escalated)" if view.escalated else ""
     return f"👋 Asking{step}{escalated}: {mentions(view.asking)}"
 
 

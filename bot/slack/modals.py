@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from bot.domain.durations import format_duration
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 from bot.slack.ids import WORDS_BLOCK, WORDS_INPUT, CallbackId
 from bot.slack.text import code, escape, who
 

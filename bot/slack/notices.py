@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from bot.domain.durations import format_duration
 from bot.services.ports import Notice
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 from bot.slack.text import escape, placeholders, quote, secret, units, when, who
 
 FAILURE_SHOWN = 500  # characters of a backend's error shown in a message
@@ -152,9 +152,11 @@ _TO_CHANNEL: dict[Notice, Callable[[RequestView], str]] = {
         "(`auto_approve`)."
     ),
     Notice.CANCELLED: lambda v: f"⌛ Request #{v.id} ({v.label}) for {who(v.requester_id)} got no decision in time.",
-    Notice.EXPIRING: lambda v: (
-        f"⏰ {who(v.requester_id)}'s access to *{v.label}* ends {when(v.expires_at)} (#{v.id})."
+    Notice.REVIEW_DUE: lambda v: (
+        f"📝 A post-incident review of request #{v.id} ({v.label}) is due from {who(v.requester_id)}; an approver or "
+        "a reviewer signs it off once it is written."
     ),
+    Notice.EXPIRING: lambda v: f"⏰ {who(v.requester_id)}'s access to *{v.label}* ends {when(v.expires_at)} (#{v.id}).",
     Notice.REVOKE_RECOVERED: lambda v: (
         f"✅ Access to *{v.label}* for {who(v.requester_id)} is revoked at last (#{v.id})."
     ),

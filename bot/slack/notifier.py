@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from bot.services.activity_notes import ActivityNote
 from bot.services.guard import UNSIGNED
 from bot.services.ports import MessageRef, Notice, NotSent
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 from bot.slack import activity_notices, blocks, notices, thread_replies
 from bot.slack.retry import never_reached_slack
 from bot.slack.text import escape, who
@@ -159,11 +159,11 @@ class SlackNotifier:
         except Exception as error:
             log.warning("slack chat.postMessage (credentials) failed: %s", type(error).__name__)
 
-    def find(self, channel: str, mark: str) -> MessageRef | None:
+    def find(self, channel: str, mark: str, thread_ts: str | None = None) -> MessageRef | None:
         conversation = self._conversation(channel)
         cursor: str | None = None
         for _ in range(HISTORY_PAGES):
-            page = self._history(conversation, cursor)
+            page = self._history(conversation, cursor, thread_ts)
             for message in page.get("messages") or []:
                 if _marked(message, mark):
                     return MessageRef(conversation, str(message["ts"]))
@@ -172,12 +172,17 @@ class SlackNotifier:
                 break
         return None
 
-    def _history(self, conversation: str, cursor: str | None) -> dict[str, Any]:
+    def _history(self, conversation: str, cursor: str | None, thread_ts: str | None = None) -> dict[str, Any]:
+        """A page of the channel's history, or with ``thread_ts`` of that thread's replies (a reply is never in the
+        channel's history)."""
         arguments: dict[str, Any] = {"channel": conversation, "limit": 200, "include_all_metadata": True}
         if cursor:
             arguments["cursor"] = cursor
+        method = "conversations.history"
+        if thread_ts is not None:
+            method, arguments["ts"] = "conversations.replies", thread_ts
         try:
-            return self._call("conversations.history", in_doubt=False, **arguments)
+            return self._call(method, in_doubt=False, **arguments)
         except NotSent as failure:
             if any(code in str(failure) for code in CANNOT_LOOK):
                 # Without the history scopes the bot cannot tell; it must not hold every later message back forever.

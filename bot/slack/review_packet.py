@@ -10,7 +10,7 @@ from __future__ import annotations
 from bot.domain.durations import format_duration
 from bot.domain.states import ReviewStatus
 from bot.services.reviews import Action, Moment, Packet
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 from bot.slack.text import code, escape, placeholders, units, when, who
 
 BUDGET = 12_000  # UTF-16 units for the whole packet; Slack takes 40,000, but a reviewer reads it on one screen

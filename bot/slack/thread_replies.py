@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.domain.durations import format_duration
 from bot.services.ports import Notice
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 from bot.slack import notices
 from bot.slack.blocks import mentions
 from bot.slack.text import code, escape
@@ -29,11 +29,11 @@ def _name(user_id: str | None, name: str | None = None) -> str:
 
 
 def _quiet(text: str, view: RequestView) -> str:
-    """A notice's words for the thread: people named instead of mentioned (their DM already told the requester)."""
+    """A notice's words for the thread: the requester named instead of mentioned (their DM already told them)."""
 
     def named(match: re.Match[str]) -> str:
-        user = match.group(1)
-        return _name(user, view.requester_name if user == view.requester_id else None)
+        user = match.group(1)  # only the requester is named: others mentioned there are whoever just acted
+        return _name(user, view.requester_name) if user == view.requester_id else match.group(0)
 
     return _USER_MENTION.sub(named, text)
 
@@ -125,6 +125,9 @@ _REPLIES: dict[Notice, Callable[[RequestView, dict[str, Any]], str]] = {
     Notice.ONCALL_UNKNOWN: _oncall_unknown,
     Notice.EXTENSION_ASKED: _extension_asked,
 }
+
+
+THREAD_ONLY = frozenset(_REPLIES)  # said only in a thread; every other notice is also a DM or a channel notice
 
 
 def reply(view: RequestView, notice: Notice, note: dict[str, Any]) -> str:

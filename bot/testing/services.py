@@ -22,7 +22,7 @@ from bot.services.activity_notes import ActivityNote
 from bot.services.common import grant_context
 from bot.services.deps import Deps, Tuning
 from bot.services.ports import MessageRef, Notice
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 from bot.store import queries, schema
 from bot.store.db import Database
 
@@ -109,7 +109,7 @@ class RecordingNotifier:
         self.activity.append((channel, thread_ts, note))
         return self._ref(channel)
 
-    def find(self, channel: str, mark: str) -> MessageRef | None:
+    def find(self, channel: str, mark: str, thread_ts: str | None = None) -> MessageRef | None:
         return None
 
     def send_credentials(self, view: RequestView, credentials: str) -> None:

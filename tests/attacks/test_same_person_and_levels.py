@@ -59,7 +59,7 @@ def thread(bot: LocalBot, request_id: int) -> list[str]:
     current = view(bot, request_id)
     return [
         m.text
-        for m in bot.slack.messages(current.approval_channel)
+        for m in bot.slack.messages(current.approval_channel, replies=True)
         if current.approval_ts is not None and m.thread_ts == current.approval_ts
     ]
 

@@ -206,7 +206,7 @@ class LeakScan:
         """What the bot sent the Slack API and response URLs, and the messages the stand-in holds and answers with."""
         for number, call in enumerate(slack.calls(), 1):
             self.search(f"Slack call {number} ({call.method})", json.dumps(call.args, default=str, ensure_ascii=False))
-        for message in slack.messages():
+        for message in slack.messages(replies=True):
             shown = json.dumps({"text": message.text, "blocks": message.blocks}, ensure_ascii=False)
             self.search(f"Slack message {message.channel}/{message.ts}", shown)
         for number, body in enumerate(slack.responses(), 1):

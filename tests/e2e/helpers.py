@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from bot.devtools.local_bot import LocalBot
 from bot.services.common import load_view
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 from bot.store.models import AuditEvent
 
 BOB, ALICE, CAROL, DAVE = "U0BOB", "U0ALICE01", "U0CAROL", "U0DAVE"

@@ -84,7 +84,7 @@ def test_a_rate_limited_approval_post_waits_for_retry_after_and_is_posted_once(b
     assert limited.failed and posted.ok
     assert posted.at - limited.at >= 1.0  # the retry came no sooner than Retry-After said
     assert len(bot.slack.posts_to("C0APPROVALS")) == 1 and len(bot.slack.messages("C0APPROVALS")) == 1
-    assert buttons(bot.request_message(1)) == [ActionId.APPROVE, ActionId.DENY]
+    assert buttons(bot.request_message(1)) == [ActionId.APPROVE, ActionId.APPROVE_WITH_COMMENT, ActionId.DENY]
     bot.slack.wait_for(lambda s: s.posts_to("C0INCIDENT"))
     assert count(dm_texts(bot, BOB), "is with the approvers") == 1
     assert count(channel_texts(bot, "C0INCIDENT"), "asked for access") == 1
@@ -109,13 +109,17 @@ def test_5xx_during_approve_and_grant_are_retried_and_nothing_is_sent_twice(
     during = bot.slack.calls()[before:]
     assert sum(c.failed for c in during) == 6  # every fault was met
     assert len(waits) == 3  # the edits were retried by the client, the posts by the outbox
-    assert len([c for c in during if c.method == "conversations.history"]) == 3
+    # Looked for first: in the channel for a message of its own, in the thread for a reply there.
+    assert len([c for c in during if c.method in ("conversations.history", "conversations.replies")]) == 3
     assert view(bot, 1).status is Status.ACTIVE and len(receiver.events("grant")) == 1
     texts = dm_texts(bot, BOB)
     assert [count(texts, s) for s in ("is with the approvers", "was approved", "is active until")] == [1, 1, 1]
     assert len(texts) == 3
     assert [count(channel_texts(bot, "C0INCIDENT"), s) for s in ("asked for access", "has access")] == [1, 1]
-    assert len(bot.slack.posts_to("C0APPROVALS")) == 1 and len(bot.slack.messages("C0APPROVALS")) == 1
+    top_level = [call for call in bot.slack.posts_to("C0APPROVALS") if not call.args.get("thread_ts")]
+    assert len(top_level) == 1 and len(bot.slack.messages("C0APPROVALS")) == 1
+    replies = [str(call.args["text"]) for call in bot.slack.posts_to("C0APPROVALS") if call.args.get("thread_ts")]
+    assert [count(replies, s) for s in ("was approved", "has access")] == [1, 1]  # the thread, too, has each once
     message = bot.request_message(1)
     assert message is not None and message["updates"] == 1  # the failed edits were never applied
     assert "Active until" in state(message) and buttons(message) == [ActionId.REVOKE]

@@ -78,7 +78,7 @@ def thread_replies(bot: LocalBot, request_id: int) -> list[str]:
     current = view(bot, request_id)
     return [
         message.text
-        for message in bot.slack.messages(current.approval_channel)
+        for message in bot.slack.messages(current.approval_channel, replies=True)
         if current.approval_ts is not None and message.thread_ts == current.approval_ts
     ]
 

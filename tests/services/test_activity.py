@@ -22,7 +22,7 @@ from bot.services import activity
 from bot.services.activity_notes import ActivityNote, Note
 from bot.services.delivery import Courier
 from bot.services.deps import Deps
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 from bot.settings import VARIABLES
 from bot.slack.activity_notices import activity as rendered
 from bot.store import activity as kept_activity

@@ -30,8 +30,8 @@ from bot.domain.states import Status
 from bot.policy import parse_policy
 from bot.services.ports import Notice
 from bot.services.requests import Offer
-from bot.services.views import DecisionView, RequestView, ReviewView
-from bot.slack import blocks, notices
+from bot.services.snapshots import DecisionView, RequestView, ReviewView
+from bot.slack import blocks, notices, thread_replies
 from bot.slack.text import code, escape, placeholders, quote, secret, who
 
 EXAMPLES = settings(max_examples=100, deadline=None, database=None)
@@ -323,7 +323,16 @@ def test_the_request_message_keeps_user_text_inert_and_within_limits(view: Reque
 @settings(max_examples=60, deadline=None, database=None)  # each example renders every notice
 @given(views, hostile_fields)
 def test_every_notice_keeps_user_text_inert(view: RequestView, values: dict[str, str]) -> None:
+    # In the request's thread, with what a decider wrote (here the requester's hostile reason) as the words.
+    note = {"actor": "U0ALICE01", "step": 0, "mentions": ["S0SRELEADS", "U0CAROL"], "why": "x", "schedule": "P1"}
     for notice in Notice:
+        assert_safe(
+            lambda v, notice=notice, note=note: (thread_replies.reply(v, notice, {**note, "words": v.reason}), None),
+            view,
+            values,
+        )
+        if notice in thread_replies.THREAD_ONLY:
+            continue
         assert_safe(lambda v, notice=notice: (notices.to_channel(v, notice), None), view, values)
         try:
             notices.to_requester(view, notice)

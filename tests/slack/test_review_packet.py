@@ -10,7 +10,7 @@ from hypothesis import given, settings
 
 from bot.domain.states import Status
 from bot.services.reviews import PACKET_ACTIVITY, Action, Moment, Packet
-from bot.services.views import RequestView, ReviewView, from_data, to_data
+from bot.services.snapshots import RequestView, ReviewView, from_data, to_data
 from bot.slack.review_packet import BUDGET, packet_text
 from bot.slack.text import units
 from tests.slack.test_rendering_properties import AT, BOB, CAROL, assert_safe, base_view, hostile_fields, views

@@ -18,12 +18,12 @@ from slack_sdk.errors import SlackApiError
 
 from bot.domain.rules import Refused, check_decider
 from bot.domain.states import Status
-from bot.services import decisions, requests
+from bot.services import approvers, decisions, requests
 from bot.services.common import existing, refuse
 from bot.services.deps import Deps
 from bot.services.guard import RateLimiter
 from bot.services.outcome import outcome
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 from bot.slack import modals
 from bot.slack.ids import ActionId
 from bot.slack.replies import answer, slowed_down
@@ -117,13 +117,11 @@ def _decidable(deps: Deps, actor: str, request_id: int) -> RequestView:
     decision would refuse anyway. The refusals are recorded and worded as ``decisions.decide`` does; what only the
     decision itself can tell (a lapse, a lookup of who is the same person) is left to it."""
     current = existing(deps, request_id)
+    # Whoever the decision itself would hear: listed in a step, on call, or escalated to; not the listed ones alone.
+    resource = deps.resource(current.resource, current.level)
+    may_decide = actor != current.requester_id and approvers.may_decide_any(deps, actor, resource, current.escalated)
     try:
-        check_decider(
-            actor=actor,
-            requester=current.requester_id,
-            is_approver=deps.is_approver(actor, current.resource, current.level),
-            resource=current.label,
-        )
+        check_decider(actor=actor, requester=current.requester_id, is_approver=may_decide, resource=current.label)
     except Refused as refusal:
         refuse(deps, actor, current, "decision_refused", str(refusal))
         if current.status is not Status.PENDING:

@@ -25,7 +25,7 @@ from bot.domain.states import ReviewStatus, Status
 from bot.services import extensions, guard, requests, reviews
 from bot.services.deps import Deps
 from bot.services.guard import RateLimiter
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 from bot.slack import blocks, review_packet
 from bot.slack.ids import COMMAND
 from bot.slack.replies import answer, record_slow_down
