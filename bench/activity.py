@@ -45,7 +45,7 @@ from bot.clock import SystemClock
 from bot.services import activity
 from bot.services.activity_notes import ActivityNote, Note
 from bot.services.delivery import Courier
-from bot.services.views import RequestView
+from bot.services.snapshots import RequestView
 from bot.testing.services import RecordingNotifier, Services, services
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the PostgreSQL cluster helpers live with the tests
