@@ -38,19 +38,19 @@ Two configurations in the same run:
 from __future__ import annotations
 
 import argparse
-import math
-import re
 import secrets
 import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+
+from revoke_delay import MonotonicToWall, percentile, request_id, wait_until  # bench/ is on the path of a script
 
 from bot import runtime
 from bot.clock import ManualClock, SystemClock, as_utc
@@ -115,53 +115,6 @@ resources:
     approvers: [S0SRELEADS, U0ALICE01]
     remind_approvers_every: 1m    # replaced by --every once parsed
 """
-_REQUEST_ID = re.compile(r"#(\d+)")
-
-
-# -- shared helpers (as in bench/revoke_delay.py) ---------------------------------------------------------------
-
-
-class MonotonicToWall:
-    """Converts ``time.monotonic()`` readings (what the stand-in records) to wall-clock UTC datetimes.
-
-    The offset is taken from the tightest of a few back-to-back readings, so it is good to a few microseconds;
-    over a benchmark's minute the two clocks do not drift apart measurably.
-    """
-
-    def __init__(self, samples: int = 50) -> None:
-        best: tuple[float, float] | None = None
-        for _ in range(samples):
-            before = time.monotonic()
-            wall = time.time()
-            after = time.monotonic()
-            if best is None or after - before < best[0]:
-                best = (after - before, wall - (before + after) / 2)
-        assert best is not None
-        self.offset = best[1]
-
-    def __call__(self, monotonic: float) -> datetime:
-        return datetime.fromtimestamp(monotonic + self.offset, UTC)
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile: the smallest value with at least ``fraction`` of the values at or below it."""
-    ordered = sorted(values)
-    return ordered[max(math.ceil(fraction * len(ordered)) - 1, 0)]
-
-
-def request_id(answer: str) -> int:
-    match = _REQUEST_ID.search(answer)
-    if match is None:
-        raise SystemExit(f"no request id in the bot's answer: {answer!r}")
-    return int(match.group(1))
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 # -- part 1: Slack calls per request -----------------------------------------------------------------------------

@@ -134,19 +134,21 @@ class LocalBot:
     def click(
         self, user: str, action: str, request_id: int | str, channel: str | None = None, wait: bool = True
     ) -> Reply:
-        channel = channel or self.policy.channels.approvals
-        message = self.request_message(int(request_id), channel) if str(request_id).isdigit() else None
         name = f"r{next(self._names)}"
         started = time.perf_counter()
-        response = self.sender.click(
-            action,
-            str(request_id),
-            user,
-            channel,
-            message["ts"] if message else "1700000000.000001",
-            response_url=self.slack.response_url(name),
-        )
+        response = self._click(user, action, request_id, channel, name)
         return self._reply(response, started, name, wait)
+
+    def _click(
+        self, user: str, action: str, request_id: int | str, channel: str | None, name: str, **extra: Any
+    ) -> Any:
+        """A signed click on the request's message in ``channel`` (approvals by default), answered at ``name``."""
+        channel = channel or self.policy.channels.approvals
+        message = self.request_message(int(request_id), channel) if str(request_id).isdigit() else None
+        ts = message["ts"] if message else "1700000000.000001"
+        return self.sender.click(
+            action, str(request_id), user, channel, ts, response_url=self.slack.response_url(name), **extra
+        )
 
     def deny(
         self, user: str, request_id: int | str, reason: str, wait: bool = True, channel: str | None = None
@@ -176,20 +178,10 @@ class LocalBot:
     ) -> OpenedView | Reply:
         """Click ``action``'s button and wait for what follows: the form the bot opened with that click's trigger
         (``views.open``), or the click's refusal (a Reply) when it opened none."""
-        channel = channel or self.policy.channels.approvals
-        message = self.request_message(int(request_id), channel) if str(request_id).isdigit() else None
         name = f"r{next(self._names)}"
         trigger = self.slack.issue_trigger(user)
         started = time.perf_counter()
-        clicked = self.sender.click(
-            action,
-            str(request_id),
-            user,
-            channel,
-            message["ts"] if message else "1700000000.000001",
-            response_url=self.slack.response_url(name),
-            trigger_id=trigger,
-        )
+        clicked = self._click(user, action, request_id, channel, name, trigger_id=trigger)
         if clicked.status_code != 200 or clicked.content:  # answered in the ack: no listener ran
             return self._reply(clicked, started, name, wait=False)
         elapsed = time.perf_counter() - started

@@ -17,17 +17,16 @@ PagerDuty documents, and after ``stop()`` calls fail to connect (``url`` still n
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import zlib
 from dataclasses import dataclass, field
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from bot.clock import Clock, SystemClock
+from bot.devtools.loopback import LoopbackService
 
 SEVERITIES = ("critical", "error", "warning", "info")
 EVENT_ACTIONS = ("trigger", "acknowledge", "resolve")
@@ -56,8 +55,10 @@ class _State:
     next_number: int = 1
 
 
-class PagerDutyStandIn:
+class PagerDutyStandIn(LoopbackService):
     """Single use: ``start()`` once, ``stop()`` once (or use it as a context manager)."""
+
+    name = "pagerduty stand-in"
 
     def __init__(
         self,
@@ -77,45 +78,12 @@ class PagerDutyStandIn:
         self.clock = clock or SystemClock()
         self._state = _State()
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._port: int | None = None
-
-    def __enter__(self) -> PagerDutyStandIn:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"PagerDutyStandIn(url={self.url if self._port else None!r})"
-
-    def start(self) -> PagerDutyStandIn:
-        if self._server is not None or self._port is not None:
-            raise RuntimeError("pagerduty stand-in already started")
-        self._server = _Server(self)
-        self._port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="pagerduty-standin", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=1)
+        super().__init__()
 
     @property
     def url(self) -> str:
         """The base of both the REST API and the Events API (``api_url`` and ``events_url`` alike)."""
-        if self._port is None:
-            raise RuntimeError("pagerduty stand-in not started")
-        return f"http://127.0.0.1:{self._port}"
+        return super().url
 
     # -- scripting ------------------------------------------------------------------------------------------------
 
@@ -308,36 +276,3 @@ class PagerDutyStandIn:
                     incident_id, payload["summary"], "PSVCEVENTS", "high", "triggered", key, self._now()
                 )
         return 202, json.dumps({"status": "success", "message": "Event processed", "dedup_key": key})
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, owner: PagerDutyStandIn) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)  # port 0: any free port
-        self.owner = owner
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._answer("GET")
-
-    def do_POST(self) -> None:
-        self._answer("POST")
-
-    def _answer(self, method: str) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        status, text = self.server.owner._handle(method, self.path, headers, raw)
-        payload = text.encode()
-        with contextlib.suppress(ConnectionError):  # the client gave up waiting
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass

@@ -512,20 +512,9 @@ class SlackStandIn:
         channel = args.get("channel") or ""
         if channel[:1] in ("U", "W"):
             return _error("channel_not_found")  # history is read from a conversation id, never a user id
-        try:
-            limit = max(1, min(int(args.get("limit") or 100), 999))
-            start = int(args.get("cursor") or 0)
-        except ValueError:
-            return _error("invalid_cursor")
-        with_metadata = str(args.get("include_all_metadata")).lower() in ("1", "true")
         # As Slack's history: what the channel shows, not the replies inside threads.
         shown = (m for m in self._messages.values() if m.channel == channel and m.in_channel)
-        newest_first = sorted(shown, key=lambda m: m.ts)[::-1]
-        page = newest_first[start : start + limit]
-        more = start + limit < len(newest_first)
-        answer: dict[str, Any] = {"ok": True, "messages": [self._message_json(m, with_metadata) for m in page]}
-        answer |= {"has_more": more, "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
-        return answer
+        return self._paged(sorted(shown, key=lambda m: m.ts)[::-1], args)
 
     def _api_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
         """The thread of message ``ts``: the parent first, then its replies, oldest first, ``limit`` at a time."""
@@ -535,19 +524,19 @@ class SlackStandIn:
         parent = self._messages.get((channel, ts))
         if parent is None:
             return _error("thread_not_found")
+        replies = (m for m in self._messages.values() if m.channel == channel and m.thread_ts == ts and m.ts != ts)
+        return self._paged([parent, *sorted(replies, key=lambda m: m.ts)], args)
+
+    def _paged(self, messages: list[Message], args: dict[str, Any]) -> dict[str, Any]:
+        """One page of ``messages`` as Slack's conversation reads answer: ``limit`` from ``cursor``."""
         try:
             limit = max(1, min(int(args.get("limit") or 100), 999))
             start = int(args.get("cursor") or 0)
         except ValueError:
             return _error("invalid_cursor")
         with_metadata = str(args.get("include_all_metadata")).lower() in ("1", "true")
-        replies = sorted(
-            (m for m in self._messages.values() if m.channel == channel and m.thread_ts == ts and m.ts != ts),
-            key=lambda m: m.ts,
-        )
-        thread = [parent, *replies]
-        page = thread[start : start + limit]
-        more = start + limit < len(thread)
+        page = messages[start : start + limit]
+        more = start + limit < len(messages)
         answer: dict[str, Any] = {"ok": True, "messages": [self._message_json(m, with_metadata) for m in page]}
         answer |= {"has_more": more, "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
         return answer
