@@ -19,6 +19,34 @@ settings.register_profile("breakglass", deadline=None, suppress_health_check=[He
 settings.load_profile("breakglass")
 
 
+# Run one at a time (.ci/test's second pass): tests that start their own servers (a PostgreSQL cluster, MariaDB,
+# slapd, moto), measure takeovers in real time, or run the bot as a process. Everything else has a database of its own
+# (a file, a schema) and loopback ports picked free, so it runs two at a time.
+SERIAL = (
+    "tests/resilience/",
+    "tests/adapters/",
+    "tests/attacks/",
+    "tests/test_serve",
+    "tests/test_cli.py",
+    "tests/test_audit_cli.py",
+    "tests/e2e/test_database_outage.py",
+    "tests/e2e/test_heartbeat.py",
+    "tests/e2e/test_watched_session.py",
+    "tests/e2e/test_levels_postgres.py",
+    "tests/e2e/test_reconcile.py",
+    "tests/e2e/test_verified_revokes.py",
+)
+NOT_SERIAL = ("tests/attacks/test_approval_flow_attacks.py",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = config.rootpath
+    for item in items:
+        where = item.path.relative_to(root).as_posix()
+        if where.startswith(SERIAL) and not where.startswith(NOT_SERIAL):
+            item.add_marker(pytest.mark.serial)
+
+
 def _postgres_base() -> str | None:
     url = os.environ.get(POSTGRES_ENV)
     if not url and os.environ.get("CI"):
