@@ -10,12 +10,13 @@ nobody an on-call approver: the listed approvers still can, and nothing is appro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bot.domain.approvals import Cast, Standing, Via, standing, to_ask
 from bot.domain.rules import Refused
 from bot.policy import Resource
 from bot.services.deps import Deps
+from bot.services.snapshots import DecisionView
 from bot.store.models import Decision, Request
 
 
@@ -59,6 +60,19 @@ def counting(deps: Deps, resource: Resource, escalated: bool, requester: str, ca
         if cast.step in ways(deps, cast.person, resource, escalated):
             still.add((cast.person, cast.step))
     return standing(resource.steps, cast_list, lambda c: (c.person, c.step) in still)
+
+
+def recorded(decisions: Sequence[DecisionView], round: int) -> list[Cast]:
+    """A snapshot's decisions of one round, as counting sees them."""
+    return [Cast(d.approver_id, d.approve, d.step, d.via) for d in decisions if d.round == round]
+
+
+def recount(before: list[Cast], counted: Standing) -> Callable[[Cast], bool]:
+    """Which approvals count under the row lock: those ``counted`` found still valid before it (looked up then), and
+    any that arrived meanwhile, which their own click checked."""
+    valid = {(c.person, c.step) for c in before if c.approve and any(c.person in step for step in counted.approved)}
+    seen = {(c.person, c.step) for c in before}
+    return lambda c: (c.person, c.step) in valid or (c.person, c.step) not in seen
 
 
 def asking(resource: Resource, request: Request, now_standing: Standing) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.domain.approvals import Cast, Standing, standing
+from bot.domain.approvals import Standing, standing
 from bot.domain.durations import format_duration
 from bot.domain.rules import Refused, check_decider, check_still_requester
 from bot.domain.states import Status
@@ -81,9 +81,9 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool, comment: str 
         reviews.check_approvable(deps, actor, current)
     # Where it stands with only the approvals whose reason still holds (a lookup may call Slack or the on-call
     # service, so before the row is locked); approvals that arrive meanwhile were checked by their own click.
-    recorded = [Cast(d.approver_id, d.approve, d.step, d.via) for d in current.decisions if d.round == 0]
+    recorded = approvers.recorded(current.decisions, 0)
     before = approvers.counting(deps, resource, current.escalated, current.requester_id, recorded)
-    valid = {(c.person, c.step) for c in recorded if c.approve and c.person in _counted(before)}
+    counts = approvers.recount(recorded, before)
     step = approvers.step_for(current.id, before, mine, approve)
     name = deps.directory.person(actor).name if approve else None  # named in the thread, not called on
     text = deps.redactor.scrub(comment) if comment else None
@@ -112,12 +112,7 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool, comment: str 
                 session.flush()
                 request = queries.get(session, request_id)
                 assert request is not None
-                seen = {(c.person, c.step) for c in recorded}
-                after = standing(
-                    resource.steps,
-                    approvers.casts(queries.decisions(session, request_id)),
-                    lambda c: (c.person, c.step) in valid or (c.person, c.step) not in seen,
-                )
+                after = standing(resource.steps, approvers.casts(queries.decisions(session, request_id)), counts)
                 completed = _take_effect(deps, session, now, actor, request, approve, step, mine[step], text, after)
                 request = queries.get(session, request_id)
                 assert request is not None
@@ -156,10 +151,6 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool, comment: str 
 
 def _decided(approve: bool) -> str:
     return "approved" if approve else "denied"
-
-
-def _counted(now: Standing) -> set[str]:
-    return {person for step in now.approved for person in step}
 
 
 def _lapsed(deps: Deps, current: RequestView, now: datetime) -> bool:

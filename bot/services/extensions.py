@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.adapters.base import Adapter, AdapterError, ExtendsExpiry, GrantContext, Receipt
-from bot.domain.approvals import Cast, standing
+from bot.domain.approvals import standing
 from bot.domain.durations import DurationError, format_duration, parse_duration
 from bot.domain.rules import Refused, check_extender, check_extension, check_still_requester
 from bot.domain.states import Status
@@ -155,7 +155,7 @@ def _approve(deps: Deps, actor: str, current: RequestView, resource: Resource, e
             f"`/breakglass extend {request_id} {asked}`, or ask for another once it is settled. Nothing was recorded."
         )
     round_ = current.extension_round if current.extension_seconds is not None else current.extension_round + 1
-    recorded = [Cast(d.approver_id, d.approve, d.step, d.via) for d in current.decisions if d.round == round_]
+    recorded = approvers.recorded(current.decisions, round_)
     if any(cast.person == actor for cast in recorded):
         raise Refused(f"You approved this extension of #{request_id} already; it waits for the other approvals.")
     twin = twin_decided(deps, actor, resource, [cast.person for cast in recorded])
@@ -167,8 +167,7 @@ def _approve(deps: Deps, actor: str, current: RequestView, resource: Resource, e
     mine = approvers.ways(deps, actor, resource, escalated=False)
     before = approvers.counting(deps, resource, False, current.requester_id, recorded)
     step = approvers.step_for(request_id, before, mine, approve=True)
-    valid = {(c.person, c.step) for c in recorded if c.approve and any(c.person in s for s in before.approved)}
-    seen = {(c.person, c.step) for c in recorded}
+    counts = approvers.recount(recorded, before)
     name = deps.directory.person(actor).name  # named in the thread, not called on
     now = deps.now()
     with deps.db.transaction() as session:
@@ -185,11 +184,7 @@ def _approve(deps: Deps, actor: str, current: RequestView, resource: Resource, e
             )
         )
         session.flush()
-        after = standing(
-            resource.steps,
-            approvers.casts(queries.decisions(session, request_id), round_),
-            lambda c: (c.person, c.step) in valid or (c.person, c.step) not in seen,
-        )
+        after = standing(resource.steps, approvers.casts(queries.decisions(session, request_id), round_), counts)
         if after.complete:  # applied by the caller, in its own hold
             queries.set_fields(
                 session,
