@@ -19,8 +19,8 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from bot.audit_cli import parse_when
 from bot.cli import cli
+from bot.cli.audit import parse_when
 from bot.clock import SystemClock
 from bot.devtools.local_bot import LocalBot
 from bot.policy import parse_policy

@@ -1,4 +1,4 @@
-"""The `breakglass` command."""
+"""Running the bot and checking its set-up: `serve`, `check`, `demo`, `db upgrade`."""
 
 from __future__ import annotations
 
@@ -6,41 +6,14 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 
 from bot import redaction
-from bot.audit_cli import audit_cli
+from bot.cli.app import _settings, cli, db_cli, fail
 from bot.policy import Policy, PolicyError, Resource, load_policy
-from bot.settings import Settings, SettingsError, load_settings
-
-cli = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Breakglass: just-in-time access from Slack.",
-)
-db_cli = typer.Typer(no_args_is_help=True, help="The database schema.")
-cli.add_typer(db_cli, name="db")
-cli.add_typer(audit_cli, name="audit")
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"breakglass: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        fail(str(error))
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))  # a line per sweep
-    redaction.install(redaction.collect(settings))  # the adapters' secrets join once the policy is read
-    redaction.log_uncaught()
-    return settings
+from bot.settings import SettingsError
 
 
 @cli.command()
@@ -185,7 +158,3 @@ def db_upgrade() -> None:
     except Exception as error:
         fail(f"DATABASE_URL: cannot upgrade the database ({type(error).__name__})", code=1)
     typer.echo(f"Database at revision {schema.current(engine)}.")
-
-
-def main() -> None:
-    cli()

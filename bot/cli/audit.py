@@ -13,27 +13,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Annotated, Any, NoReturn
+from typing import IO, Annotated, Any
 
 import typer
 
-from bot.settings import Settings, SettingsError, load_settings
+from bot.cli.app import cli, fail
+from bot.cli.app import plain_settings as _settings
+from bot.settings import SettingsError
 
 audit_cli = typer.Typer(no_args_is_help=True, help="The tamper-evident audit trail.")
+cli.add_typer(audit_cli, name="audit")
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run as a formula
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"breakglass: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as error:
-        fail(str(error))
 
 
 @audit_cli.command()
