@@ -28,6 +28,7 @@ VARIABLES = (
     "BREAKGLASS_REVOKE_ALERT_AFTER",
     "BREAKGLASS_AUTO_MIGRATE",
     "BREAKGLASS_LOG_LEVEL",
+    "BREAKGLASS_LOG_FORMAT",
     "BREAKGLASS_AUDIT_KEY",
     "BREAKGLASS_AUDIT_PREVIOUS_KEYS",
     "SLACK_TEAM_ID",
@@ -295,3 +296,87 @@ def test_a_short_retired_audit_key_is_refused(monkeypatch: pytest.MonkeyPatch) -
         monkeypatch, BREAKGLASS_AUDIT_KEY=AUDIT_KEY, BREAKGLASS_AUDIT_PREVIOUS_KEYS=f"{RETIRED},old-short-key"
     )
     assert message.startswith("BREAKGLASS_AUDIT_PREVIOUS_KEYS: expected a comma-separated list")
+
+
+# -- configuration mistakes: every one named, the URL never echoed ------------------------------------------------
+
+
+def test_log_format_is_text_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(env_file=None).log_format == "text"
+    monkeypatch.setenv("BREAKGLASS_LOG_FORMAT", " JSON ")
+    assert load_settings(env_file=None).log_format == "json"
+    monkeypatch.setenv("BREAKGLASS_LOG_FORMAT", "xml")
+    assert settings_error() == "BREAKGLASS_LOG_FORMAT: expected text or json"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("garbage", "DATABASE_URL: cannot parse it; expected a URL such as sqlite:///"),
+        ("postgresql://breakglass:hunter2-secret@db.internal:port/bg", "DATABASE_URL: cannot parse it;"),
+        ("oracle://breakglass:hunter2-secret@db.internal/bg", "DATABASE_URL: unknown database 'oracle'"),
+        ("postgresql+nosuch://breakglass:hunter2-secret@db.internal/bg", "DATABASE_URL: unknown postgresql driver"),
+        ("postgresql+psycopg2://breakglass:hunter2-secret@db.internal/bg", "DATABASE_URL: the postgresql driver psyc"),
+        ("sqlite:///no/such/folder/bg.db", "DATABASE_URL: the folder no/such/folder does not exist"),
+    ],
+)
+def test_a_database_url_that_cannot_work_is_named_without_echoing_it(
+    monkeypatch: pytest.MonkeyPatch, url: str, expected: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+    message = settings_error()
+    assert message.startswith(expected)
+    assert "hunter2" not in message and "db.internal" not in message
+
+
+def test_a_missing_database_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # what an install without breakglass[postgres] looks like
+    monkeypatch.setenv("DATABASE_URL", "postgres://breakglass:hunter2-secret@db.internal/bg")
+    message = settings_error()
+    assert message == "DATABASE_URL: the postgresql driver (psycopg) is not installed; install breakglass[postgres]"
+
+
+def test_database_urls_that_can_work_pass(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for url in (
+        f"sqlite:///{tmp_path}/bg.db",
+        "sqlite:///relative.db",
+        "sqlite://",
+        "postgresql://u:p@127.0.0.1:9/bg",
+        "postgres://u:p@127.0.0.1/bg",
+        "mysql://u:p@127.0.0.1/bg",
+    ):
+        monkeypatch.setenv("DATABASE_URL", url)
+        assert load_settings(env_file=None).database_url == url
+
+
+def test_every_wrong_setting_is_listed_and_its_default_stands_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.settings import load_leniently
+
+    monkeypatch.setenv("DATABASE_URL", "garbage")
+    monkeypatch.setenv("PORT", "abc")
+    monkeypatch.setenv("BREAKGLASS_LOG_FORMAT", "xml")
+    monkeypatch.setenv("BREAKGLASS_SWEEP_INTERVAL", "7")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env_file=None)
+    assert str(caught.value) == caught.value.problems[0]
+    assert [line.partition(":")[0] for line in caught.value.problems] == [
+        "DATABASE_URL",
+        "PORT",
+        "BREAKGLASS_LOG_FORMAT",
+    ]
+    settings, problems, wrong = load_leniently(env_file=None)
+    assert problems == caught.value.problems
+    assert wrong == {"DATABASE_URL", "PORT", "BREAKGLASS_LOG_FORMAT"}
+    assert (settings.database_url, settings.port, settings.log_format) == ("sqlite:///breakglass.db", 3000, "text")
+    assert settings.sweep_interval == 7  # what was right is kept
+
+
+def test_every_slack_problem_is_listed(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(env_file=None)
+    problems = settings.slack_problems()
+    assert [line.partition(":")[0] for line in problems] == ["SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"]
+    with pytest.raises(SettingsError) as caught:
+        settings.require_slack()
+    assert caught.value.problems == problems

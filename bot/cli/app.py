@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from typing import NoReturn
 
 import typer
 
-from bot import redaction
+from bot import logs, redaction
 from bot.settings import Settings, SettingsError, load_settings
 
 cli = typer.Typer(
@@ -38,8 +37,12 @@ def _settings() -> Settings:
         settings = load_settings()
     except SettingsError as error:
         fail(str(error))
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))  # a line per sweep
+    return logging_for(settings)
+
+
+def logging_for(settings: Settings) -> Settings:
+    """Logging set up as the settings say (text or JSON), scrubbed of the secrets known so far."""
+    logs.configure(settings)
     redaction.install(redaction.collect(settings))  # the adapters' secrets join once the policy is read
     redaction.log_uncaught()
     return settings

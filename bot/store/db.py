@@ -7,16 +7,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.store.chain import AuditSeal, install
+from bot.store.urls import engine_url
 
 
 def make_engine(url: str) -> Engine:
-    parsed = make_url(url)
-    if parsed.drivername in ("postgres", "postgresql"):  # postgres:// is what Heroku-style platforms hand out
-        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, not the default psycopg2
+    parsed = engine_url(url)  # psycopg 3 for postgresql://, PyMySQL for mysql://
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
