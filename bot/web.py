@@ -1,4 +1,4 @@
-"""The HTTP face: Slack's events endpoint and a health check, as one WSGI app served by waitress.
+"""The HTTP face: Slack's events endpoint, a health check and /metrics, as one WSGI app served by waitress.
 
 Before Bolt sees a request from Slack, three checks run here, because here they can be counted:
 - the body is of a size Slack sends;
@@ -50,8 +50,15 @@ class WebApp:
         signing_secret: str | None,
         wall_clock: Callable[[], float] = time.time,
         slack: SlackLink | None = None,
+        metrics: Callable[[], tuple[bytes, str]] | None = None,
+        events: bool = True,
     ) -> None:
+        """``metrics``: what GET /metrics answers (bot/metrics.py), else it is not served. ``events=False`` (Socket
+        Mode, where Slack's requests come over the socket) serves only /healthz and /metrics: an events endpoint
+        with no signing secret to check would take anyone's word for being Slack."""
         self.slack = SlackRequestHandler(app, path=EVENTS_PATH)
+        self.metrics = metrics
+        self.events = events
         self.slack_link = slack
         self.deps = deps
         self.secret = signing_secret.encode() if signing_secret else None
@@ -83,6 +90,12 @@ class WebApp:
         path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
         if path == "/healthz" and method in ("GET", "HEAD"):
             return _reply(start_response, *self.health())
+        if path == "/metrics" and method in ("GET", "HEAD") and self.metrics is not None:
+            body, content_type = self.metrics()
+            start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+            return [body]
+        if not self.events:
+            return _reply(start_response, 404, {"error": "not found"})
         if path == EVENTS_PATH and method == "POST" and self.secret is not None:
             return self._from_slack(environ, start_response)
         return self.slack(environ, start_response)
@@ -149,7 +162,14 @@ def _within(seconds: float, call: Callable[..., T], *args: Any) -> T:
 
 
 def _reply(start_response: Callable[..., Any], status: int, payload: dict[str, Any] | None) -> list[bytes]:
-    reasons = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 413: "Payload Too Large", 503: "Unavailable"}
+    reasons = {
+        200: "OK",
+        400: "Bad Request",
+        401: "Unauthorized",
+        404: "Not Found",
+        413: "Payload Too Large",
+        503: "Unavailable",
+    }
     body = json.dumps(payload).encode() if payload is not None else b""
     headers = [("Content-Length", str(len(body)))]
     if payload is not None:

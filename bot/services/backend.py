@@ -8,22 +8,64 @@ unconfirmed, so the request is retried and shown as failing, never settled as en
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from collections.abc import Callable
-from typing import Any
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
 
+from bot.adapters import registry
 from bot.adapters.base import Adapter, AdapterError, GrantContext, Receipt, Verifies
 from bot.services.deadline import Overdue, call_within
 from bot.services.deps import Deps
 
 log = logging.getLogger("breakglass.backend")
+T = TypeVar("T")
 
 
 def call_backend(deps: Deps, call: Callable[..., Any], *args: Any) -> Any:
     try:
-        return call_within(deps.tuning.call_timeout, call, *args)
+        return within(deps, call, *args)
     except Overdue as overdue:
         raise AdapterError(f"the backend gave {overdue}", retryable=True) from None
+
+
+def within(deps: Deps, call: Callable[..., T], *args: Any) -> T:
+    """``call`` (an adapter's bound method) under the time limit, timed and counted: the one door every backend call
+    goes through. Raises Overdue as ``call_within`` does, for callers that must know the call may still land."""
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        result = call_within(deps.tuning.call_timeout, call, *args)
+        outcome = "ok"
+        return result
+    except Overdue:
+        outcome = "timeout"
+        raise
+    finally:
+        step = getattr(call, "__name__", "call")
+        deps.metrics.backend_call(adapter_kind(call), step, outcome, time.perf_counter() - started)
+
+
+def adapter_kind(call: Callable[..., Any]) -> str:
+    """The registry's name for the adapter behind a bound method (``postgres``, ``webhook``): a label with few values,
+    unlike the resource, and the same for an adapter of a policy version since replaced."""
+    owner = getattr(call, "__self__", None)
+    if owner is None:
+        return "unknown"
+    return _registered_name(f"{type(owner).__module__}:{type(owner).__qualname__}")
+
+
+@functools.cache
+def _registered_name(path: str) -> str:
+    for name, (target, _extra) in registry.BUILTIN.items():
+        if target == path:
+            return name
+    for point in entry_points(group=registry.GROUP):
+        if point.value == path:
+            return point.name
+    return "other"  # not installed under a name (a test's or a subclass): one value, not the class name
 
 
 def revoke_confirmed(deps: Deps, adapter: Adapter, ctx: GrantContext, receipt: Receipt) -> None:

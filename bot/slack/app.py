@@ -10,7 +10,8 @@ from slack_sdk import WebClient
 
 from bot.services.deps import Deps
 from bot.services.guard import RateLimiter
-from bot.slack import listeners
+from bot.services.ports import Metrics
+from bot.slack import listeners, metered
 from bot.slack.gate import Home, workspace_gate
 from bot.slack.link import SlackLink
 from bot.slack.retry import SlackRetry
@@ -18,8 +19,10 @@ from bot.slack.retry import SlackRetry
 DEFAULT_API_URL = "https://slack.com/api/"
 
 
-def web_client(token: str, api_url: str | None) -> WebClient:
-    return WebClient(token=token, base_url=api_url or DEFAULT_API_URL, timeout=10, retry_handlers=[SlackRetry()])
+def web_client(token: str, api_url: str | None, metrics: Metrics | None = None) -> WebClient:
+    """The bot's client; with ``metrics``, one that counts its calls (bot/slack/metered.py)."""
+    client = WebClient(token=token, base_url=api_url or DEFAULT_API_URL, timeout=10, retry_handlers=[SlackRetry()])
+    return client if metrics is None else metered.metered(client, metrics)
 
 
 def home_from(team_id: str | None, enterprise_id: str | None) -> Home | None:
@@ -56,5 +59,6 @@ def build_app(client: WebClient, signing_secret: str | None, deps: Deps, link: S
         request_verification_enabled=signing_secret is not None,  # Socket Mode: the connection is the proof
         ignoring_self_events_enabled=True,
     )
+    app.use(metered.middleware(lambda: deps.metrics))  # Bolt's per-request clients count their calls too
     listeners.register(app, deps, RateLimiter(deps.tuning.actions_per_minute, deps.clock))
     return app
