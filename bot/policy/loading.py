@@ -16,6 +16,11 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _describe(error: ValidationError) -> str:
+    return "; ".join(describe_each(error))
+
+
+def describe_each(error: ValidationError) -> list[str]:
+    """Each of a validation's problems as ``key.path: what was expected`` (for `breakglass policy lint`)."""
     lines = []
     for problem in error.errors():
         path = ".".join(str(part) for part in problem["loc"])
@@ -31,7 +36,7 @@ def _describe(error: ValidationError) -> str:
         quiet = problem["type"] in ("missing", "extra_forbidden") or already_named or not _short(got)
         shown = "" if quiet else f" (got {got!r})"
         lines.append(f"{path}: {message}{shown}" if path else f"{message}{shown}")
-    return "; ".join(lines)
+    return lines
 
 
 def _short(value: Any) -> bool:
@@ -59,24 +64,38 @@ def parse_policy(text: str, source: str = "breakglass.yml") -> Policy:
 
 def _refuse_non_string_keys(node: Any, path: str) -> None:
     """YAML 1.1 reads a bare on, off, yes or no as a boolean, so `on: orders.*` would silently lose its key."""
+    found = non_string_keys(node, path)
+    if found:
+        raise PolicyError(found[0])
+
+
+def non_string_keys(node: Any, path: str = "") -> list[str]:
+    """Every key that is not a string, as ``path: the key … is not a string``."""
+    found: list[str] = []
     if isinstance(node, dict):
         for key, value in node.items():
             if not isinstance(key, str):
                 hint = " (YAML reads on/off/yes/no as booleans)" if isinstance(key, bool) else ""
                 where = f"{path}: " if path else ""
-                raise PolicyError(f"{where}the key {key!r} is not a string{hint}; put it in quotes")
-            _refuse_non_string_keys(value, f"{path}.{key}" if path else key)
+                found.append(f"{where}the key {key!r} is not a string{hint}; put it in quotes")
+                continue
+            found += non_string_keys(value, f"{path}.{key}" if path else key)
     elif isinstance(node, list):
         for index, item in enumerate(node):
-            _refuse_non_string_keys(item, f"{path}[{index}]")
+            found += non_string_keys(item, f"{path}[{index}]")
+    return found
 
 
 def load_policy(path: Path) -> Policy:
+    return parse_policy(read_policy_text(path), source=str(path))
+
+
+def read_policy_text(path: Path) -> str:
+    """The policy file's raw text (what its version is the hash of); PolicyError if it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as error:
         raise PolicyError(f"{path}: cannot read the policy file ({error.strerror})") from None
-    return parse_policy(text, source=str(path))
 
 
 def interpolate(params: Mapping[str, Any], environ: Mapping[str, str], where: str) -> dict[str, Any]:

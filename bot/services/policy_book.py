@@ -1,0 +1,116 @@
+"""Policy versions in memory: the policy of the moment, and the ones live grants were made under.
+
+A request records the version of the policy it was made under (the sha256 of the file's raw text, kept in
+``policy_versions``). Whatever happens to it later on the backend (grant, revoke, expiry, extension, the review it
+owes, capture) goes through that version's resource and adapter, so a reload that moved a database to another host or
+removed a resource cannot send a revoke to the wrong place. An old version is rebuilt from its stored text when first
+needed (after a restart), with the environment of the moment for its ``${VAR}``s, and its adapters are closed once no
+request still needs them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from bot.adapters import registry
+from bot.adapters.base import Adapter
+from bot.policy import Policy, PolicyError, parse_policy
+from bot.store import policy_versions
+from bot.store.db import Database
+
+log = logging.getLogger("breakglass.policy")
+
+
+def version_of(text: str) -> str:
+    """A policy's version: the sha256 of its raw text, before ``${VAR}`` interpolation (so it names no secret)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One policy version with the adapters built from it: always swapped, kept and retired together."""
+
+    version: str
+    policy: Policy
+    adapters: Mapping[str, Adapter]
+
+
+def close_adapters(adapters: Mapping[str, Adapter]) -> None:
+    for adapter in adapters.values():
+        close = getattr(adapter, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception as error:  # one adapter's close must not keep the others open
+                log.warning("closing an adapter failed (%s)", type(error).__name__)
+
+
+class PolicyBook:
+    """The versions this process knows, by version. Thread-safe: a sweep thread may ask for an old version while a
+    reload adds a new one."""
+
+    def __init__(
+        self,
+        db: Database,
+        environ: Mapping[str, str],
+        build: Callable[[Policy, Mapping[str, str]], dict[str, Adapter]] = registry.build_all,
+    ) -> None:
+        self._db = db
+        self._environ = environ
+        self._build = build
+        self._lock = threading.Lock()
+        self._known: dict[str, Loaded] = {}
+
+    def add(self, loaded: Loaded) -> None:
+        with self._lock:
+            self._known.setdefault(loaded.version, loaded)
+
+    def get(self, version: str) -> Loaded | None:
+        """The version's policy and adapters; rebuilt from the stored text when this process has not loaded it. None
+        when it cannot be: never stored, or its adapters no longer build (a ``${VAR}`` gone from the environment)."""
+        with self._lock:
+            found = self._known.get(version)
+        if found is not None:
+            return found
+        with self._db.transaction() as session:
+            text = policy_versions.text_of(session, version)
+        if text is None:
+            log.error("policy version %s is not stored; its requests cannot reach their backend", version[:12])
+            return None
+        try:
+            policy = parse_policy(text, source=f"policy version {version[:12]}")
+            adapters = self._build(policy, self._environ)
+        except PolicyError as error:
+            log.error("policy version %s no longer loads: %s", version[:12], error)
+            return None
+        rebuilt = Loaded(version, policy, adapters)
+        with self._lock:
+            kept = self._known.setdefault(version, rebuilt)
+        if kept is not rebuilt:  # another thread rebuilt it meanwhile: one set of connections is enough
+            close_adapters(adapters)
+        return kept
+
+    def version_of(self, policy: Policy) -> str | None:
+        """The version of a policy object this book holds (by identity: the object a use case read and checked)."""
+        with self._lock:
+            return next((v for v, loaded in self._known.items() if loaded.policy is policy), None)
+
+    def retire(self, keep: set[str]) -> list[str]:
+        """Forget the versions not in ``keep`` and close their adapters; returns the versions retired."""
+        with self._lock:
+            gone = [self._known.pop(v) for v in list(self._known) if v not in keep]
+        for loaded in gone:
+            close_adapters(loaded.adapters)
+        return [loaded.version for loaded in gone]
+
+    def close(self, keep: str | None = None) -> None:
+        """At shutdown: close every version's adapters but ``keep``'s (the current one, closed by its owner)."""
+        self.retire({keep} if keep else set())
+
+    def versions(self) -> list[str]:
+        with self._lock:
+            return list(self._known)
