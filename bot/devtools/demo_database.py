@@ -97,6 +97,12 @@ class DemoDatabaseAdapter:
     def check(self) -> list[str]:
         return []
 
+    # -- Verifies: a revoke is believed once the database itself says so, and a drill can check both ways -----------
+
+    def verify(self, ctx: GrantContext, receipt: Receipt) -> bool:
+        with self.database.lock:
+            return self.database.holders.get(ctx.principal) == receipt.data.get("access", self.params.access)
+
     # -- CapturesActivity -----------------------------------------------------------------------------------------
 
     def watching(self) -> bool:
@@ -118,7 +124,7 @@ class DemoDatabaseAdapter:
         try:
             start = int(cursor) if cursor is not None else 0
         except ValueError:
-            raise AdapterError(f"not a cursor of the demo database: {cursor[:40]!r}", retryable=False) from None
+            raise AdapterError(f"not a cursor of the demo database: {str(cursor)[:40]!r}", retryable=False) from None
         with self.database.lock:
             log = self.database.log[start:]
         items: list[Activity] = []
