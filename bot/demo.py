@@ -162,7 +162,9 @@ def run_demo(pace: float = 0.0) -> int:
         with LocalBot(policy, f"sqlite:///{database}", environ={TOKEN_ENV: token}, clock=clock) as bot:
             story = Story(bot, pagerduty, pace)
             _tell(story)
-            with bot.runtime.deps.db.transaction() as session:  # type: ignore[union-attr]
+            assert bot.runtime is not None, "LocalBot starts its runtime on entering"
+            db = bot.runtime.deps.db
+            with db.transaction() as session:
                 trail = session.query(AuditEvent).order_by(AuditEvent.seq).all()
                 open_ids = queries.overdue_ids(session, bot.clock.now())
             story.step("The audit trail")
@@ -170,7 +172,7 @@ def run_demo(pace: float = 0.0) -> int:
                 ref = f"#{event.request_id}" if event.request_id else ""
                 actor = NAMES.get(event.actor, event.actor)
                 print(f"  {event.at:%b %d %H:%M} {event.action:<18} {ref:<4} by {actor}")
-            verdict = verify(bot.runtime.deps.db.engine, bot.runtime.deps.db.seal)  # type: ignore[union-attr]
+            verdict = verify(db.engine, db.seal)
             print(f"  `breakglass audit verify` (with this run's random key): {verdict.line()}")
             assert not open_ids, "a grant outlived its expiry"
             assert verdict.ok, verdict.line()

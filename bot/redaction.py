@@ -192,6 +192,9 @@ def referenced_secrets(policy: Policy, environ: Mapping[str, str]) -> Iterator[t
         for name in (policy.oncall.effective_token_env, policy.oncall.effective_routing_key_env):
             if name and environ.get(name):
                 yield f"oncall ${name}", environ[name]
+    from bot.policy.sinks import sink_secrets  # the audit webhooks' HMAC keys
+
+    yield from sink_secrets(policy.audit_sinks, environ)
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -298,12 +301,9 @@ def log_uncaught() -> None:
         if args.exc_type is SystemExit:
             return
         name = args.thread.name if args.thread else "?"
-        crash.error(
-            "uncaught %s in thread %s",
-            args.exc_type.__name__,
-            name,
-            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
-        )  # type: ignore[arg-type]
+        # Python allows a hook call without an exception value; then there is no traceback to show.
+        exc_info = (args.exc_type, args.exc_value, args.exc_traceback) if args.exc_value is not None else None
+        crash.error("uncaught %s in thread %s", args.exc_type.__name__, name, exc_info=exc_info)
 
     sys.excepthook = main_thread
     threading.excepthook = other_thread

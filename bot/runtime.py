@@ -12,25 +12,34 @@ from functools import partial
 
 from slack_bolt import App
 from waitress import wasyncore
-from waitress.server import create_server
+from waitress.server import BaseWSGIServer, create_server
 
 from bot.adapters import registry
 from bot.clock import Clock, SystemClock
+from bot.metrics import PrometheusMetrics
 from bot.oncall.settings import connect as connect_oncall
-from bot.policy import Policy, load_policy
+from bot.policy import Policy, parse_policy
+from bot.policy.loading import read_policy_text
 from bot.redaction import collect as collect_secrets
 from bot.scheduler import Scheduler
 from bot.services import activity, heartbeat, leases
 from bot.services.deps import Deps, Tuning, instance_name
+from bot.services.drill_schedule import DrillScheduler
 from bot.services.oncall import OnCallDesk
+from bot.services.policy_book import Loaded, PolicyBook, version_of
+from bot.services.policy_reload import POLL_EVERY, Reloader
+from bot.services.ports import Metrics
 from bot.services.reconcile import Reconciler
+from bot.services.streaming import Shipper
 from bot.services.sweep import Sweeper
 from bot.settings import Settings, SettingsError
+from bot.sinks import build_all as build_sinks
 from bot.slack.app import DEFAULT_API_URL, build_app, home_from, web_client
 from bot.slack.directory import SlackDirectory
 from bot.slack.link import SlackLink, TokenRefused
+from bot.slack.metered import metered
 from bot.slack.notifier import SlackNotifier
-from bot.store import outbox, queries, schema
+from bot.store import outbox, policy_versions, queries, schema
 from bot.store.chain import AuditSeal, ChainError, check_head
 from bot.store.db import Database
 from bot.web import WebApp
@@ -46,9 +55,13 @@ class Runtime:
     web: WebApp
     sweeper: Sweeper
     scheduler: Scheduler
-    _server: object | None = field(default=None, repr=False)
+    _server: BaseWSGIServer | None = field(default=None, repr=False)
     _server_thread: threading.Thread | None = field(default=None, repr=False)
     slack_link: SlackLink | None = field(default=None, repr=False)
+    # Reloads the policy file on SIGHUP and when it changes; None when the policy was handed over, not read.
+    reloader: Reloader | None = field(default=None, repr=False)
+    shipper: Shipper | None = field(default=None, repr=False)  # the policy's audit_sinks, when it names any
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)  # for what a reloaded policy builds
 
     def start_alarms(self) -> None:
         """Take back claims left by an earlier life of this replica (same BREAKGLASS_INSTANCE), set an alarm for
@@ -67,6 +80,28 @@ class Runtime:
         self.scheduler.every("reconcile", self.settings.sweep_interval, Reconciler(self.deps).tick)
         # Every replica looks for watched grants due a read; the compare-and-set on each makes the per-grant period.
         self.scheduler.every("activity", activity.READ_TICK.total_seconds(), partial(activity.read_due, self.deps))
+        if self.reloader is not None:  # the file's text is hashed every few seconds; the same text is no reload
+            self.scheduler.every("policy-reload", POLL_EVERY, self.reloader.poll)
+            self.reloader.start()
+        # Every replica asks; each drill runs once per period (services/drill_schedule.py). Registered even with no
+        # drills: the tick reads the policy in force, so a reload that adds one schedules it.
+        self.scheduler.every("drills", self.settings.sweep_interval, DrillScheduler(self.deps).tick)
+        if self.shipper is not None:  # a thread per sink, never on a request's path (services/streaming.py)
+            self.shipper.start()
+
+    def follow_sinks(self, old: Policy, new: Policy) -> None:
+        """A reload that changed ``audit_sinks``: the old shipper hands back its holds, the new one starts where each
+        sink's cursor is (a sink kept under its name resumes; a new name starts at the beginning of the chain)."""
+        if [s.model_dump() for s in old.audit_sinks] == [s.model_dump() for s in new.audit_sinks]:
+            return
+        if self.shipper is not None:
+            self.shipper.stop()
+            self.shipper = None
+        sinks = build_sinks(new, self.environ)
+        if sinks:
+            self.shipper = Shipper(self.deps, sinks, courier=self.sweeper.delivery)
+            self.shipper.start()
+        log.info("audit sinks now: %s", ", ".join(sink.name for sink in sinks) or "none")
 
     def beat(self) -> None:
         heartbeat.beat(self.deps)
@@ -76,10 +111,11 @@ class Runtime:
         deps.leases.renew(deps.db, deps.tuning.instance, deps.now(), deps.tuning.lease)
 
     def serve_http(self, host: str = "0.0.0.0", port: int | None = None, block: bool = True) -> int:
-        """Serve /slack/events and /healthz. Returns the port (useful with port 0)."""
+        """Serve /slack/events (not in Socket Mode), /healthz and /metrics. Returns the port (useful with port 0)."""
         server = create_server(self.web, host=host, port=self.settings.port if port is None else port, threads=8)
+        assert isinstance(server, BaseWSGIServer), "one host and port make a single-socket server"
         self._server = server
-        bound = int(server.effective_port)  # type: ignore[union-attr]
+        bound = int(server.effective_port)  # type: ignore[attr-defined]  # set by waitress, missing from its stubs
         if block:
             server.run()
         else:
@@ -97,19 +133,24 @@ class Runtime:
 
         server, self._server = self._server, None
         if server is not None:
-            server.task_dispatcher.shutdown(timeout=left())  # type: ignore[attr-defined]
+            server.task_dispatcher.shutdown(timeout=left())  # type: ignore[arg-type]  # seconds, int in its stubs
             # Sockets are closed by the server's own loop thread (through its trigger): closing them from here
             # would pull them out from under its select().
+            # types-waitress has ``trigger`` as an int and no ``_map``: both are waitress's own, as used here.
             server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))  # type: ignore[attr-defined]
         if self._server_thread is not None and self._server_thread is not threading.current_thread():
             self._server_thread.join(timeout=left())
             self._server_thread = None
+        if self.reloader is not None:  # first: a reload finishing later would start sinks we are about to stop
+            self.reloader.stop()
         # Beating on while calls in flight finish: a silent heartbeat would let another replica take them over and
         # repeat them beside us.
         self.scheduler.stop_sweeping(left())
         still_running = self.sweeper.close(left())
         if still_running:
             log.warning("stopping with %s backend calls unfinished; their claims go back", len(still_running))
+        if self.shipper is not None:  # a send in flight may finish; the sinks' holds go back
+            self.shipper.stop(left())
         # Hand back whatever we still hold, so another replica (or our restart) need not wait for leases to end.
         handed_back = leases.release(self.deps.db, self.deps.tuning.instance, self.deps.now())
         if handed_back:
@@ -122,6 +163,8 @@ class Runtime:
             close = getattr(adapter, "close", None)
             if callable(close):
                 close()
+        if self.deps.book is not None:  # the versions live grants were still using
+            self.deps.book.close(keep=self.deps.version)
         if self.slack_link is not None:
             self.slack_link.stop()
         self.deps.db.dispose()
@@ -137,8 +180,12 @@ def build(
 ) -> Runtime:
     settings.require_slack()
     audit_key, retired_keys = settings.audit_keys()
-    policy = policy or load_policy(settings.policy_path)
+    policy_text: str | None = None
+    if policy is None:
+        policy_text = read_policy_text(settings.policy_path)
+        policy = parse_policy(policy_text, source=str(settings.policy_path))
     adapters = registry.build_all(policy, environ)
+    sinks = build_sinks(policy, environ)  # a webhook key missing is a policy error, said at start
     db = Database.from_url(settings.database_url, AuditSeal(audit_key, retired_keys))
     if settings.auto_migrate:
         schema.upgrade(db.engine)
@@ -147,8 +194,15 @@ def build(
     except ChainError as error:
         raise SettingsError(f"BREAKGLASS_AUDIT_KEY: {error}") from None
     clock = clock or SystemClock()
+    book, version = PolicyBook(db, environ), None
+    if policy_text is not None:  # kept by version, so grants made under it are revoked as it says after a reload
+        version = version_of(policy_text)
+        with db.transaction() as session:
+            policy_versions.remember(session, version, policy_text, clock.now())
+        book.add(Loaded(version, policy, adapters))
     assert settings.slack_bot_token is not None
-    client = web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+    metrics = PrometheusMetrics()  # a registry per runtime: several bots in one process (tests) keep theirs apart
+    client = web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url, metrics)
     tuning = tuning or Tuning(
         instance=settings.instance or instance_name(),
         lease=settings.lease,
@@ -170,7 +224,11 @@ def build(
         clock=clock,
         tuning=tuning,
         redactor=collect_secrets(settings, adapters, policy, environ),
+        version=version,
+        book=book,
+        metrics=metrics,
     )
+    metrics.watch(deps)
     if policy.oncall is not None:
         try:
             service = connect_oncall(policy.oncall, environ)
@@ -187,16 +245,28 @@ def build(
     )
     deps.alarms = scheduler
     secret = None if settings.socket_mode else settings.slack_signing_secret
-    link = slack_link(settings)
+    link = slack_link(settings, metrics)
     app = build_app(client, secret.get_secret_value() if secret else None, deps, link)
-    web = WebApp(app, deps, secret.get_secret_value() if secret else None, slack=link)
-    running = Runtime(settings, deps, app, web, sweeper, scheduler, slack_link=link)
+    web = WebApp(
+        app,
+        deps,
+        secret.get_secret_value() if secret else None,
+        slack=link,
+        metrics=metrics.page,
+        events=not settings.socket_mode,  # Slack's requests come over the socket; HTTP serves health and metrics
+    )
+    running = Runtime(settings, deps, app, web, sweeper, scheduler, slack_link=link, environ=environ)
+    if policy_text is not None:
+        running.reloader = Reloader(deps, settings.policy_path, environ)
+        running.reloader.followers.append(running.follow_sinks)
+    if sinks:  # an alert about a sink is handed to the delivery thread: a sink's thread never waits on Slack
+        running.shipper = Shipper(deps, sinks, courier=sweeper.delivery)
     scheduler.renew = running.renew_claims
     scheduler.beat = running.beat
     return running
 
 
-def slack_link(settings: Settings) -> SlackLink:
+def slack_link(settings: Settings, metrics: Metrics | None = None) -> SlackLink:
     """Check the bot token with Slack and keep checking in the background. A token Slack refuses stops start-up; a
     Slack that cannot be reached does not (one log line), so revokes go on during a Slack outage."""
     assert settings.slack_bot_token is not None
@@ -204,6 +274,8 @@ def slack_link(settings: Settings) -> SlackLink:
     link = SlackLink.for_token(
         settings.slack_bot_token.get_secret_value(), settings.slack_api_url or DEFAULT_API_URL, configured
     )
+    if metrics is not None:  # its auth.test calls are Slack calls too
+        link.client = metered(link.client, metrics)
     try:
         link.connect()
     except TokenRefused as refused:

@@ -28,13 +28,19 @@ SERIAL = (
     "tests/attacks/",
     "tests/test_serve",
     "tests/test_cli.py",
+    "tests/test_config_mistakes.py",
     "tests/test_audit_cli.py",
+    "tests/test_drill_cli.py",
+    "tests/test_operator_cli.py",  # roles on the shared PostgreSQL server, as test_verified_revokes makes them
     "tests/e2e/test_database_outage.py",
     "tests/e2e/test_heartbeat.py",
     "tests/e2e/test_watched_session.py",
     "tests/e2e/test_levels_postgres.py",
     "tests/e2e/test_reconcile.py",
     "tests/e2e/test_verified_revokes.py",
+    "tests/e2e/test_metrics_database_down.py",  # a PostgreSQL cluster stopped; scrapes timed in real time
+    "tests/services/test_audit_streaming.py",  # syslog and HMAC receivers restarted on fixed loopback ports
+    "tests/services/test_audit_sinks_wiring.py",
 )
 NOT_SERIAL = ("tests/attacks/test_approval_flow_attacks.py",)
 

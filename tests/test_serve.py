@@ -64,3 +64,4 @@ def test_serve_answers_slack_and_stops_cleanly_on_sigterm(tmp_path: Path) -> Non
                 server.kill()
         logs = server.stderr.read() if server.stderr else ""
         assert "Traceback" not in logs and SECRET not in logs and "xoxb-test-token" not in logs
+        assert "Warning" not in logs and "WARNING" not in logs  # nothing at start or stop that would alarm an operator

@@ -352,6 +352,7 @@ class AwsIamAdapter:
         members: set[str] = set()
         marker: str | None = None
         while True:
+            paging: dict[str, Any] = {"Marker": marker} if marker else {}
             page = self._call(
                 f"reading the members of IAM group '{group}' (iam:GetGroup)",
                 "iam",
@@ -359,7 +360,7 @@ class AwsIamAdapter:
                 missing=f"IAM group '{group}' does not exist",
                 GroupName=group,
                 MaxItems=1000,  # IAM's most per page; its default is 100
-                **({"Marker": marker} if marker else {}),
+                **paging,
             )
             members |= {str(user.get("UserName")) for user in page.get("Users") or []}
             marker = page.get("Marker") if page.get("IsTruncated") else None
@@ -370,13 +371,14 @@ class AwsIamAdapter:
         users: list[dict[str, Any]] = []
         marker: str | None = None
         while True:
+            paging: dict[str, Any] = {"Marker": marker} if marker else {}
             page = self._call(
                 "listing IAM users with their policies, groups and tags (iam:GetAccountAuthorizationDetails)",
                 "iam",
                 "get_account_authorization_details",
                 Filter=["User"],
                 MaxItems=1000,
-                **({"Marker": marker} if marker else {}),
+                **paging,
             )
             users += page.get("UserDetailList") or []
             marker = page.get("Marker") if page.get("IsTruncated") else None

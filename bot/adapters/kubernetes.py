@@ -241,7 +241,7 @@ class KubernetesAdapter:
 
     def holdings(self, everything: bool) -> list[Holding]:
         """Who this resource's role is bound to in its scope; bindings made by hand only with ``everything``."""
-        options = {} if everything else {"label_selector": f"{MANAGED_BY}=breakglass"}
+        options: dict[str, Any] = {} if everything else {"label_selector": f"{MANAGED_BY}=breakglass"}
         _, listed = self._bindings("list", self.scope, **options)
         found = []
         for binding in listed.get("items") or []:
@@ -321,8 +321,11 @@ class KubernetesAdapter:
 
     def _may(self, verb: str, resource: str) -> bool:
         attributes = {"verb": verb, "group": RBAC, "resource": resource, "namespace": self.scope.namespace}
-        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview"}
-        review["spec"] = {"resourceAttributes": attributes}
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attributes},
+        }
         authz = client.AuthorizationV1Api(self._api())
         _, answer = self._request(
             f"ask whether it may {verb} {resource}", authz.create_self_subject_access_review, review

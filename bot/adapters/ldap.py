@@ -390,7 +390,7 @@ class LdapAdapter:
         return self._failed(f"binding as {self.params.bind_dn}", result)
 
     def _failed(self, what: str, result: dict[str, Any]) -> AdapterError:
-        code = result.get("result")
+        code = result["result"]  # always there: every caller has compared it already
         detail = _HINTS.get(code) or str(result.get("description") or f"result {code}")
         message = self._redact(str(result.get("message") or "").strip())
         if message and code not in _HINTS:

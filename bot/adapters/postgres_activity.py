@@ -162,7 +162,7 @@ def problems(conn: psycopg.Connection, user: str, login_mode: str) -> list[str]:
     ).fetchone() or (False, False)
     # pg_settings, not current_setting: shared_preload_libraries is hidden from ordinary roles, and a loaded
     # pgaudit shows its own pgaudit.log (superuser context) where a mere placeholder would be user context.
-    settings = dict(
+    settings: dict[str, str] = dict(
         conn.execute(
             "SELECT name, setting || '/' || context FROM pg_settings WHERE name = ANY(%s)",
             [["pgaudit.log", "logging_collector", "log_destination"]],

@@ -90,6 +90,11 @@ def resolve(
     return principal
 
 
+def problem(adapter: object | None, principal: str) -> str | None:
+    """Why ``principal`` cannot be an identity on the adapter's backend (a name given as is, a drill's), or None."""
+    return _generic_problem(principal) or _adapter_problem(adapter, principal)
+
+
 def _generic_problem(principal: str) -> str | None:
     if not principal:
         return "it is empty"

@@ -205,7 +205,8 @@ class RedisAdapter:
         found = self._run(f"look up ACL user {user}", lambda client: client.acl_getuser(user))
         if not found:
             return False
-        flags = found.get("flags") or []
+        flags = found.get("flags")
+        flags = flags if isinstance(flags, list) else []  # typed by redis-py as any value GETUSER can give
         return "on" in flags and bool(found.get("passwords") or "nopass" in flags)
 
     def holdings(self, everything: bool) -> list[Holding]:

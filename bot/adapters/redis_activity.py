@@ -97,7 +97,7 @@ class _Reader(threading.Thread):
             if connection.read_response() not in ("OK", b"OK"):
                 raise redis.ResponseError("MONITOR did not answer OK")
             self._side = side
-            self._users = self._lookup()  # after MONITOR: every connection older than the stream is in it
+            self._users = dict(self._lookup())  # after MONITOR: every connection older than the stream is in it
             self.streaming = True
             self.ready.set()
             while not self.stopping.is_set():

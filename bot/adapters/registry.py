@@ -5,14 +5,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from bot.adapters.base import Adapter, CapturesActivity
+from bot.adapters.base import Adapter, AdapterParams, CapturesActivity
 from bot.policy import Policy, PolicyError, Resource, interpolate
 
 GROUP = "breakglass.adapters"
+
+
+class AdapterClass(Protocol):
+    """What an adapter name loads: a class with the model its params are validated by, made from those params."""
+
+    Params: type[AdapterParams]
+
+    def __call__(self, params: Any) -> Adapter: ...
+
 
 # The built-in adapters, loaded only when a policy uses them: their drivers are optional extras.
 BUILTIN: dict[str, tuple[str, str | None]] = {
@@ -34,7 +43,7 @@ def names() -> list[str]:
     return sorted(set(BUILTIN) | {point.name for point in entry_points(group=GROUP)})
 
 
-def load(name: str) -> type | None:
+def load(name: str) -> AdapterClass | None:
     """The adapter class called ``name``; None if there is none. PolicyError if it is there but cannot load."""
     if name in BUILTIN:
         target, extra = BUILTIN[name]
@@ -52,9 +61,9 @@ def load(name: str) -> type | None:
     return None
 
 
-def available() -> dict[str, type]:
+def available() -> dict[str, AdapterClass]:
     """Every adapter that loads here, by name (imports them all: for tools and tests, not for start-up)."""
-    found: dict[str, type] = {}
+    found: dict[str, AdapterClass] = {}
     for name in names():
         try:
             kind = load(name)
@@ -110,7 +119,7 @@ def _unwatched(resource: Resource, adapters: Mapping[str, Adapter]) -> str | Non
     sessions are watched that are not, so it is a mistake in the policy, said at start."""
     if not resource.alert_on:
         return None
-    built = [adapters.get(resource.at(level).label) for level in resource.level_names or [None]]
+    built = [adapters.get(resource.at(level).label) for level in resource.each_level]
     if any(isinstance(adapter, CapturesActivity) and adapter.watching() for adapter in built):
         return None
     capable = any(isinstance(adapter, CapturesActivity) for adapter in built)

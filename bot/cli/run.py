@@ -6,23 +6,25 @@ import logging
 import os
 import signal
 import sys
+import threading
 from typing import Any
 
 import typer
 
 from bot import redaction
-from bot.cli.app import _settings, cli, db_cli, fail
+from bot.cli.app import _settings, cli, db_cli, fail, logging_for
 from bot.policy import Policy, PolicyError, Resource, load_policy
-from bot.settings import SettingsError
+from bot.settings import SettingsError, load_leniently
 
 
 @cli.command()
 def serve() -> None:
-    """Run the bot: HTTP on $PORT (/slack/events, /healthz), or Socket Mode when SLACK_APP_TOKEN is set."""
+    """Run the bot: HTTP on $PORT (/slack/events, /healthz, /metrics), or Socket Mode when SLACK_APP_TOKEN is set
+    (then $PORT serves only /healthz and /metrics)."""
+    settings = _settings()  # a wrong setting is one line before the slower imports
     from bot import runtime
     from bot.store.reachability import unreachable
 
-    settings = _settings()
     try:
         running = runtime.build(settings, os.environ)
     except (SettingsError, PolicyError) as error:
@@ -36,12 +38,12 @@ def serve() -> None:
     redaction.install(running.deps.redactor)
     running.start_alarms()
     signal.signal(signal.SIGTERM, lambda *_: running.stop())
+    if running.reloader is not None:  # the handler only sets an event; the reload runs on the reloader's thread
+        signal.signal(signal.SIGHUP, lambda *_: running.reloader.want() if running.reloader else None)
     try:
         if settings.socket_mode:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
-
             assert settings.slack_app_token is not None
-            SocketModeHandler(running.app, settings.slack_app_token.get_secret_value()).start()
+            _socket_mode(running, settings.slack_app_token.get_secret_value(), settings.port)
         else:
             logging.getLogger("breakglass").info("listening on port %s", settings.port)
             running.serve_http()
@@ -51,17 +53,46 @@ def serve() -> None:
         running.stop()
 
 
+def _socket_mode(running: Any, app_token: str, port: int) -> None:
+    """Slack's requests over the socket; health checks and scrapes over HTTP on ``port``. Returns on SIGTERM: the
+    socket handler's own ``start()`` waits forever, so a stop would never reach the caller's clean-up."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    running.serve_http(block=False)
+    logging.getLogger("breakglass").info("Socket Mode; /healthz and /metrics on port %s", port)
+    handler = SocketModeHandler(running.app, app_token)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    handler.connect()
+    try:
+        stopping.wait()
+    finally:
+        handler.close()
+
+
 @cli.command()
 def check() -> None:
     """Check settings, the policy file and every adapter's configuration; exit 1 if anything is wrong."""
     from bot.adapters import registry
+    from bot.policy.sinks import secret_problems
+    from bot.store.probe import database_problems
 
-    settings = _settings()
-    problems: list[str] = []
+    # Every problem in one run: a wrong setting is listed and its default stands in, so the rest is still checked.
+    settings, problems, wrong = load_leniently()
+    logging_for(settings)
+    if not wrong & {"BREAKGLASS_AUDIT_KEY", "BREAKGLASS_AUDIT_PREVIOUS_KEYS"}:
+        try:
+            settings.audit_keys()
+        except SettingsError as error:
+            problems.append(str(error))
+    if "DATABASE_URL" not in wrong:  # the default would be checked in its place
+        problems += database_problems(settings.database_url, settings.auto_migrate)
+    problems += settings.slack_problems()
     try:
         policy = load_policy(settings.policy_path)
     except PolicyError as error:
-        fail(str(error), code=1)
+        _report([*problems, str(error)], redaction.collect(settings))
+        return
     built: dict[str, Any] = {}
     for resource in policy.grantables():  # each level is an adapter of its own
         try:
@@ -79,16 +110,19 @@ def check() -> None:
         else:
             problems += [f"{_where(resource)}: {problem}" for problem in _check_adapter(adapter, resource)]
     problems += _check_oncall(policy)
-    try:
-        settings.require_slack()
-    except SettingsError as error:
-        problems.append(str(error))
-    if problems:
-        typer.echo(f"{len(problems)} problem(s):")
-        for problem in problems:
-            typer.echo(f"  - {redactor.scrub(problem)}")
-        raise typer.Exit(1)
+    problems += secret_problems(policy.audit_sinks, os.environ)  # each audit webhook's key is set
+    _report(problems, redactor)
     typer.echo(f"OK: {settings.policy_path} has {len(policy.resources)} resource(s); every adapter is configured.")
+
+
+def _report(problems: list[str], redactor: redaction.Redactor) -> None:
+    """Every problem, one a line (exit 1); nothing when there is none."""
+    if not problems:
+        return
+    typer.echo(f"{len(problems)} problem(s):")
+    for problem in problems:
+        typer.echo(f"  - {redactor.scrub(problem)}")
+    raise typer.Exit(1)
 
 
 def _check_oncall(policy: Policy) -> list[str]:
@@ -137,7 +171,7 @@ def _check_adapter(adapter: Any, resource: Resource) -> list[str]:
 
 @cli.command()
 def demo(
-    pace: float = typer.Option(0.0, help="Seconds to pause between steps, to read along."),
+    pace: float = typer.Option(0.0, min=0, help="Seconds to pause between steps, to read along (0 or more)."),
 ) -> None:
     """Run the whole story locally: no Slack workspace, SQLite, a stand-in Slack API and the log adapter."""
     from bot.demo import run_demo

@@ -84,7 +84,7 @@ class LocalBot:
     def start(self) -> LocalBot:
         self.slack.start()
         settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             SLACK_BOT_TOKEN=BOT_TOKEN,
             SLACK_SIGNING_SECRET=SIGNING_SECRET,
             SLACK_APP_TOKEN="",

@@ -105,7 +105,7 @@ def block_action(
     ``user_name`` defaults to the user id without its "U0" prefix, lower-cased (U0ALICE -> alice).
     """
     name = user_name or user_id.removeprefix("U0").lower()
-    payload = {
+    payload: dict[str, Any] = {
         "type": "block_actions",
         "user": {"id": user_id, "username": name, "name": name, "team_id": team_id},
         "api_app_id": API_APP_ID,

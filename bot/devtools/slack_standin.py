@@ -457,7 +457,13 @@ class SlackStandIn:
 
     @staticmethod
     def _message_json(m: Message, metadata: bool = False) -> dict[str, Any]:
-        body = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "text": m.text, "blocks": m.blocks}
+        body: dict[str, Any] = {
+            "type": "message",
+            "user": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "text": m.text,
+            "blocks": m.blocks,
+        }
         body |= {"metadata": m.metadata} if metadata and m.metadata else {}
         return body | {"ts": m.ts} | ({"thread_ts": m.thread_ts} if m.thread_ts else {})
 

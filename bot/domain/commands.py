@@ -38,6 +38,7 @@ USAGE = (
     "`/breakglass revoke <id>` ends access early · `/breakglass extend <id> <duration>` gives active access more time\n"
     "`/breakglass review <id> <notes…>` writes your review, or signs off someone else's · "
     "`/breakglass review <id>` shows a review · "
+    "`/breakglass drill <resource>` runs its drill now (approvers) · "
     "`/breakglass help` shows this"
 )
 
@@ -135,7 +136,15 @@ class Ask:
     level: str | None = None  # `orders-db:write`; None asks for the resource's first (least privileged) level
 
 
-Command = Help | ListResources | Mine | Revoke | Extend | RecordReview | ShowReview | Ask
+@dataclass(frozen=True)
+class Drill:
+    """`/breakglass drill <resource>[:level]`: an approver runs the resource's drill now."""
+
+    resource: str
+    level: str | None = None
+
+
+Command = Help | ListResources | Mine | Revoke | Extend | RecordReview | ShowReview | Ask | Drill
 
 
 def _request_id(word: str | None, usage: str) -> int:
@@ -190,7 +199,7 @@ def parse(text: str) -> Command:
     head, rest = words[flags].lower(), words[flags + 1 :]
     if head in ("help", "-h", "--help"):
         return Help()
-    if flags and head in ("list", "mine", "revoke", "extend", "review"):
+    if flags and head in ("list", "mine", "revoke", "extend", "review", "drill"):
         raise CommandError(
             f"`{EMERGENCY_FLAG}` goes only with an access request: "
             + _usage(f"/breakglass <resource> [duration] <reason…> {EMERGENCY_FLAG}")
@@ -213,6 +222,8 @@ def parse(text: str) -> Command:
         request_id = _request_id(rest[0] if rest else None, _usage("/breakglass review <id> <notes…>"))
         notes = " ".join(rest[1:]).strip()
         return RecordReview(request_id, notes) if notes else ShowReview(request_id)
+    if head == "drill":
+        return _drill(rest)
     if head.startswith("-"):
         raise CommandError(f"Unknown option '{shown(words[flags])}'. The only option is `{EMERGENCY_FLAG}`.")
     head, colon, level = head.partition(":")
@@ -232,3 +243,13 @@ def parse(text: str) -> Command:
     duration = " ".join(rest[:taken]) or None
     reason = " ".join(rest[taken:])
     return Ask(resource=head, duration=duration, reason=reason, emergency=emergency, level=level or None)
+
+
+def _drill(rest: list[str]) -> Drill:
+    usage = _usage("/breakglass drill <resource>[:level]")
+    if len(rest) != 1:
+        raise CommandError(f"Name one resource to drill, and nothing else. Use {usage}.")
+    resource, _, level = rest[0].lower().partition(":")
+    if not RESOURCE_NAME.fullmatch(resource) or (level and not LEVEL_NAME.fullmatch(level)):
+        raise CommandError(f"'{shown(rest[0])}' is not a resource (or resource:level). Use {usage}.")
+    return Drill(resource, level or None)

@@ -40,7 +40,7 @@ def twins(policy: Policy, resource: str) -> list[str]:
 
 def _grants(resource: Resource) -> set[str]:
     """What each level of ``resource`` grants, comparably: its adapter and its params (merged, as JSON)."""
-    views = [resource.at(level) for level in resource.level_names or [None]]
+    views = [resource.at(level) for level in resource.each_level]
     return {json.dumps([v.adapter, v.params], sort_keys=True, default=str) for v in views}
 
 

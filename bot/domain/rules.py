@@ -23,7 +23,7 @@ class Forbidden(Refused):
 
 def may_request_any(resource: Resource, may_request: Callable[[Resource], bool]) -> bool:
     """Whether a person may request at least one level of ``resource`` (the only one, for a resource without)."""
-    return any(may_request(resource.at(level)) for level in resource.level_names or [None])
+    return any(may_request(resource.at(level)) for level in resource.each_level)
 
 
 def find_resource(

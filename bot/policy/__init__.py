@@ -6,7 +6,8 @@ escalation, on-call, what may break the glass); ``loading`` reads the file and n
 
 from bot.policy.approval import ApprovalStep, EmergencyTrigger, OnCallRule
 from bot.policy.loading import interpolate, load_policy, parse_policy
-from bot.policy.model import RESERVED_NAMES, Duration, Policy, PolicyError, Resource, label
+from bot.policy.model import RESERVED_NAMES, Policy, PolicyError, Resource, label
+from bot.policy.types import Duration
 
 __all__ = [
     "RESERVED_NAMES",

@@ -30,9 +30,11 @@ from bot.policy.approval import (
     OnCallRule,
     flow_problem,
 )
+from bot.policy.drills import Drill, drill_problems
+from bot.policy.sinks import AuditSinks
 from bot.policy.types import CHANNEL_ID, SLACK_ID, Duration, Regex, SlackIds, Strict, check_patterns, check_slack_ids
 
-RESERVED_NAMES = frozenset({"help", "list", "mine", "revoke", "review", "extend"})
+RESERVED_NAMES = frozenset({"help", "list", "mine", "revoke", "review", "extend", "drill"})
 _RESOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _LEVEL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 LEVEL_SEPARATOR = ":"  # `orders-db:write` names a level; never part of a resource or level name
@@ -226,6 +228,11 @@ class Resource(Escalation):
     def level_names(self) -> list[str]:
         return list(self.levels or {})
 
+    @property
+    def each_level(self) -> list[str | None]:
+        """What ``at`` takes, one by one: every level, or ``None`` alone for a resource without levels."""
+        return [*self.level_names] or [None]
+
     def at(self, level: str | None) -> Resource:
         """The resource as one of its levels grants it: the level's params merged over the resource's, and its limits
         where it sets them. ``None`` is the first (least privileged) level. KeyError for a level it does not have; a
@@ -407,6 +414,8 @@ class Policy(Strict):
     review: ReviewPolicy = ReviewPolicy()
     oncall: OnCallService | None = None
     resources: dict[str, Resource] = Field(min_length=1)
+    drills: list[Drill] = Field(default_factory=list)  # bot/policy/drills.py
+    audit_sinks: AuditSinks = Field(default_factory=list)  # bot/policy/sinks.py
 
     @model_validator(mode="before")
     @classmethod
@@ -437,7 +446,7 @@ class Policy(Strict):
                 raise ValueError(f"resources.{name}: a resource name is lower-case letters, digits, '.', '_' or '-'")
             if name in RESERVED_NAMES:
                 raise ValueError(f"resources.{name}: '{name}' is a /breakglass command, pick another name")
-            for level in resource.level_names or [None]:
+            for level in resource.each_level:
                 where = f"resources.{name}" if level is None else f"resources.{name}.levels.{level}"
                 viewed = resource.at(level)
                 provider = self.oncall.provider if self.oncall is not None else None
@@ -452,6 +461,8 @@ class Policy(Strict):
             every = resource.activity_every
             if every is not None and every < MIN_ACTIVITY_EVERY:
                 raise ValueError(f"resources.{name}.activity_every: at least {format_duration(MIN_ACTIVITY_EVERY)}")
+        if problem := drill_problems(self.drills, self.resources):
+            raise ValueError(problem)
         return self
 
     def is_incident_channel(self, channel_id: str | None, channel_name: str | None) -> bool:
@@ -469,7 +480,7 @@ class Policy(Strict):
 
     def grantables(self) -> list[Resource]:
         """Every resource at every level: each is one configured adapter, keyed by its ``label``."""
-        return [r.at(level) for r in self.resources.values() for level in (r.level_names or [None])]
+        return [r.at(level) for r in self.resources.values() for level in r.each_level]
 
     def needs_review(self, emergency: bool) -> bool:
         return self.review.required == "all" or (self.review.required == "emergency" and emergency)

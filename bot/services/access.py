@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -68,10 +69,12 @@ def claim(
     *,
     end_reason: str | None = None,
     actor: str | None = None,
+    words: str | None = None,
 ) -> Claimed | None:
-    """Claim the backend work ``request`` needs now, if nobody else did first. Called inside a transaction."""
+    """Claim the backend work ``request`` needs now, if nobody else did first. Called inside a transaction.
+    ``words``: why an early revoke was asked for (an operator's ``--reason``), kept in its audit event."""
     me = deps.tuning.instance
-    lease = {"claimed_by": me, "lease_until": now + deps.tuning.lease}
+    lease: dict[str, Any] = {"claimed_by": me, "lease_until": now + deps.tuning.lease}
     status = Status(request.status)
     step = Step.REVOKE
     if status is Status.APPROVED:
@@ -79,7 +82,7 @@ def claim(
         expires_at = now + request_duration(request)
         won = queries.move(session, request.id, Status.APPROVED, Status.GRANTING, expires_at=expires_at, **lease)
     elif status is Status.ACTIVE:
-        ending = {"end_reason": end_reason or "expired", "ended_by": actor}
+        ending: dict[str, Any] = {"end_reason": end_reason or "expired", "ended_by": actor}
         # Expiry is checked again in the move itself: an extension that committed after this row was read as due
         # keeps its grant.
         expired = [Request.expires_at <= now] if ending["end_reason"] == "expired" else []
@@ -88,7 +91,9 @@ def claim(
         won = queries.move(session, request.id, Status.ACTIVE, Status.REVOKING, when=when, **lease, **ending)
         if won:
             action = "revoke_requested" if end_reason == "revoked" else "expiring"
-            audit.record(session, action, at=now, actor=actor or audit.SYSTEM, request=request, replica=me)
+            audit.record(
+                session, action, at=now, actor=actor or audit.SYSTEM, request=request, replica=me, comment=words
+            )
     elif status is Status.REVOKE_FAILED and request.next_attempt_at and request.next_attempt_at <= now:
         when = [Request.next_attempt_at <= now]
         won = queries.move(session, request.id, Status.REVOKE_FAILED, Status.REVOKING, when=when, **lease)
@@ -98,7 +103,7 @@ def claim(
         dead_before = heartbeat.dead_before(deps, now)
         won = queries.move_claim(session, request.id, status, holder, now, dead_before=dead_before, **lease)
         if won and holder != me:
-            taken = {"step": step.value, "previous": holder, "replica": me, **why}
+            taken: dict[str, Any] = {"step": step.value, "previous": holder, "replica": me, **why}
             audit.record(session, "claim_taken_over", at=now, request=request, **taken)
     else:
         return None
@@ -179,6 +184,8 @@ def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
                 return None
             ctx = grant_context(deps, request, _expiry(request))
             duration = request_duration(request)
+            made_under = request
+            drill = request.drill
         if deps.now() >= ctx.expires_at:
             # Taken over too late to be of use: finish by making sure nothing the dead holder did is left.
             return _undo(
@@ -187,11 +194,12 @@ def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
                 AdapterError("the grant was interrupted and its time ran out", retryable=True),
                 "expired",
             )
-        adapter = deps.adapter(ctx.resource, ctx.level)
+        adapter = deps.adapter_for(made_under)  # granted as the version it was asked under, and revoked so
         try:
             if adapter is None:
                 raise AdapterError(f"{ctx.label} is no longer in the policy", retryable=False)
-            _check_still_allowed(deps, ctx)
+            if not drill:  # a drill's principal is the policy's own, and who may start a drill was checked then
+                _check_still_allowed(deps, ctx)
             receipt = _grant_with_retries(deps, adapter.grant, ctx)
         except Exception as raised:
             return _grant_failed(deps, request_id, adapter_error(raised))
@@ -229,7 +237,7 @@ def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
     if warned_at is None:
         deps.alarms.wake_at(ctx.expires_at - deps.tuning.expiry_warning)
     deps.courier.deliver(request_id)
-    if receipt.credentials:  # never stored, so never owed: straight to the requester, once
+    if receipt.credentials and not drill:  # never stored, so never owed: straight to the requester, once
         deps.notifier.send_credentials(current, receipt.credentials)
     return current
 
@@ -237,8 +245,9 @@ def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
 def _check_still_allowed(deps: Deps, ctx: GrantContext) -> None:
     """The last look before access is made: the requester may still ask for the resource, and an emergency is still
     allowed on it. The approval was checked when given, but a grant can start later (a takeover, a retry)."""
-    resource = deps.resource(ctx.resource, ctx.level)
-    assert resource is not None, "an adapter exists only for a resource in the policy"
+    resource = deps.resource(ctx.resource, ctx.level)  # the rules now: a reload may have removed it since the ask
+    if resource is None:
+        raise AdapterError(f"{ctx.label} is no longer in the policy", retryable=False)
     try:
         allowed = deps.may_request(ctx.user.slack_id, resource)
     except MembershipUnknown:  # failing closed, and saying why: not "offboarded"; nothing was sent, nothing to undo
@@ -346,7 +355,8 @@ def finish_revoke(deps: Deps, request_id: int) -> RequestView | None:
             ctx = grant_context(deps, request, _expiry(request))
             receipt = Receipt(data=dict(request.receipt or {}), instructions=request.instructions)
             attempts_before = request.revoke_attempts
-        adapter = deps.adapter(ctx.resource, ctx.level)
+            made_under = request
+        adapter = deps.adapter_for(made_under)  # the backend and params it was granted with, whatever a reload did
         try:
             if adapter is None:
                 missing = f"{ctx.label} is no longer in the policy; cannot reach its backend"
@@ -392,6 +402,9 @@ def _revoked(deps: Deps, request_id: int, attempts_before: int) -> RequestView |
             tell.audit_channel(deps, session, current, Notice.REVOKE_RECOVERED)
         if review_asked:
             tell.announce(deps, session, current, Notice.REVIEW_DUE)
+        late_by = now - request.expires_at if final is Status.EXPIRED and request.expires_at is not None else None
+    if final is not Status.GRANT_FAILED:
+        deps.metrics.revoked(current.resource, late_by)
     deps.courier.deliver(request_id)
     if review_asked:
         deps.alarms.wake_at(now + deps.policy.review.remind_every)
@@ -407,7 +420,10 @@ def _final_status(end_reason: str | None) -> Status:
 def _ask_for_review(deps: Deps, session: Session, request: Request, now: datetime) -> bool:
     if request.granted_at is None:  # access was never given (a grant taken over too late): nothing to review
         return False
-    if not deps.policy.needs_review(request.emergency) or queries.review(session, request.id) is not None:
+    if request.drill:  # the bot held it, for a drill: there is nobody to account for it
+        return False
+    # Owed as the policy it was granted under said: a reload does not waive (or add) a review for access given.
+    if not deps.policy_for(request).needs_review(request.emergency) or queries.review(session, request.id) is not None:
         return False
     session.add(
         Review(
@@ -451,6 +467,7 @@ def _revoke_failed(deps: Deps, request_id: int, error: AdapterError) -> RequestV
         tell.refresh(deps, session, current)
         if attempts == deps.tuning.revoke_alert_after:
             tell.audit_channel(deps, session, current, Notice.REVOKE_FAILED)
+    deps.metrics.revoke_failed(current.resource)
     log.warning("revoke of request %s failed (attempt %s): %s", request_id, attempts, error)
     deps.alarms.wake_at(retry_at)
     deps.courier.deliver(request_id)

@@ -140,7 +140,7 @@ def read(deps: Deps, request_id: int) -> bool:
         ctx = grant_context(deps, request, request.expires_at or request.granted_at)
         receipt = Receipt(data=dict(request.receipt or {}), instructions=request.instructions)
         since, cursor, seen = request.granted_at, request.activity_cursor, request.activity_seen
-    capturing = _captures(deps.adapter(ctx.resource, ctx.level))
+    capturing = _captures(deps.adapter_for(request))  # read where it was granted, whatever a reload did since
     if capturing is None:
         return _failed(deps, request_id, AdapterError(f"{ctx.label} no longer captures activity", retryable=True))
     items: list[Activity] = []
@@ -165,7 +165,7 @@ def read(deps: Deps, request_id: int) -> bool:
 
 
 def _patterns(deps: Deps, request: Request) -> list[re.Pattern[str]]:
-    resource = deps.resource(request.resource, request.level)
+    resource = deps.resource_for(request)
     return [re.compile(pattern) for pattern in (resource.alert_on if resource else [])]
 
 
@@ -339,7 +339,7 @@ def _finish(deps: Deps, request_id: int) -> None:
         ctx = grant_context(deps, request, request.expires_at or deps.now())
         receipt = Receipt(data=dict(request.receipt or {}), instructions=request.instructions)
     read(deps, request_id)
-    capturing = _captures(deps.adapter(ctx.resource, ctx.level))
+    capturing = _captures(deps.adapter_for(request))
     error: AdapterError | None = None
     if capturing is None:
         error = AdapterError(f"{ctx.label} no longer captures activity; nothing to unwatch", retryable=False)
@@ -356,7 +356,12 @@ def _finish(deps: Deps, request_id: int) -> None:
             audit.record(session, "capture_failed", at=now, request=request, stage="unwatch", error=str(error))
             return
         if kept_activity.stop(session, request_id):
-            counted = {"seen": request.activity_seen, "kept": kept_activity.kept_count(session, request_id)}
             audit.record(
-                session, "capture_ended", at=now, request=request, error=str(error) if error else None, **counted
+                session,
+                "capture_ended",
+                at=now,
+                request=request,
+                error=str(error) if error else None,
+                seen=request.activity_seen,
+                kept=kept_activity.kept_count(session, request_id),
             )

@@ -43,6 +43,8 @@ def approval_of(deps: Deps, session: Session, request: Request, resource: Resour
     an extension's while one waits. Counted as recorded (no lookups): a snapshot is rendered, not decided on."""
     mention = deps.policy.channels.audit_mention
     audit_mentions = (mention,) if mention else tuple(deps.policy.review.reviewers)
+    if request.drill:  # a drill's alert is posted, and calls on nobody: only a failed drill's report does
+        audit_mentions = ()
     if resource is None:
         return Approval(audit_mentions=audit_mentions)
     round = request.extension_round if request.extension_seconds is not None else 0

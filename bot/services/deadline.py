@@ -44,4 +44,4 @@ def call_within(seconds: float, call: Callable[..., T], *args: Any) -> T:
         raise Overdue(f"no answer within {seconds:g}s", finished, outcome)
     if "error" in outcome:
         raise outcome["error"]
-    return outcome["value"]  # type: ignore[no-any-return]
+    return outcome["value"]

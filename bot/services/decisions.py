@@ -11,6 +11,7 @@ records nothing it did not do.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -24,7 +25,7 @@ from bot.services import access, approvers, reviews, tell
 from bot.services.common import existing, refuse, same_identity, twin_decided, view
 from bot.services.deps import Deps
 from bot.services.outcome import outcome
-from bot.services.ports import Notice
+from bot.services.ports import Notice, Settled
 from bot.services.snapshots import RequestView
 from bot.store import audit, queries
 from bot.store.models import Decision, Request
@@ -143,6 +144,9 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool, comment: str 
             lapse(deps, request_id)
             lost = existing(deps, request_id)
         raise Refused(f"{outcome(lost)} Nothing was done.")
+    if completed or not approve:  # an approval that only completed a step settles nothing yet
+        settled = Settled.APPROVED if completed else Settled.DENIED
+        deps.metrics.request_settled(current.resource, current.level, settled, now - current.created_at)
     deps.courier.deliver(request_id)
     if completed:
         return access.finish_grant(deps, request_id) or current
@@ -177,7 +181,7 @@ def _take_effect(
     after: Standing,
 ) -> bool:
     """Record the decision on the locked pending row; True when it completed the approval (and claimed the grant)."""
-    detail: dict[str, object] = {"step": step, "via": via}
+    detail: dict[str, Any] = {"step": step, "via": via}
     if after.multi:
         detail["step_name"] = after.step_name(step)
     if words:
@@ -233,5 +237,6 @@ def lapse(deps: Deps, request_id: int) -> bool:
         current = view(deps, session, request)
         tell.refresh(deps, session, current)
         tell.announce(deps, session, current, Notice.CANCELLED)
+    deps.metrics.request_settled(current.resource, current.level, Settled.LAPSED, None)
     deps.courier.deliver(request_id)
     return True

@@ -43,6 +43,13 @@ def retry_wait(attempts: int) -> timedelta:
     return min(RETRY_FIRST * 2 ** max(attempts - 1, 0), RETRY_MAX)
 
 
+def _notice(owed: Owed) -> Notice:
+    """The notice a message about a request carries: every kind that shows a request is owed with one."""
+    if owed.notice is None:
+        raise ValueError(f"outbox row {owed.id} ({owed.kind.value}) was owed without a notice")
+    return Notice(owed.notice)
+
+
 class Courier:
     """Sends due rows in the calling thread."""
 
@@ -151,6 +158,12 @@ class Courier:
             return notifier.tell_reconciled(channel, p["resource"], p["principal"], p["found"], owed.uid, taken=taken)
         if owed.kind is Kind.ACTIVITY:
             return self._activity(owed)
+        if owed.kind is Kind.DRILL:
+            return notifier.tell_drill(self._channel(owed), owed.payload, owed.uid)
+        if owed.kind is Kind.SINK:
+            return notifier.tell_audit_sink(self._channel(owed), owed.payload, owed.uid)
+        if owed.kind is Kind.POLICY:
+            return notifier.tell_policy(self._channel(owed), owed.payload, owed.uid)
         if owed.kind is Kind.THREAD:
             return self._thread(owed)
         if owed.kind is Kind.REFUSALS:
@@ -160,7 +173,7 @@ class Courier:
                 self._channel(owed), p["actor"], int(p["count"]), window, p["latest"], owed.uid
             )
         view = self._linked(from_data(owed.payload))
-        notice = Notice(owed.notice)
+        notice = _notice(owed)
         if owed.kind is Kind.REQUESTER:
             return notifier.tell_requester(view, notice, owed.uid)
         return notifier.tell_channel(self._channel(owed), view, notice, owed.uid)
@@ -193,7 +206,7 @@ class Courier:
         note = dict(owed.payload.get("note") or {})
         note["broadcast"] = bool(owed.payload.get("on_alert"))
         linked = self._linked(view)
-        return self.deps.notifier.reply_in_thread(place[0], place[1], linked, Notice(owed.notice), note, owed.uid)
+        return self.deps.notifier.reply_in_thread(place[0], place[1], linked, _notice(owed), note, owed.uid)
 
     def _activity(self, owed: Owed) -> MessageRef:
         note = ActivityNote.from_data(owed.payload["note"])

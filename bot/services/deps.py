@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
 
 from bot.adapters.base import Adapter
 from bot.clock import Clock
@@ -18,8 +19,11 @@ from bot.redaction import Redactor
 from bot.services.heartbeat import Heartbeat
 from bot.services.leases import Leases
 from bot.services.oncall import OnCallDesk
-from bot.services.ports import Alarms, Courier, Directory, NoAlarms, NoCourier, Notifier
+from bot.services.ports import Alarms, Courier, Directory, Metrics, NoAlarms, NoCourier, NoMetrics, Notifier
 from bot.store.db import Database
+
+if TYPE_CHECKING:
+    from bot.services.policy_book import Loaded, PolicyBook
 
 
 def instance_name() -> str:
@@ -72,6 +76,17 @@ class Tuning:
         return self.backoff(attempts) * (1 - self.jitter * self.random())
 
 
+class MadeUnder(Protocol):
+    """A request, stored or snapshot: what it asks for, and the policy version it was made under."""
+
+    @property
+    def resource(self) -> str: ...
+    @property
+    def level(self) -> str | None: ...
+    @property
+    def policy_version(self) -> str | None: ...
+
+
 @dataclass
 class Deps:
     db: Database
@@ -87,6 +102,11 @@ class Deps:
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     redactor: Redactor = field(default_factory=Redactor)  # every secret the process knows, for failure texts
     oncall: OnCallDesk | None = None  # the policy's on-call service, when it names one
+    # The version of ``policy`` and every version live requests were made under (services/policy_book.py); None
+    # where the policy was not loaded from a file (tests): every request then follows ``policy``.
+    version: str | None = None
+    book: PolicyBook | None = None
+    metrics: Metrics = field(default_factory=NoMetrics)  # counted at the seams; served at /metrics
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -106,6 +126,53 @@ class Deps:
         resource = self.policy.resource(resource_name, level)
         return None if resource is None else self.adapters.get(resource.label)
 
+    def under(self, version: str | None) -> Loaded | None:
+        """The policy and adapters of ``version``: None for the policy of the moment (a request from before versions
+        were kept, or no book) or for a version that can no longer be loaded (the book logs why)."""
+        if version is None or self.book is None or version == self.version:
+            return None
+        return self.book.get(version)
+
+    def resource_for(self, request: MadeUnder) -> Resource | None:
+        """The request's resource as the policy it was made under had it: for what happens to access already given
+        (revoke, expiry, extension limits, the review it owes), not for who may decide now."""
+        if request.policy_version is None or request.policy_version == self.version or self.book is None:
+            return self.resource(request.resource, request.level)
+        loaded = self.book.get(request.policy_version)
+        return None if loaded is None else loaded.policy.resource(request.resource, request.level)
+
+    def adapter_for(self, request: MadeUnder) -> Adapter | None:
+        """The adapter the request's access was (or will be) granted through: its policy version's, with that
+        version's params, so a reload that moved or removed the resource cannot send its revoke elsewhere."""
+        if request.policy_version is None or request.policy_version == self.version or self.book is None:
+            return self.adapter(request.resource, request.level)
+        loaded = self.book.get(request.policy_version)
+        resource = None if loaded is None else loaded.policy.resource(request.resource, request.level)
+        return None if loaded is None or resource is None else loaded.adapters.get(resource.label)
+
+    def policy_for(self, request: MadeUnder) -> Policy:
+        """The whole policy the request was made under (its review rule); the policy of the moment if unknown."""
+        if request.policy_version is None or request.policy_version == self.version or self.book is None:
+            return self.policy
+        loaded = self.book.get(request.policy_version)
+        return self.policy if loaded is None else loaded.policy
+
+    def version_of(self, policy: Policy) -> str | None:
+        """The version of a policy object this process loaded (what a new request records it was made under)."""
+        if policy is self.policy and self.book is None:
+            return self.version
+        return self.book.version_of(policy) if self.book is not None else None
+
+    def swap(self, loaded: Loaded) -> None:
+        """Make ``loaded`` the policy of the moment. The book has it first, so a request checked against either
+        policy finds its version; adapters go before the policy, so a label the new policy names always has its
+        adapter. A use case already running keeps the policy object it read, and records that one's version."""
+        if self.book is not None:
+            self.book.add(loaded)
+        self.adapters = dict(loaded.adapters)
+        self.policy = loaded.policy
+        self.version = loaded.version
+
     def is_approver(self, user_id: str, resource_name: str, level: str | None = None) -> bool:
         resource = self.policy.resource(resource_name, level)
         return resource is not None and self.is_listed(user_id, resource.approvers)
@@ -121,7 +188,7 @@ class Deps:
         return [
             name
             for name, resource in self.policy.resources.items()
-            if any(self.is_approver(user_id, name, level) for level in resource.level_names or [None])
+            if any(self.is_approver(user_id, name, level) for level in resource.each_level)
         ]
 
     def approvals_required(self, resource_name: str, level: str | None = None) -> int:

@@ -20,9 +20,9 @@ from bot.domain.rules import Refused, check_extender, check_extension, check_sti
 from bot.domain.states import Status
 from bot.policy import Resource
 from bot.services import approvers, tell, triggers
-from bot.services.backend import adapter_error, revoke_confirmed, scrubbed
+from bot.services.backend import adapter_error, revoke_confirmed, scrubbed, within
 from bot.services.common import existing, grant_context, load_view, refuse, same_identity, twin_decided, view
-from bot.services.deadline import Overdue, call_within
+from bot.services.deadline import Overdue
 from bot.services.deps import Deps
 from bot.services.outcome import outcome
 from bot.services.ports import Notice
@@ -81,13 +81,15 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
         extra = parse_duration(typed)
     except DurationError as error:
         raise Refused(f"{error}. Say how much longer, e.g. `30m` or `1h`.") from None
-    check_extension(granted_for=current.expires_at - current.granted_at, extra=extra, resource=resource)
+    # The limits it was granted under: a reload that lowered max_duration does not take back what was allowed.
+    granted = deps.resource_for(current) or resource
+    check_extension(granted_for=current.expires_at - current.granted_at, extra=extra, resource=granted)
     if actor != holder:  # approved like the request itself: the level's steps and counts
         waiting = _approve(deps, actor, current, resource, extra)
         if waiting is not None:
             return waiting
         current = existing(deps, request_id)
-        assert current.expires_at is not None
+    assert current.expires_at is not None  # active, checked above; re-read after the approval
 
     before, after = current.expires_at, current.expires_at + extra
     me = deps.tuning.instance
@@ -113,10 +115,10 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
         ctx = grant_context(deps, request, after)
         receipt = Receipt(data=dict(request.receipt or {}), instructions=request.instructions)
 
-    adapter = deps.adapter(current.resource, current.level)
+    adapter = deps.adapter_for(current)  # the backend it was granted on, with that version's params
     if isinstance(adapter, ExtendsExpiry):
         try:
-            call_within(deps.tuning.call_timeout, adapter.extend, ctx, receipt)
+            within(deps, adapter.extend, ctx, receipt)  # timed and counted like every backend call
         except Overdue as overdue:
             _watch_abandoned(deps, overdue, adapter, ctx, receipt)
             error = AdapterError(f"the backend gave {overdue}", retryable=True)

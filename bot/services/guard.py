@@ -29,6 +29,7 @@ REFUSALS = frozenset(
         "extend_refused",
         "review_refused",
         "request_refused",
+        "drill_refused",
         "rate_limited",
         "workspace_refused",
         "signature_refused",

@@ -5,6 +5,7 @@ Threads are daemons on purpose: a call stuck in a backend must not keep the proc
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -30,13 +31,14 @@ class Lanes:
 
     def submit(self, lane: str, key: Hashable, work: Callable[[], Any]) -> Future[Any] | None:
         """Queue ``work`` on ``lane``. Work with the same key as something still queued or running is dropped
-        (None): the sweep finds due work again and again until it is done."""
+        (None): the sweep finds due work again and again until it is done. The work runs in the caller's context
+        (its log context above all: the request it is about), and so does the line logged if it fails."""
         with self._lock:
             if self._closed or key in self._in_flight:
                 return None
             future: Future[Any] = Future()
             self._in_flight[key] = future
-            self._lane(lane).put((key, work, future))
+            self._lane(lane).put((contextvars.copy_context(), key, work, future))
         return future
 
     def _lane(self, name: str) -> queue.SimpleQueue[Any]:
@@ -51,17 +53,20 @@ class Lanes:
 
     def _work(self, lane: queue.SimpleQueue[Any]) -> None:
         while (item := lane.get()) is not _STOP:
-            key, work, future = item
-            try:
-                if future.set_running_or_notify_cancel():
-                    future.set_result(work())
-            except BaseException as error:
-                kind = f"lane work ({key[0]})" if isinstance(key, tuple) and key else "lane work"
-                database_outage.failed(log, f"lane work {key}", error, kind=kind)
-                future.set_exception(error)
-            finally:
-                with self._lock:
-                    self._in_flight.pop(key, None)
+            context, key, work, future = item
+            context.run(self._run, key, work, future)
+
+    def _run(self, key: Hashable, work: Callable[[], Any], future: Future[Any]) -> None:
+        try:
+            if future.set_running_or_notify_cancel():
+                future.set_result(work())
+        except BaseException as error:
+            kind = f"lane work ({key[0]})" if isinstance(key, tuple) and key else "lane work"
+            database_outage.failed(log, f"lane work {key}", error, kind=kind)
+            future.set_exception(error)
+        finally:
+            with self._lock:
+                self._in_flight.pop(key, None)
 
     def close(self, grace: float) -> list[Hashable]:
         """Take no more work; cancel what has not started; wait up to ``grace`` seconds for what has. Returns the

@@ -36,8 +36,10 @@ def make_way(session: Session, key: str | None, actor: str, emergency: bool, now
         return None
     if not supersedes(_live(live), emergency):
         raise refusal(_live(live), actor, now)
-    ended = {"decided_at": now, "end_reason": SUPERSEDED, "ended_by": actor}
-    if not queries.move(session, live.id, Status.PENDING, Status.CANCELLED, **ended):
+    ended = queries.move(
+        session, live.id, Status.PENDING, Status.CANCELLED, decided_at=now, end_reason=SUPERSEDED, ended_by=actor
+    )
+    if not ended:
         # Approved, withdrawn or lapsed since it was read: answer with what it is now.
         current = queries.get(session, live.id)
         assert current is not None

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from bot.domain.states import Status
 from bot.services.snapshots import RequestView
 
+_SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,20}")
+_INERT = re.compile(r"[^A-Za-z0-9._@:-]")  # what may not stand in a name shown as text (mrkdwn, mentions)
+
 
 def _who(user_id: str | None) -> str:
-    return f"<@{user_id}>" if user_id else "Breakglass"
+    if not user_id:
+        return "Breakglass"
+    # Not every actor is a Slack user: an operator's revoke from the shell is "cli:<login>", named as plain text.
+    return f"<@{user_id}>" if _SLACK_USER.fullmatch(user_id) else f"`{_INERT.sub('', user_id)[:40]}`"
 
 
 def _time(moment: datetime | None) -> str:

@@ -92,6 +92,21 @@ class Notifier(Protocol):
         """Tell the audit channel that reconciliation took back access no live grant covered."""
         ...
 
+    def tell_drill(self, channel: str, report: dict[str, Any], mark: str) -> MessageRef:
+        """Tell the audit channel how a drill went: passed or failed, each step and its time (``report`` is
+        ``drills.DrillResult.to_data``); a failure calls on ``report["mentions"]``."""
+        ...
+
+    def tell_policy(self, channel: str, report: dict[str, Any], mark: str) -> MessageRef:
+        """Tell the audit channel that the policy file was reloaded (what changed) or refused (its problems);
+        ``report`` is ``policy_reload.Outcome.to_data``."""
+        ...
+
+    def tell_audit_sink(self, channel: str, report: dict[str, Any], mark: str) -> MessageRef:
+        """Tell the audit channel that an audit sink is failing (events wait for it, none is dropped) or recovered
+        (``report`` is what bot/services/streaming.py records: sink, type, state, since, failures, waiting, error)."""
+        ...
+
     def tell_activity(
         self, channel: str, thread_ts: str | None, view: RequestView, note: ActivityNote, mark: str
     ) -> MessageRef:
@@ -149,6 +164,59 @@ class Alarms(Protocol):
 
 class NoAlarms:
     def wake_at(self, when: datetime) -> None:
+        pass
+
+
+class Settled(StrEnum):
+    """How a request's fate became known: each request is counted once, under one of these."""
+
+    APPROVED = "approved"  # its last approval step was completed by approvers
+    AUTO_APPROVED = "auto_approved"  # the requester was on call
+    EMERGENCY = "emergency"  # the glass was broken: approved as it was made
+    DENIED = "denied"
+    LAPSED = "lapsed"  # nobody decided in time
+    CANCELLED = "cancelled"  # withdrawn by the requester, or replaced by their emergency
+
+
+class Metrics(Protocol):
+    """Counts what happened at the seams, for /metrics. Never raises, and never takes free text: every label is a
+    resource, level or adapter name from the policy, a step or method name, or one of a few fixed outcomes."""
+
+    def request_settled(self, resource: str, level: str | None, outcome: Settled, waited: timedelta | None) -> None:
+        """A request's fate is known; ``waited``, from made to decided, for a decision by approvers."""
+        ...
+
+    def revoked(self, resource: str, late_by: timedelta | None) -> None:
+        """A revoke the backend confirmed; ``late_by``, how long after ``expires_at``, for an expiry."""
+        ...
+
+    def revoke_failed(self, resource: str) -> None: ...
+
+    def backend_call(self, adapter: str, step: str, outcome: str, seconds: float) -> None:
+        """One call into a backend (``step``: grant, revoke, verify, extend...); ``outcome``: ok, error or timeout."""
+        ...
+
+    def slack_call(self, method: str, outcome: str) -> None:
+        """One Slack Web API call (``method``: chat.postMessage...), ok or the class of its failure."""
+        ...
+
+
+class NoMetrics:
+    """Counts nothing: for tools and tests that serve no /metrics."""
+
+    def request_settled(self, resource: str, level: str | None, outcome: Settled, waited: timedelta | None) -> None:
+        pass
+
+    def revoked(self, resource: str, late_by: timedelta | None) -> None:
+        pass
+
+    def revoke_failed(self, resource: str) -> None:
+        pass
+
+    def backend_call(self, adapter: str, step: str, outcome: str, seconds: float) -> None:
+        pass
+
+    def slack_call(self, method: str, outcome: str) -> None:
         pass
 
 

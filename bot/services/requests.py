@@ -23,7 +23,7 @@ from bot.services.common import (
 )
 from bot.services.deps import Deps
 from bot.services.outcome import outcome
-from bot.services.ports import Notice
+from bot.services.ports import Notice, Settled
 from bot.services.snapshots import RequestView
 from bot.store import audit, queries
 from bot.store.models import Request
@@ -34,9 +34,10 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
     the schedule may ``auto_approve``, is granted at once."""
     # Who may ask is checked before anything about the resource is said: limits and the reason pattern are not
     # for people who may not request it, and a typo lists only what this person may request.
+    policy = deps.policy  # read once: a reload meanwhile must not mix two versions in one request
     try:
         may_request = lambda r: deps.may_request(actor, r)  # noqa: E731
-        resource = find_resource(deps.policy, ask.resource, may_request, level=ask.level, emergency=ask.emergency)
+        resource = find_resource(policy, ask.resource, may_request, level=ask.level, emergency=ask.emergency)
         duration = check_ask(resource, ask)
     except Forbidden as refusal:  # an attempt on something forbidden: written down and counted
         guard.refused(deps, actor, "request_refused", str(refusal), resource=ask.resource)
@@ -56,11 +57,11 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
         raise Refused(why) from None
     if not ask.emergency:  # an overdue review blocks ordinary requests; breaking the glass always goes through
         reviews.check_not_blocked(deps, actor, resource.name, identity)
-    in_incident = deps.policy.is_incident_channel(origin_channel, origin_name)
+    in_incident = policy.is_incident_channel(origin_channel, origin_name)
     trigger = triggers.check(deps, actor, resource, in_incident) if ask.emergency else None
     oncall = triggers.on_call(deps, resource)
     auto = not ask.emergency and oncall.auto_approves(actor)
-    key = live_key(scope(deps.policy, resource.name), identity)
+    key = live_key(scope(policy, resource.name), identity)
     superseded: RequestView | None = None
     try:
         with deps.db.transaction() as session:
@@ -82,6 +83,7 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
                 origin_incident=in_incident,
                 revoke_attempts=0,
                 live_key=key,
+                policy_version=deps.version_of(policy),
                 **waiting.first_moments(resource, now),
                 oncall_ids=sorted(oncall.people) if oncall.people else None,
             )
@@ -129,8 +131,11 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
         raise one_live.lost_race(deps, key, actor) from None
 
     if superseded is not None:
+        deps.metrics.request_settled(superseded.resource, superseded.level, Settled.CANCELLED, None)
         deps.courier.deliver(superseded.id)
     if ask.emergency or auto:
+        settled = Settled.EMERGENCY if ask.emergency else Settled.AUTO_APPROVED
+        deps.metrics.request_settled(resource.name, resource.level, settled, None)
         access.finish_grant(deps, request_id)  # access first; the alerts go out right after it
     if ask.emergency:
         triggers.page(deps, resource, request_id)
@@ -184,6 +189,7 @@ def _withdraw(deps: Deps, actor: str, current: RequestView) -> RequestView:
         audit.record(session, "cancelled", at=now, actor=actor, request=request)
         current = view(deps, session, request)
         tell.refresh(deps, session, current)
+    deps.metrics.request_settled(current.resource, current.level, Settled.CANCELLED, None)
     deps.courier.deliver(current.id)
     return current
 

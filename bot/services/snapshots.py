@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -95,6 +95,8 @@ class RequestView:
     lapses_at: datetime | None = None  # when a pending request lapses undecided
     origin_incident: bool = False  # typed in an incident channel, which then hears every notice
     requester_name: str | None = None  # shown where a mention would call on the requester
+    drill: bool = False  # made by a drill (bot/services/drills.py): no person holds it, and no review is owed
+    policy_version: str | None = None  # the policy version it was made under (services/policy_book.py)
 
     @property
     def label(self) -> str:
@@ -198,9 +200,11 @@ def snapshot(
         extension_round=request.extension_round or 0,
         extension_seconds=request.extension_seconds,
         extension_by=request.extension_by,
+        policy_version=request.policy_version,
         lapses_at=request.lapses_at,
         origin_incident=bool(request.origin_incident),
         requester_name=request.requester_name,
+        drill=bool(request.drill),
     )
 
 
@@ -218,7 +222,7 @@ def to_data(view: RequestView) -> dict[str, Any]:
             return [plain(inner) for inner in value]
         return value
 
-    return plain(asdict(view))  # type: ignore[no-any-return]
+    return plain(asdict(view))
 
 
 def from_data(data: dict[str, Any]) -> RequestView:
@@ -256,5 +260,5 @@ def from_data(data: dict[str, Any]) -> RequestView:
         }
         signers = tuple(review.get("signers", ()))
         plain = {key: value for key, value in review.items() if key in known and key not in moments}
-        values["review"] = replace(ReviewView(**{**plain, "done_at": None}), signers=signers, **moments)
+        values["review"] = ReviewView(**{**plain, **moments, "signers": signers})
     return RequestView(**values)

@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any
 
 from bot.domain.states import FINAL, Status
+from bot.logs import log_context
 from bot.services import access, decisions, reviews, tell, waiting
 from bot.services.common import view
 from bot.services.delivery import BackgroundCourier, Courier
@@ -105,8 +106,9 @@ class Sweeper:
         deps = replace(self.deps, courier=self.delivery)
         started: list[tuple[str, Future[Any]]] = []
 
-        def start(kind: str, lane: str, key: Hashable, step: Callable[[], object]) -> None:
-            future = self.lanes.submit(lane, key, step)
+        def start(kind: str, lane: str, key: Hashable, step: Callable[[], object], **about: Any) -> None:
+            with log_context(**about):  # the lane runs the step, and logs its failure, in this context
+                future = self.lanes.submit(lane, key, step)
             if future is not None:
                 started.append((kind, future))
 
@@ -115,7 +117,15 @@ class Sweeper:
             claimed = access.claim_due(deps, batch)
             for work in claimed:
                 kind = "granted" if work.step is access.Step.GRANT else "revoked"
-                start(kind, work.resource, ("backend", work.request_id), partial(access.finish, deps, work))
+                finish = partial(access.finish, deps, work)
+                start(
+                    kind,
+                    work.resource,
+                    ("backend", work.request_id),
+                    finish,
+                    request_id=work.request_id,
+                    resource=work.resource,
+                )
             if len(claimed) < batch:
                 break
 
@@ -135,7 +145,7 @@ class Sweeper:
             ("approvers_reminded", nudges, waiting.remind),
         ):
             for request_id in ids:
-                start(kind, SLACK_LANE, (kind, request_id), partial(step, deps, request_id))
+                start(kind, SLACK_LANE, (kind, request_id), partial(step, deps, request_id), request_id=request_id)
 
         report = SweepReport()
         for kind, future in started:

@@ -93,12 +93,13 @@ def audit_channel(deps: Deps, session: Session, current: RequestView, notice: No
 def announce(deps: Deps, session: Session, current: RequestView, notice: Notice) -> None:
     """Tell the requester, and the channel the request came from where that is not the approvals channel: the main
     notices, or every one of them when it is an incident channel (the people handling the incident follow there)."""
+    if current.drill:  # nobody to tell: a drill's principal is no person, and its one report says what happened
+        return
     requester(deps, session, current, notice)
     origin = current.origin_channel
-    elsewhere = origin and origin != deps.policy.channels.approvals
     # A request made in a DM with the bot is already answered by the requester's notice.
     wanted = notice in CHANNEL_NOTICES or (current.origin_incident and notice in INCIDENT_NOTICES)
-    if wanted and elsewhere and not origin.startswith("D"):
+    if wanted and origin and origin != deps.policy.channels.approvals and not origin.startswith("D"):
         channel(deps, session, origin, current, notice)
 
 
@@ -143,3 +144,8 @@ def activity(
 def refusals(deps: Deps, session: Session, actor: str, count: int, window: timedelta, latest: str) -> None:
     payload = {"actor": actor, "count": count, "window": window.total_seconds(), "latest": latest}
     outbox.owe(session, deps.now(), Kind.REFUSALS, channel=deps.policy.channels.audit, payload=payload)
+
+
+def audit_sink(deps: Deps, session: Session, report: dict[str, Any]) -> None:
+    """The audit channel hears that an audit sink is failing (once per outage) or has caught up again."""
+    outbox.owe(session, deps.now(), Kind.SINK, channel=deps.policy.channels.audit, payload=report)

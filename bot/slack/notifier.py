@@ -19,7 +19,7 @@ from bot.services.activity_notes import ActivityNote
 from bot.services.guard import UNSIGNED
 from bot.services.ports import MessageRef, Notice, NotSent
 from bot.services.snapshots import RequestView
-from bot.slack import activity_notices, blocks, notices, thread_replies
+from bot.slack import activity_notices, blocks, drill_notices, notices, policy_notices, sink_notices, thread_replies
 from bot.slack.retry import never_reached_slack
 from bot.slack.text import escape, who
 
@@ -58,7 +58,7 @@ class SlackNotifier:
 
     def _call(self, method: str, *, in_doubt: bool, **arguments: Any) -> dict[str, Any]:
         try:
-            return getattr(self.client, method.replace(".", "_"))(**arguments).data  # type: ignore[no-any-return]
+            return getattr(self.client, method.replace(".", "_"))(**arguments).data
         except SlackApiError as error:
             code = str(error.response.get("error") or error.response.status_code)
             # A 5xx may come from a gateway after Slack acted: for a post, that is doubt, not a clean failure.
@@ -144,6 +144,15 @@ class SlackNotifier:
             )
         text += " (`breakglass audit export --since 1h` has it.)"
         return self._post(channel, text, mark)
+
+    def tell_drill(self, channel: str, report: dict[str, Any], mark: str) -> MessageRef:
+        return self._post(channel, drill_notices.report(report), mark)
+
+    def tell_audit_sink(self, channel: str, report: dict[str, Any], mark: str) -> MessageRef:
+        return self._post(channel, sink_notices.report(report), mark)
+
+    def tell_policy(self, channel: str, report: dict[str, Any], mark: str) -> MessageRef:
+        return self._post(channel, policy_notices.report(report), mark)
 
     def tell_activity(
         self, channel: str, thread_ts: str | None, view: RequestView, note: ActivityNote, mark: str

@@ -21,6 +21,7 @@ from bot.clock import as_utc
 from bot.domain.states import Status
 from bot.store.chain import instant
 from bot.store.models import ActivityRecord, AuditEvent, Request
+from bot.store.results import changed
 
 
 def kept(session: Session, request_id: int, limit: int | None = None) -> Sequence[ActivityRecord]:
@@ -76,7 +77,7 @@ def take(session: Session, request_id: int, now: datetime, read_before: datetime
         .values(activity_read_at=now)
         .execution_options(synchronize_session=False)
     )
-    return taken.rowcount == 1
+    return changed(taken) == 1
 
 
 def store(
@@ -101,7 +102,7 @@ def store(
         .values(activity_cursor=cursor, activity_seen=seen_was + len(items))
         .execution_options(synchronize_session=False)
     )
-    if moved.rowcount != 1:
+    if changed(moved) != 1:
         return None
     room = max(kept_at_most - kept_count(session, request_id), 0)
     rows = [
@@ -129,7 +130,7 @@ def stop(session: Session, request_id: int) -> bool:
         .values(watching=False)
         .execution_options(synchronize_session=False)
     )
-    return stopped.rowcount == 1
+    return changed(stopped) == 1
 
 
 def last_event(session: Session, request_id: int, actions: Sequence[str]) -> AuditEvent | None:

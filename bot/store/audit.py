@@ -40,6 +40,8 @@ def record(
     )
     if request is not None and request.level is not None and "level" not in event.detail:
         event.detail = {"level": request.level, **event.detail}  # every event of a request names its level
+    if request is not None and request.drill:  # a drill's events say so wherever they are read (no review owed)
+        event.detail = {**event.detail, "drill": True}
     session.add(event)
     return event
 

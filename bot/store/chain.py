@@ -57,12 +57,14 @@ class AuditSeal:
     ``AuditSeal(None)`` seals with plain SHA-256: a chain anyone with write access can recompute."""
 
     def __init__(self, key: str | None, previous: Sequence[str] = ()) -> None:
+        self._keys: dict[str, bytes | None]
         if key is None:
             self.key_id = UNKEYED
-            self._keys: dict[str, bytes | None] = {UNKEYED: None}
+            self._keys = {UNKEYED: None}
         else:
             self.key_id = key_id_of(key)
-            self._keys = {key_id_of(old): old.encode() for old in previous} | {self.key_id: key.encode()}
+            self._keys = {key_id_of(old): old.encode() for old in previous}
+            self._keys[self.key_id] = key.encode()
 
     @property
     def keyed(self) -> bool:
@@ -287,7 +289,7 @@ def _adopt(
         for row in rows:
             seq += 1
             adopted = SimpleNamespace(**(row._asdict() | {"seq": seq, "prev_hash": last_hash, "key_id": seal.key_id}))
-            last_hash = seal.mac(seal.key_id, canonical(adopted))  # type: ignore[arg-type]
+            last_hash = seal.mac(seal.key_id, canonical(adopted))
             changes.append({"row": row.id, "to_seq": seq, "to_prev": adopted.prev_hash, "to_hash": last_hash})
         connection.execute(
             update(_EVENTS)

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.store.db import Database
 from bot.store.models import SlackDelivery
+from bot.store.results import changed
 
 KEEP = timedelta(minutes=10)  # twice Slack's signature window: older signatures are refused anyway
 
@@ -25,4 +26,4 @@ def first_time(db: Database, digest: str, now: datetime) -> bool:
 
 def forget_old(db: Database, now: datetime) -> int:
     with db.transaction() as session:
-        return session.execute(delete(SlackDelivery).where(SlackDelivery.seen_at < now - KEEP)).rowcount
+        return changed(session.execute(delete(SlackDelivery).where(SlackDelivery.seen_at < now - KEEP)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -14,6 +14,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -42,7 +43,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    pass
+    # Every model here names its table, so each is mapped to a Table (not just any FromClause, as typed upstream):
+    # the audit chain and its checks update and insert into AuditEvent.__table__ directly.
+    __table__: ClassVar[Table]
 
 
 class Request(Base):
@@ -115,6 +118,12 @@ class Request(Base):
     extension_asked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Typed in an incident channel (channels.incidents): that channel hears every notice, not only the main ones.
     origin_incident: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Made by a drill (bot/services/drills.py, revision 0017): its audit events say so, and it owes no review.
+    drill: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The policy version (sha256 of the file's text) it was made under: revoke, expiry, extension limits and the
+    # review it owes follow that version's resource, even after a reload changed it (services/policy_book.py).
+    # NULL for rows from before revision 0016, which follow the policy of the moment.
+    policy_version: Mapped[str | None] = mapped_column(String(64))
 
 
 class Decision(Base):
@@ -265,3 +274,52 @@ class Schedule(Base):
     next_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_run_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class PolicyVersion(Base):
+    """A policy file the bot has run under, by the sha256 of its raw text (before ``${VAR}`` interpolation, so it
+    holds no secret), kept so that a grant made under it can still be revoked as it was granted after a reload or a
+    restart (bot/store/policy_versions.py)."""
+
+    __tablename__ = "policy_versions"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    loaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DrillRun(Base):
+    """One drill: grant, verify, revoke, verify gone, alerts (bot/services/drills.py). ``steps`` holds each step as
+    ``{name, seconds, ok, detail}``; ``label`` is the resource as drilled (``orders-db:read``)."""
+
+    __tablename__ = "drill_runs"
+    __table_args__ = (Index("ix_drill_runs_label_passed", "label", "passed"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    resource: Mapped[str] = mapped_column(String(64))
+    level: Mapped[str | None] = mapped_column(String(32))
+    label: Mapped[str] = mapped_column(String(97))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    trigger: Mapped[str] = mapped_column(String(16))  # schedule, cli or slack
+    actor: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class AuditSinkCursor(Base):
+    """Where one audit sink has got to in the chain: the last event it confirmed (bot/store/sinks.py). ``last_seq``
+    only moves forward; ``holder`` ships the sink until ``held_until``, so one replica at a time sends to it."""
+
+    __tablename__ = "audit_sink_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_hash: Mapped[str] = mapped_column(String(64))
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the first failure since the last success
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # attempts failed since then
+    alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the audit channel was told; cleared on recovery
+    holder: Mapped[str | None] = mapped_column(String(64))
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

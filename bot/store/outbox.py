@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, up
 from sqlalchemy.orm import Session, aliased
 
 from bot.store.models import OutboxMessage, Replica
+from bot.store.results import changed
 
 
 class Kind(StrEnum):
@@ -32,10 +33,25 @@ class Kind(StrEnum):
     RECONCILED = "reconciled"  # the audit channel hears of access reconciliation took back
     ACTIVITY = "activity"  # captured activity: a digest in the request's thread, or an alert in a channel
     THREAD = "thread"  # a reply in the thread of the request's approval message (or its emergency alert)
+    DRILL = "drill"  # the audit channel hears how a drill went (bot/services/drills.py)
+    SINK = "sink"  # the audit channel hears that an audit sink is failing, or recovered (bot/services/streaming.py)
+    POLICY = "policy"  # the audit channel hears of a policy reload, done or refused (bot/services/policy_reload.py)
 
 
 POSTS = frozenset(
-    {Kind.REQUEST, Kind.ALERT, Kind.REQUESTER, Kind.CHANNEL, Kind.REFUSALS, Kind.RECONCILED, Kind.ACTIVITY, Kind.THREAD}
+    {
+        Kind.REQUEST,
+        Kind.ALERT,
+        Kind.REQUESTER,
+        Kind.CHANNEL,
+        Kind.REFUSALS,
+        Kind.RECONCILED,
+        Kind.ACTIVITY,
+        Kind.THREAD,
+        Kind.DRILL,
+        Kind.SINK,
+        Kind.POLICY,
+    }
 )
 
 
@@ -151,7 +167,7 @@ def claim(
         .values(claimed_by=holder, lease_until=lease_until, attempts=row.attempts + 1, in_doubt=True)
         .execution_options(synchronize_session=False)
     )
-    if claimed.rowcount != 1:
+    if changed(claimed) != 1:
         return None
     return Owed(
         id=row.id,
@@ -198,7 +214,7 @@ def finish(
         )
         .execution_options(synchronize_session=False)
     )
-    return done.rowcount == 1
+    return changed(done) == 1
 
 
 def retry_at(session: Session, message_id: int, holder: str, due_at: datetime, *, in_doubt: bool, failure: str) -> bool:
@@ -209,7 +225,7 @@ def retry_at(session: Session, message_id: int, holder: str, due_at: datetime, *
         .values(due_at=due_at, in_doubt=in_doubt, failure=failure, claimed_by=None, lease_until=None)
         .execution_options(synchronize_session=False)
     )
-    return later.rowcount == 1
+    return changed(later) == 1
 
 
 def next_due(session: Session, after: datetime) -> datetime | None:
@@ -235,4 +251,4 @@ def release(session: Session, holder: str) -> int:
         .values(claimed_by=None, lease_until=None)
         .execution_options(synchronize_session=False)
     )
-    return int(released.rowcount or 0)
+    return changed(released)

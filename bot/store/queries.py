@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from bot.domain.states import CLAIMS, FINAL, HOLDS_ACCESS, OPEN, OPEN_REVIEWS, ReviewStatus, Status, can_move
 from bot.store import outbox, replicas
 from bot.store.models import Decision, Request, Review
+from bot.store.results import changed
 
 
 def move(
@@ -49,7 +50,7 @@ def move(
         statement = statement.where(Request.claimed_by == held_by)
     if when:
         statement = statement.where(*when)
-    return session.execute(statement).rowcount == 1
+    return changed(session.execute(statement)) == 1
 
 
 def live_request(session: Session, key: str) -> Request | None:
@@ -86,7 +87,7 @@ def take_pending(session: Session, request_id: int, now: datetime) -> bool:
         .values(status=Request.status)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount == 1
+    return changed(session.execute(statement)) == 1
 
 
 def review(session: Session, request_id: int) -> Review | None:
@@ -102,7 +103,7 @@ def claim_reminder(session: Session, request_id: int, status: ReviewStatus, due:
         .values(next_reminder_at=next_at, reminders_sent=Review.reminders_sent + 1)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount == 1
+    return changed(session.execute(statement)) == 1
 
 
 def open_for_user(session: Session, user_id: str) -> Sequence[Request]:
@@ -212,7 +213,7 @@ def move_claim(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount == 1
+    return changed(session.execute(statement)) == 1
 
 
 def refresh_claim(
@@ -230,7 +231,7 @@ def refresh_claim(
         .values(lease_until=until)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount == 1
+    return changed(session.execute(statement)) == 1
 
 
 def lock_due(
@@ -262,7 +263,7 @@ def renew_claims(session: Session, holder: str, request_ids: Sequence[int], unti
         .values(lease_until=until)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount
+    return changed(session.execute(statement))
 
 
 def release_claims(session: Session, holder: str, now: datetime) -> int:
@@ -273,7 +274,7 @@ def release_claims(session: Session, holder: str, now: datetime) -> int:
         .values(lease_until=now)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount
+    return changed(session.execute(statement))
 
 
 def not_held(now: datetime) -> ColumnElement[bool]:
@@ -302,7 +303,7 @@ def hold_for_extension(
         .values(expires_at=after, warned_at=None, claimed_by=holder, lease_until=until)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount == 1
+    return changed(session.execute(statement)) == 1
 
 
 def release_extension(
@@ -321,7 +322,7 @@ def release_extension(
         .values(expires_at=expires_at, claimed_by=None, lease_until=None, **values)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount == 1
+    return changed(session.execute(statement)) == 1
 
 
 # Requests from before revision 0014 that reached us without a lapse time (none should) lapse as they always did.
@@ -350,7 +351,7 @@ def lock_active(session: Session, request_id: int, now: datetime) -> bool:
         .values(status=Request.status)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount == 1
+    return changed(session.execute(statement)) == 1
 
 
 def approver_reminders_due_ids(session: Session, now: datetime, limit: int = 100) -> list[int]:
@@ -372,7 +373,7 @@ def claim_approver_reminder(session: Session, request_id: int, due: datetime, ne
         .values(remind_at=next_at, reminders_sent=Request.reminders_sent + 1)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount == 1
+    return changed(session.execute(statement)) == 1
 
 
 def claim_escalation(session: Session, request_id: int, due: datetime, now: datetime) -> bool:
@@ -383,7 +384,7 @@ def claim_escalation(session: Session, request_id: int, due: datetime, now: date
         .values(escalate_at=None, escalated_at=now)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount == 1
+    return changed(session.execute(statement)) == 1
 
 
 def set_once(session: Session, request_id: int, status: Status, **values: Any) -> bool:
@@ -391,4 +392,4 @@ def set_once(session: Session, request_id: int, status: Status, **values: Any) -
     statement = update(Request).where(Request.id == request_id, Request.status == status)
     for column in values:
         statement = statement.where(getattr(Request, column).is_(None))
-    return session.execute(statement.values(**values).execution_options(synchronize_session=False)).rowcount == 1
+    return changed(session.execute(statement.values(**values).execution_options(synchronize_session=False))) == 1

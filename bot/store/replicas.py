@@ -15,23 +15,24 @@ from sqlalchemy.orm import Session
 
 from bot.domain.states import CLAIMS
 from bot.store.models import Replica, Request
+from bot.store.results import changed
 
 
 def beat(session: Session, instance: str, now: datetime) -> None:
     """Say ``instance`` is alive at ``now``; the first beat registers it."""
     seen = update(Replica).where(Replica.instance == instance).values(seen_at=now)
-    if session.execute(seen.execution_options(synchronize_session=False)).rowcount == 0:
+    if changed(session.execute(seen.execution_options(synchronize_session=False))) == 0:
         session.execute(insert(Replica).values(instance=instance, started_at=now, seen_at=now))
 
 
 def forget(session: Session, instance: str) -> int:
     """Remove ``instance``'s row: a replica stopping cleanly, whose claims are already handed back."""
-    return session.execute(delete(Replica).where(Replica.instance == instance)).rowcount
+    return changed(session.execute(delete(Replica).where(Replica.instance == instance)))
 
 
 def prune(session: Session, seen_before: datetime) -> int:
     """Remove the rows of replicas not seen since ``seen_before``, long dead."""
-    return session.execute(delete(Replica).where(Replica.seen_at <= seen_before)).rowcount
+    return changed(session.execute(delete(Replica).where(Replica.seen_at <= seen_before)))
 
 
 def dead(seen_before: datetime) -> ColumnElement[bool]:
@@ -63,4 +64,4 @@ def release_idle(session: Session, holder: str, now: datetime, in_hand: Collecti
     )
     if in_hand:
         statement = statement.where(Request.id.not_in(list(in_hand)))
-    return session.execute(statement.values(lease_until=now).execution_options(synchronize_session=False)).rowcount
+    return changed(session.execute(statement.values(lease_until=now).execution_options(synchronize_session=False)))

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from bot.domain.states import ReviewStatus
 from bot.store.models import AuditEvent, Request, Review
+from bot.store.results import changed
 
 
 def write(
@@ -32,7 +33,7 @@ def write(
         )
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount == 1
+    return changed(session.execute(statement)) == 1
 
 
 def sign_off(session: Session, request_id: int, *, reviewer: str, notes: str, at: datetime) -> bool:
@@ -43,7 +44,7 @@ def sign_off(session: Session, request_id: int, *, reviewer: str, notes: str, at
         .values(status=ReviewStatus.DONE.value, reviewer_id=reviewer, notes=notes, done_at=at, next_reminder_at=None)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount == 1
+    return changed(session.execute(statement)) == 1
 
 
 def overdue_account(

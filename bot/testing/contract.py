@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -98,7 +98,7 @@ AWKWARD = 'o\'brien "x"; --'  # quotes, a space, a statement separator and a com
 EARLY_BY_AT_MOST = timedelta(seconds=1)
 
 
-def grant_context(principal: str, expires_in: timedelta = timedelta(hours=1), **changes: object) -> GrantContext:
+def grant_context(principal: str, expires_in: timedelta = timedelta(hours=1), **changes: Any) -> GrantContext:
     ctx = GrantContext(
         grant_id=str(uuid.uuid4()),
         request_number=4211,

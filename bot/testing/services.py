@@ -60,6 +60,8 @@ class RecordingNotifier:
     sent: list[tuple[str, int, str]] = field(default_factory=list)  # (kind, request number, detail)
     credentials: dict[int, str] = field(default_factory=dict, repr=False)
     activity: list[tuple[str, str | None, ActivityNote]] = field(default_factory=list)  # (channel, thread, note)
+    drills: list[dict[str, Any]] = field(default_factory=list)  # each drill report, as owed
+    policy: list[dict[str, Any]] = field(default_factory=list)  # each policy reload report, as owed
     _posted: int = 0
 
     def _ref(self, channel: str) -> MessageRef:
@@ -107,6 +109,20 @@ class RecordingNotifier:
     ) -> MessageRef:
         self.sent.append(("activity", view.id, note.note.value))
         self.activity.append((channel, thread_ts, note))
+        return self._ref(channel)
+
+    def tell_drill(self, channel: str, report: dict[str, Any], mark: str) -> MessageRef:
+        self.sent.append(("drill", report.get("request_id") or 0, "passed" if report["passed"] else "failed"))
+        self.drills.append(report)
+        return self._ref(channel)
+
+    def tell_audit_sink(self, channel: str, report: dict[str, Any], mark: str) -> MessageRef:
+        self.sent.append(("audit_sink", 0, f"{report['sink']}:{report['state']}"))
+        return self._ref(channel)
+
+    def tell_policy(self, channel: str, report: dict[str, Any], mark: str) -> MessageRef:
+        self.sent.append(("policy", 0, str(report["outcome"])))
+        self.policy.append(report)
         return self._ref(channel)
 
     def find(self, channel: str, mark: str, thread_ts: str | None = None) -> MessageRef | None:

@@ -18,6 +18,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.domain.rules import Refused, check_decider
 from bot.domain.states import Status
+from bot.logs import log_context
 from bot.services import approvers, decisions, requests
 from bot.services.common import existing, refuse
 from bot.services.deps import Deps
@@ -36,6 +37,14 @@ def _request_id(action: dict[str, Any]) -> int:
     if not (value.isascii() and value.isdigit()) or len(value) > 9:  # "²".isdigit(); PostgreSQL ids are int4
         raise Refused("That button does not belong to a Breakglass request; nothing was done.")
     return int(value)
+
+
+def _logged_id(action: dict[str, Any]) -> int | None:
+    """The request id for the log's context, or None for a value that is not one (refused when the click is handled)."""
+    try:
+        return _request_id(action)
+    except Refused:
+        return None
 
 
 def _approve(deps: Deps, actor: str, request_id: int) -> str:
@@ -74,7 +83,8 @@ def _listener(deps: Deps, limiter: RateLimiter, work: Callable[[Deps, str, int],
         actor = body["user"]["id"]
         if slowed_down(deps, limiter, actor, respond):
             return
-        answer(respond, lambda: work(deps, actor, _request_id(action)))
+        with log_context(request_id=_logged_id(action), actor=actor):
+            answer(respond, lambda: work(deps, actor, _request_id(action)))
 
     return on_click
 
@@ -87,7 +97,8 @@ def _form_listener(
         actor = body["user"]["id"]
         if slowed_down(deps, limiter, actor, respond):
             return
-        answer(respond, lambda: _open_form(deps, client, actor, body, action, form))
+        with log_context(request_id=_logged_id(action), actor=actor):
+            answer(respond, lambda: _open_form(deps, client, actor, body, action, form))
 
     return on_click
 

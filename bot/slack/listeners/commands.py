@@ -10,6 +10,7 @@ from slack_bolt import Ack, App, Respond
 from bot.domain.commands import (
     Ask,
     CommandError,
+    Drill,
     Extend,
     Help,
     ListResources,
@@ -22,11 +23,12 @@ from bot.domain.commands import (
 from bot.domain.durations import format_duration
 from bot.domain.rules import Forbidden, Refused, check_ask, find_resource, plainly_requester
 from bot.domain.states import ReviewStatus, Status
-from bot.services import extensions, guard, requests, reviews
+from bot.logs import log_context
+from bot.services import drills, extensions, guard, requests, reviews
 from bot.services.deps import Deps
 from bot.services.guard import RateLimiter
 from bot.services.snapshots import RequestView
-from bot.slack import blocks, review_packet
+from bot.slack import blocks, drill_notices, review_packet
 from bot.slack.ids import COMMAND
 from bot.slack.replies import answer, record_slow_down
 from bot.slack.text import escape, quote, when
@@ -58,10 +60,14 @@ def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
         if isinstance(parsed, Ask):
             if not _acked_ask(deps, actor, parsed, ack):
                 return
+        elif isinstance(parsed, Drill):  # who may run it needs a lookup: after the ack, like the drill itself
+            ack(text=f"{WORKING} Running the drill of `{parsed.resource}{':' + parsed.level if parsed.level else ''}`…")
         else:
             ack()
         channel, name = command.get("channel_id"), command.get("channel_name")
-        answer(respond, lambda: run(deps, actor, parsed, channel, name))
+        request_id, resource = getattr(parsed, "request_id", None), getattr(parsed, "resource", None)
+        with log_context(request_id=request_id, resource=resource, actor=actor):
+            answer(respond, lambda: run(deps, actor, parsed, channel, name))
 
 
 def _acked_ask(deps: Deps, actor: str, ask: Ask, ack: Ack) -> bool:
@@ -132,6 +138,8 @@ def run(deps: Deps, actor: str, parsed: object, channel: str | None, channel_nam
             )
         case ShowReview(request_id=request_id):
             return review_packet.packet_text(reviews.packet(deps, actor, request_id))
+        case Drill(resource=resource, level=level):
+            return drill_notices.report(drills.from_slack(deps, actor, resource, level).to_data())
     raise AssertionError(f"unhandled command {parsed!r}")
 
 

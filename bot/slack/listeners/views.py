@@ -21,6 +21,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.domain.commands import clean
+from bot.logs import log_context
 from bot.services import decisions
 from bot.services.deps import Deps
 from bot.services.guard import RateLimiter
@@ -106,9 +107,10 @@ def _listener(deps: Deps, limiter: RateLimiter, approve: bool) -> Callable[..., 
             ack(**form_errors(str(problem)))
             return
         ack()  # closes the form; the decision may take longer than Slack waits
-        text = said(lambda: _decide(deps, actor, submitted, approve))
-        assert text is not None
-        tell(client, submitted.channel, actor, text)
+        with log_context(request_id=submitted.request_id, actor=actor):
+            text = said(lambda: _decide(deps, actor, submitted, approve))
+            assert text is not None
+            tell(client, submitted.channel, actor, text)
 
     return on_submit
 
