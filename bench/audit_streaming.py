@@ -7,10 +7,12 @@ and over TCP to listeners that parse RFC 5424, and a JSON-lines file. Its shippe
 per sink, waking every second (``runtime.shipper.start()``).
 
 Each round sends, to each bot in turn (the order alternating), one signed ``/breakglass orders-db 1h INC-n bench``
-and, once answered, a signed Deny of it by an approver (which frees the resource for the next round). Timed:
+and, once answered, a signed Approve by an approver; then each bot's clock passes the hour and its sweep revokes the
+grant (which frees the resource for the next round). Timed:
 
 * ack: the signed POST until its HTTP response (what Slack waits for);
-* answer: the same POST until the private answer reached the stand-in's ``response_url`` (store, audit, messages).
+* answer: the same POST until the private answer reached the stand-in's ``response_url`` (store, audit, messages);
+* revoke: the sweep that finds the grant expired, revokes it through the adapter and records it (audit, messages).
 
 At the end the script waits until every sink has every event, and says how long that took after the last request.
 
@@ -26,12 +28,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from bot.devtools.local_bot import LocalBot, Reply
 from bot.devtools.sink_receivers import HmacReceiver, SyslogReceiver
 from bot.policy import Policy, parse_policy
 from bot.services.deps import Tuning
+from bot.slack.ids import ActionId
 from bot.store.models import AuditEvent
 
 SECRET = "bench-siem-hmac-key-5b1c9e7a3d"
@@ -62,16 +66,22 @@ def fast() -> Tuning:
     return Tuning(grant_retry_pause=0.01, requests_per_hour=1_000_000, actions_per_minute=1_000_000)
 
 
-def one_round(bot: LocalBot, n: int, acks: list[float], answers: list[float]) -> None:
+def one_round(bot: LocalBot, n: int, acks: list[float], answers: list[float], revokes: list[float]) -> None:
     started = time.perf_counter()
     reply: Reply = bot.command(REQUESTER, f"orders-db 1h INC-{n} bench")
     answers.append(time.perf_counter() - started)
     acks.append(reply.ack_seconds)
     if reply.status != 200 or "Something went wrong" in reply.text:
         raise SystemExit(f"round {n}: unexpected answer {reply.text!r}")
-    denied = bot.deny(APPROVER, request_number(bot), "bench")
-    if denied.status != 200:
-        raise SystemExit(f"round {n}: deny answered {denied.status}")
+    approved = bot.click(APPROVER, ActionId.APPROVE, request_number(bot))
+    if approved.status != 200:
+        raise SystemExit(f"round {n}: approve answered {approved.status}")
+    bot.clock.advance(timedelta(hours=1, minutes=1))
+    started = time.perf_counter()
+    report = bot.sweep()
+    revokes.append(time.perf_counter() - started)
+    if report.revoked != 1:
+        raise SystemExit(f"round {n}: the sweep revoked {report.revoked} grants, not 1")
 
 
 def request_number(bot: LocalBot) -> int:
@@ -94,7 +104,7 @@ def last_seq(bot: LocalBot) -> int:
 
 def row(name: str, values: list[float]) -> str:
     ms = [v * 1000 for v in values]
-    return f"{name:<28} {len(ms):>5} {statistics.median(ms):>10.2f} {percentile(ms, 0.99):>9.2f} {max(ms):>9.2f}"
+    return f"{name:<34} {len(ms):>5} {statistics.median(ms):>10.2f} {percentile(ms, 0.99):>9.2f} {max(ms):>9.2f}"
 
 
 def main() -> int:
@@ -118,10 +128,13 @@ def main() -> int:
         ).start()
         assert streaming.runtime is not None and streaming.runtime.shipper is not None
         streaming.runtime.shipper.start()
-        timings: dict[str, tuple[list[float], list[float]]] = {"without": ([], []), "with": ([], [])}
+        timings: dict[str, tuple[list[float], list[float], list[float]]] = {
+            "without": ([], [], []),
+            "with": ([], [], []),
+        }
         try:
             for bot in (plain, streaming):  # warm-up: first request of each, not timed
-                one_round(bot, 0, [], [])
+                one_round(bot, 0, [], [], [])
             began = time.perf_counter()
             for n in range(1, args.rounds + 1):
                 order = [("without", plain), ("with", streaming)]
@@ -146,16 +159,18 @@ def main() -> int:
         lost = {name: sorted(set(range(1, last + 1)) - set(r.seqs())) for name, r in receivers.items()}
         file_seqs = {int(line.split('"seq":', 1)[1].split(",", 1)[0]) for line in jsonl.read_text().splitlines()}
         lost["file"] = sorted(set(range(1, last + 1)) - file_seqs)
-    print(f"{'request (signed /breakglass)':<28} {'n':>5} {'median ms':>10} {'p99 ms':>9} {'max ms':>9}")
-    for label, index in (("ack", 0), ("answer", 1)):
+    print(f"{'signed request, then its revoke':<34} {'n':>5} {'median ms':>10} {'p99 ms':>9} {'max ms':>9}")
+    for label, index in (("ack", 0), ("answer", 1), ("revoke (sweep)", 2)):
         print(row(f"{label}, no sinks", timings["without"][index]))
         print(row(f"{label}, 4 sinks streaming", timings["with"][index]))
-    median_without = statistics.median(timings["without"][1])
-    median_with = statistics.median(timings["with"][1])
+
+    def ratio(index: int) -> float:
+        return statistics.median(timings["with"][index]) / statistics.median(timings["without"][index])
+
     print(
         f"\n{args.rounds} rounds in {finished - began:.1f} s; streaming bot: {last} events, every sink had all of "
-        f"them {caught_up:.2f} s after the last request; answer median with/without: "
-        f"{median_with / median_without:.2f}x"
+        f"them {caught_up:.2f} s after the last request; median with/without: answer {ratio(1):.2f}x, "
+        f"revoke {ratio(2):.2f}x"
     )
     print("missing per sink: " + ", ".join(f"{name} {len(missing)}" for name, missing in lost.items()))
     return 1 if any(lost.values()) else 0

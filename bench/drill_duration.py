@@ -6,9 +6,9 @@ run N times through ``bot/services/drills.py`` against each real backend on loop
     BREAKGLASS_TEST_REDIS_URL=redis://127.0.0.1:6379/0 python bench/drill_duration.py --runs 40
 
 The bot's own database is a SQLite file (what the demo and most tests use); Slack is a notifier that records, with
-the courier sending as in the bot, so the figures are the backend's and the bot's, not Slack's. ``log`` and ``demo-db``
-cannot be asked whether access exists, so their drills end "cannot verify" (not passed); they are timed all the same,
-as the floor of what a drill costs in the bot itself. Per backend: the median and p99 of the whole drill, and the
+the courier sending as in the bot, so the figures are the backend's and the bot's, not Slack's. ``log`` cannot be asked
+whether access exists, so its drills end "cannot verify" (not passed); it is timed all the same, as the floor of what
+a drill costs in the bot itself. Per backend: the median and p99 of the whole drill, and the
 median of each step.
 """
 
