@@ -74,7 +74,9 @@ class JsonFormatter(logging.Formatter):
             entry["exc"] = record.exc_text
         if record.stack_info:
             entry["stack"] = record.stack_info
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        # ASCII, as the audit export writes it: json.dumps escapes only C0 controls, and a raw U+2028, U+2029 or NEL
+        # (in a reason, a display name) ends the line for Python's splitlines and many collectors.
+        return json.dumps(entry, ensure_ascii=True, default=str)
 
 
 class _Ours(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]

@@ -31,6 +31,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session
 
+from bot.policy import Policy
 from bot.services.deadline import Overdue, call_within
 from bot.services.deps import Deps
 from bot.services.ports import Settled
@@ -201,12 +202,30 @@ class DatabaseGauges(Collector):
         )
         drills = GaugeMetricFamily(
             "breakglass_drill_last_success_timestamp",
-            "When the last passed drill of each resource (as drilled: name or name:level) finished, in Unix seconds.",
+            "When the last passed drill of each resource (as drilled: name or name:level) finished, in Unix seconds; "
+            "only drills the policy in force names.",
             labels=["resource"],
         )
+        scheduled = _drilled_labels(self.deps.policy)
         for label, when in sorted(drilled.items()):
-            drills.add_metric([label], when.timestamp())
+            if label in scheduled:
+                drills.add_metric([label], when.timestamp())
         yield drills
+
+
+def _drilled_labels(policy: Policy) -> set[str]:
+    """The labels the policy in force drills, as a drill records them. A drill it no longer names (its resource
+    retired, its schedule dropped) would otherwise stay on the page forever, ever older, and keep the README's
+    stale-drill alert firing with nothing left to drill."""
+    from bot.services.drills import find
+
+    labels = set()
+    for drill in policy.drills:
+        try:
+            labels.add(find(policy, drill.resource, drill.level)[1].label)
+        except Exception:  # checked when the policy loaded; one odd entry must not cost the others their series
+            log.warning("metrics: cannot name the drill of %s", drill.resource)
+    return labels
 
 
 def _drill_successes(session: Session) -> dict[str, datetime]:

@@ -42,7 +42,10 @@ SERIAL = (
     "tests/services/test_audit_streaming.py",  # syslog and HMAC receivers restarted on fixed loopback ports
     "tests/services/test_audit_sinks_wiring.py",
 )
-NOT_SERIAL = ("tests/attacks/test_approval_flow_attacks.py",)
+NOT_SERIAL = (
+    "tests/attacks/test_approval_flow_attacks.py",
+    "tests/attacks/test_operations_attacks.py",  # its own SQLite file and toy databases; no server, no real time
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -44,13 +44,16 @@ def drill(
     alerts. Prints each step and its time; exit 1 if the drill failed, 2 if it could not be run."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from bot import redaction
     from bot.cli.offline import offline_deps
+    from bot.cli.operator_views import plain
     from bot.clock import SystemClock
     from bot.domain.commands import LEVEL_NAME, RESOURCE_NAME
     from bot.domain.rules import Refused
     from bot.services.drills import Trigger, find, run_drill
+    from bot.services.offline import keeping_claims
     from bot.slack.drill_notices import STEP_NAMES, seconds
 
     resource, _, level = target.partition(":")
@@ -62,19 +65,24 @@ def drill(
         with offline_deps(settings, os.environ, SystemClock(), acting=True) as deps:
             with_slack(deps, settings)
             redaction.install(deps.redactor)
-            # As the operator commands name their operator: a name no Slack id can be, so nothing mentions anyone by it.
-            result = run_drill(deps, resource, level or None, Trigger.CLI, f"cli:{getpass.getuser()}")
+            # A replica while it holds the drill's claims, as `breakglass revoke` is: its heartbeat and renewed leases
+            # keep the bot from taking a claim over in the middle of a slow backend call, and a killed drill is found
+            # dead by its stopped heartbeat within seconds rather than a lease later.
+            with keeping_claims(deps):
+                # As the operator commands name their operator: a name no Slack id can be, so nothing mentions anyone.
+                result = run_drill(deps, resource, level or None, Trigger.CLI, f"cli:{getpass.getuser()}")
     except (SettingsError, PolicyError) as error:
         fail(str(error))
     except Refused as refusal:
         fail(str(refusal).replace("`", ""))
-    table = Table(title=f"Drill of {result.label}: {'passed' if result.passed else 'FAILED'}")
+    # A step's detail is a backend's words: plain Text, never markup, so `[/x]` cannot crash the table after the drill
+    # ran, nor `[link=…]` make a link, and no control character reaches the terminal.
+    table = Table(title=Text(f"Drill of {plain(result.label)}: {'passed' if result.passed else 'FAILED'}"))
     for column in ("step", "time", "ok", "detail"):
         table.add_column(column)
     for step in result.steps:
-        table.add_row(
-            STEP_NAMES.get(step.name, step.name), seconds(step.seconds), "yes" if step.ok else "NO", step.detail
-        )
+        name = STEP_NAMES.get(step.name, step.name)
+        table.add_row(name, seconds(step.seconds), "yes" if step.ok else "NO", Text(plain(step.detail)))
     Console(width=160).print(table)
     typer.echo(f"{'passed' if result.passed else 'FAILED'} in {seconds(result.seconds)} (run {result.run_id})")
     if not result.passed:

@@ -55,7 +55,7 @@ def _env_name(value: str) -> str:
     return value
 
 
-def _loopback(host: str) -> bool:
+def loopback(host: str) -> bool:
     if host.lower() in _LOOPBACK_NAMES:
         return True
     try:
@@ -68,7 +68,7 @@ def _url(value: str) -> str:
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an https:// URL with a host")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
+    if parts.scheme == "http" and not loopback(parts.hostname):
         # The events carry people's reasons and names: in clear text only to a collector on this machine.
         raise ValueError("must be https:// (http:// only to a loopback address such as 127.0.0.1)")
     if parts.username is not None or parts.password is not None:

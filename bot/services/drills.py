@@ -99,20 +99,36 @@ class DrillResult:
         }
 
 
-def find(policy: Policy, resource: str, level: str | None = None) -> tuple[Drill, Resource]:
+@dataclass(frozen=True)
+class _MadeUnder:
+    """What ``Deps.adapter_for`` needs to find a drill's adapter in the policy version it runs under."""
+
+    resource: str
+    level: str | None
+    policy_version: str | None
+
+
+def find(
+    policy: Policy, resource: str, level: str | None = None, may: Callable[[Drill], bool] | None = None
+) -> tuple[Drill, Resource]:
     """The policy's drill of ``resource`` (at ``level``, or its only or first-level drill) and the resource as it is
-    drilled; Refused, saying what can be drilled, when there is none."""
+    drilled; Refused, saying what can be drilled, when there is none. ``may``: the drills the asker may run, the only
+    ones a refusal lists; Forbidden, listing nothing, when they may run none (a stranger learns no names)."""
     base = policy.resources.get(resource)
-    drilled = ", ".join(sorted({d.resource for d in policy.drills})) or "none"
-    if base is None:
-        raise Refused(f"There is no resource '{resource}' in the policy. Drilled resources: {drilled}.")
-    first = base.level_names[0] if base.level_names else None
-    mine = [d for d in policy.drills if d.resource == resource]
-    if level is not None:
-        mine = [d for d in mine if (d.level or first) == level]
-    elif len(mine) > 1:
-        mine = [d for d in mine if (d.level or first) == first] or mine[:1]
-    if not mine:
+    mine = [] if base is None else [d for d in policy.drills if d.resource == resource]
+    if base is not None and mine:
+        first = base.level_names[0] if base.level_names else None
+        if level is not None:
+            mine = [d for d in mine if (d.level or first) == level]
+        elif len(mine) > 1:
+            mine = [d for d in mine if (d.level or first) == first] or mine[:1]
+    if base is None or not mine:
+        shown = [d for d in policy.drills if may is None or may(d)]
+        if may is not None and not shown:
+            raise Forbidden(f"There is no drill of '{resource}' that you may run; nothing was done.")
+        drilled = ", ".join(sorted({d.resource for d in shown})) or "none"
+        if base is None:
+            raise Refused(f"There is no resource '{resource}' in the policy. Drilled resources: {drilled}.")
         at = f" at level {level}" if level else ""
         raise Refused(f"The policy's `drills:` has no drill of {resource}{at}. Drilled resources: {drilled}.")
     drill = mine[0]
@@ -123,28 +139,57 @@ def find(policy: Policy, resource: str, level: str | None = None) -> tuple[Drill
 
 def from_slack(deps: Deps, actor: str, resource: str, level: str | None) -> DrillResult:
     """`/breakglass drill`: only an approver of the resource (at the drilled level) may run its drill; anyone else is
-    refused, and the attempt counted like other refusals."""
-    _, drilled = find(deps.policy, resource, level)
-    if not deps.is_approver(actor, drilled.name, drilled.level):
-        why = f"Only an approver of {drilled.label} may run its drill; nothing was done."
-        guard.refused(deps, actor, "drill_refused", why, resource=drilled.name)
-        raise Forbidden(why)
-    return run_drill(deps, drilled.name, drilled.level, Trigger.SLACK, actor)
+    refused, and the attempt counted like other refusals.
+
+    The check asks Slack (group membership), and a reload may land meanwhile: the drill then runs only if the policy
+    it was checked against is still the one in force, and runs under exactly that policy."""
+    for _ in range(3):
+        policy = deps.policy  # read once: the check and the drill must be of one policy
+
+        def approves(drill: Drill, policy: Policy = policy) -> bool:
+            return _approves(deps, policy, actor, drill.resource, drill.level)
+
+        try:
+            chosen, drilled = find(policy, resource, level, may=approves)
+            allowed = approves(chosen)
+        except Forbidden as refusal:
+            guard.refused(deps, actor, "drill_refused", str(refusal), resource=resource)
+            raise
+        if deps.policy is not policy:  # reloaded while Slack answered: check again under the policy now in force
+            continue
+        if not allowed:
+            why = f"Only an approver of {drilled.label} may run its drill; nothing was done."
+            guard.refused(deps, actor, "drill_refused", why, resource=drilled.name)
+            raise Forbidden(why)
+        return run_drill(deps, drilled.name, drilled.level, Trigger.SLACK, actor, policy=policy)
+    raise Refused("The policy was being reloaded while your drill was checked; nothing was done. Try again.")
 
 
-def run_drill(deps: Deps, resource: str, level: str | None, trigger: Trigger, actor: str) -> DrillResult:
+def _approves(deps: Deps, policy: Policy, actor: str, resource: str, level: str | None) -> bool:
+    """``Deps.is_approver``, asked of a given policy rather than of the one in force at the moment of asking."""
+    viewed = policy.resource(resource, level)
+    return viewed is not None and deps.is_listed(actor, viewed.approvers)
+
+
+def run_drill(
+    deps: Deps, resource: str, level: str | None, trigger: Trigger, actor: str, policy: Policy | None = None
+) -> DrillResult:
     """Run the drill of ``resource`` now, record it, and owe its report to the audit channel. Refused (nothing done)
-    when there is no such drill, its adapter is missing, or the drill principal holds access right now."""
-    drill, drilled = find(deps.policy, resource, level)
-    adapter = deps.adapter(drilled.name, drilled.level)
+    when there is no such drill, its adapter is missing, or the drill principal holds access right now.
+
+    ``policy``: the one who may run it was checked against (the policy in force when None). The drill's request
+    records its version, so its grant and its revoke reach the same backend whatever a reload does meanwhile."""
+    policy = deps.policy if policy is None else policy
+    drill, drilled = find(policy, resource, level)
+    adapter = deps.adapter_for(_MadeUnder(drilled.name, drilled.level, deps.version_of(policy)))
     if adapter is None:
         raise Refused(f"{drilled.label} has no adapter configured; nothing was done.")
     if problem := principal.problem(adapter, drill.principal):
         raise Refused(f"The drill principal of {drilled.label} cannot be used: {problem}. Nothing was done.")
     result = DrillResult(drilled.label, trigger, actor, drill.principal, deps.now())
-    result.mentions = list(deps.policy.review.reviewers)
+    result.mentions = list(policy.review.reviewers)
     try:
-        result.request_id = _store(deps, drilled, drill, trigger, actor)
+        result.request_id = _store(deps, drilled, drill, trigger, actor, policy)
         _steps(deps, adapter, result)
     finally:
         if result.request_id is not None:
@@ -161,13 +206,17 @@ def _said(result: DrillResult) -> str:
     return "failed: " + ", ".join(f"{s.name} ({s.detail})" for s in result.steps if not s.ok)
 
 
-def _store(deps: Deps, resource: Resource, drill: Drill, trigger: Trigger, actor: str) -> int:
+def _store(
+    deps: Deps, resource: Resource, drill: Drill, trigger: Trigger, actor: str, policy: Policy | None = None
+) -> int:
     """Store the drill's emergency request, approved and claimed for its grant, its alert owed: what ``submit`` does
-    for broken glass, for a principal that is the policy's, not a person's."""
+    for broken glass, for a principal that is the policy's, not a person's. It records the version of ``policy`` (the
+    one in force when None), as ``submit`` does: a revoke must go where the grant went, whatever a reload moved."""
+    policy = deps.policy if policy is None else policy
     now = deps.now()
     low, _, high = resource.limits
     hold = max(low, min(high, HOLD))
-    key = live_key(scope(deps.policy, resource.name), drill.principal)
+    key = live_key(scope(policy, resource.name), drill.principal)
     reason = f"Drill of {resource.label} ({trigger.value}): grant, verify, revoke, verify gone; not an incident"
     try:
         with deps.db.transaction() as session:
@@ -186,6 +235,7 @@ def _store(deps: Deps, resource: Resource, drill: Drill, trigger: Trigger, actor
                 created_at=now,
                 revoke_attempts=0,
                 live_key=key,
+                policy_version=deps.version_of(policy),
             )
             session.add(request)
             session.flush()  # the principal holds access now (another drill, or a grant): IntegrityError

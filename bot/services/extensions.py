@@ -35,6 +35,8 @@ log = logging.getLogger("breakglass.extensions")
 
 def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
     current = existing(deps, request_id)
+    if current.drill:  # its few minutes are what keep a drill that dies from leaving access behind for long
+        raise Refused(f"Request #{request_id} is a drill: its access ends with the drill and is never extended.")
     resource = deps.resource(current.resource, current.level)
     holder = current.requester_id
     # Approved at once because the holder was on call: so is their extension, while they still are (asked now).

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -64,10 +65,27 @@ class PolicyBook:
         self._build = build
         self._lock = threading.Lock()
         self._known: dict[str, Loaded] = {}
+        # The version of every policy object still in use somewhere, retired or not: a use case that read the policy
+        # before a reload retired it must still record the version it checked (services/requests.py). Weak, so an
+        # old policy goes once the last use case holding it is done; keyed by id, since a policy is not hashable.
+        self._made: dict[int, tuple[weakref.ref[Policy], str]] = {}
 
     def add(self, loaded: Loaded) -> None:
         with self._lock:
             self._known.setdefault(loaded.version, loaded)
+            # Noted even when the version is known already (a policy put back while a grant under it lives): this
+            # object is the one the use cases will now read, and the one whose version they must record.
+            self._note(loaded)
+
+    def _note(self, loaded: Loaded) -> None:
+        key = id(loaded.policy)
+
+        def forget(ref: weakref.ref[Policy], key: int = key) -> None:
+            # Called as the policy is freed, maybe inside our own lock: no lock here, and a single dict operation.
+            if self._made.get(key, (None, ""))[0] is ref:
+                self._made.pop(key, None)
+
+        self._made[key] = (weakref.ref(loaded.policy, forget), loaded.version)
 
     def get(self, version: str) -> Loaded | None:
         """The version's policy and adapters; rebuilt from the stored text when this process has not loaded it. None
@@ -90,14 +108,17 @@ class PolicyBook:
         rebuilt = Loaded(version, policy, adapters)
         with self._lock:
             kept = self._known.setdefault(version, rebuilt)
+            self._note(kept)
         if kept is not rebuilt:  # another thread rebuilt it meanwhile: one set of connections is enough
             close_adapters(adapters)
         return kept
 
     def version_of(self, policy: Policy) -> str | None:
-        """The version of a policy object this book holds (by identity: the object a use case read and checked)."""
+        """The version of a policy object this book loaded (by identity: the object a use case read and checked), even
+        one retired since the use case read it."""
         with self._lock:
-            return next((v for v, loaded in self._known.items() if loaded.policy is policy), None)
+            found = self._made.get(id(policy))
+            return found[1] if found is not None and found[0]() is policy else None
 
     def retire(self, keep: set[str]) -> list[str]:
         """Forget the versions not in ``keep`` and close their adapters; returns the versions retired."""

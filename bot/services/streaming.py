@@ -4,7 +4,9 @@ What this module keeps true: an event counts as delivered to a sink only once th
 only then does the sink's cursor move (bot/store/sinks.py), so nothing is ever dropped: a sink that is down is
 retried (after 1, 2, 4… s, at most a minute apart) for as long as it takes, and when it answers again it gets every
 event it missed, in order. Delivery is at least once: a batch that was sent but not confirmed (a timeout, a crash
-before the cursor moved) is sent again, so a receiver can see the events at that boundary twice, never a gap.
+before the cursor moved) is sent again, so a receiver can see the events at that boundary twice, never a gap. A trail
+that cannot be streamed on (a seq deleted, or events below the mark rewritten) fails the sink the same way, so it is
+alerted rather than left to stall in silence or skip past what the receiver never got.
 
 Nothing here is on a request's path. Events are read back from the table after their transaction has committed, by
 a thread of each sink's own that wakes every second (and at once when ``nudge``\\d), so a slow or hung sink delays
@@ -48,6 +50,7 @@ ALERT_ATTEMPTS = 10
 BATCHES_PER_TURN = 20  # then the thread looks at stopping and the hold before going on
 FAILING = "audit_sink_failing"
 RECOVERED = "audit_sink_recovered"
+INTERRUPTED = "audit_sink_interrupted"  # a hole or a rewrite in the trail below a sink's mark
 
 
 def retry_wait(failures: int) -> timedelta:
@@ -114,6 +117,13 @@ class Shipper:
         for _ in range(BATCHES_PER_TURN):
             with deps.db.transaction() as session:
                 events = cursors.after(session, cursor.last_seq, sink.batch)
+                broken = cursors.interruption(session, cursor.last_seq, cursor.last_hash, events)
+            if broken:  # a hole or a rewrite below the mark: alerted at once, and streaming goes on
+                resumed = self._interrupted(sink, cursor, broken)
+                if resumed is None:
+                    return delivered
+                cursor = resumed
+                continue
             if not events:
                 if cursor.alerted_at is not None:
                     self._recovered(sink, cursor, delivered)
@@ -172,6 +182,22 @@ class Shipper:
         )
         if alerted:
             self.courier.deliver(None)
+
+    def _interrupted(self, sink: Sink, cursor: cursors.Cursor, broken: cursors.Interruption) -> cursors.Cursor | None:
+        """Tell the audit channel and the trail (whose new event the receiver gets too), and move the mark to where
+        streaming resumes; the cursor as moved, or None if another replica holds the sink now."""
+        deps, me = self.deps, self.deps.tuning.instance
+        now = deps.now()
+        with deps.db.transaction() as session:
+            if not cursors.rewind(session, sink.name, me, cursor.last_seq, broken.resume_seq, broken.resume_hash):
+                return None
+            report = _report(sink, INTERRUPTED, cursor, cursors.backlog(session, broken.resume_seq), since=now)
+            report["error"] = broken.why
+            audit.record(session, INTERRUPTED, at=now, **_detail(report))
+            tell.audit_sink(deps, session, report)
+        log.error("audit sink %s (%s): %s", sink.name, sink.kind, broken.why)
+        self.courier.deliver(None)
+        return replace(cursor, last_seq=broken.resume_seq, last_hash=broken.resume_hash)
 
     def _recovered(self, sink: Sink, cursor: cursors.Cursor, delivered: int) -> None:
         deps, me = self.deps, self.deps.tuning.instance

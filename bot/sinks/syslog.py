@@ -11,7 +11,9 @@ UDP (RFC 5426): one datagram per event, on a connected socket. UDP has no acknow
 confirmation and delivery is best effort: a receiver that is down is noticed only by the ICMP "port unreachable" its
 host sends back (checked after every datagram, so a batch in which it shows is sent again), and not at all when
 the host itself is gone or a firewall drops the datagrams. An event too long for one datagram is sent without its
-``activity`` list (marked ``"activity_omitted": true``; the export has it, and the event's hash never covered it).
+``activity`` list (marked ``"activity_omitted": true``; the export has it, and the event's hash never covered it);
+one still too long (a refused policy's every problem) without its ``detail`` too (``"detail_omitted": true``; the
+export has it), since an event no datagram can carry would hold back every event after it.
 
 TCP (RFC 6587): octet-counted frames (``LENGTH SP MESSAGE``) on one connection kept open between batches; a batch is
 confirmed once it is written and flushed into the connection. A connection the receiver closed is noticed before
@@ -102,7 +104,11 @@ class SyslogTransport:
         for event in events:
             message = frame(event, self.facility, self.hostname)
             if len(message) > MAX_DATAGRAM:
-                message = frame({**event, "activity": None, "activity_omitted": True}, self.facility, self.hostname)
+                event = {**event, "activity": None, "activity_omitted": True}
+                message = frame(event, self.facility, self.hostname)
+            if len(message) > MAX_DATAGRAM:  # no datagram could ever carry it: it would hold back every later event
+                event = {**event, "detail": None, "detail_omitted": True}
+                message = frame(event, self.facility, self.hostname)
             connection.send(message)
             # A port with nothing behind it answers with ICMP; on a connected socket that shows here.
             pending = connection.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)

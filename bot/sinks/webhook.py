@@ -24,15 +24,17 @@ channel hears once if it goes on.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from bot import __version__
 from bot.adapters.webhook import sign
-from bot.policy.sinks import WebhookSink
+from bot.policy.sinks import WebhookSink, loopback
 from bot.sinks.base import SinkDown
 
 
@@ -47,6 +49,11 @@ class WebhookTransport:
         self._secret = secret
         self._wall_clock = wall_clock  # the receiver checks the timestamp against its own clock: real time, always
         self._session = requests.Session()
+        # http:// is allowed only to loopback so the events stay on this machine. Through an HTTP_PROXY from the
+        # environment they would cross the network (in clear text) to a proxy that connects to its own loopback, so a
+        # loopback URL bypasses every proxy; any other URL keeps the environment's, and its CA bundle either way.
+        # ({"no_proxy": "*"} is requests' own way to say so for one request.)
+        self._proxies = {"no_proxy": "*"} if loopback(urlsplit(self.url).hostname or "") else None
 
     def send(self, events: Sequence[dict[str, Any]]) -> None:
         body = json.dumps(list(events), ensure_ascii=True, separators=(",", ":")).encode("ascii")
@@ -58,15 +65,43 @@ class WebhookTransport:
             "X-Breakglass-Signature": sign(self._secret, timestamp, body),
             "Idempotency-Key": f'"{self.name}:{events[0]["seq"]}-{events[-1]["seq"]}"',
         }
-        try:
-            answer = self._session.post(
-                self.url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False
-            )
-        except requests.RequestException as error:
-            raise SinkDown(f"POST failed ({type(error).__name__})") from None
-        answer.close()
+        answer = self._post_within(body, headers)
         if not 200 <= answer.status_code < 300:
             raise SinkDown(f"answered {answer.status_code}")
+
+    def _post_within(self, body: bytes, headers: dict[str, str]) -> requests.Response:
+        """The POST, given ``timeout`` seconds in all. requests' own timeout bounds each read, so a receiver that
+        trickles its answer a byte at a time would hold the sink's thread (neither failed nor alerted) for as long as
+        it liked; the POST runs on a thread of its own, and one still running at the deadline is abandoned with its
+        session, whose closing ends the connection under it."""
+        outcome: dict[str, Any] = {}
+        session = self._session
+
+        def post() -> None:
+            try:
+                answer = session.post(
+                    self.url,
+                    data=body,
+                    headers=headers,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                    proxies=self._proxies,
+                )
+                answer.close()
+                outcome["answer"] = answer
+            except Exception as error:  # handed back to the sink's thread, which decides
+                outcome["error"] = error
+
+        worker = threading.Thread(target=post, name=f"audit-sink:{self.name}:post", daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if worker.is_alive():
+            self._session = requests.Session()  # the next batch gets a connection of its own
+            session.close()
+            raise SinkDown(f"no whole answer within {self.timeout:g}s")
+        if "error" in outcome:
+            raise SinkDown(f"POST failed ({type(outcome['error']).__name__})")
+        return outcome["answer"]
 
     def close(self) -> None:
         self._session.close()

@@ -1,4 +1,5 @@
-"""What the audit channel reads about an audit sink: failing (once per outage), and recovered once caught up.
+"""What the audit channel reads about an audit sink: failing (once per outage), recovered once caught up, and the
+trail interrupted below its mark (a hole or a rewrite: someone changed the database).
 
 Rendered from the report bot/services/streaming.py owes. The error is the sink's own short text (a status, an errno),
 already scrubbed of secrets, shown inert.
@@ -20,6 +21,11 @@ def report(data: dict[str, Any]) -> str:
         return (
             f"✅ Audit sink {sink} has caught up: it has every event up to seq {data.get('last_seq')} "
             f"(it was failing when the alert went out at {since})."
+        )
+    if data.get("state") == "audit_sink_interrupted":
+        return (
+            f"🚨 The audit trail changed under audit sink {sink}: {escape(str(data.get('error')), 400)} "
+            "Someone with write access to the database altered the trail; the receiver has what was sent before."
         )
     error = escape(str(data.get("error") or "no answer"), ERROR_SHOWN)
     return (

@@ -1,6 +1,7 @@
 """Where each audit sink has got to in the chain, and the events it has not confirmed yet.
 
-What this module keeps true: a sink's cursor (``last_seq``, ``last_hash``) only moves forward, and only by the replica
+What this module keeps true: a sink's cursor (``last_seq``, ``last_hash``) only moves forward (the one exception: a
+trail rewritten below it, after which the sink is sent the whole trail again, ``rewind``), and only by the replica
 that holds the sink, by compare-and-set on the cursor it read; so one replica at a time ships a sink, and a holder
 that lost its hold (a long pause, a takeover) cannot move the cursor back or past what the new holder confirmed. A
 hold lasts ``held_until`` and is renewed by every tick of its holder; a holder whose heartbeat stopped is taken over
@@ -184,6 +185,57 @@ def after(session: Session, seq: int, limit: int) -> list[dict[str, Any]]:
         events.append(values)
         expected += 1
     return events
+
+
+@dataclass(frozen=True)
+class Interruption:
+    """The trail does not go on from a sink's mark as the sink received it: why, and where streaming resumes."""
+
+    why: str
+    resume_seq: int  # the mark to go on from: past a hole, or 0 (the whole trail again) after a rewrite
+    resume_hash: str
+
+
+def interruption(session: Session, seq: int, last_hash: str, events: Sequence[dict[str, Any]]) -> Interruption | None:
+    """Whether the trail goes on from a sink's mark (``seq``, ``last_hash``), given what ``after`` read there. Seqs are
+    taken under the head's lock and committed with it, so a seq missing below a later one is gone for good (deleted),
+    and an event that does not chain to the one the sink confirmed means the trail was rewritten below the mark (its
+    head wound back without the key, so new events reused confirmed seqs). Stopping there would let one deleted row
+    blind the receiver to everything after it; so the shipper alerts and goes on: past the hole, or from the start
+    after a rewrite (the receiver then holds both versions, the evidence ``audit_head_altered`` among them)."""
+    if events:
+        if events[0]["prev_hash"] != last_hash:
+            return Interruption(
+                f"audit event {seq + 1} does not follow event {seq} as this sink received it: the trail was changed "
+                "below the sink's mark; it is sent again from the start. Run `breakglass audit verify`",
+                0,
+                GENESIS,
+            )
+        return None
+    following = session.execute(
+        select(AuditEvent.seq, AuditEvent.prev_hash).where(AuditEvent.seq > seq).order_by(AuditEvent.seq).limit(1)
+    ).first()
+    if following is not None and following.seq > seq + 1:  # seq + 1 itself may have committed since `after` looked
+        missing = f"{seq + 1}" if following.seq == seq + 2 else f"{seq + 1} to {following.seq - 1}"
+        return Interruption(
+            f"audit event {missing} is missing from the trail; streaming goes on from event {following.seq}. "
+            "Run `breakglass audit verify`",
+            following.seq - 1,
+            following.prev_hash or GENESIS,
+        )
+    return None
+
+
+def rewind(session: Session, name: str, me: str, from_seq: int, to_seq: int, to_hash: str) -> bool:
+    """Move the cursor of a sink ``me`` holds from ``from_seq`` to where an interruption resumes (``to_seq`` may be
+    behind it: the whole trail again after a rewrite). Compare-and-set, like ``advance``."""
+    moved = session.execute(
+        update(AuditSinkCursor)
+        .where(AuditSinkCursor.name == name, AuditSinkCursor.holder == me, AuditSinkCursor.last_seq == from_seq)
+        .values(last_seq=to_seq, last_hash=to_hash)
+        .execution_options(synchronize_session=False)
+    )
+    return changed(moved) == 1
 
 
 def _vouched(session: Session, values: dict[str, Any]) -> list[dict[str, Any]] | None:

@@ -31,6 +31,10 @@ def url_problem(url: str) -> str | None:
         parsed = engine_url(url)
     except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         return f"cannot parse it; {EXPECTED}"
+    if parsed.host and "@" in parsed.host:
+        # An '@' left unencoded in the password: the parser ends the password at the first '@' and takes the rest as
+        # part of the host, which the driver would then quote in its error (and the redactor knows no such secret).
+        return f"cannot parse it: an '@' in the user name or password must be written %40; {EXPECTED}"
     backend = parsed.get_backend_name()
     if backend not in EXTRAS:
         shown = f"'{backend}' " if backend.isascii() and backend.replace("_", "").isalnum() else ""
