@@ -319,3 +319,18 @@ def test_a_drill_added_by_a_reload_is_scheduled_by_the_tick_already_running(bot:
         from bot.store import drills
 
         assert "orders-db" in drills.last_successes(session)
+
+
+def test_an_old_version_refused_by_stricter_checks_still_loads_for_its_grants(bot: Bot, names: tuple[str, str]) -> None:
+    """This code's checks may be stricter than those an old version passed (a drill every minute is refused now): the
+    revoke of a grant made under it must still reach its backend."""
+    old_text = policy_text(names[1]) + "drills:\n  - {resource: orders-db, every: '* * * * *', principal: drill_zoe}\n"
+    version = version_of(old_text)
+    with bot.deps.db.transaction() as session:
+        policy_versions.remember(session, version, old_text, bot.clock.now())
+    fresh = PolicyBook(bot.deps.db, {})
+
+    loaded = fresh.get(version)
+
+    assert loaded is not None and loaded.policy.drills == []
+    assert loaded.policy.resource("orders-db") is not None and "orders-db" in loaded.adapters
