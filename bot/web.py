@@ -25,6 +25,7 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy import text
 
+from bot.domain.actions import AuditAction
 from bot.services import guard
 from bot.services.deadline import Overdue, call_within
 from bot.services.deps import Deps
@@ -198,6 +199,6 @@ class _Throttled:
             count, self._unwritten, self._last = self._unwritten, 0, now
         log.warning("refused a request with %s from %s", why, remote or "?")
         try:
-            guard.refused(self.deps, guard.UNSIGNED, "signature_refused", why, remote=remote, count=count)
+            guard.refused(self.deps, guard.UNSIGNED, AuditAction.SIGNATURE_REFUSED, why, remote=remote, count=count)
         except Exception as error:  # the refusal stands even if it cannot be written down
             database_outage.failed(log, "recording a refused signature", error)

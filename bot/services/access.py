@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bot.adapters.base import AdapterError, GrantContext, Receipt
+from bot.domain.actions import AuditAction
 from bot.domain.rules import Refused, check_still_requester
 from bot.domain.states import CLAIMS, Status
 from bot.services import activity, heartbeat, tell
@@ -90,7 +91,7 @@ def claim(
         when = [queries.not_held(now), *expired]
         won = queries.move(session, request.id, Status.ACTIVE, Status.REVOKING, when=when, **lease, **ending)
         if won:
-            action = "revoke_requested" if end_reason == "revoked" else "expiring"
+            action = AuditAction.REVOKE_REQUESTED if end_reason == "revoked" else AuditAction.EXPIRING
             audit.record(
                 session, action, at=now, actor=actor or audit.SYSTEM, request=request, replica=me, comment=words
             )
@@ -104,7 +105,7 @@ def claim(
         won = queries.move_claim(session, request.id, status, holder, now, dead_before=dead_before, **lease)
         if won and holder != me:
             taken: dict[str, Any] = {"step": step.value, "previous": holder, "replica": me, **why}
-            audit.record(session, "claim_taken_over", at=now, request=request, **taken)
+            audit.record(session, AuditAction.CLAIM_TAKEN_OVER, at=now, request=request, **taken)
     else:
         return None
     return Claimed(request.id, request.resource, step) if won else None
@@ -225,7 +226,9 @@ def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
             request = queries.get(session, request_id)
             assert request is not None
             if moved:
-                audit.record(session, "granted", at=now, request=request, expires_at=ctx.expires_at.isoformat())
+                audit.record(
+                    session, AuditAction.GRANTED, at=now, request=request, expires_at=ctx.expires_at.isoformat()
+                )
                 activity.record_watch(deps, session, request, watched)
             current = view(deps, session, request)
             if moved:
@@ -295,7 +298,7 @@ def _grant_failed(deps: Deps, request_id: int, error: AdapterError) -> RequestVi
         request = queries.get(session, request_id)
         assert request is not None
         if moved:
-            audit.record(session, "grant_failed", at=now, request=request, error=str(error))
+            audit.record(session, AuditAction.GRANT_FAILED, at=now, request=request, error=str(error))
         current = view(deps, session, request)
         if moved:
             _owe_grant_failed(deps, session, current)
@@ -323,7 +326,7 @@ def _undo(deps: Deps, request_id: int, error: AdapterError, end_reason: str) -> 
         request = queries.get(session, request_id)
         assert request is not None
         if moved:
-            action = "grant_failed" if end_reason == GRANT_FAILED else "expiring"
+            action = AuditAction.GRANT_FAILED if end_reason == GRANT_FAILED else AuditAction.EXPIRING
             audit.record(session, action, at=now, request=request, error=str(error), undo=True)
             current = view(deps, session, request)
             if end_reason == GRANT_FAILED:
@@ -391,7 +394,7 @@ def _revoked(deps: Deps, request_id: int, attempts_before: int) -> RequestView |
             return None
         request = queries.get(session, request_id)
         assert request is not None
-        action = "grant_undone" if final is Status.GRANT_FAILED else final.value
+        action = AuditAction.GRANT_UNDONE if final is Status.GRANT_FAILED else AuditAction(final.value)
         audit.record(session, action, at=now, actor=request.ended_by or audit.SYSTEM, request=request)
         review_asked = final is not Status.GRANT_FAILED and _ask_for_review(deps, session, request, now)
         current = view(deps, session, request)
@@ -434,7 +437,7 @@ def _ask_for_review(deps: Deps, session: Session, request: Request, now: datetim
             reminders_sent=0,
         )
     )
-    audit.record(session, "review_due", at=now, request=request)
+    audit.record(session, AuditAction.REVIEW_DUE, at=now, request=request)
     return True
 
 
@@ -460,7 +463,7 @@ def _revoke_failed(deps: Deps, request_id: int, error: AdapterError) -> RequestV
         )
         if not moved:
             return None
-        audit.record(session, "revoke_failed", at=now, request=request, error=str(error), attempt=attempts)
+        audit.record(session, AuditAction.REVOKE_FAILED, at=now, request=request, error=str(error), attempt=attempts)
         request = queries.get(session, request_id)
         assert request is not None
         current = view(deps, session, request)

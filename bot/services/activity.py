@@ -24,6 +24,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from bot.adapters.base import MAX_ACTION, Activity, Adapter, AdapterError, CapturesActivity, GrantContext, Receipt
+from bot.domain.actions import AuditAction
 from bot.policy import Resource
 from bot.redaction import blank_password_literals
 from bot.services import tell
@@ -86,9 +87,9 @@ def record_watch(deps: Deps, session: Session, request: Request, outcome: Watch)
     """In the grant's own transaction: the trail and, for a failed watch, the thread and the audit channel."""
     now = deps.now()
     if outcome.on:
-        audit.record(session, "capture_started", at=now, request=request, principal=request.principal)
+        audit.record(session, AuditAction.CAPTURE_STARTED, at=now, request=request, principal=request.principal)
     elif outcome.error is not None:
-        audit.record(session, "capture_failed", at=now, request=request, stage="watch", error=outcome.error)
+        audit.record(session, AuditAction.CAPTURE_FAILED, at=now, request=request, stage="watch", error=outcome.error)
         current = view(deps, session, request)
         note = ActivityNote(Note.CAPTURE_FAILED, principal=request.principal or "", error=outcome.error)
         tell.activity(deps, session, current, note)
@@ -215,7 +216,7 @@ def _keep(
         kept = [kept_activity.row_data(row) for row in rows]
         audit.record(
             session,
-            "activity_captured",
+            AuditAction.ACTIVITY_CAPTURED,
             at=now,
             request=request,
             count=len(items),
@@ -232,7 +233,7 @@ def _keep(
         for item, pattern in matches:
             audit.record(
                 session,
-                "activity_flagged",
+                AuditAction.ACTIVITY_FLAGGED,
                 at=now,
                 request=request,
                 pattern=pattern,
@@ -294,9 +295,15 @@ def _failed(deps: Deps, request_id: int, error: AdapterError) -> bool:
         request = queries.get(session, request_id)
         assert request is not None
         last = kept_activity.last_event(session, request_id, CAPTURE_EVENTS)
-        before = int(last.detail.get("attempt", 0)) if last is not None and last.action == "activity_read_failed" else 0
+        before = (
+            int(last.detail.get("attempt", 0))
+            if last is not None and last.action == AuditAction.ACTIVITY_READ_FAILED
+            else 0
+        )
         attempt = before + 1
-        audit.record(session, "activity_read_failed", at=now, request=request, error=str(error), attempt=attempt)
+        audit.record(
+            session, AuditAction.ACTIVITY_READ_FAILED, at=now, request=request, error=str(error), attempt=attempt
+        )
         if attempt == FAILURES_SAID_AT:
             current = view(deps, session, request)
             note = ActivityNote(Note.READ_FAILING, principal=request.principal or "", error=str(error))
@@ -315,7 +322,11 @@ def _recovered(deps: Deps, request_id: int) -> None:
         request = queries.get(session, request_id)
         assert request is not None
         audit.record(
-            session, "activity_read_recovered", at=deps.now(), request=request, after=last.detail.get("attempt")
+            session,
+            AuditAction.ACTIVITY_READ_RECOVERED,
+            at=deps.now(),
+            request=request,
+            after=last.detail.get("attempt"),
         )
 
 
@@ -353,12 +364,14 @@ def _finish(deps: Deps, request_id: int) -> None:
         request = queries.get(session, request_id)
         assert request is not None
         if error is not None and error.retryable:
-            audit.record(session, "capture_failed", at=now, request=request, stage="unwatch", error=str(error))
+            audit.record(
+                session, AuditAction.CAPTURE_FAILED, at=now, request=request, stage="unwatch", error=str(error)
+            )
             return
         if kept_activity.stop(session, request_id):
             audit.record(
                 session,
-                "capture_ended",
+                AuditAction.CAPTURE_ENDED,
                 at=now,
                 request=request,
                 error=str(error) if error else None,

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from bot.adapters import principal
 from bot.adapters.base import GrantContext, Person
+from bot.domain.actions import AuditAction
 from bot.domain.approvals import standing
 from bot.domain.rules import Refused, plainly_requester
 from bot.domain.states import Status
@@ -148,12 +149,14 @@ def approver_unless_holder(deps: Deps, actor: str, current: RequestView) -> bool
     return actor != current.requester_id and deps.is_approver(actor, current.resource, current.level)
 
 
-def refuse(deps: Deps, actor: str, current: RequestView, action: str, why: str) -> None:
+def refuse(deps: Deps, actor: str, current: RequestView, action: AuditAction, why: str) -> None:
     """Refused attempts are part of the trail too, and counted: see guard.refused."""
     guard.refused(deps, actor, action, why, request_id=current.id, resource=current.resource)
 
 
-def refuse_outsider(deps: Deps, actor: str, current: RequestView, is_approver: bool, action: str, why: str) -> None:
+def refuse_outsider(
+    deps: Deps, actor: str, current: RequestView, is_approver: bool, action: AuditAction, why: str
+) -> None:
     """Count a refusal only when it is an attempt on someone else's request: the holder or an approver asking at the
     wrong moment is not probing."""
     if actor != current.requester_id and not is_approver:

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot.domain.actions import AuditAction
 from bot.domain.approvals import Standing, standing
 from bot.domain.durations import format_duration
 from bot.domain.rules import Refused, check_decider, check_still_requester
@@ -44,7 +45,7 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool, comment: str 
     try:
         check_decider(actor=actor, requester=current.requester_id, is_approver=bool(mine), resource=current.label)
     except Refused as refusal:
-        refuse(deps, actor, current, "decision_refused", str(refusal))
+        refuse(deps, actor, current, AuditAction.DECISION_REFUSED, str(refusal))
         if current.status is not Status.PENDING:
             raise Refused(f"{refusal} {outcome(current)}") from None
         raise
@@ -54,7 +55,7 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool, comment: str 
             f"You are the same backend identity as the requester of #{request_id} (`{current.principal}`), so this "
             "is your own request; another approver has to decide."
         )
-        refuse(deps, actor, current, "decision_refused", why)
+        refuse(deps, actor, current, AuditAction.DECISION_REFUSED, why)
         raise Refused(why)
     if current.status is not Status.PENDING:  # a button on a message whose moment has passed: harmless
         raise Refused(f"{outcome(current)} Nothing was done.")
@@ -75,7 +76,7 @@ def decide(deps: Deps, actor: str, request_id: int, approve: bool, comment: str 
             f"Another Slack account mapped to your backend identity (`{twin}`) already decided on request "
             f"#{request_id}; one person decides once, so nothing was done."
         )
-        refuse(deps, actor, current, "decision_refused", why)
+        refuse(deps, actor, current, AuditAction.DECISION_REFUSED, why)
         raise Refused(why)
     if approve:
         _check_requester(deps, actor, current)
@@ -186,7 +187,9 @@ def _take_effect(
         detail["step_name"] = after.step_name(step)
     if words:
         detail["denial_reason" if not approve else "comment"] = words
-    audit.record(session, "approved" if approve else "denied", at=now, actor=actor, request=request, **detail)
+    audit.record(
+        session, AuditAction.APPROVED if approve else AuditAction.DENIED, at=now, actor=actor, request=request, **detail
+    )
     if not approve:
         denied = queries.move(session, request.id, Status.PENDING, Status.DENIED, decided_at=now)
         assert denied, "the pending row is locked by this transaction"
@@ -221,7 +224,9 @@ def _check_requester(deps: Deps, actor: str, current: RequestView) -> None:
         with deps.db.transaction() as session:  # not the approver's fault: written down, not counted against them
             request = queries.get(session, current.id)
             assert request is not None
-            audit.record(session, "approval_blocked", at=deps.now(), actor=actor, request=request, why=str(refusal))
+            audit.record(
+                session, AuditAction.APPROVAL_BLOCKED, at=deps.now(), actor=actor, request=request, why=str(refusal)
+            )
         raise Refused(f"{refusal} Your approval was not recorded.") from None
 
 
@@ -233,7 +238,7 @@ def lapse(deps: Deps, request_id: int) -> bool:
             return False
         request = queries.get(session, request_id)
         assert request is not None
-        audit.record(session, "timed_out", at=now, request=request)
+        audit.record(session, AuditAction.TIMED_OUT, at=now, request=request)
         current = view(deps, session, request)
         tell.refresh(deps, session, current)
         tell.announce(deps, session, current, Notice.CANCELLED)

@@ -19,6 +19,7 @@ import threading
 from dataclasses import replace
 from datetime import timedelta
 
+from bot.domain.actions import AuditAction
 from bot.services import heartbeat
 from bot.services.activity_notes import ActivityNote
 from bot.services.common import load_view
@@ -263,7 +264,9 @@ class Courier:
                     # every retry of a long outage).
                     request = queries.get(session, owed.request_id)
                     if request is not None:
-                        audit.record(session, "alert_failed", at=now, request=request, retry_at=due.isoformat())
+                        audit.record(
+                            session, AuditAction.ALERT_FAILED, at=now, request=request, retry_at=due.isoformat()
+                        )
         if failure.permanent:
             log.error("gave up message %s (%s, request %s): %s", owed.id, owed.kind, owed.request_id, failure)
             return True

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.adapters import principal
 from bot.adapters.base import Adapter, Receipt, Verifies
+from bot.domain.actions import AuditAction
 from bot.domain.live import live_key, scope
 from bot.domain.rules import Forbidden, Refused
 from bot.domain.states import FINAL, Status
@@ -153,13 +154,13 @@ def from_slack(deps: Deps, actor: str, resource: str, level: str | None) -> Dril
             chosen, drilled = find(policy, resource, level, may=approves)
             allowed = approves(chosen)
         except Forbidden as refusal:
-            guard.refused(deps, actor, "drill_refused", str(refusal), resource=resource)
+            guard.refused(deps, actor, AuditAction.DRILL_REFUSED, str(refusal), resource=resource)
             raise
         if deps.policy is not policy:  # reloaded while Slack answered: check again under the policy now in force
             continue
         if not allowed:
             why = f"Only an approver of {drilled.label} may run its drill; nothing was done."
-            guard.refused(deps, actor, "drill_refused", why, resource=drilled.name)
+            guard.refused(deps, actor, AuditAction.DRILL_REFUSED, why, resource=drilled.name)
             raise Forbidden(why)
         return run_drill(deps, drilled.name, drilled.level, Trigger.SLACK, actor, policy=policy)
     raise Refused("The policy was being reloaded while your drill was checked; nothing was done. Try again.")
@@ -239,9 +240,11 @@ def _store(
             )
             session.add(request)
             session.flush()  # the principal holds access now (another drill, or a grant): IntegrityError
-            audit.record(session, "requested", at=now, actor=actor, request=request, emergency=True, trigger=trigger)
+            audit.record(
+                session, AuditAction.REQUESTED, at=now, actor=actor, request=request, emergency=True, trigger=trigger
+            )
             queries.move(session, request.id, Status.PENDING, Status.APPROVED, decided_at=now)
-            audit.record(session, "emergency", at=now, actor=actor, request=request)
+            audit.record(session, AuditAction.EMERGENCY, at=now, actor=actor, request=request)
             approved = queries.get(session, request.id)
             assert approved is not None
             access.claim(deps, session, approved, now)
@@ -381,7 +384,7 @@ def _record(deps: Deps, resource: Resource, result: DrillResult) -> None:
         request = queries.get(session, result.request_id) if result.request_id is not None else None
         audit.record(
             session,
-            "drill_passed" if result.passed else "drill_failed",
+            AuditAction.DRILL_PASSED if result.passed else AuditAction.DRILL_FAILED,
             at=result.finished_at,
             actor=result.actor[:64],
             request=request,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.adapters.base import Adapter, AdapterError, ExtendsExpiry, GrantContext, Receipt
+from bot.domain.actions import AuditAction
 from bot.domain.approvals import standing
 from bot.domain.durations import DurationError, format_duration, parse_duration
 from bot.domain.rules import Refused, check_extender, check_extension, check_still_requester
@@ -59,7 +60,7 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
             request_id=request_id,
         )
     except Refused as refusal:
-        refuse(deps, actor, current, "extend_refused", str(refusal))
+        refuse(deps, actor, current, AuditAction.EXTEND_REFUSED, str(refusal))
         raise
     if resource is None:
         raise Refused(f"{current.label} is no longer in the policy, so its access cannot be extended.")
@@ -68,7 +69,7 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
             f"You are the same backend identity as the holder of #{request_id} (`{current.principal}`), so this is "
             "your own access; another approver has to extend it."
         )
-        refuse(deps, actor, current, "extend_refused", why)
+        refuse(deps, actor, current, AuditAction.EXTEND_REFUSED, why)
         raise Refused(why)
     now = deps.now()
     if current.status is not Status.ACTIVE or current.expires_at is None or current.granted_at is None:
@@ -106,7 +107,7 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
             raise Refused(f"Request #{request_id} changed just now; nothing was done. `/breakglass mine` shows it.")
         audit.record(
             session,
-            "extended",
+            AuditAction.EXTENDED,
             at=now,
             actor=actor,
             request=request,
@@ -209,7 +210,7 @@ def _approve(deps: Deps, actor: str, current: RequestView, resource: Resource, e
         )
         audit.record(
             session,
-            "extension_approved",
+            AuditAction.EXTENSION_APPROVED,
             at=now,
             actor=actor,
             request=request,
@@ -244,7 +245,7 @@ def _undo(deps: Deps, request_id: int, actor: str, hold: _Hold, error: AdapterEr
         )
         request = queries.get(session, request_id)
         assert request is not None
-        audit.record(session, "extend_failed", at=deps.now(), actor=actor, request=request, error=str(error))
+        audit.record(session, AuditAction.EXTEND_FAILED, at=deps.now(), actor=actor, request=request, error=str(error))
         current = view(deps, session, request)
     if not restored:
         raise Refused(
@@ -278,7 +279,7 @@ def _watch_abandoned(deps: Deps, overdue: Overdue, adapter: Adapter, ctx: GrantC
         with deps.db.transaction() as session:
             request = queries.get(session, ctx.request_number)
             assert request is not None
-            audit.record(session, "late_extend_revoked", at=deps.now(), request=request, error=failure)
+            audit.record(session, AuditAction.LATE_EXTEND_REVOKED, at=deps.now(), request=request, error=failure)
             if failure is not None:
                 tell.audit_channel(deps, session, current, Notice.REVOKE_FAILED)
         deps.courier.deliver(ctx.request_number)

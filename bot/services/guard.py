@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bot.clock import Clock
+from bot.domain.actions import AuditAction
 from bot.services import tell
 from bot.services.deps import Deps
 from bot.store import audit
@@ -24,16 +25,16 @@ from bot.store.models import AuditEvent, Request
 # Audit actions that mean "someone tried something they may not do".
 REFUSALS = frozenset(
     {
-        "decision_refused",
-        "revoke_refused",
-        "extend_refused",
-        "review_refused",
-        "request_refused",
-        "drill_refused",
-        "rate_limited",
-        "workspace_refused",
-        "signature_refused",
-        "replay_refused",
+        AuditAction.DECISION_REFUSED,
+        AuditAction.REVOKE_REFUSED,
+        AuditAction.EXTEND_REFUSED,
+        AuditAction.REVIEW_REFUSED,
+        AuditAction.REQUEST_REFUSED,
+        AuditAction.DRILL_REFUSED,
+        AuditAction.RATE_LIMITED,
+        AuditAction.WORKSPACE_REFUSED,
+        AuditAction.SIGNATURE_REFUSED,
+        AuditAction.REPLAY_REFUSED,
     }
 )
 WINDOW = timedelta(minutes=10)  # refusals are counted per person over this window
@@ -43,7 +44,7 @@ UNSIGNED = "unverified"  # the actor of a request whose signature failed: nobody
 def refused(
     deps: Deps,
     actor: str,
-    action: str,
+    action: AuditAction,
     why: str,
     *,
     request_id: int | None = None,

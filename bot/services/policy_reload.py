@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bot.adapters import registry
+from bot.domain.actions import AuditAction
 from bot.oncall.settings import connect as connect_oncall
 from bot.policy import Policy, PolicyError, parse_policy
 from bot.redaction import adapter_secrets, referenced_secrets
@@ -217,7 +218,7 @@ class Reloader:
         with deps.db.transaction() as session:
             audit.record(
                 session,
-                "policy_reloaded",
+                AuditAction.POLICY_RELOADED,
                 at=now,
                 version=version,
                 previous=previous,
@@ -244,7 +245,7 @@ class Reloader:
         with deps.db.transaction() as session:
             audit.record(
                 session,
-                "policy_refused",
+                AuditAction.POLICY_REFUSED,
                 at=now,
                 version=version,
                 kept=deps.version,

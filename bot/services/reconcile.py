@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.adapters.base import Adapter, AdapterError, GrantContext, Holding, Lists, Person, Receipt, Verifies
+from bot.domain.actions import AuditAction
 from bot.domain.live import twins
 from bot.domain.states import Status
 from bot.policy import Resource
@@ -172,7 +173,7 @@ def _report_only(deps: Deps, find: Find, request_id: int, report: ReconcileRepor
             return
         audit.record(
             session,
-            "reconcile_found",
+            AuditAction.RECONCILE_FOUND,
             at=deps.now(),
             request_id=request_id,
             resource=find.resource,
@@ -211,7 +212,7 @@ def _take_back(
     with deps.db.transaction() as session:
         audit.record(
             session,
-            "reconcile_revoked",
+            AuditAction.RECONCILE_REVOKED,
             at=now,
             resource=find.resource,
             principal=find.principal,
@@ -239,7 +240,7 @@ def _regrant(deps: Deps, adapter: Adapter, request: Request, report: ReconcileRe
         report.fail(request.resource)
         return
     with deps.db.transaction() as session:
-        audit.record(session, "reconcile_regranted", at=deps.now(), request=request, principal=ctx.principal)
+        audit.record(session, AuditAction.RECONCILE_REGRANTED, at=deps.now(), request=request, principal=ctx.principal)
         current = view(deps, session, request)
     report.regranted.append(request.id)
     if again.credentials:  # a temporary login made anew has a new password; the old one no longer works
@@ -273,7 +274,9 @@ def _receipt(request: Request) -> Receipt:
 def _failed(deps: Deps, resource: str, error: AdapterError, **detail: Any) -> None:
     log.warning("reconcile: %s: %s", resource, error)
     with deps.db.transaction() as session:
-        audit.record(session, "reconcile_failed", at=deps.now(), resource=resource, error=str(error), **detail)
+        audit.record(
+            session, AuditAction.RECONCILE_FAILED, at=deps.now(), resource=resource, error=str(error), **detail
+        )
 
 
 def next_run(deps: Deps) -> datetime | None:

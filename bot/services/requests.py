@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import IntegrityError
 
 from bot.adapters.principal import Unmappable
+from bot.domain.actions import AuditAction
 from bot.domain.commands import Ask
 from bot.domain.live import live_key, scope
 from bot.domain.rules import Forbidden, Refused, check_ask, check_revoke, find_resource
@@ -40,12 +41,12 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
         resource = find_resource(policy, ask.resource, may_request, level=ask.level, emergency=ask.emergency)
         duration = check_ask(resource, ask)
     except Forbidden as refusal:  # an attempt on something forbidden: written down and counted
-        guard.refused(deps, actor, "request_refused", str(refusal), resource=ask.resource)
+        guard.refused(deps, actor, AuditAction.REQUEST_REFUSED, str(refusal), resource=ask.resource)
         raise
     now = deps.now()
     too_many = guard.requests_cap_problem(deps, actor, now)
     if too_many:
-        guard.refused(deps, actor, "rate_limited", too_many, resource=resource.name)
+        guard.refused(deps, actor, AuditAction.RATE_LIMITED, too_many, resource=resource.name)
         raise Refused(too_many)
     person = deps.directory.person(actor)
     try:
@@ -53,7 +54,7 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
     except Unmappable as unmappable:
         why = str(unmappable)
         with deps.db.transaction() as session:  # a profile problem, not an attempt on something forbidden
-            audit.record(session, "request_refused", at=now, actor=actor, resource=resource.name, reason=why)
+            audit.record(session, AuditAction.REQUEST_REFUSED, at=now, actor=actor, resource=resource.name, reason=why)
         raise Refused(why) from None
     if not ask.emergency:  # an overdue review blocks ordinary requests; breaking the glass always goes through
         reviews.check_not_blocked(deps, actor, resource.name, identity)
@@ -90,15 +91,25 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
             session.add(request)
             session.flush()  # a live request of the same key committed meanwhile: IntegrityError, nothing written
             audit.record(
-                session, "requested", at=now, actor=actor, request=request, emergency=ask.emergency, principal=identity
+                session,
+                AuditAction.REQUESTED,
+                at=now,
+                actor=actor,
+                request=request,
+                emergency=ask.emergency,
+                principal=identity,
             )
             if ask.emergency or auto:
                 queries.move(session, request.id, Status.PENDING, Status.APPROVED, decided_at=now)
                 if ask.emergency:
-                    audit.record(session, "emergency", at=now, actor=actor, request=request, **triggers.said(trigger))
+                    audit.record(
+                        session, AuditAction.EMERGENCY, at=now, actor=actor, request=request, **triggers.said(trigger)
+                    )
                 else:  # loud: in the trail, on the approval message, and in its thread
                     queries.set_fields(session, request.id, auto_approved=True)
-                    audit.record(session, "auto_approved", at=now, actor=actor, request=request, **oncall.said())
+                    audit.record(
+                        session, AuditAction.AUTO_APPROVED, at=now, actor=actor, request=request, **oncall.said()
+                    )
                 approved = queries.get(session, request.id)
                 assert approved is not None
                 access.claim(deps, session, approved, now)
@@ -162,7 +173,7 @@ def end_early(deps: Deps, actor: str, request_id: int) -> RequestView:
             request_id=request_id,
         )
     except Refused as refusal:
-        refuse_outsider(deps, actor, current, is_approver, "revoke_refused", str(refusal))
+        refuse_outsider(deps, actor, current, is_approver, AuditAction.REVOKE_REFUSED, str(refusal))
         raise
     if current.status is Status.PENDING:
         return _withdraw(deps, actor, current)
@@ -186,7 +197,7 @@ def _withdraw(deps: Deps, actor: str, current: RequestView) -> RequestView:
             raise Refused(f"Request #{current.id} was decided just now; `/breakglass mine` shows where it is.")
         request = queries.get(session, current.id)
         assert request is not None
-        audit.record(session, "cancelled", at=now, actor=actor, request=request)
+        audit.record(session, AuditAction.CANCELLED, at=now, actor=actor, request=request)
         current = view(deps, session, request)
         tell.refresh(deps, session, current)
     deps.metrics.request_settled(current.resource, current.level, Settled.CANCELLED, None)

@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot.domain.actions import AuditAction
 from bot.domain.live import twins
 from bot.domain.rules import (
     Refused,
@@ -73,14 +74,14 @@ def record(deps: Deps, actor: str, request_id: int, notes: str) -> RequestView:
             f"You are the same backend identity as the holder of #{request_id} (`{current.principal}`): this is "
             "your own review, which an approver of the resource or a reviewer signs off."
         )
-        refuse(deps, actor, current, "review_refused", why)
+        refuse(deps, actor, current, AuditAction.REVIEW_REFUSED, why)
         raise Refused(why)
     signer = may_sign_off(deps, actor, current)
     try:
         check_review_party(actor=actor, holder=current.requester_id, may_sign_off=signer, request_id=request_id)
         check_reviewable(status=current.status, granted=current.granted_at is not None, request_id=request_id)
     except Refused as refusal:
-        refuse_outsider(deps, actor, current, signer, "review_refused", str(refusal))
+        refuse_outsider(deps, actor, current, signer, AuditAction.REVIEW_REFUSED, str(refusal))
         raise
     if len(notes) > MAX_NOTES:
         raise Refused(f"The review is too long ({len(notes)} characters; at most {MAX_NOTES}).")
@@ -105,7 +106,7 @@ def _write(deps: Deps, actor: str, current: RequestView, account: str) -> Reques
             elif not stored.write(session, request_id, author=actor, account=account, at=now, next_reminder_at=next_at):
                 raise Refused(f"The review of request #{request_id} was written just now.")
             request = _request(session, request_id)
-            audit.record(session, "review_written", at=now, actor=actor, request=request, account=account)
+            audit.record(session, AuditAction.REVIEW_WRITTEN, at=now, actor=actor, request=request, account=account)
             current = _with_signers(deps, view(deps, session, request))
             tell.refresh(deps, session, current)
             tell.audit_channel(deps, session, current, Notice.REVIEW_WRITTEN)
@@ -134,7 +135,13 @@ def _sign_off(deps: Deps, actor: str, current: RequestView, notes: str) -> Reque
             raise Refused(f"The review of request #{request_id} was signed off just now{by}; yours was not recorded.")
         request = _request(session, request_id)
         audit.record(
-            session, "review_signed_off", at=now, actor=actor, request=request, notes=notes, author=review.author_id
+            session,
+            AuditAction.REVIEW_SIGNED_OFF,
+            at=now,
+            actor=actor,
+            request=request,
+            notes=notes,
+            author=review.author_id,
         )
         current = view(deps, session, request)
         tell.refresh(deps, session, current)
@@ -165,7 +172,12 @@ def remind(deps: Deps, request_id: int) -> bool:
         request = _request(session, request_id)
         awaited = "account" if status is ReviewStatus.DUE else "sign_off"
         audit.record(
-            session, "review_reminded", at=now, request=request, reminder=review.reminders_sent + 1, awaited=awaited
+            session,
+            AuditAction.REVIEW_REMINDED,
+            at=now,
+            request=request,
+            reminder=review.reminders_sent + 1,
+            awaited=awaited,
         )
         current = _with_signers(deps, view(deps, session, request))
         if status is ReviewStatus.DUE:
@@ -222,7 +234,7 @@ def packet(deps: Deps, actor: str, request_id: int) -> Packet:
         check_review_party(actor=actor, holder=current.requester_id, may_sign_off=signer, request_id=request_id)
         check_reviewable(status=current.status, granted=current.granted_at is not None, request_id=request_id)
     except Refused as refusal:
-        refuse_outsider(deps, actor, current, signer, "review_refused", str(refusal))
+        refuse_outsider(deps, actor, current, signer, AuditAction.REVIEW_REFUSED, str(refusal))
         raise
     with deps.db.transaction() as session:
         request = _request(session, request_id)
@@ -288,7 +300,9 @@ def check_not_blocked(deps: Deps, actor: str, resource: str, principal: str | No
             return
         except Refused as refusal:  # a debt to pay, not an attempt on something forbidden: written, not counted
             blocked = refusal
-            audit.record(session, "request_refused", at=deps.now(), actor=actor, resource=resource, reason=str(refusal))
+            audit.record(
+                session, AuditAction.REQUEST_REFUSED, at=deps.now(), actor=actor, resource=resource, reason=str(refusal)
+            )
     raise blocked  # once the transaction has kept the record of it
 
 
@@ -312,7 +326,9 @@ def check_approvable(deps: Deps, actor: str, current: RequestView) -> None:
             return
         except Refused as refusal:  # not the approver's fault: written down, not counted against them
             request = _request(session, current.id)
-            audit.record(session, "approval_blocked", at=deps.now(), actor=actor, request=request, why=str(refusal))
+            audit.record(
+                session, AuditAction.APPROVAL_BLOCKED, at=deps.now(), actor=actor, request=request, why=str(refusal)
+            )
             blocked = refusal
     raise Refused(f"{blocked} Your approval was not recorded.")
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from bot.domain.actions import AuditAction
 from bot.services import heartbeat, tell
 from bot.services.deps import Deps
 from bot.services.ports import Courier
@@ -48,9 +49,9 @@ RETRY_MAX = timedelta(minutes=1)
 ALERT_AFTER = timedelta(minutes=5)
 ALERT_ATTEMPTS = 10
 BATCHES_PER_TURN = 20  # then the thread looks at stopping and the hold before going on
-FAILING = "audit_sink_failing"
-RECOVERED = "audit_sink_recovered"
-INTERRUPTED = "audit_sink_interrupted"  # a hole or a rewrite in the trail below a sink's mark
+FAILING = AuditAction.AUDIT_SINK_FAILING
+RECOVERED = AuditAction.AUDIT_SINK_RECOVERED
+INTERRUPTED = AuditAction.AUDIT_SINK_INTERRUPTED  # a hole or a rewrite in the trail below a sink's mark
 
 
 def retry_wait(failures: int) -> timedelta:

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from bot.domain.actions import AuditAction
 from bot.domain.rules import Refused
 from bot.oncall.base import Page
 from bot.policy import Resource
@@ -52,7 +53,9 @@ def check(deps: Deps, actor: str, resource: Resource, in_incident: bool) -> Emer
         "approvers are called on at once."
     )
     with deps.db.transaction() as session:  # not an attempt on something forbidden, but the trail has it
-        audit.record(session, "request_refused", at=deps.now(), actor=actor, resource=resource.name, reason=why)
+        audit.record(
+            session, AuditAction.REQUEST_REFUSED, at=deps.now(), actor=actor, resource=resource.name, reason=why
+        )
     raise Refused(why)
 
 
@@ -112,9 +115,17 @@ def page(deps: Deps, resource: Resource, request_id: int) -> None:
         if isinstance(sent, Page):
             note.update(key=sent.key, url=sent.url)
             audit.record(
-                session, "paged", at=deps.now(), request=request, schedule=rule.schedule, key=sent.key, url=sent.url
+                session,
+                AuditAction.PAGED,
+                at=deps.now(),
+                request=request,
+                schedule=rule.schedule,
+                key=sent.key,
+                url=sent.url,
             )
         else:
             note["failed"] = sent
-            audit.record(session, "page_failed", at=deps.now(), request=request, schedule=rule.schedule, why=sent)
+            audit.record(
+                session, AuditAction.PAGE_FAILED, at=deps.now(), request=request, schedule=rule.schedule, why=sent
+            )
         tell.thread(deps, session, current, Notice.PAGED, note, on_alert=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bot.domain.actions import AuditAction
 from bot.domain.approvals import to_ask
 from bot.policy import Resource
 from bot.services import tell
@@ -69,7 +70,7 @@ def remind(deps: Deps, request_id: int) -> bool:
             assert request is not None
         current = view(deps, session, request)
         people = _undecided(deps, current)
-        audit.record(session, "approvers_reminded", at=now, request=request, asked=people)
+        audit.record(session, AuditAction.APPROVERS_REMINDED, at=now, request=request, asked=people)
         note = {"mentions": people, "waited": int((now - created_at).total_seconds())}
         tell.thread(deps, session, current, Notice.REMINDER, note)
         if handed_over:
@@ -94,7 +95,7 @@ def escalate(deps: Deps, request_id: int) -> bool:
         assert request is not None
         resource = deps.resource(request.resource, request.level)
         backups = list(resource.escalate_to or []) if resource is not None else []
-        audit.record(session, "escalated", at=now, request=request, to=backups)
+        audit.record(session, AuditAction.ESCALATED, at=now, request=request, to=backups)
         current = view(deps, session, request)
         asked = to_ask(backups, current.requester_id, current.approvers)
         note = {"mentions": asked, "waited": int((now - request.created_at).total_seconds())}

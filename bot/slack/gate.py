@@ -17,6 +17,7 @@ from typing import Any
 from slack_bolt.request import BoltRequest
 from slack_bolt.response import BoltResponse
 
+from bot.domain.actions import AuditAction
 from bot.services import guard
 from bot.services.deps import Deps
 from bot.slack.replies import WORKSPACE_UNKNOWN, ephemeral, form_errors, tell_privately
@@ -78,7 +79,7 @@ def workspace_gate(home_now: Callable[[], Home | None], deps: Deps) -> Callable[
             guard.refused(
                 deps,
                 f"{team_id or '?'}:{user_id or '?'}",
-                "workspace_refused",
+                AuditAction.WORKSPACE_REFUSED,
                 f"a request from another workspace ({where})",
                 team=team_id,
                 enterprise=enterprise_id,

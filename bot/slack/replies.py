@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl
 from slack_bolt import Respond
 from slack_sdk.webhook import WebhookClient
 
+from bot.domain.actions import AuditAction
 from bot.domain.rules import Refused
 from bot.services import guard
 from bot.services.deps import Deps
@@ -136,6 +137,6 @@ def record_slow_down(deps: Deps, actor: str, verdict: Verdict) -> None:
     if verdict.first_refusal:  # one audit event per burst, not one per click of a flood
         why = f"more than {deps.tuning.actions_per_minute} Slack actions in a minute"
         try:
-            guard.refused(deps, actor, "rate_limited", why)
+            guard.refused(deps, actor, AuditAction.RATE_LIMITED, why)
         except Exception as error:
             database_outage.failed(log, "recording a rate-limited person", error)

@@ -27,13 +27,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import as_utc
+from bot.domain.actions import AuditAction
 from bot.store.audit import SYSTEM
 from bot.store.models import AuditChainHead, AuditEvent
 
 GENESIS = "0" * 64  # the prev_hash of the first event, and the hash of an empty chain's head
 UNKEYED = "unkeyed"  # the key_id of a chain sealed with plain SHA-256: unit tests and tools, never `serve`
 ADOPTED = "audit_chain_adopted"  # the event that records the chaining of events written before the chain existed
-HEAD_ALTERED = "audit_head_altered"  # the event that records a head found changed without the key
+HEAD_ALTERED = AuditAction.AUDIT_HEAD_ALTERED  # the event that records a head found changed without the key
 
 _EVENT = b"breakglass-audit-event-v1\n"  # each kind of message has its own prefix, so no MAC passes for another
 _HEAD = b"breakglass-audit-head-v1\n"

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.domain.actions import AuditAction
 from bot.domain.states import OPEN, Status
 from bot.store.models import AuditEvent, Request
 
@@ -47,7 +48,9 @@ def live_grants(session: Session, resources: Collection[str], principal: str) ->
 
 def reported(session: Session, request_id: int) -> bool:
     """Whether reconciliation already reported access left from this ended request (``reconcile_found``)."""
-    found = select(AuditEvent.id).where(AuditEvent.action == "reconcile_found", AuditEvent.request_id == request_id)
+    found = select(AuditEvent.id).where(
+        AuditEvent.action == AuditAction.RECONCILE_FOUND, AuditEvent.request_id == request_id
+    )
     return session.scalar(found.limit(1)) is not None
 
 

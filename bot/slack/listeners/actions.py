@@ -16,6 +16,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.domain.actions import AuditAction
 from bot.domain.rules import Refused, check_decider
 from bot.domain.states import Status
 from bot.logs import log_context
@@ -134,7 +135,7 @@ def _decidable(deps: Deps, actor: str, request_id: int) -> RequestView:
     try:
         check_decider(actor=actor, requester=current.requester_id, is_approver=may_decide, resource=current.label)
     except Refused as refusal:
-        refuse(deps, actor, current, "decision_refused", str(refusal))
+        refuse(deps, actor, current, AuditAction.DECISION_REFUSED, str(refusal))
         if current.status is not Status.PENDING:
             raise Refused(f"{refusal} {outcome(current)}") from None
         raise

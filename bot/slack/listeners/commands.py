@@ -7,6 +7,7 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
+from bot.domain.actions import AuditAction
 from bot.domain.commands import (
     Ask,
     CommandError,
@@ -98,7 +99,7 @@ def _acked_ask(deps: Deps, actor: str, ask: Ask, ack: Ack) -> bool:
 
 def _record_refusal(deps: Deps, actor: str, why: str, resource: str) -> None:
     try:
-        guard.refused(deps, actor, "request_refused", why, resource=resource)
+        guard.refused(deps, actor, AuditAction.REQUEST_REFUSED, why, resource=resource)
     except Exception as error:  # the person has their answer; a failed write is logged, not shown to them
         database_outage.failed(log, "recording a refused request", error)
 
