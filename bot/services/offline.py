@@ -23,6 +23,7 @@ from bot.domain.states import FINAL, Status
 from bot.services import access, heartbeat, leases
 from bot.services.common import view
 from bot.services.deps import Deps
+from bot.services.reviews import Action  # one captured action, as the review packet shows it too
 from bot.services.snapshots import RequestView
 from bot.store import activity, board, outbox, queries, reviews
 
@@ -49,16 +50,6 @@ class Event:
     actor: str
     action: str
     detail: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Action:
-    """One action the grant's principal took on the backend, as captured."""
-
-    at: datetime
-    principal: str
-    action: str
-    flagged: str | None
 
 
 @dataclass(frozen=True)
