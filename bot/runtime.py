@@ -26,7 +26,7 @@ from bot.services import activity, heartbeat, leases
 from bot.services.deps import Deps, Tuning, instance_name
 from bot.services.drill_schedule import DrillScheduler
 from bot.services.oncall import OnCallDesk
-from bot.services.policy_book import Loaded, PolicyBook, version_of
+from bot.services.policy_book import Loaded, PolicyBook, close_adapters, version_of
 from bot.services.policy_reload import POLL_EVERY, Reloader
 from bot.services.ports import Metrics
 from bot.services.reconcile import Reconciler
@@ -159,10 +159,7 @@ class Runtime:
             outbox.release(session, self.deps.tuning.instance)
         self.scheduler.shutdown(wait=True)
         heartbeat.forget(self.deps)  # after the last beat: nothing of ours is left to watch
-        for adapter in self.deps.adapters.values():
-            close = getattr(adapter, "close", None)
-            if callable(close):
-                close()
+        close_adapters(self.deps.adapters)
         if self.deps.book is not None:  # the versions live grants were still using
             self.deps.book.close(keep=self.deps.version)
         if self.slack_link is not None:

@@ -23,7 +23,7 @@ from bot.policy.loading import read_policy_text
 from bot.redaction import collect
 from bot.services.activity_notes import ActivityNote
 from bot.services.deps import Deps, Tuning, instance_name
-from bot.services.policy_book import Loaded, PolicyBook, version_of
+from bot.services.policy_book import Loaded, PolicyBook, close_adapters, version_of
 from bot.services.ports import MembershipUnknown, MessageRef, Notice, NotSent
 from bot.services.snapshots import RequestView
 from bot.settings import Settings, SettingsError
@@ -147,10 +147,7 @@ def offline_deps(settings: Settings, environ: Mapping[str, str], clock: Clock, *
         )
     finally:
         book.close(keep=version)  # older versions' adapters, built to revoke what was granted under them
-        for adapter in adapters.values():
-            close = getattr(adapter, "close", None)
-            if callable(close):
-                close()
+        close_adapters(adapters)
         db.dispose()
 
 
