@@ -7,7 +7,9 @@ answers (to make a client time out), connections dropped after the call was carr
 whole outage (``outage``). Posted messages keep their ``metadata``, and ``conversations.history`` returns them;
 replies in a thread (``thread_ts``) are kept too and read with ``thread``. Modals opened with ``views.open`` are kept
 (``views``), each with the trigger id it was opened with: a trigger is used once, and one issued by
-``issue_trigger`` knows whose click it came from. It also serves ``response_url`` endpoints
+``issue_trigger`` knows whose click it came from. ``views.update`` replaces a modal (``current_view``) and
+``views.publish`` a person's Home tab (``home``); every view is held to Slack's size limits (``view_problem``).
+It also serves ``response_url`` endpoints
 (``standin.response_url(name)``) and records what is posted to them.
 
 Bodies are accepted form-encoded or as JSON, as slack_sdk sends them (multipart uploads are not
@@ -90,6 +92,49 @@ class OpenedView:
 def dm_channel(channel: str) -> str:
     """Posting to a user id goes to the DM with that user; its channel id here is "D" + user id."""
     return "D" + channel if channel[:1] in ("U", "W") else channel
+
+
+# Slack's limits on a view (https://api.slack.com/reference/surfaces/views, .../block-kit/blocks): what it refuses
+# with invalid_arguments, checked here so that a page too large for Slack fails under test as it would for real.
+MAX_VIEW_BLOCKS = 100
+MAX_METADATA = 3000
+MAX_SECTION_TEXT = 3000
+MAX_TITLE = 24
+MAX_BUTTON_TEXT = 75
+MAX_OPTIONS = 100
+
+
+def view_problem(view: dict[str, Any]) -> str | None:
+    """Why Slack would refuse this view (its error code), or None."""
+    blocks = view.get("blocks")
+    if not isinstance(blocks, list) or len(blocks) > MAX_VIEW_BLOCKS:
+        return "invalid_arguments"
+    if len(str(view.get("private_metadata") or "")) > MAX_METADATA:
+        return "invalid_arguments"
+    for key in ("title", "submit", "close"):
+        text = view.get(key)
+        if isinstance(text, dict) and len(str(text.get("text") or "")) > MAX_TITLE:
+            return "invalid_arguments"
+    for block in blocks:
+        if not isinstance(block, dict):
+            return "invalid_arguments"
+        text = block.get("text")
+        if isinstance(text, dict) and len(str(text.get("text") or "")) > MAX_SECTION_TEXT:
+            return "invalid_arguments"
+        elements = [*(block.get("elements") or []), *([block["accessory"]] if block.get("accessory") else [])]
+        if block.get("element"):
+            elements.append(block["element"])
+        for element in elements:
+            label = element.get("text") if isinstance(element, dict) else None
+            if (
+                element.get("type") == "button"
+                and isinstance(label, dict)
+                and len(str(label.get("text") or "")) > MAX_BUTTON_TEXT
+            ):
+                return "invalid_arguments"
+            if len(element.get("options") or []) > MAX_OPTIONS:
+                return "invalid_arguments"
+    return None
 
 
 def _error(code: str) -> dict[str, Any]:
@@ -195,6 +240,7 @@ class SlackStandIn:
         self._views: list[OpenedView] = []
         self._triggers: dict[str, str] = {}  # trigger id -> the user whose click it came from
         self._used_triggers: set[str] = set()
+        self._homes: dict[str, list[dict[str, Any]]] = {}  # user id -> every Home tab published for them, oldest first
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -351,6 +397,22 @@ class SlackStandIn:
         with self._cond:
             return next((v for v in self._views if v.trigger_id == trigger_id), None)
 
+    def current_view(self, view_id: str) -> dict[str, Any] | None:
+        """The modal with ``view_id`` as it stands now (after any ``views.update``)."""
+        with self._cond:
+            return next((v.view for v in reversed(self._views) if v.id == view_id), None)
+
+    def home(self, user: str) -> dict[str, Any] | None:
+        """The Home tab last published for ``user`` (``views.publish``), or None."""
+        with self._cond:
+            pages = self._homes.get(user)
+            return pages[-1] if pages else None
+
+    def homes(self, user: str) -> list[dict[str, Any]]:
+        """Every Home tab published for ``user``, oldest first."""
+        with self._cond:
+            return list(self._homes.get(user) or [])
+
     def ephemerals(self, user: str | None = None) -> list[ApiCall]:
         return [c for c in self.calls("chat.postEphemeral") if c.ok and (user is None or c.args.get("user") == user)]
 
@@ -394,6 +456,7 @@ class SlackStandIn:
             self._messages.clear()
             self._responses.clear()
             self._views.clear()
+            self._homes.clear()
             self._used_triggers.clear()
             self._faults.clear()
             self._errors.clear()
@@ -562,6 +625,8 @@ class SlackStandIn:
             return _error("exchanged_trigger_id")
         if not isinstance(view, dict) or view.get("type") != "modal" or not isinstance(view.get("title"), dict):
             return _error("invalid_arguments")
+        if problem := view_problem(view):
+            return _error(problem)
         self._used_triggers.add(trigger)
         view_id = f"V{len(self._views) + 1:010d}"
         opened = view | {
@@ -579,6 +644,58 @@ class SlackStandIn:
         }
         self._views.append(OpenedView(view_id, trigger, self._triggers.get(trigger), opened, time.monotonic()))
         return {"ok": True, "view": opened}
+
+    def _api_views_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        view_id, view, hash_ = args.get("view_id") or "", args.get("view"), args.get("hash")
+        if not isinstance(view, dict) or view.get("type") != "modal" or not isinstance(view.get("title"), dict):
+            return _error("invalid_arguments")
+        if problem := view_problem(view):
+            return _error(problem)
+        for index in range(len(self._views) - 1, -1, -1):
+            opened = self._views[index]
+            if opened.id != view_id:
+                continue
+            if hash_ and hash_ != opened.view.get("hash"):
+                return _error("hash_conflict")  # someone else updated it since the caller read it
+            updated = (
+                opened.view
+                | view
+                | {
+                    "id": view_id,
+                    "hash": f"{int(time.time())}.{secrets.token_hex(4)}",
+                    "private_metadata": view.get("private_metadata") or "",
+                    "callback_id": view.get("callback_id") or "",
+                    "state": opened.view.get("state") or {"values": {}},
+                }
+            )
+            self._views.append(replace(opened, view=updated, at=time.monotonic()))
+            return {"ok": True, "view": updated}
+        return _error("not_found")
+
+    def _api_views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        user, view = args.get("user_id") or "", args.get("view")
+        if user not in self._users and not str(user).startswith(("U", "W")):
+            return _error("user_not_found")
+        if not isinstance(view, dict) or view.get("type") != "home":
+            return _error("invalid_arguments")
+        if problem := view_problem(view):
+            return _error(problem)
+        pages = self._homes.setdefault(user, [])
+        if args.get("hash") and pages and args["hash"] != pages[-1].get("hash"):
+            return _error("hash_conflict")
+        view_id = pages[-1]["id"] if pages else f"VH{len(self._homes):09d}"
+        published = view | {
+            "id": view_id,
+            "team_id": TEAM_ID,
+            "state": {"values": {}},
+            "hash": f"{int(time.time())}.{secrets.token_hex(4)}",
+            "private_metadata": view.get("private_metadata") or "",
+            "callback_id": view.get("callback_id") or "",
+            "app_id": APP_ID,
+            "bot_id": BOT_ID,
+        }
+        pages.append(published)
+        return {"ok": True, "view": published}
 
     def _api_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("channel"):
