@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from slack_bolt import Respond
+from slack_sdk import WebClient
 from slack_sdk.webhook import WebhookClient
 
 from bot.domain.actions import AuditAction
@@ -114,20 +115,52 @@ def said(work: Callable[[], str | None]) -> str | None:
         return f"⚠️ Something went wrong on our side (ref `{incident}`); nothing was changed that is not shown."
 
 
-def answer(respond: Respond, work: Callable[[], str | None]) -> None:
+Tell = Callable[[str], None]
+
+
+def privately(body: dict[str, Any], respond: Respond, client: WebClient) -> Tell:
+    """How to answer the person behind a command or click: through its response_url (only they see it), or, for a
+    click on the Home tab or in a modal (Slack gives those none), in their DM with the bot."""
+    if isinstance(body.get("response_url"), str) and body["response_url"]:
+
+        def through_response_url(text: str) -> None:
+            respond(text=text, response_type="ephemeral", replace_original=False)
+
+        return through_response_url
+    user = body.get("user")
+    user_id = user.get("id") if isinstance(user, dict) else body.get("user_id")
+
+    def in_dm(text: str) -> None:
+        try:
+            client.chat_postMessage(channel=str(user_id), text=text)
+        except Exception as error:  # what they did stands, and the page or message they acted on shows it
+            log.warning("could not answer a click in a DM (%s)", type(error).__name__)
+
+    return in_dm
+
+
+def answer(tell: Respond | Tell, work: Callable[[], str | None]) -> None:
     """Run the work after the ack; whatever happens, the person hears about it privately. Work that answers None
-    has already shown the person what follows (a form), so nothing more is said."""
+    has already shown the person what follows (a form), so nothing more is said. ``tell``: a command's ``respond``,
+    or what ``privately`` chose for a click."""
     text = said(work)
     if text is not None:
-        respond(text=text, response_type="ephemeral", replace_original=False)
+        _say(tell, text)
 
 
-def slowed_down(deps: Deps, limiter: RateLimiter, actor: str, respond: Respond) -> bool:
+def _say(tell: Respond | Tell, text: str) -> None:
+    if isinstance(tell, Respond):
+        tell(text=text, response_type="ephemeral", replace_original=False)
+    else:
+        tell(text)
+
+
+def slowed_down(deps: Deps, limiter: RateLimiter, actor: str, tell: Respond | Tell) -> bool:
     """For listeners that have already acknowledged: True, and the person told why, when they must wait."""
     verdict = limiter.take(actor)
     if verdict.allowed:
         return False
-    respond(text=verdict.message(limiter.per_minute), response_type="ephemeral", replace_original=False)
+    _say(tell, verdict.message(limiter.per_minute))
     record_slow_down(deps, actor, verdict)
     return True
 

@@ -28,7 +28,7 @@ from bot.services.outcome import outcome
 from bot.services.snapshots import RequestView
 from bot.slack import modals
 from bot.slack.ids import ActionId
-from bot.slack.replies import answer, slowed_down
+from bot.slack.replies import answer, privately, slowed_down
 
 log = logging.getLogger("breakglass.slack.actions")
 
@@ -79,13 +79,14 @@ def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
 
 
 def _listener(deps: Deps, limiter: RateLimiter, work: Callable[[Deps, str, int], str]) -> Callable[..., None]:
-    def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
+    def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
         ack()
         actor = body["user"]["id"]
-        if slowed_down(deps, limiter, actor, respond):
+        tell = privately(body, respond, client)  # a click on the Home tab has no response_url: a DM then
+        if slowed_down(deps, limiter, actor, tell):
             return
         with log_context(request_id=_logged_id(action), actor=actor):
-            answer(respond, lambda: work(deps, actor, _request_id(action)))
+            answer(tell, lambda: work(deps, actor, _request_id(action)))
 
     return on_click
 
@@ -96,10 +97,11 @@ def _form_listener(
     def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
         ack()
         actor = body["user"]["id"]
-        if slowed_down(deps, limiter, actor, respond):
+        tell = privately(body, respond, client)
+        if slowed_down(deps, limiter, actor, tell):
             return
         with log_context(request_id=_logged_id(action), actor=actor):
-            answer(respond, lambda: _open_form(deps, client, actor, body, action, form))
+            answer(tell, lambda: _open_form(deps, client, actor, body, action, form))
 
     return on_click
 
