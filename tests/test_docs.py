@@ -147,6 +147,23 @@ def test_the_manifests_usage_hint_lists_every_subcommand_within_slacks_limit() -
         assert not isinstance(parsed, Ask), word
 
 
+def test_the_manifest_turns_on_what_the_bot_listens_for() -> None:
+    """The Home tab, its event and the shortcut are switched on in Slack, under the ids the listeners register."""
+    from bot.slack.ids import CallbackId
+
+    manifest = yaml.safe_load((ROOT / "manifest.yml").read_text(encoding="utf-8"))
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
+    (shortcut,) = manifest["features"]["shortcuts"]
+    assert shortcut["type"] == "global" and shortcut["callback_id"] == CallbackId.REQUEST_SHORTCUT.value
+    urls = [
+        manifest["features"]["slash_commands"][0]["url"],
+        manifest["settings"]["event_subscriptions"]["request_url"],
+        manifest["settings"]["interactivity"]["request_url"],
+    ]
+    assert len(set(urls)) == 1 and urls[0].endswith("/slack/events")  # one endpoint: bot/web.py serves only it
+
+
 def test_every_metric_the_readme_names_is_one_the_bot_exports() -> None:
     text = README.read_text(encoding="utf-8")
     # Every series is breakglass_<what>_<unit or kind>; a bare breakglass_<word> is a name in an example policy.
