@@ -35,6 +35,9 @@ class AuditAction(StrEnum):
     CLAIM_TAKEN_OVER = "claim_taken_over"
     EXTENDED = "extended"
     EXTENSION_APPROVED = "extension_approved"
+    EXTENSION_ASKED = "extension_asked"  # the holder asked for more time; approvers decide it
+    EXTENSION_DENIED = "extension_denied"
+    EXTENSION_DROPPED = "extension_dropped"  # access ended while it waited
     EXTEND_FAILED = "extend_failed"
     LATE_EXTEND_REVOKED = "late_extend_revoked"
 

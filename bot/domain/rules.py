@@ -137,7 +137,10 @@ def check_extender(
     """An extension is a new approval: another approver gives it. Only glass already broken may extend itself, and
     only by someone who could break it again now (the resource still allows it, they are still a requester)."""
     if actor == holder and not emergency:
-        raise Refused(f"You cannot extend your own access; ask an approver to `/breakglass extend {request_id} …`.")
+        raise Refused(
+            f"You cannot give yourself more time on #{request_id}; ask for it (`/breakglass extend {request_id} …` or "
+            "Ask for more time) and an approver decides."
+        )
     if actor == holder and not may_break_glass:
         raise Refused(
             f"You may no longer break the glass on this resource, so you cannot extend request #{request_id} "

@@ -1,9 +1,10 @@
 """Granting and revoking access through the resource's adapter.
 
-Every backend call happens under a claim: the request moves to ``granting`` or ``revoking`` with this process's
-name and a lease, in the database, before the adapter is called. Only the adapter's answer moves it on. If the
-process dies mid-call, its heartbeat stops (or, for a holder without one, the lease runs out) and whoever takes the
-claim over repeats the call; adapters are idempotent, so repeating is safe where forgetting would not be.
+Every backend call happens under a claim (``services/claims.py``): the request moves to ``granting`` or ``revoking``
+with this process's name and a lease, in the database, before the adapter is called. Only the adapter's answer
+moves it on. If the process dies mid-call, its heartbeat stops (or, for a holder without one, the lease runs out)
+and whoever takes the claim over repeats the call; adapters are idempotent, so repeating is safe where forgetting
+would not be.
 
 A grant that fails in a way that leaves doubt (a timeout, a 5xx, an adapter bug) is undone with a revoke before
 the request settles at ``grant_failed``, so access the backend made but never confirmed cannot linger.
@@ -16,133 +17,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from bot.adapters.base import AdapterError, GrantContext, Receipt
 from bot.domain.actions import AuditAction
 from bot.domain.rules import Refused, check_still_requester
-from bot.domain.states import CLAIMS, Status
-from bot.services import activity, heartbeat, tell
+from bot.domain.states import Status
+from bot.services import activity, tell
 from bot.services.backend import adapter_error, call_backend, revoke_confirmed, scrubbed
+from bot.services.claims import Claimed, Step, request_duration
 from bot.services.common import grant_context, view
 from bot.services.deps import Deps
 from bot.services.ports import MembershipUnknown, Notice
 from bot.services.snapshots import RequestView
-from bot.store import audit, queries, replicas
+from bot.store import audit, queries
 from bot.store.models import Request, Review
 
 log = logging.getLogger("breakglass.access")
 
 GRANT_FAILED = "grant_failed"  # the end_reason of a revoke that undoes a failed grant
-
-
-class Step(StrEnum):
-    GRANT = "grant"
-    REVOKE = "revoke"
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """Backend work this process has claimed and must now finish."""
-
-    request_id: int
-    resource: str
-    step: Step
-
-
-def request_duration(request: Request) -> timedelta:
-    return timedelta(seconds=request.duration_seconds)
-
-
-# -- claims ------------------------------------------------------------------------------------------------------
-
-
-def claim(
-    deps: Deps,
-    session: Session,
-    request: Request,
-    now: datetime,
-    *,
-    end_reason: str | None = None,
-    actor: str | None = None,
-    words: str | None = None,
-) -> Claimed | None:
-    """Claim the backend work ``request`` needs now, if nobody else did first. Called inside a transaction.
-    ``words``: why an early revoke was asked for (an operator's ``--reason``), kept in its audit event."""
-    me = deps.tuning.instance
-    lease: dict[str, Any] = {"claimed_by": me, "lease_until": now + deps.tuning.lease}
-    status = Status(request.status)
-    step = Step.REVOKE
-    if status is Status.APPROVED:
-        step = Step.GRANT
-        expires_at = now + request_duration(request)
-        won = queries.move(session, request.id, Status.APPROVED, Status.GRANTING, expires_at=expires_at, **lease)
-    elif status is Status.ACTIVE:
-        ending: dict[str, Any] = {"end_reason": end_reason or "expired", "ended_by": actor}
-        # Expiry is checked again in the move itself: an extension that committed after this row was read as due
-        # keeps its grant.
-        expired = [Request.expires_at <= now] if ending["end_reason"] == "expired" else []
-        # Never while an extension holds the row: its backend call and ours must not interleave.
-        when = [queries.not_held(now), *expired]
-        won = queries.move(session, request.id, Status.ACTIVE, Status.REVOKING, when=when, **lease, **ending)
-        if won:
-            action = AuditAction.REVOKE_REQUESTED if end_reason == "revoked" else AuditAction.EXPIRING
-            audit.record(
-                session, action, at=now, actor=actor or audit.SYSTEM, request=request, replica=me, comment=words
-            )
-    elif status is Status.REVOKE_FAILED and request.next_attempt_at and request.next_attempt_at <= now:
-        when = [Request.next_attempt_at <= now]
-        won = queries.move(session, request.id, Status.REVOKE_FAILED, Status.REVOKING, when=when, **lease)
-    elif status in CLAIMS and (why := _takeover_reason(deps, session, request, now)) is not None:
-        step = Step.GRANT if status is Status.GRANTING else Step.REVOKE
-        holder = request.claimed_by
-        dead_before = heartbeat.dead_before(deps, now)
-        won = queries.move_claim(session, request.id, status, holder, now, dead_before=dead_before, **lease)
-        if won and holder != me:
-            taken: dict[str, Any] = {"step": step.value, "previous": holder, "replica": me, **why}
-            audit.record(session, AuditAction.CLAIM_TAKEN_OVER, at=now, request=request, **taken)
-    else:
-        return None
-    return Claimed(request.id, request.resource, step) if won else None
-
-
-def _takeover_reason(deps: Deps, session: Session, request: Request, now: datetime) -> dict[str, str] | None:
-    """Why a claim may be taken over now: its lease ran out, or its holder's heartbeat stopped; None if neither."""
-    if request.lease_until is None:
-        return None
-    seen = replicas.last_seen(session, request.claimed_by)
-    last_seen = {"last_seen": seen.isoformat()} if seen is not None else {}
-    if request.lease_until <= now:
-        return {"because": "lease", **last_seen}
-    if seen is not None and seen <= heartbeat.dead_before(deps, now):
-        return {"because": "heartbeat", **last_seen}
-    return None
-
-
-def claim_due(deps: Deps, limit: int) -> list[Claimed]:
-    """Claim a batch of due backend work: expiries, retries, and the claims of processes that died."""
-    now = deps.now()
-    if deps.heartbeat.fenced(now, deps.tuning):
-        return []  # we would not start it (see _held); better left for a replica that may
-    with deps.db.transaction() as session:
-        dead_before = heartbeat.dead_before(deps, now)
-        rows = queries.lock_due(session, now, now - deps.tuning.lease, limit, dead_before=dead_before)
-        claimed = [claim(deps, session, request, now) for request in rows]
-    return [c for c in claimed if c is not None]
-
-
-def claim_revoke(deps: Deps, request_id: int, *, end_reason: str | None = None, actor: str | None = None) -> bool:
-    """Claim the revoke of one request now (an early revoke). Exactly one claimant wins."""
-    with deps.db.transaction() as session:
-        request = queries.get(session, request_id)
-        if request is None or request.status not in (Status.ACTIVE, Status.REVOKE_FAILED, Status.REVOKING):
-            return False
-        return claim(deps, session, request, deps.now(), end_reason=end_reason, actor=actor) is not None
 
 
 def finish(deps: Deps, claimed: Claimed) -> RequestView | None:

@@ -22,7 +22,7 @@ from bot.domain.durations import format_duration
 from bot.domain.rules import Refused, check_decider, check_still_requester
 from bot.domain.states import Status
 from bot.policy import Resource
-from bot.services import access, approvers, reviews, tell
+from bot.services import access, approvers, claims, reviews, tell
 from bot.services.common import existing, refuse, same_identity, twin_decided, view
 from bot.services.deps import Deps
 from bot.services.outcome import outcome
@@ -202,7 +202,7 @@ def _take_effect(
     # Claimed in the same transaction: an approval is never left without an owner.
     claimed = queries.get(session, request.id)  # read again: claim goes by the status it now has
     assert claimed is not None
-    access.claim(deps, session, claimed, now)
+    claims.claim(deps, session, claimed, now)
     return True
 
 

@@ -1,9 +1,11 @@
 """`/breakglass extend <id> <duration>`: more time on access that is active now.
 
 An extension is a new approval, so another approver gives it; only the holder of an emergency grant may extend
-their own, as they could break the glass again anyway. The whole grant stays within the resource's longest
-duration. Where the backend ends access by itself (adapters that implement ``ExtendsExpiry``), its end moves too,
-or the extension is undone: the bot and the backend never disagree about when access ends in the backend's favour.
+their own, as they could break the glass again anyway. Any other holder asks (``extension_asks.ask``: "Ask for more
+time", or the same typed command), and the approvers approve that ask here. The whole grant stays within the
+resource's longest duration. Where the backend ends access by itself (adapters that implement ``ExtendsExpiry``),
+its end moves too, or the extension is undone: the bot and the backend never disagree about when access ends in the
+backend's favour.
 """
 
 from __future__ import annotations
@@ -34,20 +36,20 @@ from bot.store.models import Decision
 log = logging.getLogger("breakglass.extensions")
 
 
-def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
+class Settled(Refused):
+    """The extension an approver meant to approve (``asked_round``) no longer waits: decided, dropped or replaced."""
+
+
+def extend(deps: Deps, actor: str, request_id: int, typed: str, *, asked_round: int | None = None) -> RequestView:
+    """More time on ``request_id``, by ``actor``: an approver's approval (of the extension that waits, or of a new
+    one), or the holder's own where it counts. ``asked_round``: only the extension of that round, which must still
+    wait (an approver's click on its button); it never becomes a new extension of the approver's own."""
     current = existing(deps, request_id)
     if current.drill:  # its few minutes are what keep a drill that dies from leaving access behind for long
         raise Refused(f"Request #{request_id} is a drill: its access ends with the drill and is never extended.")
     resource = deps.resource(current.resource, current.level)
     holder = current.requester_id
-    # Approved at once because the holder was on call: so is their extension, while they still are (asked now).
-    auto = (
-        actor == holder
-        and current.auto_approved
-        and resource is not None
-        and deps.may_request(actor, resource)
-        and triggers.on_call(deps, resource).auto_approves(actor)
-    )
+    auto = actor == holder and on_call_holder(deps, current, resource)
     try:
         check_extender(
             actor=actor,
@@ -88,7 +90,7 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
     granted = deps.resource_for(current) or resource
     check_extension(granted_for=current.expires_at - current.granted_at, extra=extra, resource=granted)
     if actor != holder:  # approved like the request itself: the level's steps and counts
-        waiting = _approve(deps, actor, current, resource, extra)
+        waiting = _approve(deps, actor, current, resource, extra, asked_round)
         if waiting is not None:
             return waiting
         current = existing(deps, request_id)
@@ -148,11 +150,32 @@ def extend(deps: Deps, actor: str, request_id: int, typed: str) -> RequestView:
     return extended
 
 
-def _approve(deps: Deps, actor: str, current: RequestView, resource: Resource, extra: timedelta) -> RequestView | None:
+def on_call_holder(deps: Deps, current: RequestView, resource: Resource | None) -> bool:
+    """Approved at once because the holder was on call: so is their extension, while they still are (asked now)."""
+    holder = current.requester_id
+    return (
+        current.auto_approved
+        and resource is not None
+        and deps.may_request(holder, resource)
+        and triggers.on_call(deps, resource).auto_approves(holder)
+    )
+
+
+def extends_own(deps: Deps, current: RequestView, resource: Resource | None) -> bool:
+    """Whether the holder's own ask takes effect at once, as `/breakglass extend` by them does: glass broken, or
+    approved at once because they were (and still are) on call. Anyone else's ask waits for the approvers."""
+    return current.emergency or on_call_holder(deps, current, resource)
+
+
+def _approve(
+    deps: Deps, actor: str, current: RequestView, resource: Resource, extra: timedelta, asked_round: int | None
+) -> RequestView | None:
     """Record ``actor``'s approval of an extension by ``extra`` in its own round; None once the extension has all its
     steps' approvals (the caller applies it), else the request with the extension waiting, its next deciders called
     on in the thread. One extension waits at a time; it is dropped when access ends."""
     request_id, seconds = current.id, int(extra.total_seconds())
+    if asked_round is not None and (current.extension_seconds is None or current.extension_round != asked_round):
+        raise Settled(f"The extension of #{request_id} was settled just now; nothing was done.")
     if current.extension_seconds is not None and current.extension_seconds != seconds:
         asked = format_duration(timedelta(seconds=current.extension_seconds))
         raise Refused(
@@ -182,6 +205,8 @@ def _approve(deps: Deps, actor: str, current: RequestView, resource: Resource, e
         assert request is not None
         expected = (request.extension_round, request.extension_seconds)
         if expected != ((round_, seconds) if current.extension_seconds is not None else (round_ - 1, None)):
+            if asked_round is not None:  # a click on a button: say what became of the extension it was for
+                raise Settled(f"The extension of #{request_id} was settled just now; nothing was done.")
             raise Refused(f"The extension of #{request_id} changed just now; nothing was done. Try again.")
         session.add(
             Decision(
@@ -219,7 +244,7 @@ def _approve(deps: Deps, actor: str, current: RequestView, resource: Resource, e
             round=round_,
         )
         waiting = view(deps, session, queries.get(session, request_id) or request)
-        note = {"actor": actor, "actor_name": name, "mentions": list(waiting.asking)}
+        note = {"actor": actor, "actor_name": name, "mentions": list(waiting.asking), "approved": True}
         tell.thread(deps, session, waiting, Notice.EXTENSION_ASKED, note)
         tell.refresh(deps, session, waiting)
     deps.courier.deliver(request_id)

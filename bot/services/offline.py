@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.domain.states import FINAL, Status
-from bot.services import access, heartbeat, leases
+from bot.services import access, claims, heartbeat, leases
 from bot.services.common import view
 from bot.services.deps import Deps
 from bot.services.reviews import Action  # one captured action, as the review packet shows it too
@@ -116,7 +116,7 @@ def revoke(deps: Deps, request_id: int, actor: str, reason: str) -> RequestView:
             if request.status != Status.ACTIVE.value:
                 raise NotRevoked(standing(view(deps, session, request), request.claimed_by, request.next_attempt_at))
             now = deps.now()
-            claimed = access.claim(deps, session, request, now, end_reason="revoked", actor=actor, words=reason)
+            claimed = claims.claim(deps, session, request, now, end_reason="revoked", actor=actor, words=reason)
         if claimed is None:
             raise NotRevoked(_lost(deps, request_id))
         ended = access.finish_revoke(deps, request_id)

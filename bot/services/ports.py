@@ -41,7 +41,8 @@ class Notice(StrEnum):
     AUTO_APPROVED = "auto_approved"  # the requester was on call: approved at once
     PAGED = "paged"  # breaking the glass paged the on-call
     EXTENSION_ASKED = "extension_asked"  # an extension waits for its approvals
-    EXTENSION_DENIED = "extension_denied"
+    EXTENSION_DENIED = "extension_denied"  # an approver denied the extension the holder asked for
+    EXTENSION_DROPPED = "extension_dropped"  # access ended before the extension it waited for was decided
     ONCALL_UNKNOWN = "oncall_unknown"  # the on-call service could not say who is on call: listed approvers decide
 
 
@@ -233,4 +234,27 @@ class NoCourier:
     """Until the runtime wires the real one: rows stay owed, and the sweep delivers them."""
 
     def deliver(self, request_id: int | None) -> None:
+        pass
+
+
+class Homes(Protocol):
+    """Keeps people's Home tabs current (bot/slack/home_refresh.py). Never blocks the caller and never raises: the
+    pages are published later, from a thread of their own, and a page that fails to publish is logged."""
+
+    def opened(self, user_id: str) -> None:
+        """``user_id`` opened their Home tab: remember it, and publish their page."""
+        ...
+
+    def changed(self, request_id: int) -> None:
+        """A request changed (committed): re-publish the pages of the people it concerns who look at theirs."""
+        ...
+
+
+class NoHomes:
+    """No Home tab (tools, the CLI's offline work): nothing is published."""
+
+    def opened(self, user_id: str) -> None:
+        pass
+
+    def changed(self, request_id: int) -> None:
         pass

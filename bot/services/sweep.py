@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.domain.states import FINAL, Status
 from bot.logs import log_context
-from bot.services import access, decisions, reviews, tell, waiting
+from bot.services import access, claims, decisions, reviews, tell, waiting
 from bot.services.common import view
 from bot.services.delivery import BackgroundCourier, Courier
 from bot.services.deps import Deps
@@ -114,9 +114,9 @@ class Sweeper:
 
         batch = deps.tuning.batch
         while True:
-            claimed = access.claim_due(deps, batch)
+            claimed = claims.claim_due(deps, batch)
             for work in claimed:
-                kind = "granted" if work.step is access.Step.GRANT else "revoked"
+                kind = "granted" if work.step is claims.Step.GRANT else "revoked"
                 finish = partial(access.finish, deps, work)
                 start(
                     kind,

@@ -71,14 +71,24 @@ def _comments(view: RequestView) -> str:
     return "".join(said)
 
 
+def _extension_denied(v: RequestView) -> str:
+    """Who said no to the extension last asked for (its round's denial), and when access ends now."""
+    denial = next((d for d in reversed(v.decisions) if not d.approve and d.round == v.extension_round), None)
+    by = f" by {who(denial.approver_id)}" if denial else ""
+    words = f": “{escape(denial.comment, 500)}”" if denial and denial.comment else "."
+    head = f"⛔ More time on request {_ref(v)} was denied{by}; access still ends {when(v.expires_at)}"
+    return head + words  # last: the approver's words, so nothing of ours follows them
+
+
 _TO_REQUESTER: dict[Notice, Callable[[RequestView], str]] = {
     Notice.RECEIVED: lambda v: f"📨 Request {_ref(v)} is with the approvers. You will hear here when they decide.",
     Notice.APPROVED: lambda v: f"👍 Request {_ref(v)} was approved; granting access now.{_comments(v)}",
     Notice.AUTO_APPROVED: lambda v: (
         f"⚡ Request {_ref(v)} was approved at once: you are on call now. This is recorded and shown to the approvers."
     ),
-    Notice.EXTENSION_DENIED: lambda v: (
-        f"⛔ The extension of request {_ref(v)} was not approved; access ends as before."
+    Notice.EXTENSION_DENIED: _extension_denied,
+    Notice.EXTENSION_DROPPED: lambda v: (
+        f"⌛ Access of request {_ref(v)} ended before the more time you asked for was decided; that ask is dropped."
     ),
     Notice.DENIED: lambda v: f"⛔ Request {_ref(v)} was denied by {who(v.denier)}{_because(v)}",
     Notice.ACTIVE: _active,
@@ -87,7 +97,10 @@ _TO_REQUESTER: dict[Notice, Callable[[RequestView], str]] = {
         f"You do *not* have access; the security channel has been told. Why: {_failure(v)}"
     ),
     Notice.EXPIRING: lambda v: f"⏰ Your access to *{v.label}* ends {when(v.expires_at)}. Request {_ref(v)}.",
-    Notice.EXPIRED: lambda v: f"⌛ Your access to *{v.label}* has expired and was revoked. Request {_ref(v)}.",
+    Notice.EXPIRED: lambda v: (
+        f"⌛ Your access to *{v.label}* ended {when(v.access_ended_at)}: it has expired and was revoked. "
+        f"Request {_ref(v)}."
+    ),
     Notice.REVOKED: lambda v: f"🛑 Your access to *{v.label}* was revoked by {who(v.ended_by)}. Request {_ref(v)}.",
     Notice.CANCELLED: lambda v: f"⌛ Request {_ref(v)} got no decision in time and lapsed.",
     Notice.EMERGENCY: _emergency,
@@ -134,7 +147,9 @@ _TO_CHANNEL: dict[Notice, Callable[[RequestView], str]] = {
         f"🚨 {who(v.requester_id)} broke the glass on *{v.label}*: access until {when(v.expires_at)} (#{v.id})."
     ),
     Notice.DENIED: lambda v: f"⛔ Access to *{v.label}* for {who(v.requester_id)} was denied (#{v.id}).",
-    Notice.EXPIRED: lambda v: f"⌛ Access to *{v.label}* for {who(v.requester_id)} has ended (#{v.id}).",
+    Notice.EXPIRED: lambda v: (
+        f"⌛ Access to *{v.label}* for {who(v.requester_id)} ended {when(v.access_ended_at)} (#{v.id})."
+    ),
     Notice.REVOKED: lambda v: f"🛑 Access to *{v.label}* for {who(v.requester_id)} was revoked (#{v.id}).",
     Notice.GRANT_FAILED: lambda v: (
         f"⚠️ Granting {who(v.requester_id)} access to *{v.label}* failed (#{v.id}): {_failure(v)}"

@@ -19,7 +19,16 @@ from bot.services.activity_notes import ActivityNote
 from bot.services.guard import UNSIGNED
 from bot.services.ports import MessageRef, Notice, NotSent
 from bot.services.snapshots import RequestView
-from bot.slack import activity_notices, blocks, drill_notices, notices, policy_notices, sink_notices, thread_replies
+from bot.slack import (
+    activity_notices,
+    blocks,
+    dm_buttons,
+    drill_notices,
+    notices,
+    policy_notices,
+    sink_notices,
+    thread_replies,
+)
 from bot.slack.retry import never_reached_slack
 from bot.slack.text import escape, who
 
@@ -94,16 +103,22 @@ class SlackNotifier:
         self._call("chat.update", in_doubt=False, channel=ref.channel, ts=ref.ts, text=text, blocks=content)
 
     def tell_requester(self, view: RequestView, notice: Notice, mark: str) -> MessageRef:
-        return self._post(view.requester_id, notices.linked(notices.to_requester(view, notice), view), mark)
+        text = notices.linked(notices.to_requester(view, notice), view)
+        content = dm_buttons.with_buttons(text, dm_buttons.for_requester(view, notice))
+        return self._post(view.requester_id, text, mark, content)
 
     def tell_channel(self, channel: str, view: RequestView, notice: Notice, mark: str) -> MessageRef:
-        return self._post(channel, notices.linked(notices.to_channel(view, notice), view), mark)
+        text = notices.linked(notices.to_channel(view, notice), view)
+        return self._post(channel, text, mark, dm_buttons.with_buttons(text, dm_buttons.for_channel(view, notice)))
 
     def reply_in_thread(
         self, channel: str, thread_ts: str, view: RequestView, notice: Notice, note: dict[str, Any], mark: str
     ) -> MessageRef:
         text = thread_replies.reply(view, notice, note)
         arguments: dict[str, Any] = {"channel": channel, "text": text, "thread_ts": thread_ts}
+        content = thread_replies.reply_blocks(view, notice, note)  # an extension's Approve / Deny buttons
+        if content is not None:
+            arguments["blocks"] = content
         if note.get("broadcast"):
             arguments["reply_broadcast"] = True  # shown in the channel too: the audit channel must see a page
         metadata = {"event_type": MARK_EVENT, "event_payload": {"mark": mark}}

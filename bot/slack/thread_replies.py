@@ -17,6 +17,8 @@ from bot.services.ports import Notice
 from bot.services.snapshots import RequestView
 from bot.slack import notices
 from bot.slack.blocks import mentions
+from bot.slack.fields import actions, button, section
+from bot.slack.ids import ActionId
 from bot.slack.text import code, escape
 
 _USER_MENTION = re.compile(r"<@([UW][A-Z0-9]+)>")
@@ -109,10 +111,27 @@ def _oncall_unknown(view: RequestView, note: dict[str, Any]) -> str:
 
 def _extension_asked(view: RequestView, note: dict[str, Any]) -> str:
     more = format_duration(timedelta(seconds=view.extension_seconds or 0))
+    actor = _name(note.get("actor"), note.get("actor_name"))
+    if note.get("approved"):  # one approval of several: the extension still waits
+        step = f" for {view.step_name(view.waiting_step)}" if view.waiting_step is not None else ""
+        head = f"👍 {actor} approved {more} more on request #{view.id} ({view.label}); it still waits{step}."
+    else:
+        head = f"⏩ {actor} asks for {more} more on request #{view.id} ({view.label}), approved like the request."
+    why = f"\nWhy{_words(note)}" if note.get("words") else ""  # last: nothing of ours follows the holder's words
     return (
-        f"⏩ {_name(note.get('actor'), note.get('actor_name'))} asks for {more} more on request #{view.id} "
-        f"({view.label}), approved like the request itself. {_calling(note)}: approve it with "
-        f"`/breakglass extend {view.id} {more}`; unapproved, access ends as planned."
+        f"{head} {_calling(note)}: approve or deny it with the buttons here (or "
+        f"`/breakglass extend {view.id} {more}`); unapproved, access ends as planned.{why}"
+    )
+
+
+def extension_buttons(view: RequestView) -> dict[str, Any]:
+    """Approve / Deny of the extension that waits. Each carries ``<request id>:<round>``, so a button of an earlier
+    extension of the same request can never decide a later one (bot/slack/listeners/more_time.py)."""
+    value = f"{view.id}:{view.extension_round}"
+    return actions(
+        button(ActionId.APPROVE_EXTENSION, "Approve extension", value, style="primary"),
+        button(ActionId.DENY_EXTENSION, "Deny extension", value, style="danger"),
+        block_id=f"extension-{view.extension_round}",
     )
 
 
@@ -128,6 +147,14 @@ _REPLIES: dict[Notice, Callable[[RequestView, dict[str, Any]], str]] = {
 
 
 THREAD_ONLY = frozenset(_REPLIES)  # said only in a thread; every other notice is also a DM or a channel notice
+
+
+def reply_blocks(view: RequestView, notice: Notice, note: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The reply's blocks where it carries buttons (an extension that waits: the approvers decide it there); None
+    for a reply of text alone."""
+    if notice is not Notice.EXTENSION_ASKED or view.extension_seconds is None:
+        return None
+    return [section(reply(view, notice, note)), extension_buttons(view)]
 
 
 def reply(view: RequestView, notice: Notice, note: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ from bot.clock import ManualClock
 from bot.devtools.local_bot import LocalBot
 from bot.devtools.webhook_receiver import WebhookReceiver
 from bot.domain.states import Status
-from bot.services import access, heartbeat
+from bot.services import access, claims, heartbeat
 from bot.services.deps import Deps, Tuning
 from bot.store import replicas
 from bot.store.models import AuditEvent, Replica
@@ -64,7 +64,7 @@ def test_the_claim_of_a_replica_whose_heartbeat_stopped_is_taken_over_at_dead_af
     request_id = emergency(dead)
     heartbeat.beat(deps(dead))
     last_seen = clock.now()
-    assert access.claim_revoke(deps(dead), request_id, end_reason="revoked", actor=ALICE)
+    assert claims.claim_revoke(deps(dead), request_id, end_reason="revoked", actor=ALICE)
     # ...and the holder dies before calling the backend: its heartbeat stops here, its lease runs for 30 s more.
 
     heartbeat.beat(deps(survivor))
@@ -100,7 +100,7 @@ def test_a_holder_without_a_heartbeat_keeps_its_claim_for_its_lease(
     old, new = make_bot(clock=clock), make_bot(clock=clock)
     request_id = emergency(old)
     claimed_at = clock.now()
-    assert access.claim_revoke(deps(old), request_id, end_reason="revoked", actor=ALICE)
+    assert claims.claim_revoke(deps(old), request_id, end_reason="revoked", actor=ALICE)
 
     while clock.now() < claimed_at + DEFAULTS.lease - BEAT:
         clock.advance(BEAT)
@@ -120,7 +120,7 @@ def test_a_replica_that_could_not_write_its_heartbeat_starts_no_backend_call(
 ) -> None:
     request_id = emergency(bot, "1h")
     heartbeat.beat(deps(bot))
-    assert access.claim_revoke(deps(bot), request_id, end_reason="revoked", actor=ALICE)
+    assert claims.claim_revoke(deps(bot), request_id, end_reason="revoked", actor=ALICE)
 
     # Two beats missed: others may count us dead one beat from now, so the claim in hand is not started...
     bot.clock.advance(DEAD_AFTER - BEAT)

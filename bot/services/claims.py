@@ -1,0 +1,139 @@
+"""Claiming backend work: the row moves to ``granting`` or ``revoking`` under this process's name and a lease, in
+the same transaction that decides the work is due, so that exactly one process calls the backend for it.
+
+A claim whose holder died (its lease ran out, or its heartbeat stopped) is taken over and audited as such; the new
+holder repeats the call, which adapters make safe by being idempotent (``services/access.py`` does the calls).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot.domain.actions import AuditAction
+from bot.domain.durations import format_duration
+from bot.domain.states import CLAIMS, Status
+from bot.services import heartbeat, tell
+from bot.services.common import view
+from bot.services.deps import Deps
+from bot.services.ports import Notice
+from bot.store import audit, queries, replicas
+from bot.store.models import Request
+
+
+class Step(StrEnum):
+    GRANT = "grant"
+    REVOKE = "revoke"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """Backend work this process has claimed and must now finish."""
+
+    request_id: int
+    resource: str
+    step: Step
+
+
+def request_duration(request: Request) -> timedelta:
+    return timedelta(seconds=request.duration_seconds)
+
+
+def claim(
+    deps: Deps,
+    session: Session,
+    request: Request,
+    now: datetime,
+    *,
+    end_reason: str | None = None,
+    actor: str | None = None,
+    words: str | None = None,
+) -> Claimed | None:
+    """Claim the backend work ``request`` needs now, if nobody else did first. Called inside a transaction.
+    ``words``: why an early revoke was asked for (an operator's ``--reason``), kept in its audit event."""
+    me = deps.tuning.instance
+    lease: dict[str, Any] = {"claimed_by": me, "lease_until": now + deps.tuning.lease}
+    status = Status(request.status)
+    step = Step.REVOKE
+    if status is Status.APPROVED:
+        step = Step.GRANT
+        expires_at = now + request_duration(request)
+        won = queries.move(session, request.id, Status.APPROVED, Status.GRANTING, expires_at=expires_at, **lease)
+    elif status is Status.ACTIVE:
+        ending: dict[str, Any] = {"end_reason": end_reason or "expired", "ended_by": actor}
+        # Expiry is checked again in the move itself: an extension that committed after this row was read as due
+        # keeps its grant.
+        expired = [Request.expires_at <= now] if ending["end_reason"] == "expired" else []
+        # Never while an extension holds the row: its backend call and ours must not interleave.
+        when = [queries.not_held(now), *expired]
+        asked = request.extension_seconds  # an extension still waiting ends with the access it would extend
+        dropped = {"extension_seconds": None, "extension_by": None, "extension_asked_at": None} if asked else {}
+        won = queries.move(session, request.id, Status.ACTIVE, Status.REVOKING, when=when, **lease, **ending, **dropped)
+        if won:
+            action = AuditAction.REVOKE_REQUESTED if end_reason == "revoked" else AuditAction.EXPIRING
+            audit.record(
+                session, action, at=now, actor=actor or audit.SYSTEM, request=request, replica=me, comment=words
+            )
+            if asked:
+                _drop_extension(deps, session, request.id, asked, now)
+    elif status is Status.REVOKE_FAILED and request.next_attempt_at and request.next_attempt_at <= now:
+        when = [Request.next_attempt_at <= now]
+        won = queries.move(session, request.id, Status.REVOKE_FAILED, Status.REVOKING, when=when, **lease)
+    elif status in CLAIMS and (why := _takeover_reason(deps, session, request, now)) is not None:
+        step = Step.GRANT if status is Status.GRANTING else Step.REVOKE
+        holder = request.claimed_by
+        dead_before = heartbeat.dead_before(deps, now)
+        won = queries.move_claim(session, request.id, status, holder, now, dead_before=dead_before, **lease)
+        if won and holder != me:
+            taken: dict[str, Any] = {"step": step.value, "previous": holder, "replica": me, **why}
+            audit.record(session, AuditAction.CLAIM_TAKEN_OVER, at=now, request=request, **taken)
+    else:
+        return None
+    return Claimed(request.id, request.resource, step) if won else None
+
+
+def _drop_extension(deps: Deps, session: Session, request_id: int, seconds: int, now: datetime) -> None:
+    """The holder hears that the more time they asked for will not come: the access it was for has ended."""
+    ended = queries.get(session, request_id)
+    assert ended is not None
+    by = timedelta(seconds=seconds)
+    audit.record(session, AuditAction.EXTENSION_DROPPED, at=now, request=ended, by=format_duration(by))
+    tell.requester(deps, session, view(deps, session, ended), Notice.EXTENSION_DROPPED)
+
+
+def _takeover_reason(deps: Deps, session: Session, request: Request, now: datetime) -> dict[str, str] | None:
+    """Why a claim may be taken over now: its lease ran out, or its holder's heartbeat stopped; None if neither."""
+    if request.lease_until is None:
+        return None
+    seen = replicas.last_seen(session, request.claimed_by)
+    last_seen = {"last_seen": seen.isoformat()} if seen is not None else {}
+    if request.lease_until <= now:
+        return {"because": "lease", **last_seen}
+    if seen is not None and seen <= heartbeat.dead_before(deps, now):
+        return {"because": "heartbeat", **last_seen}
+    return None
+
+
+def claim_due(deps: Deps, limit: int) -> list[Claimed]:
+    """Claim a batch of due backend work: expiries, retries, and the claims of processes that died."""
+    now = deps.now()
+    if deps.heartbeat.fenced(now, deps.tuning):
+        return []  # we would not start it (see _held); better left for a replica that may
+    with deps.db.transaction() as session:
+        dead_before = heartbeat.dead_before(deps, now)
+        rows = queries.lock_due(session, now, now - deps.tuning.lease, limit, dead_before=dead_before)
+        claimed = [claim(deps, session, request, now) for request in rows]
+    return [c for c in claimed if c is not None]
+
+
+def claim_revoke(deps: Deps, request_id: int, *, end_reason: str | None = None, actor: str | None = None) -> bool:
+    """Claim the revoke of one request now (an early revoke). Exactly one claimant wins."""
+    with deps.db.transaction() as session:
+        request = queries.get(session, request_id)
+        if request is None or request.status not in (Status.ACTIVE, Status.REVOKE_FAILED, Status.REVOKING):
+            return False
+        return claim(deps, session, request, deps.now(), end_reason=end_reason, actor=actor) is not None
