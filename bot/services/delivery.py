@@ -90,6 +90,10 @@ class Courier:
             owed = outbox.claim(session, message_id, deps.tuning.instance, now, now + LEASE, dead_before)
         if owed is None:
             return None
+        if owed.kind in (Kind.REQUEST, Kind.ALERT, Kind.REFRESH) and owed.request_id is not None:
+            # Owed whenever a request changes, after its commit: the Home tabs it is on follow, whatever Slack
+            # makes of the message (handed to a thread of their own; this never waits).
+            deps.homes.changed(owed.request_id)
         looked = False
         try:
             ref = None

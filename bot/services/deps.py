@@ -19,7 +19,18 @@ from bot.redaction import Redactor
 from bot.services.heartbeat import Heartbeat
 from bot.services.leases import Leases
 from bot.services.oncall import OnCallDesk
-from bot.services.ports import Alarms, Courier, Directory, Metrics, NoAlarms, NoCourier, NoMetrics, Notifier
+from bot.services.ports import (
+    Alarms,
+    Courier,
+    Directory,
+    Homes,
+    Metrics,
+    NoAlarms,
+    NoCourier,
+    NoHomes,
+    NoMetrics,
+    Notifier,
+)
 from bot.store.db import Database
 
 if TYPE_CHECKING:
@@ -107,6 +118,7 @@ class Deps:
     version: str | None = None
     book: PolicyBook | None = None
     metrics: Metrics = field(default_factory=NoMetrics)  # counted at the seams; served at /metrics
+    homes: Homes = field(default_factory=NoHomes)  # re-publishes the Home tabs a change concerns
 
     def now(self) -> datetime:
         return self.clock.now()

@@ -323,3 +323,13 @@ class AuditSinkCursor(Base):
     alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the audit channel was told; cleared on recovery
     holder: Mapped[str | None] = mapped_column(String(64))
     held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class HomeTab(Base):
+    """Someone who has opened the bot's Home tab, and when last (bot/store/home.py): only their pages are re-published
+    when a request they are concerned with changes."""
+
+    __tablename__ = "home_tabs"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
