@@ -59,7 +59,7 @@ def outcome(view: RequestView) -> str:
         case Status.REVOKING | Status.REVOKE_FAILED:
             return f"{number} was {approved}; access is being revoked."
         case Status.EXPIRED:
-            return f"{number} was {approved}; access expired{_at(view.ended_at)}."
+            return f"{number} was {approved}; access expired{_at(view.access_ended_at)}."
         case Status.REVOKED:
             return f"{number} was {approved}; access was revoked by {_who(view.ended_by)}{_at(view.ended_at)}."
     return f"{number} is {view.status.value.replace('_', ' ')}."

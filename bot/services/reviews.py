@@ -66,8 +66,9 @@ def _with_signers(deps: Deps, current: RequestView) -> RequestView:
     return replace(current, review=replace(current.review, signers=signers(deps, current)))
 
 
-def record(deps: Deps, actor: str, request_id: int, notes: str) -> RequestView:
-    """`/breakglass review <id> <notes…>`: the holder's account, or (by anyone else who may) the sign-off."""
+def _party(deps: Deps, actor: str, request_id: int) -> RequestView:
+    """The request, once ``actor`` is a party to its review: its holder, or someone who may sign it off (never the
+    holder through another Slack account), of access that was really given. An outsider's attempt is counted."""
     current = existing(deps, request_id)
     if same_identity(deps, actor, current):  # the holder through another Slack account: still their own review
         why = (
@@ -83,6 +84,12 @@ def record(deps: Deps, actor: str, request_id: int, notes: str) -> RequestView:
     except Refused as refusal:
         refuse_outsider(deps, actor, current, signer, AuditAction.REVIEW_REFUSED, str(refusal))
         raise
+    return current
+
+
+def record(deps: Deps, actor: str, request_id: int, notes: str) -> RequestView:
+    """`/breakglass review <id> <notes…>`: the holder's account, or (by anyone else who may) the sign-off."""
+    current = _party(deps, actor, request_id)
     if len(notes) > MAX_NOTES:
         raise Refused(f"The review is too long ({len(notes)} characters; at most {MAX_NOTES}).")
     notes = deps.redactor.scrub(notes)  # a pasted credential is not kept, nor shown
@@ -236,6 +243,27 @@ def packet(deps: Deps, actor: str, request_id: int) -> Packet:
     except Refused as refusal:
         refuse_outsider(deps, actor, current, signer, AuditAction.REVIEW_REFUSED, str(refusal))
         raise
+    return _packet(deps, request_id)
+
+
+def form(deps: Deps, actor: str, request_id: int) -> Packet:
+    """What the review form (a button's) shows ``actor``, only when ``record`` would take their words now: the
+    holder's account while none is written, or the sign-off of a written account of access that has ended. Refused
+    (and an outsider counted) exactly as ``record`` refuses, so nobody writes words that would be turned away."""
+    current = _party(deps, actor, request_id)
+    with deps.db.transaction() as session:
+        review = queries.review(session, request_id)
+        status = ReviewStatus(review.status) if review else None
+        if actor == current.requester_id:
+            check_account(review=status, request_id=request_id)
+        else:
+            reviewer = review.reviewer_id if review else None
+            holds = current.status in HOLDS_ACCESS
+            check_sign_off(review=status, holds_access=holds, reviewer=reviewer, request_id=request_id)
+    return _packet(deps, request_id)
+
+
+def _packet(deps: Deps, request_id: int) -> Packet:
     with deps.db.transaction() as session:
         request = _request(session, request_id)
         current = _with_signers(deps, view(deps, session, request))

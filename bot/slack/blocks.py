@@ -13,7 +13,7 @@ from bot.domain.states import ReviewStatus, Status
 from bot.services.requests import Offer
 from bot.services.snapshots import RequestView
 from bot.slack.ids import ActionId
-from bot.slack.text import code, escape, placeholders, when, who
+from bot.slack.text import code, escape, placeholders, quote, when, who
 
 Block = dict[str, Any]
 FAILURE_SHOWN = 500  # characters of a backend's error shown in a message
@@ -88,8 +88,20 @@ def state_line(view: RequestView) -> str:
     if status is Status.REVOKE_FAILED:
         return f"⚠️ Revoke failing (attempt {view.revoke_attempts}), retrying: {_failure(view)}"
     if status is Status.EXPIRED:
-        return f"⌛ Expired at {when(view.ended_at)} · {decided}"
+        return f"⌛ Expired at {when(view.access_ended_at)}{_revoked_later(view)} · {decided}"
     return f"🛑 Revoked by {who(view.ended_by)} at {when(view.ended_at)} · {decided}"
+
+
+def _revoked_later(view: RequestView) -> str:
+    """When the revoke that enforced an expiry landed, if a reader would see a different minute from the expiry's."""
+    ended, revoked = view.access_ended_at, view.ended_at
+    if (
+        ended is None
+        or revoked is None
+        or ended.replace(second=0, microsecond=0) == revoked.replace(second=0, microsecond=0)
+    ):
+        return ""
+    return f", revoked {when(revoked)}"
 
 
 def _failure(view: RequestView) -> str:
@@ -247,6 +259,28 @@ def help_text() -> str:
     return f"*Breakglass* gives you temporary access to production, approved by your peers.\n{placeholders(USAGE)}"
 
 
+def asked_text(view: RequestView) -> str:
+    """What came of an access request, typed or made with the form: said to the requester alone."""
+    if view.status is Status.ACTIVE:
+        text = f"✅ Access to `{view.label}` is active until {when(view.expires_at)} (request #{view.id})."
+        if view.emergency:
+            text = "🚨 Glass broken. " + text + " Security has been told; a review will be due."
+        elif view.auto_approved:
+            text = "⚡ Approved at once: you are on call now, and the approvers have been told. " + text
+        if view.instructions:
+            text += "\n" + quote(view.instructions, 2000)  # every line quoted: none can leave the quote
+        return text
+    if view.status is Status.GRANT_FAILED:
+        failure = escape(view.failure or "no details", 500)  # last: nothing of ours follows it on the line
+        return f"⚠️ Granting `{view.label}` failed; you do *not* have access. Why: {failure}"
+    # Says what was understood, the reason included, so a word taken the wrong way is seen before approvers act.
+    reason = escape(view.reason, 200)  # last: nothing of ours follows it on the line
+    return (
+        f"📨 Request #{view.id} for `{view.label}` ({format_duration(view.duration)}) is with the approvers. "
+        f"Reason: {reason}"
+    )
+
+
 def offers_text(offers: list[Offer]) -> str:
     """`/breakglass list`."""
     lines = ["*Resources you may request*"]
@@ -290,7 +324,7 @@ def mine_text(
         )
     if reviews_owed:
         lines.append(placeholders("*Reviews you owe* (`/breakglass review <id> <what happened and why…>`)"))
-        lines += _listed([f"• #{v.id} {code(v.label)} — ended {when(v.ended_at)}" for v in reviews_owed])
+        lines += _listed([f"• #{v.id} {code(v.label)} — ended {when(v.access_ended_at)}" for v in reviews_owed])
     if to_sign_off:
         lines.append(placeholders("*Reviews waiting for your sign-off* (`/breakglass review <id>` to read)"))
         lines += _listed(

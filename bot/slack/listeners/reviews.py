@@ -1,0 +1,94 @@
+"""The review form: "Write review" and "Sign off" open it (in a DM, the audit channel or the Home tab), and its
+submission records the words as `/breakglass review <id> <notes…>` does.
+
+A click opens the form only when the typed command would take the clicker's words now (``reviews.form``): the holder
+whose account is not written yet, or someone who may sign off a written account of access that has ended. Anyone else
+is answered privately why not, and an outsider's attempt is recorded, as the command's refusal is. The submission is
+checked again in full (the review may have been written or signed off by someone else while the form was open):
+words that will not do (none, too many) keep the form open with what is allowed; otherwise the form closes and the
+outcome is told privately where the button was, worded as the command's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot.domain.commands import clean
+from bot.logs import log_context
+from bot.services import reviews
+from bot.services.deps import Deps
+from bot.services.guard import RateLimiter
+from bot.slack import review_form
+from bot.slack.ids import WORDS_BLOCK, WORDS_INPUT, ActionId, CallbackId
+from bot.slack.listeners.clicks import clicked_in, logged_id, open_form, request_id
+from bot.slack.listeners.views import NOT_OURS, BadForm, target, tell
+from bot.slack.replies import answer, form_errors, privately, record_slow_down, said, slowed_down
+
+
+def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
+    app.action(ActionId.WRITE_REVIEW.value)(_click_listener(deps, limiter))
+    app.view(CallbackId.REVIEW.value)(_submit_listener(deps, limiter))
+
+
+def _click_listener(deps: Deps, limiter: RateLimiter) -> Callable[..., None]:
+    def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        ack()
+        actor = body["user"]["id"]
+        tell_actor = privately(body, respond, client)  # the Home tab gives no response_url: a DM then
+        if slowed_down(deps, limiter, actor, tell_actor):
+            return
+        with log_context(request_id=logged_id(action), actor=actor):
+            answer(tell_actor, lambda: _open(deps, client, actor, body, action))
+
+    return on_click
+
+
+def _open(deps: Deps, client: WebClient, actor: str, body: dict[str, Any], action: dict[str, Any]) -> None:
+    """Open the form, or refuse as the command would; None: the form is what the person sees next."""
+    packet = reviews.form(deps, actor, request_id(action))
+    form = review_form.review_form(packet, actor, clicked_in(body, actor))
+    open_form(client, body.get("trigger_id"), form, what="the review form")
+
+
+def notes(view: dict[str, Any]) -> str:
+    """The words as they will be kept: control characters cleaned as in typed commands, ends stripped."""
+    values = (view.get("state") or {}).get("values") or {}
+    block = values.get(WORDS_BLOCK) if isinstance(values, dict) else None
+    field = block.get(WORDS_INPUT) if isinstance(block, dict) else None
+    raw = field.get("value") if isinstance(field, dict) else None
+    text = clean(raw).strip() if isinstance(raw, str) else ""
+    if not text:
+        raise BadForm(f"Nothing is written yet: please write 1 to {reviews.MAX_NOTES} characters.")
+    if len(text) > reviews.MAX_NOTES:
+        raise BadForm(f"That is {len(text)} characters; at most {reviews.MAX_NOTES} are kept. Please shorten it.")
+    return text
+
+
+def _submit_listener(deps: Deps, limiter: RateLimiter) -> Callable[..., None]:
+    def on_submit(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        actor = body["user"]["id"]
+        verdict = limiter.take(actor)
+        if not verdict.allowed:
+            ack(**form_errors(verdict.message(limiter.per_minute)))
+            record_slow_down(deps, actor, verdict)
+            return
+        view = body.get("view")
+        try:
+            if not isinstance(view, dict):
+                raise BadForm(NOT_OURS)
+            request_id, channel = target(view)
+            words = notes(view)
+        except BadForm as problem:
+            ack(**form_errors(str(problem)))
+            return
+        ack()  # closes the form; recording may take longer than Slack waits
+        with log_context(request_id=request_id, actor=actor):
+            text = said(lambda: review_form.recorded(reviews.record(deps, actor, request_id, words)))
+            assert text is not None
+            tell(client, channel, actor, text)
+
+    return on_submit
