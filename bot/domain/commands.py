@@ -33,6 +33,7 @@ LEVEL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")  # as the policy requires of l
 _BROADCAST = re.compile(r"@(?=(?:here|channel|everyone|group)\b)", re.IGNORECASE)
 
 USAGE = (
+    "`/breakglass` alone opens a form that asks for access step by step\n"
     "`/breakglass <resource>[:level] [duration] <reason…>` asks for access (add `--emergency` to break the glass)\n"
     "`/breakglass list` shows what you may request · `/breakglass mine` shows your requests and grants\n"
     "`/breakglass revoke <id>` ends access early · `/breakglass extend <id> <duration>` gives active access more time\n"
@@ -234,7 +235,9 @@ def parse(text: str) -> Command:
         )
     if colon and not LEVEL_NAME.fullmatch(level):
         raise CommandError(
-            f"'{shown(words[flags])}' does not name a level: use `<resource>:<level>`, e.g. `{head}:read`; "
+            f"'{shown(words[flags])}' does not name a level: use "
+            + _usage("<resource>:<level>")
+            + f", e.g. `{head}:read`; "
             "`/breakglass list` shows each resource's levels."
         )
     emergency = flags > 0 or any(_is_flag(word) for word in rest)

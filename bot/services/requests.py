@@ -14,7 +14,7 @@ from bot.domain.live import live_key, scope
 from bot.domain.rules import Forbidden, Refused, check_ask, check_revoke, find_resource
 from bot.domain.states import FINAL, Status
 from bot.policy import Resource
-from bot.services import access, guard, one_live, reviews, tell, triggers, waiting
+from bot.services import access, claims, guard, one_live, reviews, tell, triggers, waiting
 from bot.services.common import (
     approver_unless_holder,
     existing,
@@ -112,7 +112,7 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
                     )
                 approved = queries.get(session, request.id)
                 assert approved is not None
-                access.claim(deps, session, approved, now)
+                claims.claim(deps, session, approved, now)
             if withdrawn is not None:
                 withdrawn = one_live.record_superseded(session, withdrawn, request, actor, now)
                 superseded = view(deps, session, withdrawn)
@@ -177,7 +177,7 @@ def end_early(deps: Deps, actor: str, request_id: int) -> RequestView:
         raise
     if current.status is Status.PENDING:
         return _withdraw(deps, actor, current)
-    if not access.claim_revoke(deps, request_id, end_reason="revoked", actor=actor):
+    if not claims.claim_revoke(deps, request_id, end_reason="revoked", actor=actor):
         still_active = existing(deps, request_id).status is Status.ACTIVE
         if still_active:  # an extension holds it while its backend call runs
             raise Refused(
@@ -205,10 +205,57 @@ def _withdraw(deps: Deps, actor: str, current: RequestView) -> RequestView:
     return current
 
 
+def withdraw(deps: Deps, actor: str, request_id: int) -> RequestView:
+    """The Withdraw button: the requester takes back a request that still waits for approvers. Unlike `end_early`,
+    never ends access: a request decided meanwhile is left as it is, and the answer says what became of it."""
+    current = existing(deps, request_id)
+    if actor != current.requester_id:
+        why = f"Only the requester may withdraw request #{request_id}; nothing was done."
+        approver = approver_unless_holder(deps, actor, current)
+        refuse_outsider(deps, actor, current, approver, AuditAction.REVOKE_REFUSED, why)
+        raise Refused(why)
+    if current.status is not Status.PENDING:
+        raise Refused(f"{outcome(current)} Nothing was withdrawn.")
+    return _withdraw(deps, actor, current)
+
+
 @dataclass(frozen=True)
 class Offer:
     resource: Resource
     may_request: bool
+
+
+@dataclass(frozen=True)
+class LevelChoice:
+    """One level a person may request: the resource as that level grants it (limits, reason pattern), and whether
+    they may break the glass on it."""
+
+    resource: Resource
+    may_break_glass: bool
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A resource a person may request, with the levels of it they may request, least privileged first (one, with no
+    name, for a resource without levels)."""
+
+    resource: Resource
+    levels: tuple[LevelChoice, ...]
+
+
+def choices(deps: Deps, actor: str) -> list[Choice]:
+    """What the request form offers this person, by name: only what they may request, so the form reveals nothing the
+    policy hides from them. Raises MembershipUnknown when that depends on a user group Slack cannot list now."""
+    found = []
+    for resource in deps.policy.resources.values():  # read once: a reload meanwhile must not mix two versions
+        levels = tuple(
+            LevelChoice(viewed, deps.may_break_glass(actor, viewed))
+            for viewed in (resource.at(level) for level in resource.each_level)
+            if deps.may_request(actor, viewed)
+        )
+        if levels:
+            found.append(Choice(resource, levels))
+    return sorted(found, key=lambda choice: choice.resource.name)
 
 
 def offers(deps: Deps, actor: str) -> list[Offer]:

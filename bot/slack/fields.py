@@ -20,6 +20,7 @@ MAX_OPTION_VALUE = 150
 MAX_OPTIONS = 100  # options of one static select
 MAX_LABEL = 2000  # an input block's label (hint likewise)
 MAX_PLACEHOLDER = 150
+MAX_SECTION = 3000  # characters of a section's text
 
 
 def _cut(text: str, limit: int) -> str:
@@ -149,3 +150,22 @@ def input_block(
     if dispatch_action:
         block["dispatch_action"] = True
     return block
+
+
+def sections(text: str, limit: int = MAX_SECTION) -> list[Block]:
+    """``text`` (mrkdwn, already inert) as the sections it takes to show it whole: cut between lines, and within a
+    line only when one line alone is longer than a section holds."""
+    chunks: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while units(line) > limit:  # rare: the notices and the packet bound every line they show
+            head = _cut(line, limit + 1)[:-1]  # as much as fits, without the "…"
+            chunks += [current, head] if current else [head]
+            current, line = "", line[len(head) :]
+        joined = f"{current}\n{line}" if current else line
+        if current and units(joined) > limit:
+            chunks.append(current)
+            joined = line
+        current = joined
+    chunks.append(current)
+    return [section(chunk) for chunk in chunks if chunk.strip()]

@@ -26,6 +26,7 @@ class CallbackId(StrEnum):
     APPROVE = "approve-comment"
     REQUEST = "request-access"  # the request form: its submission is the request a typed command makes
     MORE_TIME = "more-time"  # the more-time form: its submission asks for an extension
+    DENY_EXTENSION = "deny-extension-reason"  # why an extension is denied: its submission denies it
     REVIEW = "review-notes"  # the review form: an account, or a sign-off's notes
     REQUEST_SHORTCUT = "request_access"  # the global shortcut "Request access" (manifest.yml)
 
@@ -33,5 +34,23 @@ class CallbackId(StrEnum):
 # The one text input of the decision forms: its block and action ids, for reading the submitted value.
 WORDS_BLOCK = "words"
 WORDS_INPUT = "text"
+
+
+class FormField(StrEnum):
+    """The request form's inputs. Each is its block's id, followed by "." and the resource or level it was drawn for
+    where a choice redraws the block (so Slack carries no stale choice over), and the action id of its element (but
+    the selects', which are ActionId.PICK_RESOURCE and ActionId.PICK_LEVEL)."""
+
+    RESOURCE = "resource"
+    LEVEL = "level"
+    DURATION = "duration"  # a select of durations within the level's limits
+    TYPED_DURATION = "typed-duration"  # free entry, which replaces the select's choice
+    REASON = "reason"
+    EMERGENCY = "emergency"  # the "Break the glass" checkbox, only where the person may
+
+
+# The more-time form: how much more, chosen or typed (block id, then the input's action id); its "why" is WORDS_BLOCK.
+MORE_PICK_BLOCK, MORE_PICK = "more-pick", "pick"
+MORE_TYPED_BLOCK, MORE_TYPED = "more-typed", "typed"
 
 COMMAND = "/breakglass"

@@ -8,13 +8,11 @@ decision would be, and opens no form.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from bot.domain.actions import AuditAction
 from bot.domain.rules import Refused, check_decider
@@ -28,24 +26,8 @@ from bot.services.outcome import outcome
 from bot.services.snapshots import RequestView
 from bot.slack import modals
 from bot.slack.ids import ActionId
+from bot.slack.listeners.clicks import clicked_in, logged_id, open_form, request_id
 from bot.slack.replies import answer, privately, slowed_down
-
-log = logging.getLogger("breakglass.slack.actions")
-
-
-def _request_id(action: dict[str, Any]) -> int:
-    value = str(action.get("value") or "")
-    if not (value.isascii() and value.isdigit()) or len(value) > 9:  # "²".isdigit(); PostgreSQL ids are int4
-        raise Refused("That button does not belong to a Breakglass request; nothing was done.")
-    return int(value)
-
-
-def _logged_id(action: dict[str, Any]) -> int | None:
-    """The request id for the log's context, or None for a value that is not one (refused when the click is handled)."""
-    try:
-        return _request_id(action)
-    except Refused:
-        return None
 
 
 def _approve(deps: Deps, actor: str, request_id: int) -> str:
@@ -58,9 +40,15 @@ def _revoke(deps: Deps, actor: str, request_id: int) -> str:
     return f"🛑 Access for request #{view.id} is {view.status.value.replace('_', ' ')}."
 
 
+def _withdraw(deps: Deps, actor: str, request_id: int) -> str:
+    view = requests.withdraw(deps, actor, request_id)
+    return f"↩️ Request #{view.id} is withdrawn; nobody will be asked to decide it."
+
+
 CLICKS: dict[ActionId, Callable[[Deps, str, int], str]] = {
     ActionId.APPROVE: _approve,
     ActionId.REVOKE: _revoke,
+    ActionId.WITHDRAW: _withdraw,
 }
 
 
@@ -85,8 +73,8 @@ def _listener(deps: Deps, limiter: RateLimiter, work: Callable[[Deps, str, int],
         tell = privately(body, respond, client)  # a click on the Home tab has no response_url: a DM then
         if slowed_down(deps, limiter, actor, tell):
             return
-        with log_context(request_id=_logged_id(action), actor=actor):
-            answer(tell, lambda: work(deps, actor, _request_id(action)))
+        with log_context(request_id=logged_id(action), actor=actor):
+            answer(tell, lambda: work(deps, actor, request_id(action)))
 
     return on_click
 
@@ -100,7 +88,7 @@ def _form_listener(
         tell = privately(body, respond, client)
         if slowed_down(deps, limiter, actor, tell):
             return
-        with log_context(request_id=_logged_id(action), actor=actor):
+        with log_context(request_id=logged_id(action), actor=actor):
             answer(tell, lambda: _open_form(deps, client, actor, body, action, form))
 
     return on_click
@@ -115,15 +103,8 @@ def _open_form(
     form: Callable[[RequestView, str], modals.View],
 ) -> None:
     """Open the form, or refuse as the submission would; None: the form is what the person sees next."""
-    current = _decidable(deps, actor, _request_id(action))
-    trigger = body.get("trigger_id")
-    if not isinstance(trigger, str) or not trigger:
-        raise Refused("Slack sent no way to open the form with that click; nothing was done. Please click again.")
-    try:
-        client.views_open(trigger_id=trigger, view=form(current, _channel(body, actor)))
-    except SlackApiError as error:  # mostly a trigger that expired (3 s) while the check above waited
-        log.warning("Slack did not open a decision form (%s)", error.response.get("error"))
-        raise Refused("Slack did not open the form in time, so nothing was done. Please click again.") from None
+    current = _decidable(deps, actor, request_id(action))
+    open_form(client, body.get("trigger_id"), form(current, clicked_in(body, actor)), what="a decision form")
 
 
 def _decidable(deps: Deps, actor: str, request_id: int) -> RequestView:
@@ -144,13 +125,3 @@ def _decidable(deps: Deps, actor: str, request_id: int) -> RequestView:
     if current.status is not Status.PENDING:
         raise Refused(f"{outcome(current)} Nothing was done.")
     return current
-
-
-def _channel(body: dict[str, Any], actor: str) -> str:
-    """Where the button was clicked, to answer the form's submission there; the person's DM when Slack did not say."""
-    channel = body.get("channel")
-    container = body.get("container")
-    found = (channel.get("id") if isinstance(channel, dict) else None) or (
-        container.get("channel_id") if isinstance(container, dict) else None
-    )
-    return found if isinstance(found, str) and found else actor

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
 
 from bot.domain.actions import AuditAction
 from bot.domain.commands import (
@@ -19,20 +20,20 @@ from bot.domain.commands import (
     RecordReview,
     Revoke,
     ShowReview,
+    clean,
     parse,
 )
 from bot.domain.durations import format_duration
 from bot.domain.rules import Forbidden, Refused, check_ask, find_resource, plainly_requester
-from bot.domain.states import ReviewStatus, Status
+from bot.domain.states import Status
 from bot.logs import log_context
-from bot.services import drills, extensions, guard, requests, reviews
+from bot.services import drills, extension_asks, guard, requests, reviews
 from bot.services.deps import Deps
 from bot.services.guard import RateLimiter
-from bot.services.snapshots import RequestView
-from bot.slack import blocks, drill_notices, review_packet
+from bot.slack import blocks, drill_notices, more_time, review_form, review_packet
 from bot.slack.ids import COMMAND
+from bot.slack.listeners.request_form import open_request_form
 from bot.slack.replies import answer, record_slow_down
-from bot.slack.text import escape, quote, when
 from bot.store.reachability import database_outage
 
 log = logging.getLogger("breakglass.slack.commands")
@@ -43,12 +44,18 @@ WORKING = "⏳"
 
 def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
     @app.command(COMMAND)
-    def on_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+    def on_command(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
         actor = command["user_id"]
         verdict = limiter.take(actor)
         if not verdict.allowed:
             ack(text=verdict.message(limiter.per_minute))
             record_slow_down(deps, actor, verdict)
+            return
+        if not clean(command.get("text") or "").split():  # nothing typed: the form asks for it instead
+            ack()
+            where = command.get("channel_id") or actor, command.get("channel_name")
+            with log_context(actor=actor):
+                answer(respond, lambda: open_request_form(deps, client, actor, command.get("trigger_id"), *where))
             return
         try:
             parsed = parse(command.get("text") or "")
@@ -107,21 +114,15 @@ def _record_refusal(deps: Deps, actor: str, why: str, resource: str) -> None:
 def run(deps: Deps, actor: str, parsed: object, channel: str | None, channel_name: str | None = None) -> str:
     match parsed:
         case Ask():
-            return _asked(requests.submit(deps, actor, parsed, channel, channel_name))
+            return blocks.asked_text(requests.submit(deps, actor, parsed, channel, channel_name))
         case ListResources():
             return blocks.offers_text(requests.offers(deps, actor))
         case Mine():
             mine = requests.mine(deps, actor)
             return blocks.mine_text(mine.open, mine.reviews_owed, mine.to_decide, mine.waiting, mine.to_sign_off)
         case Extend(request_id=request_id, duration=duration):
-            view = extensions.extend(deps, actor, request_id, duration)
-            if view.extension_seconds is not None:  # approved like the request: more steps or approvals to come
-                step = view.step_name(view.waiting_step) if view.waiting_step is not None else "more approvals"
-                return (
-                    f"⏳ Your approval of more time for #{request_id} is recorded. The extension waits for {step}; "
-                    "its approvers were called on in the request's thread."
-                )
-            return f"⏩ Request #{request_id} now lasts until {when(view.expires_at)}."
+            # The holder asks (as "Ask for more time" does), an approver approves: one rule for both ways in.
+            return more_time.said_to(actor, extension_asks.more_time(deps, actor, request_id, duration))
         case Revoke(request_id=request_id):
             ended = requests.end_early(deps, actor, request_id)
             if ended.status is Status.CANCELLED:
@@ -130,36 +131,9 @@ def run(deps: Deps, actor: str, parsed: object, channel: str | None, channel_nam
                 return f"⚠️ Revoking #{request_id} failed for now; Breakglass keeps retrying and has told security."
             return f"🛑 Access for request #{request_id} revoked."
         case RecordReview(request_id=request_id, notes=notes):
-            reviewed = reviews.record(deps, actor, request_id, notes)
-            if reviewed.review is not None and reviewed.review.status == ReviewStatus.DONE:
-                return f"📝 Review of request #{request_id} signed off. Thank you."
-            return (
-                f"📝 Your review of request #{request_id} is written. Thank you. An approver or a reviewer signs it "
-                "off next; they have been told."
-            )
+            return review_form.recorded(reviews.record(deps, actor, request_id, notes))
         case ShowReview(request_id=request_id):
             return review_packet.packet_text(reviews.packet(deps, actor, request_id))
         case Drill(resource=resource, level=level):
             return drill_notices.report(drills.from_slack(deps, actor, resource, level).to_data())
     raise AssertionError(f"unhandled command {parsed!r}")
-
-
-def _asked(view: RequestView) -> str:
-    if view.status is Status.ACTIVE:
-        text = f"✅ Access to `{view.label}` is active until {when(view.expires_at)} (request #{view.id})."
-        if view.emergency:
-            text = "🚨 Glass broken. " + text + " Security has been told; a review will be due."
-        elif view.auto_approved:
-            text = "⚡ Approved at once: you are on call now, and the approvers have been told. " + text
-        if view.instructions:
-            text += "\n" + quote(view.instructions, 2000)  # every line quoted: none can leave the quote
-        return text
-    if view.status is Status.GRANT_FAILED:
-        failure = escape(view.failure or "no details", 500)  # last: nothing of ours follows it on the line
-        return f"⚠️ Granting `{view.label}` failed; you do *not* have access. Why: {failure}"
-    # Says what was understood, the reason included, so a word taken the wrong way is seen before approvers act.
-    reason = escape(view.reason, 200)  # last: nothing of ours follows it on the line
-    return (
-        f"📨 Request #{view.id} for `{view.label}` ({format_duration(view.duration)}) is with the approvers. "
-        f"Reason: {reason}"
-    )
