@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
+from typing import TYPE_CHECKING
 
 from slack_bolt import App
 from waitress import wasyncore
@@ -36,6 +37,7 @@ from bot.settings import Settings, SettingsError
 from bot.sinks import build_all as build_sinks
 from bot.slack.app import DEFAULT_API_URL, build_app, home_from, web_client
 from bot.slack.directory import SlackDirectory
+from bot.slack.home_refresh import HomeRefresher
 from bot.slack.link import SlackLink, TokenRefused
 from bot.slack.metered import metered
 from bot.slack.notifier import SlackNotifier
@@ -43,6 +45,9 @@ from bot.store import outbox, policy_versions, queries, schema
 from bot.store.chain import AuditSeal, ChainError, check_head
 from bot.store.db import Database
 from bot.web import WebApp
+
+if TYPE_CHECKING:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 log = logging.getLogger("breakglass")
 
@@ -62,6 +67,7 @@ class Runtime:
     reloader: Reloader | None = field(default=None, repr=False)
     shipper: Shipper | None = field(default=None, repr=False)  # the policy's audit_sinks, when it names any
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)  # for what a reloaded policy builds
+    _socket: SocketModeHandler | None = field(default=None, repr=False)  # Slack's requests in Socket Mode
 
     def start_alarms(self) -> None:
         """Take back claims left by an earlier life of this replica (same BREAKGLASS_INSTANCE), set an alarm for
@@ -123,6 +129,15 @@ class Runtime:
             self._server_thread.start()
         return bound
 
+    def connect_socket(self, app_token: str) -> None:
+        """Take Slack's requests over Socket Mode (``apps.connections.open`` with the app-level token, then a
+        WebSocket the SDK keeps open and reconnects); returns once connected. ``stop`` closes it."""
+        from slack_bolt.adapter.socket_mode import SocketModeHandler  # only Socket Mode pays for the import
+
+        handler = SocketModeHandler(self.app, app_token)
+        handler.connect()
+        self._socket = handler
+
     def stop(self, grace: float = 10.0) -> None:
         """Stop taking requests and starting work; give what is in flight ``grace`` seconds in all; hand back the
         claims still held; close connections. Idempotent."""
@@ -131,6 +146,9 @@ class Runtime:
         def left() -> float:
             return max(deadline - time.monotonic(), 0.1)
 
+        socket, self._socket = self._socket, None
+        if socket is not None:  # first, like the HTTP server below: no new request reaches the bot
+            socket.close()
         server, self._server = self._server, None
         if server is not None:
             server.task_dispatcher.shutdown(timeout=left())  # type: ignore[arg-type]  # seconds, int in its stubs
@@ -159,6 +177,8 @@ class Runtime:
             outbox.release(session, self.deps.tuning.instance)
         self.scheduler.shutdown(wait=True)
         heartbeat.forget(self.deps)  # after the last beat: nothing of ours is left to watch
+        if isinstance(self.deps.homes, HomeRefresher):  # a page being published may finish; the rest are dropped
+            self.deps.homes.close(left())
         close_adapters(self.deps.adapters)
         if self.deps.book is not None:  # the versions live grants were still using
             self.deps.book.close(keep=self.deps.version)
@@ -226,6 +246,7 @@ def build(
         metrics=metrics,
     )
     metrics.watch(deps)
+    deps.homes = HomeRefresher(deps, client)  # Home tabs are published from a thread of their own
     if policy.oncall is not None:
         try:
             service = connect_oncall(policy.oncall, environ)

@@ -1,5 +1,6 @@
-"""`breakglass serve` in Socket Mode, as a real process: connected to Slack over the socket, it still serves /healthz
-and /metrics on $PORT, never Slack's events endpoint there, and stops cleanly on SIGTERM."""
+"""`breakglass serve` in Socket Mode, as a real process: connected to Slack over the socket, it takes Slack's requests
+there (acked over the socket), still serves /healthz and /metrics on $PORT, never Slack's events endpoint there, and
+stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.devtools.local_bot import GROUPS, PEOPLE
 from bot.devtools.ports import free_port
-from bot.devtools.slack_requests import SlackSender
-from bot.devtools.socket_mode_standin import APP_TOKEN, SocketModeStandIn
+from bot.devtools.slack_requests import SlackSender, slash_command
+from bot.devtools.socket_mode_standin import APP_TOKEN, SocketModeStandIn, payload_of
 
 BOT_TOKEN = "xoxb-socket-mode-test-token-0123"
 SECRET = "socket-mode-signing-secret-0123"
@@ -53,6 +54,9 @@ def test_socket_mode_serves_health_and_metrics_but_not_events(tmp_path: Path) ->
             assert health.json() == {"ok": True, "database": "up", "slack": "up"}
             assert slack.connected.wait(30), "the bot never opened its socket"
             assert slack.calls("apps.connections.open")
+            # A command over the socket is acked there, with the answer a typed `help` gets over HTTP.
+            acked = slack.deliver("slash_commands", payload_of(slash_command(text="help"))[1], timeout=30)
+            assert acked is not None and "/breakglass" in acked.get("text", ""), acked
 
             scraped = requests.get(f"{base}/metrics", timeout=10)
             assert scraped.status_code == 200

@@ -54,20 +54,15 @@ def serve() -> None:
 
 
 def _socket_mode(running: Any, app_token: str, port: int) -> None:
-    """Slack's requests over the socket; health checks and scrapes over HTTP on ``port``. Returns on SIGTERM: the
-    socket handler's own ``start()`` waits forever, so a stop would never reach the caller's clean-up."""
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
-
+    """Slack's requests over the socket; health checks and scrapes over HTTP on ``port``. Returns on SIGTERM (the
+    caller's ``running.stop()`` closes the socket): the socket handler's own ``start()`` waits forever, so a stop
+    would never reach the caller's clean-up. The tests' harness connects through the same ``connect_socket``."""
     running.serve_http(block=False)
     logging.getLogger("breakglass").info("Socket Mode; /healthz and /metrics on port %s", port)
-    handler = SocketModeHandler(running.app, app_token)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    handler.connect()
-    try:
-        stopping.wait()
-    finally:
-        handler.close()
+    running.connect_socket(app_token)
+    stopping.wait()
 
 
 @cli.command()

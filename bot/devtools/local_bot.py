@@ -1,4 +1,5 @@
-"""The real bot, run locally over HTTP against the Slack stand-in, with a clock that only moves when told.
+"""The real bot, run locally over HTTP (or Socket Mode) against the Slack stand-in, with a clock that only moves when
+told.
 
 Used by `breakglass demo` and the end-to-end tests: one harness, so the demo shows what the tests prove.
 """
@@ -15,8 +16,10 @@ from typing import Any
 
 from bot import redaction, runtime
 from bot.clock import ManualClock
+from bot.devtools import form_filling, request_forms
 from bot.devtools.slack_requests import SlackSender
 from bot.devtools.slack_standin import OpenedView, SlackStandIn
+from bot.devtools.socket_mode_standin import APP_TOKEN, SocketModeStandIn, SocketSender
 from bot.policy import Policy
 from bot.services import activity
 from bot.services.common import load_view
@@ -68,14 +71,19 @@ class LocalBot:
         tuning: Tuning | None = None,
         clock: ManualClock | None = None,
         audit_key: str | None = None,
+        socket_mode: bool = False,
     ) -> None:
+        """``socket_mode``: Slack's requests reach the bot over Socket Mode (``sender`` delivers what it would POST as
+        envelopes over the stand-in's socket), as ``breakglass serve`` takes them when SLACK_APP_TOKEN is set."""
         self.policy = policy
         self.database_url = database_url
         self.environ = environ or {}
         self.tuning = tuning or Tuning(grant_retry_pause=0.01)
         self.clock = clock or ManualClock()
         self.audit_key = audit_key or RUN_AUDIT_KEY
-        self.slack = SlackStandIn(token=BOT_TOKEN, users=PEOPLE, groups=GROUPS)
+        self.socket_mode = socket_mode
+        stand_in = SocketModeStandIn if socket_mode else SlackStandIn
+        self.slack = stand_in(token=BOT_TOKEN, users=PEOPLE, groups=GROUPS)
         self._names = itertools.count(1)
         self.runtime: runtime.Runtime | None = None
         self.replies: list[Reply] = []  # every answer the bot gave, for tests that look at all of them
@@ -87,7 +95,7 @@ class LocalBot:
             _env_file=None,
             SLACK_BOT_TOKEN=BOT_TOKEN,
             SLACK_SIGNING_SECRET=SIGNING_SECRET,
-            SLACK_APP_TOKEN="",
+            SLACK_APP_TOKEN=APP_TOKEN if self.socket_mode else "",
             SLACK_API_URL=self.slack.api_url,
             DATABASE_URL=self.database_url,
             PORT=3000,
@@ -98,6 +106,9 @@ class LocalBot:
         port = self.runtime.serve_http(host="127.0.0.1", port=0, block=False)
         self.base_url = f"http://127.0.0.1:{port}"
         self.sender = SlackSender(self.base_url, SIGNING_SECRET)
+        if isinstance(self.slack, SocketModeStandIn):  # the path `breakglass serve` takes in Socket Mode
+            self.runtime.connect_socket(APP_TOKEN)
+            self.sender = SocketSender(self.slack)
         return self
 
     def stop(self) -> None:
@@ -142,13 +153,29 @@ class LocalBot:
     def _click(
         self, user: str, action: str, request_id: int | str, channel: str | None, name: str, **extra: Any
     ) -> Any:
-        """A signed click on the request's message in ``channel`` (approvals by default), answered at ``name``."""
+        """A signed click in ``channel`` (approvals by default; a user id: the DM with them), answered at ``name``: on
+        the newest message there that carries the button for the request, else on the request's message."""
         channel = channel or self.policy.channels.approvals
+        carrying = self.button_message(channel, action, request_id)
+        if carrying is not None:
+            channel, block = carrying["channel"], carrying["block_id"]
+            shown = {"type": "message", **{k: carrying[k] for k in ("ts", "text", "blocks")}}
+            extra = {"message": shown, "block_id": block, **extra}
+            if channel.startswith("D"):
+                extra.setdefault("channel_name", "directmessage")
         message = self.request_message(int(request_id), channel) if str(request_id).isdigit() else None
+        message = carrying or message
         ts = message["ts"] if message else "1700000000.000001"
         return self.sender.click(
             action, str(request_id), user, channel, ts, response_url=self.slack.response_url(name), **extra
         )
+
+    def click_in_dm(
+        self, user: str, action: str, request_id: int | str, owner: str | None = None, wait: bool = True
+    ) -> Reply:
+        """Click ``action``'s button on the newest DM to ``owner`` (``user`` by default: someone else's click on a
+        DM is only ever a forged payload) that carries it for the request."""
+        return self.click(user, action, request_id, channel=owner or user, wait=wait)
 
     def deny(
         self, user: str, request_id: int | str, reason: str, wait: bool = True, channel: str | None = None
@@ -195,6 +222,13 @@ class LocalBot:
 
     def submit_form(self, user: str, view: dict[str, Any], words: str | None, wait: bool = True) -> Reply:
         """Submit the opened modal ``view`` with ``words`` in its text input (None: left empty)."""
+        return self.submit_values(user, view, {WORDS_BLOCK: {WORDS_INPUT: words}}, wait)
+
+    def submit_values(
+        self, user: str, view: dict[str, Any], values: dict[str, dict[str, Any]], wait: bool = True
+    ) -> Reply:
+        """Submit the opened modal ``view`` holding ``values`` (block id -> action id -> state, as
+        ``form_filling.state_of`` makes them); ``wait``: for the private answer that follows a closed form."""
         ephemerals_before = len(self.slack.ephemerals(user))
         dms_before = len(self.slack.dms(user))
         started = time.perf_counter()
@@ -202,7 +236,7 @@ class LocalBot:
             user,
             view["callback_id"],
             view["private_metadata"],
-            {WORDS_BLOCK: {WORDS_INPUT: words}},
+            values,
             view=view,
             user_name=PEOPLE.get(user, {}).get("name", user),
         )
@@ -219,7 +253,9 @@ class LocalBot:
 
             def answered(slack: SlackStandIn) -> str | None:
                 # The answer is private in the channel, or a DM when Slack would not post it there.
-                new = [*slack.ephemerals(user)[ephemerals_before:], *slack.dms(user)[dms_before:]]
+                # Notices (marked with metadata) are not the answer, though a request's may reach the DM first.
+                dms = [c for c in slack.dms(user)[dms_before:] if "metadata" not in c.args]
+                new = [*slack.ephemerals(user)[ephemerals_before:], *dms]
                 return str(new[0].args.get("text")) if new else None
 
             answer = self.slack.wait_for(answered)
@@ -227,6 +263,28 @@ class LocalBot:
         reply = Reply(response.status_code, ack, answer, elapsed, errors)
         self.replies.append(reply)
         return reply
+
+    def open_request_form(
+        self, user: str, via: str = "command", channel: str = "C0INCIDENT", channel_name: str = "incident"
+    ) -> OpenedView | Reply:
+        """Open the request form as ``user`` would: `/breakglass` with nothing after it in ``channel`` (``via``
+        "command"), the "Request access" shortcut ("shortcut") or the Home tab's button ("home"). The form the bot
+        opened with that trigger, or what the person was told instead."""
+        return request_forms.open_form(self, user, via, channel, channel_name)
+
+    def pick_in_form(
+        self, user: str, view: dict[str, Any], action: str, value: str, answers: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Choose ``value`` in the form's select ``action`` (ActionId.PICK_RESOURCE or PICK_LEVEL), the form
+        holding ``answers`` meanwhile (see ``form_filling.state_of``); the form as the bot redrew it."""
+        return request_forms.pick(self, user, view, action, value, answers)
+
+    def submit_request_form(
+        self, user: str, view: dict[str, Any], answers: dict[str, Any] | None = None, wait: bool = True
+    ) -> Reply:
+        """Submit the request form ``view`` as it was drawn, but for ``answers`` (by field: "resource", "level",
+        "duration", "typed-duration", "reason", "emergency"; see ``form_filling.state_of``)."""
+        return self.submit_values(user, view, form_filling.state_of(view, answers), wait)
 
     def _reply(self, response: Any, started: float, name: str, wait: bool) -> Reply:
         elapsed = time.perf_counter() - started
@@ -263,6 +321,17 @@ class LocalBot:
         return activity.read_due(self.runtime.deps)
 
     # -- what Slack shows -----------------------------------------------------------------------
+
+    def button_message(self, channel: str, action: str, request_id: int | str) -> dict[str, Any] | None:
+        """The newest message ``channel`` shows (a user id: the DM with them) with ``action``'s button for the
+        request, as Slack holds it now; None when no message there carries it."""
+        for message in reversed(self.slack.messages(channel)):
+            for block in message.blocks:
+                elements = block.get("elements") or [] if block.get("type") == "actions" else []
+                if any(e.get("action_id") == action and e.get("value") == str(request_id) for e in elements):
+                    shown = {"channel": message.channel, "ts": message.ts, "text": message.text}
+                    return shown | {"blocks": message.blocks, "block_id": block.get("block_id") or ""}
+        return None
 
     def request_message(self, request_id: int, channel: str | None = None) -> dict[str, Any] | None:
         """The stored message of a request in a channel (approvals by default), as Slack holds it now."""

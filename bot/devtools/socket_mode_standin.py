@@ -1,9 +1,11 @@
 """Slack's Socket Mode, stood in for on loopback: the Web API stand-in answers ``apps.connections.open`` for the app
 token with the address of a WebSocket endpoint here, which takes the bot's connection, says hello as Slack does and
-answers its pings. Enough for `breakglass serve` to run in Socket Mode under a test; it delivers no events.
+answers its pings. A test hands Slack's requests to the bot as Slack does in Socket Mode (``deliver``: an envelope
+over the socket, answered by the bot's ack frame), or through ``SocketSender``, which sends what ``SlackSender``
+would POST; so the same test can drive the bot over HTTP or over the socket.
 
-The WebSocket side is the least of RFC 6455 the SDK's built-in client uses: the handshake, unmasked text frames
-out, masked frames in (ping, pong, close).
+The WebSocket side is the least of RFC 6455 the SDK's built-in client uses: the handshake, unmasked frames out and
+masked frames in (text, ping, pong, close), with 7-, 16- and 64-bit lengths both ways (a modal's ack is large).
 """
 
 from __future__ import annotations
@@ -11,18 +13,26 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import itertools
 import json
 import socket
 import struct
 import threading
 import time
-from typing import Any, Self
+from typing import Any, Literal, Self
+from urllib.parse import parse_qsl
 
+import requests
+
+from bot.devtools.slack_requests import FORM, JSON, SlackSender
 from bot.devtools.slack_standin import ApiCall, SlackStandIn
 
 APP_TOKEN = "xapp-1-A0BREAKGLASS-1029384756-5f0c9a7e3b2d4816e0c97f3b5a1d2e84"
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's fixed key suffix
 _TEXT, _CLOSE, _PING, _PONG = 0x1, 0x8, 0x9, 0xA
+NO_ACK = 504  # SocketSender's status when the bot sent no ack in time (Slack then shows the person an error)
+
+Kind = Literal["slash_commands", "interactive", "events_api"]
 
 
 class SocketModeStandIn(SlackStandIn):
@@ -31,9 +41,14 @@ class SocketModeStandIn(SlackStandIn):
         self.app_token = app_token
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._ws_port = self._listener.getsockname()[1]
-        self._connections: list[socket.socket] = []
+        self._connections: list[socket.socket] = []  # open ones, oldest first: envelopes go to the newest
         self.connected = threading.Event()
         self._ws_lock = threading.Lock()
+        self._send_lock = threading.Lock()  # a frame is written whole: envelopes and pongs come from several threads
+        self._waiting: set[str] = set()  # envelopes delivered and not yet given up on: a late ack is dropped
+        self._acks: dict[str, dict[str, Any]] = {}  # envelope id -> the ack's payload ({} when it carried none)
+        self._acked = threading.Condition()
+        self._envelope_ids = itertools.count(1)
         threading.Thread(target=self._accept, name="socket-mode-standin", daemon=True).start()
 
     def __enter__(self) -> Self:
@@ -51,8 +66,48 @@ class SocketModeStandIn(SlackStandIn):
         with self._ws_lock:
             for connection in self._connections:
                 with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)  # wakes its reader, which a close alone would not
                     connection.close()
         super().stop()
+
+    def deliver(
+        self, kind: Kind, payload: dict[str, Any], timeout: float = 10.0, retry_attempt: int = 0
+    ) -> dict[str, Any] | None:
+        """Send Slack's request ``payload`` to the bot in an envelope of ``kind`` (the slash command's fields, an
+        interaction's payload, an ``event_callback`` body) and wait for the bot's ack: its payload (``{}`` when it
+        carried none), or None when no ack came within ``timeout`` seconds. Safe from several threads at once."""
+        if not self.connected.wait(timeout):
+            raise ConnectionError("the bot has no socket open")
+        envelope_id = f"standin-{next(self._envelope_ids)}-{time.monotonic_ns()}"
+        envelope: dict[str, Any] = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            # Slack takes an answer in the ack for commands and interactions (a form's errors), never for events.
+            "accepts_response_payload": kind != "events_api",
+        }
+        if kind == "events_api":  # only events are retried by Slack, so only they say which attempt this is
+            envelope |= {"retry_attempt": retry_attempt, "retry_reason": "timeout" if retry_attempt else ""}
+        with self._ws_lock:
+            if not self._connections:
+                raise ConnectionError("the bot's socket is closed")
+            connection = self._connections[-1]
+        with self._acked:
+            self._waiting.add(envelope_id)
+        deadline = time.monotonic() + timeout
+        try:
+            with self._send_lock:
+                connection.sendall(_frame(_TEXT, json.dumps(envelope).encode()))
+            with self._acked:
+                while envelope_id not in self._acks:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    self._acked.wait(remaining)
+                return self._acks.pop(envelope_id)
+        finally:
+            with self._acked:
+                self._waiting.discard(envelope_id)
 
     def _dispatch(self, method: str, args: dict[str, Any], token: str) -> tuple[int, dict, dict[str, str], float]:
         if method != "apps.connections.open":
@@ -91,10 +146,17 @@ class SocketModeStandIn(SlackStandIn):
             with self._ws_lock:
                 self._connections.append(connection)
             hello = {"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0BREAKGLASS"}}
-            connection.sendall(_frame(_TEXT, json.dumps(hello).encode()))
+            with self._send_lock:
+                connection.sendall(_frame(_TEXT, json.dumps(hello).encode()))
             self.connected.set()
-            with contextlib.suppress(OSError, ConnectionError):
-                self._answer(connection)
+            try:
+                with contextlib.suppress(OSError, ConnectionError):
+                    self._answer(connection)
+            finally:
+                with self._ws_lock:
+                    self._connections.remove(connection)
+                    if not self._connections:
+                        self.connected.clear()
 
     def _answer(self, connection: socket.socket) -> None:
         while True:
@@ -111,11 +173,61 @@ class SocketModeStandIn(SlackStandIn):
             if mask is None or payload is None:
                 return
             data = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
-            if opcode == _PING:
-                connection.sendall(_frame(_PONG, data))
+            if opcode == _TEXT:
+                self._take_ack(data)
+            elif opcode == _PING:
+                with self._send_lock:
+                    connection.sendall(_frame(_PONG, data))
             elif opcode == _CLOSE:
-                connection.sendall(_frame(_CLOSE, data[:2]))
+                with self._send_lock:
+                    connection.sendall(_frame(_CLOSE, data[:2]))
                 return
+
+    def _take_ack(self, data: bytes) -> None:
+        """An ack: ``{"envelope_id": ..., "payload": {...}}``, the payload left out when there is nothing to say."""
+        try:
+            message = json.loads(data)
+        except ValueError:
+            return
+        if isinstance(message, dict) and isinstance(message.get("envelope_id"), str):
+            with self._acked:
+                if message["envelope_id"] in self._waiting:
+                    self._acks[message["envelope_id"]] = message.get("payload") or {}
+                    self._acked.notify_all()
+
+
+def payload_of(body: str, content_type: str = FORM) -> tuple[Kind, dict[str, Any]]:
+    """What Slack puts in a Socket Mode envelope for a request ``slack_requests`` builds for HTTP: an event's JSON
+    body; an interaction's ``payload=<json>``, parsed; a slash command's form, as a dict of its fields."""
+    if content_type == JSON:
+        return "events_api", json.loads(body)
+    fields = dict(parse_qsl(body, keep_blank_values=True))
+    if set(fields) == {"payload"}:
+        return "interactive", json.loads(fields["payload"])
+    return "slash_commands", fields
+
+
+class SocketSender(SlackSender):
+    """``SlackSender`` over Socket Mode: each request it would POST is delivered in an envelope instead, and answered
+    as an HTTP response would be (200 with the ack's payload as JSON; ``NO_ACK`` when the bot sent none in time). No
+    signature: in Socket Mode the connection is the proof."""
+
+    def __init__(self, standin: SocketModeStandIn, timeout: float = 10.0) -> None:
+        super().__init__("http://socket-mode.invalid", "", timeout)
+        self.standin = standin
+
+    def post(self, body: str, timestamp: int | None = None, content_type: str = FORM) -> requests.Response:
+        kind, payload = payload_of(body, content_type)
+        acked = self.standin.deliver(kind, payload, self.timeout)
+        response = requests.Response()
+        response.status_code = NO_ACK if acked is None else 200
+        response._content = json.dumps(acked).encode() if acked else b""
+        response.headers["Content-Type"] = "application/json"
+        response.encoding = "utf-8"
+        return response
+
+    def post_raw(self, body: str, headers: dict[str, str]) -> requests.Response:
+        raise TypeError("Socket Mode requests carry no signature: test signatures over HTTP")
 
 
 def _frame(opcode: int, payload: bytes) -> bytes:
@@ -130,10 +242,10 @@ def _frame(opcode: int, payload: bytes) -> bytes:
 
 
 def _read(connection: socket.socket, size: int) -> bytes | None:
-    data = b""
+    data = bytearray()
     while len(data) < size:
-        chunk = connection.recv(size - len(data))
+        chunk = connection.recv(min(size - len(data), 1 << 16))
         if not chunk:
             return None
         data += chunk
-    return data
+    return bytes(data)
