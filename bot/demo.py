@@ -3,7 +3,9 @@
 The real bot runs over HTTP against a stand-in for the Slack Web API; requests are signed as Slack signs them;
 the database is SQLite in a temporary folder; access is to a toy database in the process (`demo-db`), which records
 what a watched grant runs, as pgaudit does for PostgreSQL; on-call comes from a PagerDuty stand-in on loopback; time
-moves on demand.
+moves on demand. People type commands, press buttons (on messages, in DMs, on the Home tab) and fill in forms; the
+transcript shows what each of them sees, rendered as Slack renders it (bot/devtools/story.py, bot/devtools/transcript),
+and ends with what each screen cost in Slack Web API calls.
 
 The policy is the packaged one (bot/defaults/breakglass.yml) plus an `oncall:` section built here: its address is
 the stand-in's, known only once it listens, and the packaged file must keep loading for `breakglass serve` with no
@@ -13,7 +15,9 @@ PagerDuty key at all.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import sys
 import tempfile
 import time
 from datetime import timedelta
@@ -23,10 +27,10 @@ from pathlib import Path
 import yaml
 
 from bot.clock import ManualClock
-from bot.devtools.demo_database import DemoDatabase
-from bot.devtools.local_bot import PEOPLE, LocalBot, Reply
+from bot.devtools.local_bot import PEOPLE, LocalBot
 from bot.devtools.pagerduty_standin import PagerDutyStandIn
-from bot.devtools.transcript import plain, render_blocks
+from bot.devtools.story import Story
+from bot.devtools.transcript import use_colour
 from bot.policy import Policy, parse_policy
 from bot.slack.ids import ActionId
 from bot.store import queries
@@ -61,90 +65,10 @@ def demo_policy(pagerduty_url: str) -> Policy:
     return parse_policy(yaml.safe_dump(data, sort_keys=False), "demo policy")
 
 
-class Story:
-    def __init__(self, bot: LocalBot, pagerduty: PagerDutyStandIn, pace: float) -> None:
-        self.bot = bot
-        self.pagerduty = pagerduty
-        self.pace = pace
-        self.seen = 0
-
-    def step(self, title: str) -> None:
-        print(f"\n\033[1m== {title}\033[0m")
-        time.sleep(self.pace)
-
-    def says(self, user: str, text: str, channel: str = "C0INCIDENT") -> Reply:
-        print(f"  {NAMES[user]} in {NAMES.get(channel, channel)}: /breakglass {text}")
-        reply = self.bot.command(user, text, channel=channel)
-        self._private(reply)
-        return reply
-
-    def clicks(self, user: str, action: ActionId, request_id: int, channel: str = "C0APPROVALS") -> None:
-        label = action.value.split("-")[0].capitalize()
-        print(f"  {NAMES[user]} clicks [ {label} ] on request #{request_id} in {NAMES[channel]}")
-        self._private(self.bot.click(user, action.value, request_id, channel=channel))
-
-    def denies(self, user: str, request_id: int, reason: str) -> None:
-        print(f"  {NAMES[user]} clicks [ Deny… ] on request #{request_id}; a form asks why; {NAMES[user]} writes:")
-        print(f"      “{reason}”")
-        self._private(self.bot.deny(user, request_id, reason))
-
-    def approves_saying(self, user: str, request_id: int, comment: str) -> None:
-        print(f"  {NAMES[user]} clicks [ Approve with comment ] on request #{request_id} and writes: “{comment}”")
-        self._private(self.bot.approve_with_comment(user, request_id, comment))
-
-    def on_call(self, user: str) -> None:
-        """PagerDuty's schedule changes hands: ``user`` carries the pager from now on."""
-        email = PEOPLE[user]["email"]
-        self.pagerduty.set_on_call(SCHEDULE, [email])
-        print(f"  PagerDuty: {NAMES[user]} ({email}) is on call for schedule {SCHEDULE} now")
-
-    def _private(self, reply: Reply) -> None:
-        if reply.ack:
-            print(f"    (only you) {plain(reply.ack, NAMES)}   [acknowledged in {reply.ack_seconds * 1000:.0f} ms]")
-        if reply.answer:
-            for line in plain(reply.answer, NAMES).splitlines():
-                print(f"    (only you) {line}")
-        self.slack_activity()
-
-    def runs(self, user: str, statement: str) -> None:
-        """The person uses their access: a statement on the demo database, as their backend identity."""
-        print(f"  {NAMES[user]} runs on the orders database: {statement}")
-        try:
-            DemoDatabase.named("orders").run(user, statement, at=self.bot.clock.now())
-        except PermissionError as refused:
-            print(f"    the database refuses: {refused}")
-
-    def read(self, delta: timedelta, why: str) -> None:
-        print(f"  ... {why}: the clock moves on {delta}")
-        self.bot.clock.advance(delta)
-        self.bot.read_activity()
-        self.slack_activity()
-
-    def wait(self, delta: timedelta, why: str) -> None:
-        print(f"  ... {why}: the clock moves on {delta}")
-        self.bot.advance(delta)
-        self.slack_activity()
-
-    def slack_activity(self) -> None:
-        """Everything the bot posted or edited in Slack since last time."""
-        time.sleep(0.05)  # let the listener threads finish their Slack calls
-        calls = [c for c in self.bot.slack.calls() if c.method in ("chat.postMessage", "chat.update")]
-        for call in calls[self.seen :]:
-            channel = str(call.args.get("channel"))
-            where = f"DM to {NAMES[channel]}" if channel.startswith("U") else NAMES.get(channel, channel)
-            verb = "edits its message in" if call.method == "chat.update" else "posts to"
-            if call.args.get("thread_ts"):
-                verb = "replies in a message's thread in"
-            print(f"  bot {verb} {where}:")
-            blocks = call.args.get("blocks")
-            lines = render_blocks(blocks, NAMES) if blocks else plain(str(call.args.get("text")), NAMES).splitlines()
-            for line in lines:
-                print(f"      │ {line}")
-        self.seen = len(calls)
-
-
-def run_demo(pace: float = 0.0) -> int:
+def run_demo(pace: float = 0.0, colour: bool | None = None) -> int:
+    """Tell the story; ``colour``: ANSI styles (by default only on a terminal, and never with NO_COLOR set)."""
     logging.basicConfig(level=logging.WARNING)
+    colour = use_colour(sys.stdout, os.environ) if colour is None else colour
     started = time.perf_counter()
     clock = ManualClock()
     token = secrets.token_urlsafe(24)  # the stand-in's REST key, given to the bot as a real key would be
@@ -160,7 +84,7 @@ def run_demo(pace: float = 0.0) -> int:
         print("(@sre-leads) and approve; dave is a developer; erin is security (@security).")
         pagerduty.set_on_call(SCHEDULE, [PEOPLE["U0CAROL"]["email"]])
         with LocalBot(policy, f"sqlite:///{database}", environ={TOKEN_ENV: token}, clock=clock) as bot:
-            story = Story(bot, pagerduty, pace)
+            story = Story(bot, pagerduty, NAMES, pace, colour)
             _tell(story)
             assert bot.runtime is not None, "LocalBot starts its runtime on entering"
             db = bot.runtime.deps.db
@@ -176,6 +100,9 @@ def run_demo(pace: float = 0.0) -> int:
             print(f"  `breakglass audit verify` (with this run's random key): {verdict.line()}")
             assert not open_ids, "a grant outlived its expiry"
             assert verdict.ok, verdict.line()
+    print("\nWhat each screen cost in Slack Web API calls, over the whole story:")
+    for line in story.price_list():
+        print(f"  {line}")
     print(f"\nDone in {time.perf_counter() - started:.1f} s.")
     return 0
 
@@ -214,32 +141,52 @@ def _tell(story: Story) -> None:
     story.runs("U0BOB", "UPDATE orders SET status = 'paid' WHERE id IN (4211, 4212)")
     story.runs("U0BOB", "DROP TABLE orders_stuck_tmp")
     story.read(timedelta(minutes=1), "the next read of the session's activity, at most a minute later")
-    story.says("U0BOB", "revoke 2")
 
-    story.step("8. Nobody answers dave: after `remind_approvers_every` (15m) the approvers are reminded in the thread")
-    story.says("U0DAVE", "payments-admin 30m refund a customer charged twice", channel="C0PAYMENTS")
+    story.step("8. Bob's Home tab shows what he holds, with its buttons; he is done, so he revokes from his DM")
+    story.opens_home("U0BOB")
+    story.clicks_in_dm("U0BOB", "Revoke now", ActionId.REVOKE, 2)
+
+    story.step("9. No syntax to learn: a form offers what each may ask for; dave, who never read the README, asks")
+    form = story.opens_request_form("U0BOB", via="home")
+    if form is not None:  # bob may ask for two resources; a choice redraws the form for the resource chosen
+        story.picks_in_form("U0BOB", form, ActionId.PICK_RESOURCE, "payments-admin")
+        print("  bob closes the form: nothing is asked, nothing recorded")
+    form = story.opens_request_form("U0DAVE", "C0PAYMENTS", "payments")
+    if form is not None:  # dave may ask for payments-admin only, and the form offers nothing else
+        why = "refund a customer charged twice"
+        story.submits_request_form("U0DAVE", form, {"typed-duration": "3h", "reason": why})
+        story.submits_request_form("U0DAVE", form, {"duration": "30m", "reason": why})
+    story.step("10. Nobody answers dave: after `remind_approvers_every` (15m) the approvers are reminded; alice looks")
     story.wait(timedelta(minutes=15), "nobody decides")
+    story.opens_home("U0ALICE01")
 
-    story.step("9. Alice denies, and must say why: a form asks; the reason is on the message and in dave's DM")
+    story.step("11. Alice denies, and must say why: a form asks; the reason is on the message and in dave's DM")
     story.denies("U0ALICE01", 3, "refunds go through the support console; payments-admin is for outages")
 
-    story.step("10. A real emergency: bob breaks the glass. Access at once, loud alerts, a review becomes due")
-    story.says("U0BOB", "orders-db 20m INC-4212 orders table locked --emergency")
-    story.says("U0BOB", "orders-db:write 20m INC-4212 orders table locked --emergency")
+    story.step("12. A real emergency: bob breaks the glass. Access at once, loud alerts, a review becomes due")
+    story.says("U0BOB", "orders-db 30m INC-4212 orders table locked --emergency")
+    story.says("U0BOB", "orders-db:write 30m INC-4212 orders table locked --emergency")
     story.runs("U0BOB", "SELECT pid, query FROM pg_locks_demo")
     story.runs("U0BOB", "TRUNCATE orders_lock_queue")
-    story.wait(timedelta(minutes=21), "the emergency grant runs out")
+    story.wait(timedelta(minutes=22), "ten minutes before the end, the holder is warned")
+    story.wait(timedelta(minutes=8, seconds=30), "the emergency grant runs out; the sweep revokes it within the minute")
 
-    story.step("11. The review is an audit: bob writes what happened, someone else signs it off")
+    story.step("13. The review is an audit: bob writes what happened, someone else signs it off")
     story.wait(timedelta(hours=24), "a day without a review")
     story.says("U0BOB", "mine")
-    story.says("U0BOB", "review 4 a migration locked orders; I truncated the lock queue, then added a lock timeout")
+    story.writes_in_dm_form(
+        "U0BOB",
+        "Write review",
+        ActionId.WRITE_REVIEW,
+        4,
+        "a migration locked orders; I truncated the lock queue, then added a lock timeout",
+    )
     story.says("U0BOB", "review 4 signing off my own review")
     story.says("U0ALICE01", "review 4")
     story.says("U0ALICE01", "review 4 the truncate was the documented fix; lock timeout verified in CHG-88")
 
-    story.step("12. The pager passes to bob: on call now, his read request is approved at once (auto_approve), loudly")
-    story.on_call("U0BOB")
+    story.step("14. The pager passes to bob: on call now, his read request is approved at once (auto_approve), loudly")
+    story.on_call("U0BOB", SCHEDULE)
     story.says("U0BOB", "orders-db 30m INC-4213 checkout latency, reading the slow queries")
     story.runs("U0BOB", "SELECT id, status FROM orders WHERE status = 'stuck'")
     assert bot.runtime is not None

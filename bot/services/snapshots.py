@@ -104,6 +104,14 @@ class RequestView:
         return label(self.resource, self.level)
 
     @property
+    def access_ended_at(self) -> datetime | None:
+        """When the holder's access ended, as they were told it would: ``expires_at`` for an expiry (the revoke that
+        enforces it lands a sweep later, at ``ended_at``), else when it was revoked."""
+        if self.status is Status.EXPIRED and self.expires_at is not None and self.ended_at is not None:
+            return min(self.expires_at, self.ended_at)
+        return self.ended_at
+
+    @property
     def approvers(self) -> list[str]:
         return [d.approver_id for d in self.decisions if d.approve and d.round == 0]
 
