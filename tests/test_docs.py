@@ -175,8 +175,8 @@ def test_every_metric_the_readme_names_is_one_the_bot_exports() -> None:
     assert missing == []
 
 
-def test_the_alert_rules_in_the_readme_are_a_valid_rules_file() -> None:
-    text = README.read_text(encoding="utf-8")
+def test_the_alert_rules_in_the_docs_are_a_valid_rules_file() -> None:
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```yaml\n(groups:.*?)```", text, re.S)
     assert len(blocks) == 1
     rules = yaml.safe_load(blocks[0])["groups"][0]["rules"]
