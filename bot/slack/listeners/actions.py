@@ -11,13 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.domain.actions import AuditAction
 from bot.domain.rules import Refused, check_decider
 from bot.domain.states import Status
-from bot.logs import log_context
 from bot.services import approvers, decisions, requests
 from bot.services.common import existing, refuse
 from bot.services.deps import Deps
@@ -26,8 +25,7 @@ from bot.services.outcome import outcome
 from bot.services.snapshots import RequestView
 from bot.slack import modals
 from bot.slack.ids import ActionId
-from bot.slack.listeners.clicks import clicked_in, logged_id, open_form, request_id
-from bot.slack.replies import answer, privately, slowed_down
+from bot.slack.listeners.clicks import Work, clicked_in, listener, open_form, request_id
 
 
 def _approve(deps: Deps, actor: str, request_id: int) -> str:
@@ -61,50 +59,24 @@ FORMS: dict[ActionId, Callable[[RequestView, str], modals.View]] = {
 
 def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
     for action_id, work in CLICKS.items():
-        app.action(action_id.value)(_listener(deps, limiter, work))
+        app.action(action_id.value)(listener(deps, limiter, _on_request(work)))
     for action_id, form in FORMS.items():
-        app.action(action_id.value)(_form_listener(deps, limiter, form))
+        app.action(action_id.value)(listener(deps, limiter, _opening(form)))
 
 
-def _listener(deps: Deps, limiter: RateLimiter, work: Callable[[Deps, str, int], str]) -> Callable[..., None]:
-    def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
-        ack()
-        actor = body["user"]["id"]
-        tell = privately(body, respond, client)  # a click on the Home tab has no response_url: a DM then
-        if slowed_down(deps, limiter, actor, tell):
-            return
-        with log_context(request_id=logged_id(action), actor=actor):
-            answer(tell, lambda: work(deps, actor, request_id(action)))
-
-    return on_click
+def _on_request(work: Callable[[Deps, str, int], str]) -> Work:
+    return lambda deps, client, actor, body, action: work(deps, actor, request_id(action))
 
 
-def _form_listener(
-    deps: Deps, limiter: RateLimiter, form: Callable[[RequestView, str], modals.View]
-) -> Callable[..., None]:
-    def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
-        ack()
-        actor = body["user"]["id"]
-        tell = privately(body, respond, client)
-        if slowed_down(deps, limiter, actor, tell):
-            return
-        with log_context(request_id=logged_id(action), actor=actor):
-            answer(tell, lambda: _open_form(deps, client, actor, body, action, form))
+def _opening(form: Callable[[RequestView, str], modals.View]) -> Work:
+    def open_decision_form(
+        deps: Deps, client: WebClient, actor: str, body: dict[str, Any], action: dict[str, Any]
+    ) -> None:
+        """Open the form, or refuse as the submission would; None: the form is what the person sees next."""
+        current = _decidable(deps, actor, request_id(action))
+        open_form(client, body.get("trigger_id"), form(current, clicked_in(body, actor)), what="a decision form")
 
-    return on_click
-
-
-def _open_form(
-    deps: Deps,
-    client: WebClient,
-    actor: str,
-    body: dict[str, Any],
-    action: dict[str, Any],
-    form: Callable[[RequestView, str], modals.View],
-) -> None:
-    """Open the form, or refuse as the submission would; None: the form is what the person sees next."""
-    current = _decidable(deps, actor, request_id(action))
-    open_form(client, body.get("trigger_id"), form(current, clicked_in(body, actor)), what="a decision form")
+    return open_decision_form
 
 
 def _decidable(deps: Deps, actor: str, request_id: int) -> RequestView:

@@ -10,18 +10,48 @@ click again, never a silent nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
+from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.domain.rules import Refused
+from bot.logs import log_context
+from bot.services.deps import Deps
+from bot.services.guard import RateLimiter
+from bot.slack.replies import answer, privately, slowed_down
 
 log = logging.getLogger("breakglass.slack.clicks")
 
 NOT_OURS = "That button does not belong to a Breakglass request; nothing was done."
 NO_TRIGGER = "Slack sent no way to open the form with that click; nothing was done. Please click again."
 NOT_OPENED = "Slack did not open the form in time, so nothing was done. Please click again."
+
+
+# What a click does once acknowledged: (deps, client, actor, body, action) -> the private answer, or None where a form
+# it opened is what the person sees next. Refused is answered in its words.
+Work = Callable[[Deps, WebClient, str, dict[str, Any], dict[str, Any]], str | None]
+
+
+def listener(
+    deps: Deps, limiter: RateLimiter, work: Work, *, logged: Callable[[dict[str, Any]], int | None] | None = None
+) -> Callable[..., None]:
+    """A button's listener: acknowledged at once, rate limited, logged with the request it names, and answered
+    privately (through the click's response_url, or by DM for the Home tab, which gives none)."""
+    logged = logged or logged_id
+
+    def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        ack()
+        actor = body["user"]["id"]
+        tell = privately(body, respond, client)
+        if slowed_down(deps, limiter, actor, tell):
+            return
+        with log_context(request_id=logged(action), actor=actor):
+            answer(tell, lambda: work(deps, client, actor, body, action))
+
+    return on_click
 
 
 def request_id(action: dict[str, Any]) -> int:

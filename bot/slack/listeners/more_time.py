@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from bot.domain.commands import clean
@@ -42,10 +42,10 @@ from bot.slack.ids import (
     ActionId,
     CallbackId,
 )
-from bot.slack.listeners.clicks import NOT_OURS, clicked_in, open_form
+from bot.slack.listeners.clicks import NOT_OURS, clicked_in, listener, open_form
 from bot.slack.listeners.views import NOT_OURS as FORM_NOT_OURS
 from bot.slack.listeners.views import BadForm, target, tell, words
-from bot.slack.replies import DATABASE_UNREACHABLE, answer, privately, record_slow_down, said, slowed_down
+from bot.slack.replies import DATABASE_UNREACHABLE, record_slow_down, said
 from bot.slack.text import when
 from bot.store.reachability import unreachable
 
@@ -55,9 +55,9 @@ _VALUE = re.compile(r"([0-9]{1,9})(?::([0-9]{1,9}))?")  # "<request id>" or "<re
 
 
 def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
-    app.action(ActionId.ASK_MORE_TIME.value)(_clicked(deps, limiter, _open_form))
-    app.action(ActionId.APPROVE_EXTENSION.value)(_clicked(deps, limiter, _approve))
-    app.action(ActionId.DENY_EXTENSION.value)(_clicked(deps, limiter, _open_deny_form))
+    app.action(ActionId.ASK_MORE_TIME.value)(listener(deps, limiter, _open_form, logged=_logged_id))
+    app.action(ActionId.APPROVE_EXTENSION.value)(listener(deps, limiter, _approve, logged=_logged_id))
+    app.action(ActionId.DENY_EXTENSION.value)(listener(deps, limiter, _open_deny_form, logged=_logged_id))
     app.view(CallbackId.MORE_TIME.value)(_submitted(deps, limiter))
     app.view(CallbackId.DENY_EXTENSION.value)(_deny_submitted(deps, limiter))
 
@@ -76,22 +76,6 @@ def _logged_id(action: dict[str, Any]) -> int | None:
         return button_value(action)[0]
     except Refused:
         return None
-
-
-Click = Callable[[Deps, WebClient, str, dict[str, Any], dict[str, Any]], str | None]
-
-
-def _clicked(deps: Deps, limiter: RateLimiter, work: Click) -> Callable[..., None]:
-    def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
-        ack()
-        actor = body["user"]["id"]
-        reply = privately(body, respond, client)  # a click on the Home tab has no response_url: a DM then
-        if slowed_down(deps, limiter, actor, reply):
-            return
-        with log_context(request_id=_logged_id(action), actor=actor):
-            answer(reply, lambda: work(deps, client, actor, body, action))
-
-    return on_click
 
 
 # -- "Ask for more time": the form ----------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from bot.services.guard import RateLimiter
 from bot.services.ports import MembershipUnknown
 from bot.slack import blocks, request_form
 from bot.slack.ids import ActionId, CallbackId, FormField
-from bot.slack.listeners.clicks import open_form
+from bot.slack.listeners.clicks import listener, open_form
 from bot.slack.listeners.views import tell
 from bot.slack.replies import answer, privately, record_slow_down, said, slowed_down
 from bot.slack.text import placeholders
@@ -55,6 +55,10 @@ def open_request_form(
     open_form(client, trigger_id, form, what="the request form", no_trigger=NO_TRIGGER, not_opened=NOT_OPENED)
 
 
+def _picked(deps: Deps, client: WebClient, actor: str, body: dict[str, Any], action: dict[str, Any]) -> None:
+    _redraw(deps, client, actor, body.get("view"), action)
+
+
 def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
     def on_open(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         """The shortcut, or the Home tab's "Request access": neither has a channel, so the answer is a DM."""
@@ -65,15 +69,6 @@ def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
             return
         with log_context(actor=actor):
             answer(told, lambda: open_request_form(deps, client, actor, body.get("trigger_id"), actor))
-
-    def on_pick(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
-        ack()
-        actor = body["user"]["id"]
-        told = privately(body, respond, client)
-        if slowed_down(deps, limiter, actor, told):
-            return
-        with log_context(actor=actor):
-            answer(told, lambda: _redraw(deps, client, actor, body.get("view"), action))
 
     def on_submit(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         actor = body["user"]["id"]
@@ -104,6 +99,7 @@ def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
 
     app.shortcut(CallbackId.REQUEST_SHORTCUT.value)(on_open)
     app.action(ActionId.OPEN_REQUEST_FORM.value)(on_open)
+    on_pick = listener(deps, limiter, _picked, logged=lambda action: None)  # a choice in a form names no request yet
     app.action(ActionId.PICK_RESOURCE.value)(on_pick)
     app.action(ActionId.PICK_LEVEL.value)(on_pick)
     app.view(CallbackId.REQUEST.value)(on_submit)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from bot.domain.commands import clean
@@ -24,27 +24,14 @@ from bot.services.deps import Deps
 from bot.services.guard import RateLimiter
 from bot.slack import review_form
 from bot.slack.ids import WORDS_BLOCK, WORDS_INPUT, ActionId, CallbackId
-from bot.slack.listeners.clicks import clicked_in, logged_id, open_form, request_id
+from bot.slack.listeners.clicks import clicked_in, listener, open_form, request_id
 from bot.slack.listeners.views import NOT_OURS, BadForm, target, tell
-from bot.slack.replies import answer, form_errors, privately, record_slow_down, said, slowed_down
+from bot.slack.replies import form_errors, record_slow_down, said
 
 
 def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
-    app.action(ActionId.WRITE_REVIEW.value)(_click_listener(deps, limiter))
+    app.action(ActionId.WRITE_REVIEW.value)(listener(deps, limiter, _open))
     app.view(CallbackId.REVIEW.value)(_submit_listener(deps, limiter))
-
-
-def _click_listener(deps: Deps, limiter: RateLimiter) -> Callable[..., None]:
-    def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
-        ack()
-        actor = body["user"]["id"]
-        tell_actor = privately(body, respond, client)  # the Home tab gives no response_url: a DM then
-        if slowed_down(deps, limiter, actor, tell_actor):
-            return
-        with log_context(request_id=logged_id(action), actor=actor):
-            answer(tell_actor, lambda: _open(deps, client, actor, body, action))
-
-    return on_click
 
 
 def _open(deps: Deps, client: WebClient, actor: str, body: dict[str, Any], action: dict[str, Any]) -> None:
