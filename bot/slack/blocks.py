@@ -4,6 +4,7 @@ from the database at any time."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from bot.domain.approvals import mention
@@ -336,15 +337,18 @@ def mine_text(
         )
     if to_decide:
         lines.append("*Waiting for your decision* (in the approvals channel)")
-        lines += _listed(
-            [
-                f"• #{v.id} {code(v.label)} {format_duration(v.duration)} for {who(v.requester_id)}: "
-                f"{escape(v.reason, 100)}"
-                for v in to_decide
-            ],
-            total=waiting,
-        )
+        lines += _listed([_to_decide_line(v) for v in to_decide], total=waiting)
     return "\n".join(lines)
+
+
+def _to_decide_line(view: RequestView) -> str:
+    if view.status is Status.ACTIVE and view.extension_seconds is not None:
+        more = format_duration(timedelta(seconds=view.extension_seconds))
+        return f"• #{view.id} {code(view.label)} {more} more for {who(view.requester_id)} (an extension, in its thread)"
+    return (
+        f"• #{view.id} {code(view.label)} {format_duration(view.duration)} for {who(view.requester_id)}: "
+        f"{escape(view.reason, 100)}"
+    )
 
 
 def _listed(lines: list[str], total: int | None = None) -> list[str]:

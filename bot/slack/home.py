@@ -77,6 +77,8 @@ def _pending(item: RequestView, now: datetime) -> list[Block]:
 
 
 def _to_decide(item: RequestView, now: datetime) -> list[Block]:
+    if item.status is Status.ACTIVE and item.extension_seconds is not None:
+        return _extension_to_decide(item, now)
     line = (
         f"*#{item.id}* {who(item.requester_id)} asks for {code(item.label, 100)} for {format_duration(item.duration)}"
         f" · asked {when(item.created_at)}"
@@ -88,6 +90,24 @@ def _to_decide(item: RequestView, now: datetime) -> list[Block]:
         actions(
             button(ActionId.APPROVE, "Approve", item.id, "primary"),
             button(ActionId.DENY, "Deny…", item.id, "danger"),
+        ),
+    ]
+
+
+def _extension_to_decide(item: RequestView, now: datetime) -> list[Block]:
+    """An ask for more time: its buttons name the round, as the thread's do, so a late click never decides a later
+    ask."""
+    more = format_duration(timedelta(seconds=item.extension_seconds or 0))
+    line = (
+        f"*#{item.id}* {who(item.requester_id)} asks for {more} more on {code(item.label, 100)}"
+        f" · ends {when(item.expires_at)} · {_left(now, item.expires_at)}"
+    )
+    value = f"{item.id}:{item.extension_round}"
+    return [
+        section(f"{line}\n{_reason(item)}"),
+        actions(
+            button(ActionId.APPROVE_EXTENSION, "Approve extension", value, "primary"),
+            button(ActionId.DENY_EXTENSION, "Deny extension", value, "danger"),
         ),
     ]
 

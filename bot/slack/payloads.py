@@ -100,6 +100,11 @@ def _interaction_problem(data: dict[str, Any]) -> str | None:
         # Bolt routes on view.callback_id, and takes any other view type for a workflow step it then looks for.
         if not isinstance(view, dict) or not _text(view.get("callback_id")) or view.get("type") != "modal":
             return "a form that is not a modal with a callback_id"
+        state = view.get("state")
+        if state is not None and not (isinstance(state, dict) and isinstance(state.get("values", {}), dict)):
+            return "a form whose state is not an object of values"
+        if not isinstance(view.get("blocks", []), list):
+            return "a form whose blocks are not a list"
     return _url_problem(data.get("response_url"))
 
 

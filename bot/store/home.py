@@ -10,7 +10,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.domain.states import HOLDS_ACCESS, ReviewStatus, Status
@@ -65,8 +65,10 @@ def _at(places: Places) -> ColumnElement[bool] | None:
 
 
 def to_decide(session: Session, user_id: str, places: Places, escalated: Places, limit: int) -> Listed:
-    """Other people's pending requests that ``user_id`` may decide and has not: on ``places``, or on ``escalated``
-    once the request was escalated; oldest first (ix_requests_status)."""
+    """What waits for ``user_id``'s decision, oldest first (ix_requests_status): other people's pending requests they
+    may decide and have not (on ``places``, or on ``escalated`` once the request was escalated), and the extensions
+    asked for on ``places`` whose round they have not decided (an extension is approved like its request, without
+    escalation)."""
     anywhere = _at(places)
     backup = _at(escalated)
     if backup is not None:
@@ -74,14 +76,25 @@ def to_decide(session: Session, user_id: str, places: Places, escalated: Places,
     where_any = [c for c in (anywhere, backup) if c is not None]
     if not where_any:
         return [], 0
-    decided = select(Decision.request_id).where(Decision.approver_id == user_id)
+    decided = select(Decision.request_id).where(Decision.approver_id == user_id, Decision.round == 0)
+    request = and_(Request.status == Status.PENDING.value, Request.id.not_in(decided), or_(*where_any))
+    waiting = [request]
+    if anywhere is not None:
+        this_round = exists().where(
+            Decision.request_id == Request.id,
+            Decision.round == Request.extension_round,
+            Decision.approver_id == user_id,
+        )
+        waiting.append(
+            and_(Request.status == Status.ACTIVE.value, Request.extension_seconds.is_not(None), ~this_round, anywhere)
+        )
     where = [
-        Request.status == Status.PENDING.value,
+        Request.status.in_([Status.PENDING.value, Status.ACTIVE.value]),
         Request.requester_id != user_id,
-        Request.id.not_in(decided),
-        or_(*where_any),
+        or_(*waiting),
     ]
-    return _listed(session, select(Request), where, (Request.created_at, Request.id), limit)
+    asked = func.coalesce(Request.extension_asked_at, Request.created_at)  # an extension waits from its asking
+    return _listed(session, select(Request), where, (asked, Request.id), limit)
 
 
 def to_sign_off(session: Session, user_id: str, places: Places | None, limit: int) -> Listed:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.domain.states import CLAIMS, FINAL, HOLDS_ACCESS, OPEN, OPEN_REVIEWS, ReviewStatus, Status, can_move
@@ -126,14 +126,20 @@ def reviews_due_for(session: Session, user_id: str) -> Sequence[Request]:
 def waiting_for(
     session: Session, user_id: str, resources: Sequence[str], limit: int = 50
 ) -> tuple[Sequence[Request], int]:
-    """Pending requests of other people, on ``resources`` (those ``user_id`` approves), that ``user_id`` has not
-    decided on yet: the first ``limit`` of them, and how many there are in all."""
-    decided = select(Decision.request_id).where(Decision.approver_id == user_id)
+    """What waits for ``user_id``'s decision on ``resources`` (those they approve) and they have not decided yet:
+    other people's pending requests and asks for more time: the first ``limit`` of them, and how many in all."""
+    decided = select(Decision.request_id).where(Decision.approver_id == user_id, Decision.round == 0)
+    this_round = exists().where(
+        Decision.request_id == Request.id, Decision.round == Request.extension_round, Decision.approver_id == user_id
+    )
     where = (
-        Request.status == Status.PENDING.value,
+        Request.status.in_([Status.PENDING.value, Status.ACTIVE.value]),
         Request.resource.in_(list(resources)),
         Request.requester_id != user_id,
-        Request.id.not_in(decided),
+        or_(
+            and_(Request.status == Status.PENDING.value, Request.id.not_in(decided)),
+            and_(Request.status == Status.ACTIVE.value, Request.extension_seconds.is_not(None), ~this_round),
+        ),
     )
     total = session.scalar(select(func.count()).select_from(Request).where(*where)) or 0
     rows = session.scalars(select(Request).where(*where).order_by(Request.id).limit(limit)).all() if total else []

@@ -128,6 +128,7 @@ def test_a_requester_sees_their_pending_request_then_their_grant_with_its_button
     assert "Press *Request access*" not in text  # no longer a first visit, nor an empty page
 
     bot.click(ALICE, ActionId.APPROVE, 1)
+    bot.slack.wait_for(lambda _: view(bot, 1).status is Status.ACTIVE)  # granted (after the click's answer), then
     bot.clock.advance(timedelta(minutes=5))
     page = open_home(bot, BOB)
     assert on(page, 1) == [ActionId.REVOKE, ActionId.ASK_MORE_TIME]
@@ -248,6 +249,39 @@ def test_approve_and_deny_from_the_home_tab(bot: LocalBot) -> None:
     )
     denied = bot.slack.wait_for(lambda s: [c for c in s.dms(CAROL)[before:] if "You denied" in str(c.args)])
     assert "#2" in str(denied[0].args["text"]) and view(bot, 2).status is Status.DENIED
+
+
+def test_an_ask_for_more_time_waits_on_the_approvers_page_and_is_decided_there(bot: LocalBot) -> None:
+    bot.command(BOB, "orders-db 30m INC-1 fix")
+    bot.click(ALICE, ActionId.APPROVE, 1)
+    bot.slack.wait_for(lambda _: view(bot, 1).status is Status.ACTIVE)
+    assert "Nothing waits for your decision." in shown(open_home(bot, CAROL))
+    open_home(bot, DAVE)
+    dave_pages = len(bot.slack.homes(DAVE))
+    ends = view(bot, 1).expires_at
+    assert ends is not None
+
+    assert "asked" in bot.command(BOB, "extend 1 30m").text.lower()
+    # Her page follows without her opening it again: the ask, with buttons that name its round.
+    page = bot.slack.wait_for(
+        lambda s: [b for b in buttons(s.home(CAROL)) if b[0] == ActionId.APPROVE_EXTENSION] and s.home(CAROL)
+    )
+    assert [(a, v) for a, v, _ in buttons(page) if v.startswith("1")] == [
+        (ActionId.APPROVE_EXTENSION, "1:1"),
+        (ActionId.DENY_EXTENSION, "1:1"),
+    ]
+    assert "asks for 30m more on `orders-db`" in shown(page) and "Waiting for your decision* (1)" in shown(page)
+    assert "30m more for <@U0BOB>" in bot.command(CAROL, "mine").text
+    assert bot.command(BOB, "mine").text.count("more for") == 0  # the holder does not decide their own ask
+
+    before = len(bot.slack.dms(CAROL))
+    bot.sender.act_in_view(CAROL, page, ActionId.APPROVE_EXTENSION, value="1:1")
+    bot.slack.wait_for(lambda s: [c for c in s.dms(CAROL)[before:] if "#1" in str(c.args.get("text"))])
+    bot.slack.wait_for(lambda _: view(bot, 1).extension_seconds is None)
+    assert view(bot, 1).expires_at == ends + timedelta(minutes=30)
+    bot.slack.wait_for(lambda s: "Nothing waits for your decision." in shown(s.home(CAROL)))
+    settle(bot)
+    assert len(bot.slack.homes(DAVE)) == dave_pages  # not his to decide: his page is left alone
 
 
 # -- refreshed on change, for those who look -------------------------------------------------------------------

@@ -66,8 +66,8 @@ def button_value(action: dict[str, Any]) -> tuple[int, int | None]:
     """The request and (for a decision button) the extension round a button was made for; Refused for anything else."""
     value = str(action.get("value") or "")
     found = _VALUE.fullmatch(value) if value.isascii() else None
-    if found is None or int(found.group(1)) == 0:
-        raise Refused(NOT_OURS)
+    if found is None or int(found.group(1)) == 0 or (found.group(2) is not None and int(found.group(2)) == 0):
+        raise Refused(NOT_OURS)  # ids and rounds count from 1
     return int(found.group(1)), int(found.group(2)) if found.group(2) is not None else None
 
 
