@@ -35,6 +35,7 @@ from bot.services.streaming import Shipper
 from bot.services.sweep import Sweeper
 from bot.settings import Settings, SettingsError
 from bot.sinks import build_all as build_sinks
+from bot.slack.after_ack import AfterAck
 from bot.slack.app import DEFAULT_API_URL, build_app, home_from, web_client
 from bot.slack.directory import SlackDirectory
 from bot.slack.home_refresh import HomeRefresher
@@ -68,6 +69,7 @@ class Runtime:
     shipper: Shipper | None = field(default=None, repr=False)  # the policy's audit_sinks, when it names any
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)  # for what a reloaded policy builds
     _socket: SocketModeHandler | None = field(default=None, repr=False)  # Slack's requests in Socket Mode
+    after_ack: AfterAck = field(default_factory=AfterAck, repr=False)  # what listeners do once they have acked
 
     def start_alarms(self) -> None:
         """Take back claims left by an earlier life of this replica (same BREAKGLASS_INSTANCE), set an alarm for
@@ -159,6 +161,8 @@ class Runtime:
         if self._server_thread is not None and self._server_thread is not threading.current_thread():
             self._server_thread.join(timeout=left())
             self._server_thread = None
+        if not self.after_ack.close(left()):  # commands and clicks already acknowledged may finish
+            log.warning("stopping with work unfinished that followed an acknowledgement")
         if self.reloader is not None:  # first: a reload finishing later would start sinks we are about to stop
             self.reloader.stop()
         # Beating on while calls in flight finish: a silent heartbeat would let another replica take them over and
@@ -264,7 +268,8 @@ def build(
     deps.alarms = scheduler
     secret = None if settings.socket_mode else settings.slack_signing_secret
     link = slack_link(settings, metrics)
-    app = build_app(client, secret.get_secret_value() if secret else None, deps, link)
+    after_ack = AfterAck()
+    app = build_app(client, secret.get_secret_value() if secret else None, deps, link, after_ack)
     web = WebApp(
         app,
         deps,
@@ -273,7 +278,9 @@ def build(
         metrics=metrics.page,
         events=not settings.socket_mode,  # Slack's requests come over the socket; HTTP serves health and metrics
     )
-    running = Runtime(settings, deps, app, web, sweeper, scheduler, slack_link=link, environ=environ)
+    running = Runtime(
+        settings, deps, app, web, sweeper, scheduler, slack_link=link, environ=environ, after_ack=after_ack
+    )
     if policy_text is not None:
         running.reloader = Reloader(deps, settings.policy_path, environ)
         running.reloader.followers.append(running.follow_sinks)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from slack_bolt import App
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped, warning_token_skipped
@@ -12,6 +13,7 @@ from bot.services.deps import Deps
 from bot.services.guard import RateLimiter
 from bot.services.ports import Metrics
 from bot.slack import listeners, metered
+from bot.slack.after_ack import ACK_THREADS, Later
 from bot.slack.gate import Home, workspace_gate
 from bot.slack.link import SlackLink
 from bot.slack.retry import SlackRetry
@@ -45,7 +47,8 @@ class _UnusedTokenWarning(logging.Filter):
 _NO_UNUSED_TOKEN_WARNING = _UnusedTokenWarning()
 
 
-def build_app(client: WebClient, signing_secret: str | None, deps: Deps, link: SlackLink) -> App:
+def build_app(client: WebClient, signing_secret: str | None, deps: Deps, link: SlackLink, later: Later) -> App:
+    """``later`` runs what each listener does after its ack (bot/slack/after_ack.py): Bolt's own pool only acks."""
     # The token is checked by the link at start (a refused token stops start-up there): Bolt's own check would make
     # an unreachable Slack fatal, and its lazy one would call Slack in the middle of a request. So authorization comes
     # from the link, which hands each request the token; Bolt's warnings that the token goes unused are dropped.
@@ -58,7 +61,8 @@ def build_app(client: WebClient, signing_secret: str | None, deps: Deps, link: S
         before_authorize=workspace_gate(lambda: link.home, deps),
         request_verification_enabled=signing_secret is not None,  # Socket Mode: the connection is the proof
         ignoring_self_events_enabled=True,
+        listener_executor=ThreadPoolExecutor(max_workers=ACK_THREADS, thread_name_prefix="ack"),
     )
     app.use(metered.middleware(lambda: deps.metrics))  # Bolt's per-request clients count their calls too
-    listeners.register(app, deps, RateLimiter(deps.tuning.actions_per_minute, deps.clock))
+    listeners.register(app, deps, RateLimiter(deps.tuning.actions_per_minute, deps.clock), later)
     return app

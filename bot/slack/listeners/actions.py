@@ -24,6 +24,7 @@ from bot.services.guard import RateLimiter
 from bot.services.outcome import outcome
 from bot.services.snapshots import RequestView
 from bot.slack import modals
+from bot.slack.after_ack import Later
 from bot.slack.ids import ActionId
 from bot.slack.listeners.clicks import Work, clicked_in, listener, open_form, request_id
 
@@ -57,11 +58,11 @@ FORMS: dict[ActionId, Callable[[RequestView, str], modals.View]] = {
 }
 
 
-def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
+def register(app: App, deps: Deps, limiter: RateLimiter, later: Later) -> None:
     for action_id, work in CLICKS.items():
-        app.action(action_id.value)(listener(deps, limiter, _on_request(work)))
+        app.action(action_id.value)(listener(deps, limiter, later, _on_request(work)))
     for action_id, form in FORMS.items():
-        app.action(action_id.value)(listener(deps, limiter, _opening(form)))
+        app.action(action_id.value)(listener(deps, limiter, later, _opening(form)))
 
 
 def _on_request(work: Callable[[Deps, str, int], str]) -> Work:

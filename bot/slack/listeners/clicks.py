@@ -21,6 +21,7 @@ from bot.domain.rules import Refused
 from bot.logs import log_context
 from bot.services.deps import Deps
 from bot.services.guard import RateLimiter
+from bot.slack.after_ack import Later
 from bot.slack.replies import answer, privately, slowed_down
 
 log = logging.getLogger("breakglass.slack.clicks")
@@ -36,20 +37,30 @@ Work = Callable[[Deps, WebClient, str, dict[str, Any], dict[str, Any]], str | No
 
 
 def listener(
-    deps: Deps, limiter: RateLimiter, work: Work, *, logged: Callable[[dict[str, Any]], int | None] | None = None
+    deps: Deps,
+    limiter: RateLimiter,
+    later: Later,
+    work: Work,
+    *,
+    logged: Callable[[dict[str, Any]], int | None] | None = None,
 ) -> Callable[..., None]:
-    """A button's listener: acknowledged at once, rate limited, logged with the request it names, and answered
-    privately (through the click's response_url, or by DM for the Home tab, which gives none)."""
+    """A button's listener: acknowledged at once; then, in ``later``'s thread, rate limited, logged with the request
+    it names, and answered privately (through the click's response_url, or by DM for the Home tab, which gives
+    none)."""
     logged = logged or logged_id
 
     def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
         ack()
         actor = body["user"]["id"]
-        tell = privately(body, respond, client)
-        if slowed_down(deps, limiter, actor, tell):
-            return
-        with log_context(request_id=logged(action), actor=actor):
+
+        def after() -> None:
+            tell = privately(body, respond, client)
+            if slowed_down(deps, limiter, actor, tell):
+                return
             answer(tell, lambda: work(deps, client, actor, body, action))
+
+        with log_context(request_id=logged(action), actor=actor):
+            later(after)
 
     return on_click
 

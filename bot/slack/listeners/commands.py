@@ -31,6 +31,7 @@ from bot.services import drills, extension_asks, guard, requests, reviews
 from bot.services.deps import Deps
 from bot.services.guard import RateLimiter
 from bot.slack import blocks, drill_notices, more_time, review_form, review_packet
+from bot.slack.after_ack import Later
 from bot.slack.ids import COMMAND
 from bot.slack.listeners.request_form import open_request_form
 from bot.slack.replies import answer, record_slow_down
@@ -42,20 +43,23 @@ log = logging.getLogger("breakglass.slack.commands")
 WORKING = "⏳"
 
 
-def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
+def register(app: App, deps: Deps, limiter: RateLimiter, later: Later) -> None:
     @app.command(COMMAND)
     def on_command(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
         actor = command["user_id"]
         verdict = limiter.take(actor)
         if not verdict.allowed:
             ack(text=verdict.message(limiter.per_minute))
-            record_slow_down(deps, actor, verdict)
+            later(lambda: record_slow_down(deps, actor, verdict))
             return
         if not clean(command.get("text") or "").split():  # nothing typed: the form asks for it instead
             ack()
-            where = command.get("channel_id") or actor, command.get("channel_name")
+            where, trigger = (
+                (command.get("channel_id") or actor, command.get("channel_name")),
+                command.get("trigger_id"),
+            )
             with log_context(actor=actor):
-                answer(respond, lambda: open_request_form(deps, client, actor, command.get("trigger_id"), *where))
+                later(lambda: answer(respond, lambda: open_request_form(deps, client, actor, trigger, *where)))
             return
         try:
             parsed = parse(command.get("text") or "")
@@ -66,7 +70,7 @@ def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
             ack(text=blocks.help_text())
             return
         if isinstance(parsed, Ask):
-            if not _acked_ask(deps, actor, parsed, ack):
+            if not _acked_ask(deps, actor, parsed, ack, later):
                 return
         elif isinstance(parsed, Drill):  # who may run it needs a lookup: after the ack, like the drill itself
             ack(text=f"{WORKING} Running the drill of `{parsed.resource}{':' + parsed.level if parsed.level else ''}`…")
@@ -75,10 +79,10 @@ def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
         channel, name = command.get("channel_id"), command.get("channel_name")
         request_id, resource = getattr(parsed, "request_id", None), getattr(parsed, "resource", None)
         with log_context(request_id=request_id, resource=resource, actor=actor):
-            answer(respond, lambda: run(deps, actor, parsed, channel, name))
+            later(lambda: answer(respond, lambda: run(deps, actor, parsed, channel, name)))
 
 
-def _acked_ask(deps: Deps, actor: str, ask: Ask, ack: Ack) -> bool:
+def _acked_ask(deps: Deps, actor: str, ask: Ask, ack: Ack, later: Later) -> bool:
     """Check an ask before the ack where that needs no I/O; True when the work goes on after it.
 
     Whether the person may request the resource comes first. Where that, or the list of what they may request,
@@ -98,7 +102,8 @@ def _acked_ask(deps: Deps, actor: str, ask: Ask, ack: Ack) -> bool:
     except Refused as refusal:
         ack(text=f"❌ {refusal}")
         if isinstance(refusal, Forbidden):  # after the ack: this writes to the database
-            _record_refusal(deps, actor, str(refusal), ask.resource)
+            why = str(refusal)  # the name is unbound once the except block ends, before the work runs
+            later(lambda: _record_refusal(deps, actor, why, ask.resource))
         return False
     ack(text=f"{WORKING} {verb} `{resource.label}` for {format_duration(duration)}…")
     return True

@@ -32,6 +32,7 @@ from bot.services.extension_asks import MAX_WHY
 from bot.services.guard import RateLimiter
 from bot.services.ports import MembershipUnknown
 from bot.slack import more_time
+from bot.slack.after_ack import Later
 from bot.slack.ids import (
     MORE_PICK,
     MORE_PICK_BLOCK,
@@ -44,8 +45,8 @@ from bot.slack.ids import (
 )
 from bot.slack.listeners.clicks import NOT_OURS, clicked_in, listener, open_form
 from bot.slack.listeners.views import NOT_OURS as FORM_NOT_OURS
-from bot.slack.listeners.views import BadForm, target, tell, words
-from bot.slack.replies import DATABASE_UNREACHABLE, record_slow_down, said
+from bot.slack.listeners.views import BadForm, target, told, words
+from bot.slack.replies import DATABASE_UNREACHABLE, record_slow_down
 from bot.slack.text import when
 from bot.store.reachability import unreachable
 
@@ -54,12 +55,12 @@ log = logging.getLogger("breakglass.slack.more_time")
 _VALUE = re.compile(r"([0-9]{1,9})(?::([0-9]{1,9}))?")  # "<request id>" or "<request id>:<extension round>"
 
 
-def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
-    app.action(ActionId.ASK_MORE_TIME.value)(listener(deps, limiter, _open_form, logged=_logged_id))
-    app.action(ActionId.APPROVE_EXTENSION.value)(listener(deps, limiter, _approve, logged=_logged_id))
-    app.action(ActionId.DENY_EXTENSION.value)(listener(deps, limiter, _open_deny_form, logged=_logged_id))
-    app.view(CallbackId.MORE_TIME.value)(_submitted(deps, limiter))
-    app.view(CallbackId.DENY_EXTENSION.value)(_deny_submitted(deps, limiter))
+def register(app: App, deps: Deps, limiter: RateLimiter, later: Later) -> None:
+    app.action(ActionId.ASK_MORE_TIME.value)(listener(deps, limiter, later, _open_form, logged=_logged_id))
+    app.action(ActionId.APPROVE_EXTENSION.value)(listener(deps, limiter, later, _approve, logged=_logged_id))
+    app.action(ActionId.DENY_EXTENSION.value)(listener(deps, limiter, later, _open_deny_form, logged=_logged_id))
+    app.view(CallbackId.MORE_TIME.value)(_submitted(deps, limiter, later))
+    app.view(CallbackId.DENY_EXTENSION.value)(_deny_submitted(deps, limiter, later))
 
 
 def button_value(action: dict[str, Any]) -> tuple[int, int | None]:
@@ -154,13 +155,13 @@ def read(deps: Deps, actor: str, view: object) -> _Asked:
     return _Asked(request_id, channel, typed, why)
 
 
-def _submitted(deps: Deps, limiter: RateLimiter) -> Callable[..., None]:
+def _submitted(deps: Deps, limiter: RateLimiter, later: Later) -> Callable[..., None]:
     def on_submit(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         actor = body["user"]["id"]
         verdict = limiter.take(actor)
         if not verdict.allowed:
             ack(**_errors(MORE_PICK_BLOCK, verdict.message(limiter.per_minute)))
-            record_slow_down(deps, actor, verdict)
+            later(lambda: record_slow_down(deps, actor, verdict))
             return
         try:
             asked = read(deps, actor, body.get("view"))
@@ -177,9 +178,7 @@ def _submitted(deps: Deps, limiter: RateLimiter) -> Callable[..., None]:
             return
         ack()  # closes the form; the ask (or the extension) may take longer than Slack waits
         with log_context(request_id=asked.request_id, actor=actor):
-            text = said(lambda: _ask(deps, actor, asked))
-            assert text is not None
-            tell(client, asked.channel, actor, text)
+            later(lambda: told(client, asked.channel, actor, lambda: _ask(deps, actor, asked)))
 
     return on_submit
 
@@ -208,13 +207,13 @@ def _open_deny_form(deps: Deps, client: WebClient, actor: str, body: dict[str, A
     open_form(client, body.get("trigger_id"), form, what="an extension's deny form")
 
 
-def _deny_submitted(deps: Deps, limiter: RateLimiter) -> Callable[..., None]:
+def _deny_submitted(deps: Deps, limiter: RateLimiter, later: Later) -> Callable[..., None]:
     def on_submit(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         actor = body["user"]["id"]
         verdict = limiter.take(actor)
         if not verdict.allowed:
             ack(**_errors(WORDS_BLOCK, verdict.message(limiter.per_minute)))
-            record_slow_down(deps, actor, verdict)
+            later(lambda: record_slow_down(deps, actor, verdict))
             return
         view = body.get("view")
         try:
@@ -228,9 +227,7 @@ def _deny_submitted(deps: Deps, limiter: RateLimiter) -> Callable[..., None]:
             return
         ack()  # closes the form; every rule is checked again by the denial itself
         with log_context(request_id=request_id, actor=actor):
-            text = said(lambda: _denied(deps, actor, request_id, round_, reason))
-            assert text is not None
-            tell(client, channel, actor, text)
+            later(lambda: told(client, channel, actor, lambda: _denied(deps, actor, request_id, round_, reason)))
 
     return on_submit
 

@@ -26,10 +26,11 @@ from bot.services.deps import Deps
 from bot.services.guard import RateLimiter
 from bot.services.ports import MembershipUnknown
 from bot.slack import blocks, request_form
+from bot.slack.after_ack import Later
 from bot.slack.ids import ActionId, CallbackId, FormField
 from bot.slack.listeners.clicks import listener, open_form
-from bot.slack.listeners.views import tell
-from bot.slack.replies import answer, privately, record_slow_down, said, slowed_down
+from bot.slack.listeners.views import told
+from bot.slack.replies import answer, privately, record_slow_down, slowed_down
 from bot.slack.text import placeholders
 from bot.store.reachability import database_outage
 
@@ -59,16 +60,19 @@ def _picked(deps: Deps, client: WebClient, actor: str, body: dict[str, Any], act
     _redraw(deps, client, actor, body.get("view"), action)
 
 
-def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
+def register(app: App, deps: Deps, limiter: RateLimiter, later: Later) -> None:
     def on_open(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         """The shortcut, or the Home tab's "Request access": neither has a channel, so the answer is a DM."""
         ack()
         actor = body["user"]["id"]
-        told = privately(body, respond, client)
-        if slowed_down(deps, limiter, actor, told):
-            return
+
+        def after() -> None:
+            answer_to = privately(body, respond, client)
+            if not slowed_down(deps, limiter, actor, answer_to):
+                answer(answer_to, lambda: open_request_form(deps, client, actor, body.get("trigger_id"), actor))
+
         with log_context(actor=actor):
-            answer(told, lambda: open_request_form(deps, client, actor, body.get("trigger_id"), actor))
+            later(after)
 
     def on_submit(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         actor = body["user"]["id"]
@@ -77,7 +81,7 @@ def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
         verdict = limiter.take(actor)
         if not verdict.allowed:
             ack(response_action="errors", errors={filled.where(FormField.REASON): verdict.message(limiter.per_minute)})
-            record_slow_down(deps, actor, verdict)
+            later(lambda: record_slow_down(deps, actor, verdict))
             return
         policy = deps.policy  # read once: a reload meanwhile must not check one field against another version
         try:
@@ -93,13 +97,12 @@ def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
         ack()  # closes the form; granting may take longer than Slack waits
         channel, name = request_form.origin(view, actor)
         with log_context(resource=resource.name, actor=actor):
-            text = said(lambda: _submit(deps, actor, asked, channel, name))
-            assert text is not None
-            tell(client, channel, actor, text)
+            later(lambda: told(client, channel, actor, lambda: _submit(deps, actor, asked, channel, name)))
 
     app.shortcut(CallbackId.REQUEST_SHORTCUT.value)(on_open)
     app.action(ActionId.OPEN_REQUEST_FORM.value)(on_open)
-    on_pick = listener(deps, limiter, _picked, logged=lambda action: None)  # a choice in a form names no request yet
+    # A choice in a form names no request yet: nothing to log it with.
+    on_pick = listener(deps, limiter, later, _picked, logged=lambda action: None)
     app.action(ActionId.PICK_RESOURCE.value)(on_pick)
     app.action(ActionId.PICK_LEVEL.value)(on_pick)
     app.view(CallbackId.REQUEST.value)(on_submit)

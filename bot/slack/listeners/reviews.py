@@ -23,15 +23,16 @@ from bot.services import reviews
 from bot.services.deps import Deps
 from bot.services.guard import RateLimiter
 from bot.slack import review_form
+from bot.slack.after_ack import Later
 from bot.slack.ids import WORDS_BLOCK, WORDS_INPUT, ActionId, CallbackId
 from bot.slack.listeners.clicks import clicked_in, listener, open_form, request_id
-from bot.slack.listeners.views import NOT_OURS, BadForm, target, tell
-from bot.slack.replies import form_errors, record_slow_down, said
+from bot.slack.listeners.views import NOT_OURS, BadForm, target, told
+from bot.slack.replies import form_errors, record_slow_down
 
 
-def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
-    app.action(ActionId.WRITE_REVIEW.value)(listener(deps, limiter, _open))
-    app.view(CallbackId.REVIEW.value)(_submit_listener(deps, limiter))
+def register(app: App, deps: Deps, limiter: RateLimiter, later: Later) -> None:
+    app.action(ActionId.WRITE_REVIEW.value)(listener(deps, limiter, later, _open))
+    app.view(CallbackId.REVIEW.value)(_submit_listener(deps, limiter, later))
 
 
 def _open(deps: Deps, client: WebClient, actor: str, body: dict[str, Any], action: dict[str, Any]) -> None:
@@ -55,13 +56,13 @@ def notes(view: dict[str, Any]) -> str:
     return text
 
 
-def _submit_listener(deps: Deps, limiter: RateLimiter) -> Callable[..., None]:
+def _submit_listener(deps: Deps, limiter: RateLimiter, later: Later) -> Callable[..., None]:
     def on_submit(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         actor = body["user"]["id"]
         verdict = limiter.take(actor)
         if not verdict.allowed:
             ack(**form_errors(verdict.message(limiter.per_minute)))
-            record_slow_down(deps, actor, verdict)
+            later(lambda: record_slow_down(deps, actor, verdict))
             return
         view = body.get("view")
         try:
@@ -74,8 +75,7 @@ def _submit_listener(deps: Deps, limiter: RateLimiter) -> Callable[..., None]:
             return
         ack()  # closes the form; recording may take longer than Slack waits
         with log_context(request_id=request_id, actor=actor):
-            text = said(lambda: review_form.recorded(reviews.record(deps, actor, request_id, words)))
-            assert text is not None
-            tell(client, channel, actor, text)
+            record = lambda: review_form.recorded(reviews.record(deps, actor, request_id, words))  # noqa: E731
+            later(lambda: told(client, channel, actor, record))
 
     return on_submit

@@ -25,6 +25,7 @@ from bot.logs import log_context
 from bot.services import decisions
 from bot.services.deps import Deps
 from bot.services.guard import RateLimiter
+from bot.slack.after_ack import Later
 from bot.slack.ids import WORDS_BLOCK, WORDS_INPUT, CallbackId
 from bot.slack.modals import MAX_WORDS
 from bot.slack.replies import form_errors, record_slow_down, said
@@ -88,18 +89,18 @@ def read(view: object, approve: bool) -> Submitted:
     return Submitted(request_id, channel, words(view, approve))
 
 
-def register(app: App, deps: Deps, limiter: RateLimiter) -> None:
-    app.view(CallbackId.DENY.value)(_listener(deps, limiter, approve=False))
-    app.view(CallbackId.APPROVE.value)(_listener(deps, limiter, approve=True))
+def register(app: App, deps: Deps, limiter: RateLimiter, later: Later) -> None:
+    app.view(CallbackId.DENY.value)(_listener(deps, limiter, later, approve=False))
+    app.view(CallbackId.APPROVE.value)(_listener(deps, limiter, later, approve=True))
 
 
-def _listener(deps: Deps, limiter: RateLimiter, approve: bool) -> Callable[..., None]:
+def _listener(deps: Deps, limiter: RateLimiter, later: Later, approve: bool) -> Callable[..., None]:
     def on_submit(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         actor = body["user"]["id"]
         verdict = limiter.take(actor)
         if not verdict.allowed:
             ack(**form_errors(verdict.message(limiter.per_minute)))
-            record_slow_down(deps, actor, verdict)
+            later(lambda: record_slow_down(deps, actor, verdict))
             return
         try:
             submitted = read(body.get("view"), approve)
@@ -108,9 +109,7 @@ def _listener(deps: Deps, limiter: RateLimiter, approve: bool) -> Callable[..., 
             return
         ack()  # closes the form; the decision may take longer than Slack waits
         with log_context(request_id=submitted.request_id, actor=actor):
-            text = said(lambda: _decide(deps, actor, submitted, approve))
-            assert text is not None
-            tell(client, submitted.channel, actor, text)
+            later(lambda: told(client, submitted.channel, actor, lambda: _decide(deps, actor, submitted, approve)))
 
     return on_submit
 
@@ -120,6 +119,13 @@ def _decide(deps: Deps, actor: str, submitted: Submitted, approve: bool) -> str:
     if approve:
         return f"👍 Your approval of request #{view.id} is recorded, with your comment."
     return f"⛔ You denied request #{view.id}."
+
+
+def told(client: WebClient, channel: str, user: str, work: Callable[[], str | None]) -> None:
+    """Run a submitted form's work (after its ack) and tell ``user`` how it went, privately in ``channel``."""
+    text = said(work)
+    assert text is not None  # a submission's work always answers in words
+    tell(client, channel, user, text)
 
 
 def tell(client: WebClient, channel: str, user: str, text: str) -> None:
