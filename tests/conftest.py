@@ -45,6 +45,7 @@ SERIAL = (
 NOT_SERIAL = (
     "tests/attacks/test_approval_flow_attacks.py",
     "tests/attacks/test_operations_attacks.py",  # its own SQLite file and toy databases; no server, no real time
+    "tests/attacks/test_form_and_home_attacks.py",  # a database of its own per test; stand-ins on free ports
 )
 
 
