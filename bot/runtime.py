@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket as stdlib_socket
 import threading
 import time
 from collections.abc import Mapping
@@ -150,6 +152,7 @@ class Runtime:
 
         socket, self._socket = self._socket, None
         if socket is not None:  # first, like the HTTP server below: no new request reaches the bot
+            _end_read(socket)
             socket.close()
         server, self._server = self._server, None
         if server is not None:
@@ -309,3 +312,16 @@ def slack_link(settings: Settings, metrics: Metrics | None = None) -> SlackLink:
         ) from None
     link.start()
     return link
+
+
+def _end_read(handler: SocketModeHandler) -> None:
+    """slack_sdk closes its WebSocket only between reads, and a read waits up to three seconds for a frame: a bot
+    stopping in a quiet moment would wait those out. Shut the socket down first (no reconnecting from here on), so the
+    read returns at once and the close that follows finds nothing to wait for."""
+    client = handler.client
+    client.closed = True
+    client.auto_reconnect_enabled = False
+    raw = getattr(client.current_session, "sock", None)
+    if raw is not None:
+        with contextlib.suppress(OSError):  # already closed by Slack's side: nothing to hurry
+            raw.shutdown(stdlib_socket.SHUT_RDWR)

@@ -46,6 +46,13 @@ NOT_SERIAL = (
     "tests/attacks/test_approval_flow_attacks.py",
     "tests/attacks/test_operations_attacks.py",  # its own SQLite file and toy databases; no server, no real time
     "tests/attacks/test_form_and_home_attacks.py",  # a database of its own per test; stand-ins on free ports
+    # Adapters whose backends the tests start themselves, each on a free port or in a directory of its own:
+    "tests/adapters/test_kubernetes.py",
+    "tests/adapters/test_aws_iam.py",
+    "tests/adapters/test_webhook.py",
+    "tests/adapters/test_command.py",
+    "tests/adapters/test_registry.py",
+    "tests/adapters/test_principal.py",
 )
 
 
