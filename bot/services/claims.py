@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from bot.domain.actions import AuditAction
 from bot.domain.durations import format_duration
-from bot.domain.states import CLAIMS, Status
+from bot.domain.states import CLAIMS, EndReason, Status
 from bot.services import heartbeat, tell
 from bot.services.common import view
 from bot.services.deps import Deps
@@ -64,17 +64,17 @@ def claim(
         expires_at = now + request_duration(request)
         won = queries.move(session, request.id, Status.APPROVED, Status.GRANTING, expires_at=expires_at, **lease)
     elif status is Status.ACTIVE:
-        ending: dict[str, Any] = {"end_reason": end_reason or "expired", "ended_by": actor}
+        ending: dict[str, Any] = {"end_reason": end_reason or EndReason.EXPIRED, "ended_by": actor}
         # Expiry is checked again in the move itself: an extension that committed after this row was read as due
         # keeps its grant.
-        expired = [Request.expires_at <= now] if ending["end_reason"] == "expired" else []
+        expired = [Request.expires_at <= now] if ending["end_reason"] == EndReason.EXPIRED else []
         # Never while an extension holds the row: its backend call and ours must not interleave.
         when = [queries.not_held(now), *expired]
         asked = request.extension_seconds  # an extension still waiting ends with the access it would extend
         dropped = {"extension_seconds": None, "extension_by": None, "extension_asked_at": None} if asked else {}
         won = queries.move(session, request.id, Status.ACTIVE, Status.REVOKING, when=when, **lease, **ending, **dropped)
         if won:
-            action = AuditAction.REVOKE_REQUESTED if end_reason == "revoked" else AuditAction.EXPIRING
+            action = AuditAction.REVOKE_REQUESTED if end_reason == EndReason.REVOKED else AuditAction.EXPIRING
             audit.record(
                 session, action, at=now, actor=actor or audit.SYSTEM, request=request, replica=me, comment=words
             )
