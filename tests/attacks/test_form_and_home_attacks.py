@@ -38,54 +38,17 @@ from bot.slack.ids import (
 )
 from bot.store.models import Request
 from tests.e2e.helpers import ALICE, BOB, CAROL, DAVE, audit_actions, view
+from tests.e2e.test_request_form import POLICY as FORM_TEST_POLICY
 
 ERIN = "U0ERIN"
 DM = "D0BOB"
 
-FORM_POLICY = """
-channels:
-  approvals: C0APPROVALS
-  audit: C0SECURITY
-defaults:
-  min_duration: 5m
-  default_duration: 1h
-  max_duration: 4h
-resources:
-  orders-db:
-    description: Orders database
-    adapter: webhook
-    principal: "{email_local}"
-    params: {url: "${WEBHOOK_URL}", secret: "${BREAKGLASS_WEBHOOK_SECRET}", timeout: 10}
-    approvers: [U0ALICE01, U0CAROL]
-    requesters: [S0ONCALL, U0DAVE]
-    reason_pattern: 'INC-[0-9]+'
-    emergency: true
-    levels:
-      read:
-        description: Read-only replica
-        emergency: false
-      write:
-        description: Read and write
-        max_duration: 1h
-        default_duration: 30m
-      admin:
-        description: Schema changes
-        requesters: [U0DAVE]
-        approvers: [U0CAROL]
-  payments-admin:
-    description: Payments admin console
-    adapter: webhook
-    params: {url: "${WEBHOOK_URL}", secret: "${BREAKGLASS_WEBHOOK_SECRET}", timeout: 10}
-    approvers: [S0SRELEADS]
-    requesters: [U0BOB]
-    min_duration: 15m
-    max_duration: 8h
-  billing:
-    adapter: webhook
-    params: {url: "${WEBHOOK_URL}", secret: "${BREAKGLASS_WEBHOOK_SECRET}", timeout: 10}
-    approvers: [U0ALICE01]
-    requesters: [U0DAVE]
-"""
+# The request form's policy, with the admin level approved by Carol alone.
+ADMIN_REQUESTERS = "        requesters: [U0DAVE]\n  payments-admin:"
+assert ADMIN_REQUESTERS in FORM_TEST_POLICY
+FORM_POLICY = FORM_TEST_POLICY.replace(
+    ADMIN_REQUESTERS, "        requesters: [U0DAVE]\n        approvers: [U0CAROL]\n  payments-admin:"
+)
 
 
 def eventually(condition: Callable[[], Any], within: float = 10.0) -> Any:
