@@ -8,11 +8,15 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.store.reachability import database_outage
 
 log = logging.getLogger("breakglass.scheduler")
+
+
+KEEPALIVE = "keepalive"  # the executor of the heartbeat and lease renewal
 
 
 class Scheduler:
@@ -24,8 +28,10 @@ class Scheduler:
         renew_every: float = 10.0,
         beat: Callable[[], object] | None = None,
         beat_every: float = 2.0,
+        tick: Callable[[], object] | None = None,
     ) -> None:
-        self._sweep = sweep
+        self._sweep = sweep  # what an alarm runs
+        self._tick = tick or sweep  # what the periodic sweep runs
         self._interval = interval
         self.renew = renew
         self._renew_every = renew_every
@@ -34,8 +40,13 @@ class Scheduler:
         self._sweeping = True
         self._sweeps = threading.Condition()  # guards the two below
         self._sweeps_running = 0
+        self._set = threading.Lock()  # guards the one below
+        self._moments: set[str] = set()  # alarms set and not yet run, by job id
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
+            # The heartbeat and the claims' leases have threads of their own: a thousand alarms falling due at once
+            # must not delay the beat until this replica fences itself and hands its claims back.
+            executors={"default": ThreadPoolExecutor(10), KEEPALIVE: ThreadPoolExecutor(2)},
             # APScheduler's default grace of 1 s silently drops a job that falls due while the process is busy.
             # A late revoke must still run, so no grace limit; coalesce piled-up runs into one.
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
@@ -43,12 +54,16 @@ class Scheduler:
 
     def start(self, upcoming: Iterable[datetime] = ()) -> None:
         self._scheduler.add_job(
-            self._run, "interval", seconds=self._interval, id="sweep", next_run_time=datetime.now(UTC)
+            self._run, "interval", (self._tick,), seconds=self._interval, id="sweep", next_run_time=datetime.now(UTC)
         )
         if self.renew is not None:
-            self._scheduler.add_job(self._keep_claims, "interval", seconds=self._renew_every, id="renew")
+            self._scheduler.add_job(
+                self._keep_claims, "interval", seconds=self._renew_every, id="renew", executor=KEEPALIVE
+            )
         if self.beat is not None:
-            self._scheduler.add_job(self._keep_beating, "interval", seconds=self._beat_every, id="heartbeat")
+            self._scheduler.add_job(
+                self._keep_beating, "interval", seconds=self._beat_every, id="heartbeat", executor=KEEPALIVE
+            )
         self._scheduler.start()
         for moment in upcoming:
             self.wake_at(moment)
@@ -68,17 +83,25 @@ class Scheduler:
     def wake_at(self, when: datetime) -> None:
         if not self._scheduler.running or not self._sweeping:
             return
-        self._scheduler.add_job(
-            self._run, "date", run_date=when, id=f"wake:{when.timestamp():.3f}", replace_existing=True
-        )
+        job_id = f"wake:{when.timestamp():.3f}"
+        with self._set:  # asked again for a moment already set (every grant of a wave): nothing to do
+            if job_id in self._moments:
+                return
+            self._moments.add(job_id)
+        self._scheduler.add_job(self._alarm, "date", (job_id,), run_date=when, id=job_id, replace_existing=True)
 
-    def _run(self) -> None:
+    def _alarm(self, job_id: str) -> None:
+        with self._set:
+            self._moments.discard(job_id)
+        self._run(self._sweep)
+
+    def _run(self, sweep: Callable[[], object]) -> None:
         with self._sweeps:
             if not self._sweeping:
                 return
             self._sweeps_running += 1
         try:
-            self._sweep()
+            sweep()
         except Exception as error:
             database_outage.failed(log, "the sweep", error)  # the next one tries again
         else:
