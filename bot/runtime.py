@@ -75,7 +75,7 @@ class Runtime:
 
     def start_alarms(self) -> None:
         """Take back claims left by an earlier life of this replica (same BREAKGLASS_INSTANCE), set an alarm for
-        everything due later, and start sweeping."""
+        everything due before the periodic sweep sets the next ones, and start sweeping."""
         now = self.deps.now()
         taken_back = leases.release(self.deps.db, self.deps.tuning.instance, now)
         if taken_back:
@@ -83,8 +83,8 @@ class Runtime:
         # Registered before the first sweep claims anything: a claim whose holder has no heartbeat row waits for its
         # lease. The first beat also sets alarms for the claims of a dead predecessor (a restart under a new pid).
         heartbeat.beat(self.deps)
-        with self.deps.db.transaction() as session:
-            upcoming = queries.upcoming_times(session, now)
+        with self.deps.db.transaction() as session:  # not all: 100,000 grants would be as many jobs held in memory
+            upcoming = queries.upcoming_times(session, now, until=now + self.sweeper.lookahead)
         self.scheduler.start(upcoming)
         # Every replica asks each sweep interval whether reconciliation is due; one of them runs it per period.
         self.scheduler.every("reconcile", self.settings.sweep_interval, Reconciler(self.deps).tick)
@@ -267,6 +267,7 @@ def build(
         settings.sweep_interval,
         renew_every=tuning.lease.total_seconds() / 3,
         beat_every=tuning.heartbeat.total_seconds(),
+        tick=sweeper.tick,
     )
     deps.alarms = scheduler
     secret = None if settings.socket_mode else settings.slack_signing_secret

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -27,9 +29,9 @@ from bot.domain.rules import Refused, check_still_requester
 from bot.domain.states import Status
 from bot.services import activity, tell
 from bot.services.backend import adapter_error, call_backend, revoke_confirmed, scrubbed
-from bot.services.claims import Claimed, Step, request_duration
+from bot.services.claims import Claimed, Prepared, Step, request_duration
 from bot.services.common import grant_context, view
-from bot.services.deps import Deps
+from bot.services.deps import Deps, MadeUnder
 from bot.services.ports import MembershipUnknown, Notice
 from bot.services.snapshots import RequestView
 from bot.store import audit, queries
@@ -40,8 +42,11 @@ log = logging.getLogger("breakglass.access")
 GRANT_FAILED = "grant_failed"  # the end_reason of a revoke that undoes a failed grant
 
 
-def finish(deps: Deps, claimed: Claimed) -> RequestView | None:
-    return (finish_grant if claimed.step is Step.GRANT else finish_revoke)(deps, claimed.request_id)
+def finish(deps: Deps, claimed: Claimed, record: Record) -> RequestView | Future[Ended | None] | None:
+    """The backend work the sweep claimed; a confirmed revoke is recorded by ``record``."""
+    if claimed.step is Step.GRANT:
+        return finish_grant(deps, claimed.request_id)
+    return revoke_then(deps, claimed.request_id, record, claimed.prepared)
 
 
 def _held(deps: Deps, session: Session, request_id: int, status: Status) -> Request | None:
@@ -246,6 +251,42 @@ def _owe_grant_failed(deps: Deps, session: Session, current: RequestView) -> Non
 def finish_revoke(deps: Deps, request_id: int) -> RequestView | None:
     """Revoke a request this process has claimed; record the outcome only as the adapter reports it."""
     with deps.leases.holding(request_id):
+        outcome = _revoke_call(deps, request_id)
+        if not isinstance(outcome, Confirmed):
+            return outcome
+        with deps.db.transaction() as session:
+            ended = record_revoked(deps, session, request_id, outcome.attempts_before, deps.now())
+    return after_revoked(deps, ended)
+
+
+def revoke_then(
+    deps: Deps, request_id: int, record: Record, prepared: Prepared | None = None
+) -> RequestView | Future[Ended | None] | None:
+    """``finish_revoke`` for the sweep's lanes: a confirmed revoke is handed to ``record`` (which batches) and its
+    future returned, so the lane is free for the next backend call at once. The claim stays held meanwhile. With
+    what the claim ``prepared``, the call goes out without a transaction first while the claim is trusted."""
+    with deps.leases.holding(request_id):
+        outcome = _revoke_call(deps, request_id, prepared)
+        return record(request_id, outcome.attempts_before) if isinstance(outcome, Confirmed) else outcome
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    attempts_before: int  # the failed attempts before this one: a recovery after an alert is announced
+
+
+def _revoke_call(deps: Deps, request_id: int, prepared: Prepared | None = None) -> Confirmed | RequestView | None:
+    """The backend call of a revoke this process has claimed: Confirmed, or the failure recorded (or None: the
+    claim is no longer ours)."""
+    made_under: MadeUnder
+    if prepared is not None and prepared.trusted(deps, deps.now()):
+        ctx, receipt, attempts_before, made_under = (
+            prepared.ctx,
+            prepared.receipt,
+            prepared.attempts_before,
+            prepared.made_under,
+        )
+    else:
         with deps.db.transaction() as session:
             request = _held(deps, session, request_id, Status.REVOKING)
             if request is None:
@@ -254,58 +295,78 @@ def finish_revoke(deps: Deps, request_id: int) -> RequestView | None:
             receipt = Receipt(data=dict(request.receipt or {}), instructions=request.instructions)
             attempts_before = request.revoke_attempts
             made_under = request
-        adapter = deps.adapter_for(made_under)  # the backend and params it was granted with, whatever a reload did
-        try:
-            if adapter is None:
-                missing = f"{ctx.label} is no longer in the policy; cannot reach its backend"
-                raise AdapterError(missing, retryable=True)
-            revoke_confirmed(deps, adapter, ctx, receipt)  # verified where the backend can be asked
-        except Exception as raised:
-            return _revoke_failed(deps, request_id, adapter_error(raised))
-        ended = _revoked(deps, request_id, attempts_before)
-    if ended is not None:
-        activity.finish(deps, request_id)  # the last read and the unwatch; never fails the revoke, already recorded
-    return ended
+    adapter = deps.adapter_for(made_under)  # the backend and params it was granted with, whatever a reload did
+    try:
+        if adapter is None:
+            missing = f"{ctx.label} is no longer in the policy; cannot reach its backend"
+            raise AdapterError(missing, retryable=True)
+        revoke_confirmed(deps, adapter, ctx, receipt)  # verified where the backend can be asked
+    except Exception as raised:
+        return _revoke_failed(deps, request_id, adapter_error(raised))
+    return Confirmed(attempts_before)
 
 
-def _revoked(deps: Deps, request_id: int, attempts_before: int) -> RequestView | None:
-    now = deps.now()
-    with deps.db.transaction() as session:
-        request = queries.get(session, request_id)
-        assert request is not None
-        final = _final_status(request.end_reason)
-        done = queries.move(
-            session,
-            request_id,
-            Status.REVOKING,
-            final,
-            held_by=deps.tuning.instance,
-            ended_at=now,
-            claimed_by=None,
-            lease_until=None,
-            next_attempt_at=None,
-        )
-        if not done:
-            return None
-        request = queries.get(session, request_id)
-        assert request is not None
-        action = AuditAction.GRANT_UNDONE if final is Status.GRANT_FAILED else AuditAction(final.value)
-        audit.record(session, action, at=now, actor=request.ended_by or audit.SYSTEM, request=request)
-        review_asked = final is not Status.GRANT_FAILED and _ask_for_review(deps, session, request, now)
-        current = view(deps, session, request)
-        tell.refresh(deps, session, current)
-        if final is not Status.GRANT_FAILED:
-            tell.announce(deps, session, current, Notice.REVOKED if final is Status.REVOKED else Notice.EXPIRED)
-        if attempts_before >= deps.tuning.revoke_alert_after:
-            tell.audit_channel(deps, session, current, Notice.REVOKE_RECOVERED)
-        if review_asked:
-            tell.announce(deps, session, current, Notice.REVIEW_DUE)
-        late_by = now - request.expires_at if final is Status.EXPIRED and request.expires_at is not None else None
+@dataclass(frozen=True)
+class Ended:
+    """A confirmed revoke, recorded: what is owed once its transaction has committed."""
+
+    current: RequestView
+    final: Status
+    review_asked: bool
+    late_by: timedelta | None
+    at: datetime
+
+
+Record = Callable[[int, int], "Future[Ended | None]"]  # (request id, revoke attempts before): the outcome, recorded
+
+
+def record_revoked(deps: Deps, session: Session, request_id: int, attempts_before: int, now: datetime) -> Ended | None:
+    """Record a revoke the backend confirmed, in ``session``; None if the request was no longer ours to record."""
+    request = queries.get(session, request_id)
+    assert request is not None
+    final = _final_status(request.end_reason)
+    done = queries.move(
+        session,
+        request_id,
+        Status.REVOKING,
+        final,
+        held_by=deps.tuning.instance,
+        ended_at=now,
+        claimed_by=None,
+        lease_until=None,
+        next_attempt_at=None,
+    )
+    if not done:
+        return None
+    request = queries.get(session, request_id)
+    assert request is not None
+    action = AuditAction.GRANT_UNDONE if final is Status.GRANT_FAILED else AuditAction(final.value)
+    audit.record(session, action, at=now, actor=request.ended_by or audit.SYSTEM, request=request)
+    review_asked = final is not Status.GRANT_FAILED and _ask_for_review(deps, session, request, now)
+    current = view(deps, session, request)
+    tell.refresh(deps, session, current)
     if final is not Status.GRANT_FAILED:
-        deps.metrics.revoked(current.resource, late_by)
-    deps.courier.deliver(request_id)
+        tell.announce(deps, session, current, Notice.REVOKED if final is Status.REVOKED else Notice.EXPIRED)
+    if attempts_before >= deps.tuning.revoke_alert_after:
+        tell.audit_channel(deps, session, current, Notice.REVOKE_RECOVERED)
     if review_asked:
-        deps.alarms.wake_at(now + deps.policy.review.remind_every)
+        tell.announce(deps, session, current, Notice.REVIEW_DUE)
+    late_by = now - request.expires_at if final is Status.EXPIRED and request.expires_at is not None else None
+    return Ended(current, final, review_asked, late_by, now)
+
+
+def after_revoked(deps: Deps, ended: Ended | None) -> RequestView | None:
+    """What a recorded revoke owes once committed: its metrics, its messages, the review's reminder, the last read
+    of its activity."""
+    if ended is None:
+        return None
+    current = ended.current
+    if ended.final is not Status.GRANT_FAILED:
+        deps.metrics.revoked(current.resource, ended.late_by)
+    deps.courier.deliver(current.id)
+    if ended.review_asked:
+        deps.alarms.wake_at(ended.at + deps.policy.review.remind_every)
+    activity.finish(deps, current.id)  # the last read and the unwatch; never fails the revoke, already recorded
     return current
 
 

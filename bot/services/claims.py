@@ -14,11 +14,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from bot.adapters.base import GrantContext, Receipt
 from bot.domain.actions import AuditAction
 from bot.domain.durations import format_duration
 from bot.domain.states import CLAIMS, EndReason, Status
 from bot.services import heartbeat, tell
-from bot.services.common import view
+from bot.services.common import grant_context, view
 from bot.services.deps import Deps
 from bot.services.ports import Notice
 from bot.store import audit, queries, replicas
@@ -31,12 +32,44 @@ class Step(StrEnum):
 
 
 @dataclass(frozen=True)
+class Under:
+    resource: str
+    level: str | None
+    policy_version: str | None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a revoke's backend call needs, read in the transaction that claimed it, so that the call can go out
+    without another transaction first while the claim is certainly still ours (``trusted``)."""
+
+    ctx: GrantContext
+    receipt: Receipt
+    attempts_before: int
+    made_under: Under
+    lease_until: datetime
+    hand_backs: int  # the replica's hand-backs when claimed (``Heartbeat.hand_backs``)
+
+    def trusted(self, deps: Deps, now: datetime) -> bool:
+        """Whether the claim is still ours without asking the database. Another replica takes a claim over only once
+        its lease ran out or its holder's heartbeat died; we stop calling a beat before the latter (the fence), and
+        the lease renewal runs every third of a lease, so a call started in the first third of it is covered by our
+        lease until the renewal that follows. A hand-back since the claim voids all that."""
+        return (
+            now < self.lease_until - deps.tuning.lease * 2 / 3
+            and deps.heartbeat.hand_backs == self.hand_backs
+            and not deps.heartbeat.fenced(now, deps.tuning)
+        )
+
+
+@dataclass(frozen=True)
 class Claimed:
     """Backend work this process has claimed and must now finish."""
 
     request_id: int
     resource: str
     step: Step
+    prepared: Prepared | None = None
 
 
 def request_duration(request: Request) -> timedelta:
@@ -126,8 +159,58 @@ def claim_due(deps: Deps, limit: int) -> list[Claimed]:
     with deps.db.transaction() as session:
         dead_before = heartbeat.dead_before(deps, now)
         rows = queries.lock_due(session, now, now - deps.tuning.lease, limit, dead_before=dead_before)
-        claimed = [claim(deps, session, request, now) for request in rows]
+        plain = [r for r in rows if _plain_expiry(r, now)]
+        claimed = _claim_expiries(deps, session, plain, now)
+        claimed += [claim(deps, session, request, now) for request in rows if request not in plain]
     return [c for c in claimed if c is not None]
+
+
+def _plain_expiry(request: Request, now: datetime) -> bool:
+    """Access whose time is up, that no extension holds or waits on: what a wave of expiries is made of."""
+    return (
+        request.status == Status.ACTIVE
+        and request.expires_at is not None
+        and request.expires_at <= now
+        and (request.claimed_by is None or (request.lease_until is not None and request.lease_until <= now))
+        and not request.extension_seconds
+    )
+
+
+def _claim_expiries(deps: Deps, session: Session, rows: list[Request], now: datetime) -> list[Claimed | None]:
+    """``claim`` for many plain expiries in one statement: the move checks each row again as ``claim`` does (an
+    extension that committed after it was read keeps its grant), and only the rows it moved are audited."""
+    if not rows:
+        return []
+    me = deps.tuning.instance
+    won = queries.move_many(
+        session,
+        [r.id for r in rows],
+        Status.ACTIVE,
+        Status.REVOKING,
+        when=[queries.not_held(now), Request.expires_at <= now, Request.extension_seconds.is_(None)],
+        claimed_by=me,
+        lease_until=now + deps.tuning.lease,
+        end_reason=EndReason.EXPIRED,
+        ended_by=None,
+    )
+    claimed: list[Claimed | None] = []
+    for request in rows:
+        if request.id in won:
+            audit.record(session, AuditAction.EXPIRING, at=now, request=request, replica=me)
+            claimed.append(Claimed(request.id, request.resource, Step.REVOKE, _prepare(deps, request, now)))
+    return claimed
+
+
+def _prepare(deps: Deps, request: Request, now: datetime) -> Prepared:
+    assert request.expires_at is not None
+    return Prepared(
+        ctx=grant_context(deps, request, request.expires_at),
+        receipt=Receipt(data=dict(request.receipt or {}), instructions=request.instructions),
+        attempts_before=request.revoke_attempts,
+        made_under=Under(request.resource, request.level, request.policy_version),
+        lease_until=now + deps.tuning.lease,
+        hand_backs=deps.heartbeat.hand_backs,
+    )
 
 
 def claim_revoke(deps: Deps, request_id: int, *, end_reason: str | None = None, actor: str | None = None) -> bool:

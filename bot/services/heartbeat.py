@@ -36,6 +36,9 @@ class Heartbeat:
     def __init__(self) -> None:
         self._written: datetime | None = None
         self._lock = threading.Lock()
+        # How many times this replica handed its idle claims back after a fence: a claim read before the latest of
+        # them may be another replica's now, whatever its lease says (``claims.Prepared``).
+        self.hand_backs = 0
 
     def written(self, at: datetime) -> None:
         with self._lock:
@@ -68,6 +71,8 @@ def beat(deps: Deps) -> None:
     tuning = deps.tuning
     now = deps.now()
     was_fenced = deps.heartbeat.fenced(now, tuning)
+    if was_fenced:
+        deps.heartbeat.hand_backs += 1  # before the hand-back: no call prepared until now may then trust its claim
     with deps.db.transaction() as session:
         replicas.beat(session, tuning.instance, now)
         replicas.prune(session, now - max(PRUNE_AFTER, tuning.lease * 2))

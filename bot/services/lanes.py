@@ -68,6 +68,11 @@ class Lanes:
             with self._lock:
                 self._in_flight.pop(key, None)
 
+    def busy(self, kind: str) -> bool:
+        """Whether work whose key starts with ``kind`` is queued or running."""
+        with self._lock:
+            return any(isinstance(key, tuple) and key[:1] == (kind,) for key in self._in_flight)
+
     def close(self, grace: float) -> list[Hashable]:
         """Take no more work; cancel what has not started; wait up to ``grace`` seconds for what has. Returns the
         keys of the work still running when time was up."""

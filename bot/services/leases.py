@@ -8,6 +8,7 @@ actually in hand is renewed, so a claim whose worker was lost cannot be kept ali
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -18,18 +19,26 @@ from bot.store.db import Database
 
 class Leases:
     def __init__(self) -> None:
-        self._held: set[int] = set()
+        self._held: Counter[int] = Counter()  # a claim handed from a lane to the recorder is held by both a moment
         self._lock = threading.Lock()
 
     @contextmanager
     def holding(self, request_id: int) -> Iterator[None]:
-        with self._lock:
-            self._held.add(request_id)
+        self.hold(request_id)
         try:
             yield
         finally:
-            with self._lock:
-                self._held.discard(request_id)
+            self.let_go(request_id)
+
+    def hold(self, request_id: int) -> None:
+        with self._lock:
+            self._held[request_id] += 1
+
+    def let_go(self, request_id: int) -> None:
+        with self._lock:
+            self._held[request_id] -= 1
+            if self._held[request_id] <= 0:
+                del self._held[request_id]
 
     def held(self) -> list[int]:
         with self._lock:

@@ -21,6 +21,7 @@ from bot.services.delivery import BackgroundCourier, Courier
 from bot.services.deps import Deps
 from bot.services.lanes import Lanes
 from bot.services.ports import Notice
+from bot.services.recorder import Recorder
 from bot.services.snapshots import RequestView
 from bot.store import deliveries, queries
 
@@ -62,6 +63,7 @@ class Sweeper:
         self.lanes = Lanes(deps.tuning.lane_width)
         self.courier = Courier(deps)
         self.delivery = BackgroundCourier(self.courier)
+        self.recorder = Recorder(deps, self.delivery, calls_running=partial(self.lanes.busy, "backend"))
         self._running = threading.Lock()
         self._again = threading.Event()
 
@@ -79,10 +81,16 @@ class Sweeper:
         return total
 
     def kick(self) -> None:
-        """The scheduler's entry: start due work, set alarms for what falls due before the next sweep, and return."""
+        """An alarm's entry: start due work and return."""
         report = self(wait=False)
         if report:
             log.info("sweep started %s", report)
+
+    def tick(self) -> None:
+        """The periodic sweep's entry: a kick, then alarms for what falls due before the next periodic sweep. Only
+        here: an expiry wave fires an alarm per grant, and each re-reading every upcoming moment made the wave's
+        cost grow with its square, and kept the heartbeat from its thread."""
+        self.kick()
         self._alarm_ahead()
 
     def _alarm_ahead(self) -> None:
@@ -99,6 +107,7 @@ class Sweeper:
         """Start nothing new; give running work up to ``grace`` seconds. Returns what was still running."""
         deadline = time.monotonic() + grace
         unfinished = self.lanes.close(grace)
+        self.recorder.close(max(deadline - time.monotonic(), 0.1))
         self.delivery.close(max(deadline - time.monotonic(), 0.1))
         return unfinished
 
@@ -117,7 +126,7 @@ class Sweeper:
             claimed = claims.claim_due(deps, batch)
             for work in claimed:
                 kind = "granted" if work.step is claims.Step.GRANT else "revoked"
-                finish = partial(access.finish, deps, work)
+                finish = partial(access.finish, deps, work, self.recorder)
                 start(
                     kind,
                     work.resource,
@@ -166,8 +175,12 @@ def _succeeded(future: Future[Any]) -> bool:
     """Done for good: a revoke confirmed, a grant active, a notice sent. A retry still to come does not count."""
     try:
         result = future.result()
+        if isinstance(result, Future):  # a revoke handed to the recorder
+            result = result.result()
+        if isinstance(result, access.Ended):
+            result = result.current
     except Exception:
-        return False  # logged by the lane; one bad row must not stop the sweep for every other
+        return False  # logged by the lane or the recorder; one bad row must not stop the sweep for every other
     if isinstance(result, RequestView):
         return result.status in FINAL or result.status is Status.ACTIVE
     return bool(result)

@@ -53,6 +53,28 @@ def move(
     return changed(session.execute(statement)) == 1
 
 
+def move_many(
+    session: Session,
+    request_ids: Sequence[int],
+    expected: Status,
+    target: Status,
+    *,
+    when: Sequence[ColumnElement[bool]] = (),
+    **values: Any,
+) -> set[int]:
+    """``move`` for many requests in one statement: the ids of those it moved. Never to a final status (that would
+    give up live keys one by one, which ``move`` does)."""
+    assert can_move(expected, target) and target not in FINAL, f"{expected} -> {target} is not a move for many"
+    statement = (
+        update(Request)
+        .where(Request.id.in_(request_ids), Request.status == expected.value, *when)
+        .values(status=target.value, **values)
+        .returning(Request.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(session.scalars(statement).all())
+
+
 def live_request(session: Session, key: str) -> Request | None:
     """The live request holding ``key`` (bot/domain/live.py), if any."""
     return session.scalars(
@@ -132,13 +154,12 @@ def waiting_for(
     this_round = exists().where(
         Decision.request_id == Request.id, Decision.round == Request.extension_round, Decision.approver_id == user_id
     )
-    where = (
-        Request.status.in_([Status.PENDING.value, Status.ACTIVE.value]),
+    where = (  # each arm by an index of its own (ix_requests_status, ix_requests_extension_asked), not all live grants
         Request.resource.in_(list(resources)),
         Request.requester_id != user_id,
         or_(
             and_(Request.status == Status.PENDING.value, Request.id.not_in(decided)),
-            and_(Request.status == Status.ACTIVE.value, Request.extension_seconds.is_not(None), ~this_round),
+            and_(Request.extension_seconds.is_not(None), Request.status == Status.ACTIVE.value, ~this_round),
         ),
     )
     total = session.scalar(select(func.count()).select_from(Request).where(*where)) or 0

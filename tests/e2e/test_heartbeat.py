@@ -192,9 +192,9 @@ def test_every_replica_sets_alarms_for_what_falls_due_before_its_next_sweep_not_
     alarms = RecordedAlarms()
     survivor.runtime.deps.alarms = alarms
 
-    survivor.runtime.sweeper.kick()
+    survivor.runtime.sweeper.tick()
     assert expires_at not in alarms.moments  # half an hour away: the sweeps before it will see to it
 
     clock.advance(expires_at - clock.now() - survivor.runtime.sweeper.lookahead / 2)
-    survivor.runtime.sweeper.kick()
+    survivor.runtime.sweeper.tick()
     assert expires_at in alarms.moments  # due before the next periodic sweep: an alarm of its own

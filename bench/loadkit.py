@@ -1,0 +1,211 @@
+"""What the load benchmarks share: a database made for one run, grants put straight into it, and the arithmetic.
+
+The benchmarks run as scripts (``python bench/expiry_wave.py``), so this module is imported by its file name.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import multiprocessing.connection
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+from sqlalchemy import Engine, insert
+
+from bot.devtools.slack_requests import signed_headers
+from bot.devtools.slack_standin import SlackStandIn
+from bot.devtools.webhook_receiver import WebhookReceiver
+from bot.domain.states import Status
+from bot.store.models import Request
+
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile: the smallest value with at least ``fraction`` of the values at or below it."""
+    ordered = sorted(values)
+    return ordered[max(math.ceil(fraction * len(ordered)) - 1, 0)]
+
+
+def summary(values: Sequence[float]) -> tuple[float, float, float]:
+    """Median, p99 and max."""
+    ordered = sorted(values)
+    return ordered[(len(ordered) - 1) // 2], percentile(ordered, 0.99), ordered[-1]
+
+
+@contextmanager
+def database(postgres: str | None) -> Iterator[str]:
+    """SQLite in a temporary directory, or a PostgreSQL database made for this run and dropped after it."""
+    if not postgres:
+        with tempfile.TemporaryDirectory(prefix="breakglass-bench-") as tmp:
+            yield f"sqlite:///{Path(tmp) / 'bench.db'}"
+        return
+    import psycopg
+
+    where = urlparse(postgres)
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield where._replace(path=f"/{name}", scheme="postgresql+psycopg").geturl()
+    finally:
+        with psycopg.connect(postgres, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+class MonotonicToWall:
+    """Converts ``time.monotonic()`` readings (what the webhook receiver records) to wall-clock UTC datetimes, with
+    the offset taken from the tightest of a few back-to-back readings."""
+
+    def __init__(self, samples: int = 50) -> None:
+        best: tuple[float, float] | None = None
+        for _ in range(samples):
+            before = time.monotonic()
+            wall = time.time()
+            after = time.monotonic()
+            if best is None or after - before < best[0]:
+                best = (after - before, wall - (before + after) / 2)
+        assert best is not None
+        self.offset = best[1]
+
+    def __call__(self, monotonic: float) -> datetime:
+        return datetime.fromtimestamp(monotonic + self.offset, UTC)
+
+
+def active_grant(n: int, resource: str, granted_at: datetime, expires_at: datetime) -> dict[str, object]:
+    """The row of a grant the webhook backend made: what ``finish_grant`` leaves, without going through Slack."""
+    user = f"U0LOAD{n:06d}"
+    return {
+        "uid": str(uuid.uuid4()),
+        "resource": resource,
+        "requester_id": user,
+        "requester_name": user.lower(),
+        "requester_email": f"{user.lower()}@example.com",
+        "principal": f"{user.lower()}@example.com",
+        "reason": f"INC-{n} load",
+        "duration_seconds": int((expires_at - granted_at).total_seconds()) or 1,
+        "emergency": True,
+        "status": Status.ACTIVE.value,
+        "created_at": granted_at,
+        "decided_at": granted_at,
+        "granted_at": granted_at,
+        "expires_at": expires_at,
+        "warned_at": granted_at,  # warned already: only the revokes fall due
+        "receipt": {"webhook": True},
+        "live_key": f"{resource}\n{user.lower()}@example.com",
+    }
+
+
+def insert_grants(engine: Engine, rows: Sequence[dict[str, object]], chunk: int = 5000) -> None:
+    with engine.begin() as connection:
+        for start in range(0, len(rows), chunk):
+            connection.execute(insert(Request), list(rows[start : start + chunk]))
+
+
+def spread(start: datetime, count: int, over: timedelta) -> list[datetime]:
+    """``count`` moments evenly over ``over`` from ``start``."""
+    step = over / max(count, 1)
+    return [start + i * step for i in range(count)]
+
+
+# -- the stand-ins, in a process of their own ------------------------------------------------------------------------
+# A real backend and Slack do not share the bot's interpreter; in its process they would take its GIL turns.
+
+
+def _serve_receiver(secret: str, hang: float, pipe: multiprocessing.connection.Connection) -> None:
+    with WebhookReceiver(secret) as receiver:
+        receiver.hang(hang)
+        pipe.send(receiver.url)
+        while pipe.recv() != "stop":
+            pipe.send(
+                [
+                    (c.event, c.body.get("grant_id"), c.received_at, c.status, c.valid, _user(c.body))
+                    for c in receiver.calls
+                ]
+            )
+
+
+def _user(body: dict[str, Any]) -> str | None:
+    user = body.get("user")
+    return str(user.get("slack_id")) if isinstance(user, dict) else None
+
+
+def _serve_slack(token: str, users: dict[str, dict[str, str]], pipe: multiprocessing.connection.Connection) -> None:
+    slack = SlackStandIn(token=token, users=users).start()
+    try:
+        pipe.send(slack.api_url)
+        while pipe.recv() != "stop":
+            posts = slack.calls("chat.postMessage")
+            pipe.send([(c.method, str(c.args.get("channel")), json.dumps(c.args, default=str), c.at) for c in posts])
+    finally:
+        slack.stop()
+
+
+class Elsewhere:
+    """A stand-in run in a child process: ``url`` is where it listens; ``ask()`` what it recorded (the webhook
+    receiver: every call; Slack: every ``chat.postMessage`` as (method, channel, its arguments as JSON, when))."""
+
+    def __init__(self, target: object, *args: object) -> None:
+        self._pipe, theirs = multiprocessing.Pipe()
+        self._process = multiprocessing.get_context("fork").Process(target=target, args=(*args, theirs), daemon=True)
+        self._process.start()
+        self.url = str(self._pipe.recv())
+
+    def ask(self) -> list[Any]:
+        self._pipe.send("calls")
+        return self._pipe.recv()  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        self._pipe.send("stop")
+        self._process.join(5)
+
+
+def receiver_elsewhere(secret: str, hang: float) -> Elsewhere:
+    """A webhook receiver whose every call takes ``hang`` seconds. ``ask()``: (event, grant id, monotonic time it
+    came, status, signature valid, the Slack id of the person) for each call; the monotonic clock is the machine's,
+    so comparable with ours."""
+    return Elsewhere(_serve_receiver, secret, hang)
+
+
+def slack_elsewhere(token: str, users: dict[str, dict[str, str]]) -> Elsewhere:
+    """The Slack Web API stand-in; its ``url`` is the API's base, and ``{url}../respond/<name>`` takes answers."""
+    return Elsewhere(_serve_slack, token, users)
+
+
+# -- clients, in a process of their own --------------------------------------------------------------------------
+
+
+def _fire(url: str, bodies: list[str], clients: int, secret: str) -> list[tuple[float, float, int]]:
+    def one_client(share: list[tuple[int, str]]) -> list[tuple[int, float, float, int]]:
+        timings = []
+        with requests.Session() as session:
+            for index, body in share:
+                headers = signed_headers(secret, body)  # signed when sent: the bot checks the timestamp
+                started = time.monotonic()
+                response = session.post(url, data=body.encode(), headers=headers, timeout=30)
+                timings.append((index, started, (time.monotonic() - started) * 1000, response.status_code))
+        return timings
+
+    numbered = list(enumerate(bodies))
+    shares = [numbered[i::clients] for i in range(clients)]
+    with ThreadPoolExecutor(clients) as pool:
+        done = sorted(t for timings in pool.map(one_client, shares) for t in timings)
+    return [(sent, ms, status) for _, sent, ms, status in done]
+
+
+def fire(url: str, bodies: list[str], clients: int, secret: str) -> list[tuple[float, float, int]]:
+    """Send the signed ``bodies`` from ``clients`` threads in a process of their own, each as soon as its last answer
+    came: (when it was sent on the machine's monotonic clock, round trip in ms, HTTP status) for each, in order."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as process:
+        return process.submit(_fire, url, bodies, clients, secret).result()
