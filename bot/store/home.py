@@ -65,10 +65,10 @@ def _at(places: Places) -> ColumnElement[bool] | None:
 
 
 def to_decide(session: Session, user_id: str, places: Places, escalated: Places, limit: int) -> Listed:
-    """What waits for ``user_id``'s decision, oldest first (ix_requests_status): other people's pending requests they
-    may decide and have not (on ``places``, or on ``escalated`` once the request was escalated), and the extensions
-    asked for on ``places`` whose round they have not decided (an extension is approved like its request, without
-    escalation)."""
+    """What waits for ``user_id``'s decision, oldest first (ix_requests_status, ix_requests_extension_asked): other
+    people's pending requests they may decide and have not (on ``places``, or on ``escalated`` once the request was
+    escalated), and the extensions asked for on ``places`` whose round they have not decided (an extension is
+    approved like its request, without escalation)."""
     anywhere = _at(places)
     backup = _at(escalated)
     if backup is not None:
@@ -88,11 +88,9 @@ def to_decide(session: Session, user_id: str, places: Places, escalated: Places,
         waiting.append(
             and_(Request.status == Status.ACTIVE.value, Request.extension_seconds.is_not(None), ~this_round, anywhere)
         )
-    where = [
-        Request.status.in_([Status.PENDING.value, Status.ACTIVE.value]),
-        Request.requester_id != user_id,
-        or_(*waiting),
-    ]
+    # Each arm finds its own rows by an index (the pending by status, the asks by ix_requests_extension_asked): a
+    # status test around both would have PostgreSQL read every live grant.
+    where = [Request.requester_id != user_id, or_(*waiting)]
     asked = func.coalesce(Request.extension_asked_at, Request.created_at)  # an extension waits from its asking
     return _listed(session, select(Request), where, (asked, Request.id), limit)
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -50,7 +51,17 @@ class Base(DeclarativeBase):
 
 class Request(Base):
     __tablename__ = "requests"
-    __table_args__ = (Index("ix_requests_status_lease_until", "status", "lease_until"),)
+    __table_args__ = (
+        Index("ix_requests_status_lease_until", "status", "lease_until"),
+        # Only the asks for more time still waiting (revision 0019): what an approver's lists look for among live
+        # grants without reading them all.
+        Index(
+            "ix_requests_extension_asked",
+            "id",
+            postgresql_where=text("extension_seconds IS NOT NULL"),
+            sqlite_where=text("extension_seconds IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uid: Mapped[str] = mapped_column(String(36), unique=True)  # the grant id backends see
