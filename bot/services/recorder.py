@@ -41,7 +41,7 @@ class Recorder:
         deps: Deps,
         courier: Courier,
         calls_running: Callable[[], bool] = lambda: False,
-        batch: int = 50,
+        batch: int = 20,
         give_way: float = 5.0,
     ) -> None:
         self._deps = deps  # read at each batch: the runtime fills some of its parts in after the sweeper is made
@@ -50,6 +50,7 @@ class Recorder:
         self.batch = batch
         self.give_way = give_way
         self._waiting: list[Waiting] = []
+        self._in_hand: set[int] = set()  # waiting or being recorded: the sweep must not start these again
         self._since: float | None = None  # when the oldest waiting revoke was handed over (monotonic)
         self._changed = threading.Condition()
         self._busy = False
@@ -62,6 +63,7 @@ class Recorder:
         future: Future[Ended | None] = Future()
         self._deps.leases.hold(request_id)
         with self._changed:
+            self._in_hand.add(request_id)
             if not self._waiting:
                 self._since = time.monotonic()
             self._waiting.append((request_id, attempts_before, future))
@@ -69,6 +71,12 @@ class Recorder:
         if self._closed:  # closing: nobody is left to record it later
             self._drain()
         return future
+
+    def has(self, request_id: int) -> bool:
+        """Whether this revoke is confirmed and waits to be recorded: its row still says ``revoking``, but there is no
+        backend call left to make."""
+        with self._changed:
+            return request_id in self._in_hand
 
     @property
     def deps(self) -> Deps:
@@ -123,6 +131,8 @@ class Recorder:
                         future.set_result(outcome)
             finally:
                 self._deps.leases.let_go(request_id)
+                with self._changed:
+                    self._in_hand.discard(request_id)
 
     def _together(self, taken: list[Waiting]) -> list[Ended | BaseException | None]:
         deps = self.deps

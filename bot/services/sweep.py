@@ -63,7 +63,9 @@ class Sweeper:
         self.lanes = Lanes(deps.tuning.lane_width)
         self.courier = Courier(deps)
         self.delivery = BackgroundCourier(self.courier)
-        self.recorder = Recorder(deps, self.delivery, calls_running=partial(self.lanes.busy, "backend"))
+        # Giving way is bounded by a third of the lease: the claims it holds meanwhile live on their renewals alone.
+        give_way = min(5.0, deps.tuning.lease.total_seconds() / 3)
+        self.recorder = Recorder(deps, self.delivery, partial(self.lanes.busy, "backend"), give_way=give_way)
         self._running = threading.Lock()
         self._again = threading.Event()
 
@@ -116,6 +118,8 @@ class Sweeper:
         started: list[tuple[str, Future[Any]]] = []
 
         def start(kind: str, lane: str, key: Hashable, step: Callable[[], object], **about: Any) -> None:
+            if kind == "revoked" and self.recorder.has(about["request_id"]):
+                return  # its call is made and its record on the way: a second call would revoke it twice
             with log_context(**about):  # the lane runs the step, and logs its failure, in this context
                 future = self.lanes.submit(lane, key, step)
             if future is not None:

@@ -284,9 +284,17 @@ def lock_due(
 
 
 def renew_claims(session: Session, holder: str, request_ids: Sequence[int], until: datetime) -> int:
+    """Move the leases of ``holder``'s claims among ``request_ids`` on. Rows another transaction has locked are left
+    for the next renewal rather than waited for: the one holding them is most often our own recorder, about to end
+    the claims, and a renewal that waited for it let every other claim's lease run out meanwhile."""
+    mine = (
+        select(Request.id)
+        .where(Request.id.in_(request_ids), Request.claimed_by == holder, Request.status.in_(list(CLAIMS)))
+        .with_for_update(skip_locked=True)
+    )
     statement = (
         update(Request)
-        .where(Request.id.in_(request_ids), Request.claimed_by == holder, Request.status.in_(list(CLAIMS)))
+        .where(Request.id.in_(mine.scalar_subquery()))
         .values(lease_until=until)
         .execution_options(synchronize_session=False)
     )

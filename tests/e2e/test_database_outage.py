@@ -181,7 +181,7 @@ def test_a_revoke_the_backend_did_while_the_database_went_away_is_sent_again_whe
     receiver.hang(0)
 
     # The backend revoked, but the bot could not write that down: the claim stays, nothing half-written.
-    eventually(lambda: any("lane work" in r.getMessage() and "unreachable" in r.getMessage() for r in caplog.records))
+    eventually(lambda: any("recording" in r.getMessage() and "unreachable" in r.getMessage() for r in caplog.records))
     assert not tracebacks(caplog)
 
     bot.clock.advance(timedelta(minutes=1))  # a minute's outage: longer than the claim's lease

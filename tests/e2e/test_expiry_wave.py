@@ -9,10 +9,11 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy.orm import Session
 
 from bot.devtools.local_bot import LocalBot
 from bot.devtools.webhook_receiver import WebhookReceiver
@@ -21,7 +22,9 @@ from bot.policy import parse_policy
 from bot.services import access, claims, heartbeat, recorder
 from bot.services.deps import Deps, Tuning
 from bot.services.recorder import Recorder
-from bot.store.models import AuditEvent
+from bot.store import queries, schema
+from bot.store.db import make_engine
+from bot.store.models import AuditEvent, Request
 from tests.e2e.helpers import dm_texts, view
 
 WAVE = 12
@@ -51,6 +54,29 @@ def wave_bot(make_bot: Callable[..., LocalBot]) -> LocalBot:
     for person in PEOPLE:
         bot.slack.add_user(person, person.lower(), f"{person.lower()}@example.com")
     return bot
+
+
+def active_grant(n: int, resource: str, granted_at: datetime, expires_at: datetime) -> dict[str, object]:
+    user = f"U0WAVE{n:03d}"
+    return {
+        "uid": f"00000000-0000-0000-0000-{n:012d}",
+        "resource": resource,
+        "requester_id": user,
+        "principal": user.lower(),
+        "reason": "INC-1 wave",
+        "duration_seconds": 600,
+        "emergency": True,
+        "status": Status.ACTIVE.value,
+        "created_at": granted_at,
+        "granted_at": granted_at,
+        "expires_at": expires_at,
+        "revoke_attempts": 0,
+    }
+
+
+def insert_rows(engine: Engine, rows: list[dict[str, object]], **values: object) -> None:
+    with engine.begin() as connection:
+        connection.execute(insert(Request), [row | values for row in rows])
 
 
 def deps(bot: LocalBot) -> Deps:
@@ -214,3 +240,49 @@ def test_what_waits_to_be_recorded_is_recorded_when_the_recorder_closes(wave_bot
 
     assert record.close(30)
     assert all(view(wave_bot, r).status is Status.EXPIRED for r in ids)
+
+
+def test_a_renewal_does_not_wait_for_rows_the_recorder_has_locked(postgres_url: str) -> None:
+    """Found by the two-replica run: a renewal that waited for the recorder's batch (its rows locked until it commits)
+    let the leases of every other claim in hand run out, and the other replica revoked them all a second time."""
+    engine = make_engine(postgres_url)
+    schema.upgrade(engine)
+    now = datetime.now(UTC)
+    rows = [active_grant(n, "wave-db", now, now) | {"status": Status.REVOKING.value} for n in range(2)]
+    insert_rows(engine, rows, claimed_by="replica-a", lease_until=now + timedelta(seconds=3))
+    with engine.connect() as ids_reader:
+        first, second = ids_reader.execute(select(Request.id).order_by(Request.id)).scalars().all()
+    try:
+        with engine.begin() as recording:  # the recorder's batch, holding the first row until it commits
+            recording.execute(select(Request.id).where(Request.id == first).with_for_update())
+            with Session(engine) as session, session.begin():
+                session.execute(text("SET LOCAL lock_timeout = '5s'"))  # a wait would fail the test, not hang it
+                renewed = queries.renew_claims(session, "replica-a", [first, second], now + timedelta(seconds=6))
+        assert renewed == 1
+        with engine.connect() as connection:
+            leases = dict(connection.execute(select(Request.id, Request.lease_until)).all())
+        assert leases[second] == now + timedelta(seconds=6) and leases[first] == now + timedelta(seconds=3)
+    finally:
+        engine.dispose()
+
+
+def test_a_claim_whose_record_is_on_its_way_is_not_called_again(wave_bot: LocalBot, receiver: WebhookReceiver) -> None:
+    """A revoke confirmed and waiting in the recorder is still ``revoking``: a sweep that claims it again (its lease
+    ran out meanwhile) must not make the call a second time."""
+    [request_id] = grant_all(wave_bot, PEOPLE[:1])
+    wave_bot.clock.advance(timedelta(minutes=10))
+    assert wave_bot.runtime is not None
+    sweeper = wave_bot.runtime.sweeper
+    [work] = claims.claim_due(deps(wave_bot), 10)
+    calls_done = threading.Event()
+    sweeper.recorder.calls_running = lambda: not calls_done.is_set()
+    sweeper.recorder.give_way = 600
+    access.revoke_then(deps(wave_bot), request_id, sweeper.recorder, work.prepared)
+    assert sweeper.recorder.has(request_id)
+
+    wave_bot.clock.advance(Tuning().lease)  # its lease ran out while it waited to be recorded
+    sweeper(wait=False)
+    calls_done.set()
+    assert sweeper.recorder.flush(timeout=30)
+    assert len(receiver.events("revoke")) == 1
+    assert view(wave_bot, request_id).status is Status.EXPIRED
