@@ -4,6 +4,7 @@ sweep, so a lost or late job delays work and never loses it."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from bot.store.reachability import database_outage
 log = logging.getLogger("breakglass.scheduler")
 
 
+ALARM_TICK = 0.01  # seconds: alarms are rounded up to it
 KEEPALIVE = "keepalive"  # the executor of the heartbeat and lease renewal
 
 
@@ -83,12 +85,16 @@ class Scheduler:
     def wake_at(self, when: datetime) -> None:
         if not self._scheduler.running or not self._sweeping:
             return
-        job_id = f"wake:{when.timestamp():.3f}"
+        # Up to the next tick: a thousand grants ending within a second are a hundred alarms, not a thousand, and the
+        # sweep each wakes claims everything due by then anyway.
+        tick = math.ceil(when.timestamp() / ALARM_TICK) * ALARM_TICK
+        job_id = f"wake:{tick:.3f}"
         with self._set:  # asked again for a moment already set (every grant of a wave): nothing to do
             if job_id in self._moments:
                 return
             self._moments.add(job_id)
-        self._scheduler.add_job(self._alarm, "date", (job_id,), run_date=when, id=job_id, replace_existing=True)
+        run_date = datetime.fromtimestamp(tick, UTC)
+        self._scheduler.add_job(self._alarm, "date", (job_id,), run_date=run_date, id=job_id, replace_existing=True)
 
     def _alarm(self, job_id: str) -> None:
         with self._set:

@@ -28,7 +28,7 @@ def test_the_heartbeat_beats_while_alarms_hold_every_sweep_thread() -> None:
     try:
         now = datetime.now(UTC)
         for n in range(40):  # far more alarms due at once than the scheduler has threads for sweeps
-            scheduler.wake_at(now - timedelta(milliseconds=n))
+            scheduler.wake_at(now - timedelta(milliseconds=20 * n))  # each in a tick of its own
         for _ in range(10):  # every sweep thread is held
             assert sweeping.acquire(timeout=10)
         for _ in range(3):

@@ -65,9 +65,13 @@ class Sweeper:
         self.delivery = BackgroundCourier(self.courier)
         # Giving way is bounded by a third of the lease: the claims it holds meanwhile live on their renewals alone.
         give_way = min(5.0, deps.tuning.lease.total_seconds() / 3)
-        self.recorder = Recorder(deps, self.delivery, partial(self.lanes.busy, "backend"), give_way=give_way)
+        self.recorder = Recorder(deps, self.delivery, self._calls_coming, give_way=give_way)
         self._running = threading.Lock()
         self._again = threading.Event()
+
+    def _calls_coming(self) -> bool:
+        """Backend calls queued or running, or a sweep claiming more: a wave is under way."""
+        return self._running.locked() or self.lanes.busy("backend")
 
     def __call__(self, wait: bool = True) -> SweepReport:
         total = SweepReport()
