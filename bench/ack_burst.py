@@ -19,27 +19,26 @@ for the run on the server ``--postgres`` names (``BREAKGLASS_BENCH_POSTGRES_URL`
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import statistics
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import requests
 from slack_bolt import Ack, App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.authorization import AuthorizeResult
 from waitress.server import create_server
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadkit import database, percentile
 
 from bot.devtools.local_bot import SIGNING_SECRET, LocalBot
 from bot.devtools.slack_requests import TEAM_ID, block_action, signed_headers, slash_command
@@ -79,12 +78,6 @@ _REQUEST_ID = re.compile(r"#(\d+)")
 class Sent:
     ms: float
     status: int
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile: the smallest value with at least ``fraction`` of the values at or below it."""
-    ordered = sorted(values)
-    return ordered[max(math.ceil(fraction * len(ordered)) - 1, 0)]
 
 
 # -- the clients, in a process of their own ------------------------------------------------------------------------
@@ -143,26 +136,6 @@ def bare_bolt() -> Iterator[str]:
 
 
 # -- the bot -----------------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def database(postgres: str | None) -> Iterator[str]:
-    """SQLite in a temporary directory, or a PostgreSQL database made for this run and dropped after it."""
-    if not postgres:
-        with tempfile.TemporaryDirectory(prefix="breakglass-bench-") as tmp:
-            yield f"sqlite:///{Path(tmp) / 'bench.db'}"
-        return
-    import psycopg
-
-    where = urlparse(postgres)
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield where._replace(path=f"/{name}", scheme="postgresql+psycopg").geturl()
-    finally:
-        with psycopg.connect(postgres, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def commands(bot: LocalBot, start: int, count: int) -> list[str]:
@@ -283,9 +256,11 @@ def judge(row: Row, bare: Row, clients: int, quick: bool) -> list[str]:
     missed = []
     if row.errors:
         missed.append(f"{row.name}: {row.errors} errors")
+    if quick:  # CI's run: it must not rot, and it must not fail on a busy machine's timing
+        return missed
     if max(row.ms) >= SLACK_ACK_LIMIT_MS:
         missed.append(f"{row.name}: an ack took {max(row.ms):.0f} ms")
-    if quick or clients != 32:
+    if clients != 32:
         return missed
     if statistics.median(row.ms) > TARGET_RATIO * statistics.median(bare.ms):
         missed.append(f"{row.name}: median {statistics.median(row.ms) / statistics.median(bare.ms):.1f}x the bare app")
@@ -299,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[32, 8, 1], help="clients at once (32 8 1)")
     parser.add_argument("--n", type=int, default=256, help="commands, and as many clicks, per client count (256)")
     parser.add_argument("--postgres", default=os.environ.get("BREAKGLASS_BENCH_POSTGRES_URL"), help="a server URL")
-    parser.add_argument("--quick", action="store_true", help="a short run for CI: fails only on errors or 3 s")
+    parser.add_argument("--quick", action="store_true", help="a short run for CI: fails only on errors")
     args = parser.parse_args(argv)
     if args.quick:
         args.clients, args.n = [8], 32

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short run for CI: 100 grants")
     args = parser.parse_args(argv)
     if args.quick:
-        args.grants = min(args.grants, 100)
+        args.grants, args.lead = min(args.grants, 100), 3.0
     if args.grants < 1 or args.resources < 1 or args.within < 0 or args.backend_ms < 0 or args.lead <= 0:
         parser.error("--grants and --resources must be at least 1, --lead positive, the others not negative")
     return run(args.grants, args.resources, args.within, args.backend_ms, args.postgres or None, args.lead)

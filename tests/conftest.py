@@ -46,6 +46,10 @@ NOT_SERIAL = (
     "tests/attacks/test_approval_flow_attacks.py",
     "tests/attacks/test_operations_attacks.py",  # its own SQLite file and toy databases; no server, no real time
     "tests/attacks/test_form_and_home_attacks.py",  # a database of its own per test; stand-ins on free ports
+    # The bot over HTTP with its own database and free ports, on the injected clock: two at a time is safe.
+    "tests/attacks/test_policy_and_record_integrity.py",
+    "tests/attacks/test_same_person_and_levels.py",
+    "tests/attacks/test_levels_and_reads.py",
     # Adapters whose backends the tests start themselves, each on a free port or in a directory of its own:
     "tests/adapters/test_kubernetes.py",
     "tests/adapters/test_aws_iam.py",
