@@ -26,22 +26,21 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
 from slack_bolt import Ack, App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.authorization import AuthorizeResult
 from waitress.server import create_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import loadkit
 from loadkit import database, percentile
 
 from bot.devtools.local_bot import SIGNING_SECRET, LocalBot
-from bot.devtools.slack_requests import TEAM_ID, block_action, signed_headers, slash_command
+from bot.devtools.slack_requests import TEAM_ID, block_action, slash_command
 from bot.devtools.webhook_receiver import WebhookReceiver
 from bot.policy import parse_policy
 from bot.slack.ids import ActionId
@@ -83,27 +82,8 @@ class Sent:
 # -- the clients, in a process of their own ------------------------------------------------------------------------
 
 
-def _fire(url: str, bodies: list[str], clients: int) -> list[tuple[float, int]]:
-    """Send ``bodies`` from ``clients`` threads at once, each as soon as the thread's last answer came back."""
-
-    def one_client(share: list[str]) -> list[tuple[float, int]]:
-        timings = []
-        with requests.Session() as session:
-            for body in share:
-                headers = signed_headers(SIGNING_SECRET, body)  # signed when sent: the bot checks the timestamp
-                started = time.perf_counter()
-                response = session.post(url, data=body.encode(), headers=headers, timeout=30)
-                timings.append(((time.perf_counter() - started) * 1000, response.status_code))
-        return timings
-
-    shares = [bodies[i::clients] for i in range(clients)]
-    with ThreadPoolExecutor(clients) as pool:
-        return [t for timings in pool.map(one_client, shares) for t in timings]
-
-
 def fire(url: str, bodies: list[str], clients: int) -> list[Sent]:
-    with ProcessPoolExecutor(1) as process:
-        return [Sent(ms, status) for ms, status in process.submit(_fire, url, bodies, clients).result()]
+    return [Sent(ms, status) for _, ms, status in loadkit.fire(url, bodies, clients, SIGNING_SECRET)]
 
 
 # -- the bare Bolt app -----------------------------------------------------------------------------------------------

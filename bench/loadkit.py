@@ -206,6 +206,7 @@ def _fire(url: str, bodies: list[str], clients: int, secret: str) -> list[tuple[
 
 def fire(url: str, bodies: list[str], clients: int, secret: str) -> list[tuple[float, float, int]]:
     """Send the signed ``bodies`` from ``clients`` threads in a process of their own, each as soon as its last answer
-    came: (when it was sent on the machine's monotonic clock, round trip in ms, HTTP status) for each, in order."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as process:
+    came: (when it was sent on the machine's monotonic clock, round trip in ms, HTTP status) for each, in order.
+    The process comes from a fork server, not a fork of this one: the bot's threads may hold locks at that moment."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver")) as process:
         return process.submit(_fire, url, bodies, clients, secret).result()
