@@ -27,7 +27,7 @@ from bot.store.db import make_engine
 from bot.store.models import AuditEvent, Request
 from tests.e2e.helpers import dm_texts, view
 
-WAVE = 12
+WAVE = 8
 PEOPLE = [f"U0WAVE{n:03d}" for n in range(WAVE)]
 POLICY = """
 channels:
