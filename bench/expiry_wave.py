@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import heapq
 import os
-import secrets
 import sys
 import time
 from collections import Counter
@@ -34,6 +33,7 @@ from loadkit import (
     DEFAULT_POSTGRES,
     MonotonicToWall,
     active_grant,
+    bot_settings,
     database,
     insert_grants,
     receiver_elsewhere,
@@ -44,10 +44,9 @@ from loadkit import (
 
 from bot import runtime
 from bot.clock import SystemClock, as_utc
-from bot.devtools.local_bot import BOT_TOKEN, PEOPLE, SIGNING_SECRET
+from bot.devtools.local_bot import BOT_TOKEN, PEOPLE
 from bot.domain.states import Status
 from bot.policy import parse_policy
-from bot.settings import Settings
 from bot.store.models import Request
 
 WEBHOOK_SECRET = "bench-webhook-secret-0123456789"
@@ -92,15 +91,7 @@ def run(grants: int, resources: int, within: float, backend_ms: float, postgres:
     failures: list[str] = []
     try:
         with database(postgres) as url:
-            settings = Settings(
-                _env_file=None,  # type: ignore[call-arg]
-                SLACK_BOT_TOKEN=BOT_TOKEN,
-                SLACK_SIGNING_SECRET=SIGNING_SECRET,
-                SLACK_APP_TOKEN="",
-                SLACK_API_URL=slack.url,
-                DATABASE_URL=url,
-                BREAKGLASS_AUDIT_KEY=secrets.token_urlsafe(48),
-            )
+            settings = bot_settings(url, slack.url)
             bot = runtime.build(settings, environ, clock=SystemClock(), policy=parse_policy(policy_text(resources)))
             try:
                 bot.start_alarms()

@@ -9,6 +9,7 @@ import json
 import math
 import multiprocessing
 import multiprocessing.connection
+import secrets
 import tempfile
 import time
 import uuid
@@ -23,10 +24,12 @@ from urllib.parse import urlparse
 import requests
 from sqlalchemy import Engine, insert
 
+from bot.devtools.local_bot import BOT_TOKEN, SIGNING_SECRET
 from bot.devtools.slack_requests import signed_headers
 from bot.devtools.slack_standin import SlackStandIn
 from bot.devtools.webhook_receiver import WebhookReceiver
 from bot.domain.states import Status
+from bot.settings import Settings
 from bot.store.models import Request
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -81,6 +84,19 @@ class MonotonicToWall:
 
     def __call__(self, monotonic: float) -> datetime:
         return datetime.fromtimestamp(monotonic + self.offset, UTC)
+
+
+def bot_settings(database_url: str, slack_url: str, audit_key: str | None = None) -> Settings:
+    """A bot's settings for a benchmark: the local Slack stand-in, the run's database, default tuning."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_APP_TOKEN="",
+        SLACK_API_URL=slack_url,
+        DATABASE_URL=database_url,
+        BREAKGLASS_AUDIT_KEY=audit_key or secrets.token_urlsafe(48),
+    )
 
 
 def active_grant(n: int, resource: str, granted_at: datetime, expires_at: datetime) -> dict[str, object]:

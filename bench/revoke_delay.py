@@ -27,8 +27,11 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadkit import MonotonicToWall
 
 from bot import runtime
 from bot.clock import SystemClock, as_utc
@@ -85,28 +88,6 @@ class Result:
     config: Config
     delays_ms: list[float]
     elapsed: float
-
-
-class MonotonicToWall:
-    """Converts ``time.monotonic()`` readings (what the receiver records) to wall-clock UTC datetimes.
-
-    The offset is taken from the tightest of a few back-to-back readings, so it is good to a few microseconds;
-    over a benchmark's minute the two clocks do not drift apart measurably.
-    """
-
-    def __init__(self, samples: int = 50) -> None:
-        best: tuple[float, float] | None = None
-        for _ in range(samples):
-            before = time.monotonic()
-            wall = time.time()
-            after = time.monotonic()
-            if best is None or after - before < best[0]:
-                best = (after - before, wall - (before + after) / 2)
-        assert best is not None
-        self.offset = best[1]
-
-    def __call__(self, monotonic: float) -> datetime:
-        return datetime.fromtimestamp(monotonic + self.offset, UTC)
 
 
 class Person:

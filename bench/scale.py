@@ -36,7 +36,7 @@ import requests
 from sqlalchemy import Engine, event, insert, text, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadkit import DEFAULT_POSTGRES, active_grant, database, insert_grants, slack_elsewhere, summary
+from loadkit import DEFAULT_POSTGRES, active_grant, bot_settings, database, insert_grants, slack_elsewhere, summary
 
 from bot import runtime
 from bot.clock import SystemClock
@@ -45,7 +45,6 @@ from bot.devtools.ports import free_port
 from bot.policy import parse_policy
 from bot.services import home
 from bot.services import requests as asks
-from bot.settings import Settings
 from bot.store import queries, schema
 from bot.store.chain import GENESIS, AuditSeal, canonical, head_message, plain_json
 from bot.store.db import make_engine
@@ -211,15 +210,7 @@ def timed(repeat: int, work: Callable[[], object]) -> list[float]:
 
 
 def queries_report(url: str, key: str, slack_url: str, repeat: int) -> list[str]:
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_APP_TOKEN="",
-        SLACK_API_URL=slack_url,
-        DATABASE_URL=url,
-        BREAKGLASS_AUDIT_KEY=key,
-    )
+    settings = bot_settings(url, slack_url, key)
     environ = {"BENCH_WEBHOOK_SECRET": "bench-webhook-secret-0123456789"}
     bot = runtime.build(settings, environ, clock=SystemClock(), policy=parse_policy(policy_text()))
     deps, engine = bot.deps, bot.deps.db.engine

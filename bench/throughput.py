@@ -20,20 +20,18 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import secrets
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadkit import DEFAULT_POSTGRES, database, fire, receiver_elsewhere, slack_elsewhere, summary
+from loadkit import DEFAULT_POSTGRES, bot_settings, database, fire, receiver_elsewhere, slack_elsewhere, summary
 
 from bot import runtime
 from bot.clock import SystemClock
 from bot.devtools.local_bot import BOT_TOKEN, PEOPLE, SIGNING_SECRET
 from bot.devtools.slack_requests import slash_command
 from bot.policy import parse_policy
-from bot.settings import Settings
 
 WEBHOOK_SECRET = "bench-webhook-secret-0123456789"
 BACKEND_MS = 50
@@ -101,15 +99,7 @@ def run(n: int, clients: int, postgres: str | None, kinds: list[str]) -> int:
     failures: list[str] = []
     try:
         with database(postgres) as url:
-            settings = Settings(
-                _env_file=None,  # type: ignore[call-arg]
-                SLACK_BOT_TOKEN=BOT_TOKEN,
-                SLACK_SIGNING_SECRET=SIGNING_SECRET,
-                SLACK_APP_TOKEN="",
-                SLACK_API_URL=slack.url,
-                DATABASE_URL=url,
-                BREAKGLASS_AUDIT_KEY=secrets.token_urlsafe(48),
-            )
+            settings = bot_settings(url, slack.url)
             environ = {"BENCH_WEBHOOK_URL": receiver.url, "BENCH_WEBHOOK_SECRET": WEBHOOK_SECRET}
             bot = runtime.build(settings, environ, clock=SystemClock(), policy=parse_policy(POLICY))
             try:

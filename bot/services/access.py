@@ -29,9 +29,9 @@ from bot.domain.rules import Refused, check_still_requester
 from bot.domain.states import Status
 from bot.services import activity, tell
 from bot.services.backend import adapter_error, call_backend, revoke_confirmed, scrubbed
-from bot.services.claims import Claimed, Prepared, Step, request_duration
+from bot.services.claims import Claimed, Prepared, Step, prepare, request_duration
 from bot.services.common import grant_context, view
-from bot.services.deps import Deps, MadeUnder
+from bot.services.deps import Deps
 from bot.services.ports import MembershipUnknown, Notice
 from bot.services.snapshots import RequestView
 from bot.store import audit, queries
@@ -278,32 +278,21 @@ class Confirmed:
 def _revoke_call(deps: Deps, request_id: int, prepared: Prepared | None = None) -> Confirmed | RequestView | None:
     """The backend call of a revoke this process has claimed: Confirmed, or the failure recorded (or None: the
     claim is no longer ours)."""
-    made_under: MadeUnder
-    if prepared is not None and prepared.trusted(deps, deps.now()):
-        ctx, receipt, attempts_before, made_under = (
-            prepared.ctx,
-            prepared.receipt,
-            prepared.attempts_before,
-            prepared.made_under,
-        )
-    else:
+    if prepared is None or not prepared.trusted(deps, deps.now()):
         with deps.db.transaction() as session:
             request = _held(deps, session, request_id, Status.REVOKING)
             if request is None:
                 return None
-            ctx = grant_context(deps, request, _expiry(request))
-            receipt = Receipt(data=dict(request.receipt or {}), instructions=request.instructions)
-            attempts_before = request.revoke_attempts
-            made_under = request
-    adapter = deps.adapter_for(made_under)  # the backend and params it was granted with, whatever a reload did
+            prepared = prepare(deps, request, deps.now())
+    adapter = deps.adapter_for(prepared.made_under)  # the backend and params it was granted with, whatever a reload did
     try:
         if adapter is None:
-            missing = f"{ctx.label} is no longer in the policy; cannot reach its backend"
+            missing = f"{prepared.ctx.label} is no longer in the policy; cannot reach its backend"
             raise AdapterError(missing, retryable=True)
-        revoke_confirmed(deps, adapter, ctx, receipt)  # verified where the backend can be asked
+        revoke_confirmed(deps, adapter, prepared.ctx, prepared.receipt)  # verified where the backend can be asked
     except Exception as raised:
         return _revoke_failed(deps, request_id, adapter_error(raised))
-    return Confirmed(attempts_before)
+    return Confirmed(prepared.attempts_before)
 
 
 @dataclass(frozen=True)

@@ -197,11 +197,12 @@ def _claim_expiries(deps: Deps, session: Session, rows: list[Request], now: date
     for request in rows:
         if request.id in won:
             audit.record(session, AuditAction.EXPIRING, at=now, request=request, replica=me)
-            claimed.append(Claimed(request.id, request.resource, Step.REVOKE, _prepare(deps, request, now)))
+            claimed.append(Claimed(request.id, request.resource, Step.REVOKE, prepare(deps, request, now)))
     return claimed
 
 
-def _prepare(deps: Deps, request: Request, now: datetime) -> Prepared:
+def prepare(deps: Deps, request: Request, now: datetime) -> Prepared:
+    """What the revoke's call needs, read from a row claimed (or its claim renewed) at ``now``."""
     assert request.expires_at is not None
     return Prepared(
         ctx=grant_context(deps, request, request.expires_at),
