@@ -142,10 +142,10 @@ class Runtime:
         handler.connect()
         self._socket = handler
 
-    def stop(self, grace: float = 10.0) -> None:
-        """Stop taking requests and starting work; give what is in flight ``grace`` seconds in all; hand back the
-        claims still held; close connections. Idempotent."""
-        deadline = time.monotonic() + grace
+    def stop(self, grace: float | None = None) -> None:
+        """Stop taking requests and starting work; give what is in flight ``grace`` seconds in all
+        (``BREAKGLASS_STOP_GRACE``); hand back the claims still held; close connections. Idempotent."""
+        deadline = time.monotonic() + (self.settings.stop_grace if grace is None else grace)
 
         def left() -> float:
             return max(deadline - time.monotonic(), 0.1)

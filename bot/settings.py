@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     lease: Duration = Field(timedelta(seconds=30), validation_alias=_env("BREAKGLASS_LEASE"))
     backend_timeout: float = Field(20.0, gt=0, le=600, validation_alias=_env("BREAKGLASS_BACKEND_TIMEOUT"))
     backend_concurrency: int = Field(4, ge=1, le=64, validation_alias=_env("BREAKGLASS_BACKEND_CONCURRENCY"))
+    stop_grace: float = Field(10.0, gt=0, le=600, validation_alias=_env("BREAKGLASS_STOP_GRACE"))
     auto_migrate: bool = Field(True, validation_alias=_env("BREAKGLASS_AUTO_MIGRATE"))
     log_level: str = Field("INFO", validation_alias=_env("BREAKGLASS_LOG_LEVEL"))
     log_format: str = Field("text", validation_alias=_env("BREAKGLASS_LOG_FORMAT"))

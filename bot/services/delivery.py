@@ -1,7 +1,9 @@
 """The courier: sends what the outbox owes, once, in order, whatever happens to Slack or to this process.
 
 Each row is claimed by compare-and-set before its call and marked done in the transaction that records where the
-message went (for the request's own messages, on the request, so the buttons can be edited later). The claim marks
+message went (for the request's own messages, on the request, so the buttons can be edited later). What a request
+owes at once (its message, the requester's DM, a thread reply) is one run: claimed together, sent in order from one
+reading of the request, and marked done together. The claim marks
 a post "in doubt" before it is made; a post that then times out, loses its connection, or whose sender dies, is
 looked for in the channel by its mark before it is posted again, and adopted if Slack has it. A sender that died
 mid-call is known by its heartbeat (bot/services/heartbeat.py), or at worst by its claim's lease. A failure that Slack
@@ -18,6 +20,7 @@ import logging
 import threading
 from dataclasses import replace
 from datetime import timedelta
+from typing import NamedTuple
 
 from bot.domain.actions import AuditAction
 from bot.services import heartbeat
@@ -42,6 +45,47 @@ BATCH = 100
 
 def retry_wait(attempts: int) -> timedelta:
     return min(RETRY_FIRST * 2 ** max(attempts - 1, 0), RETRY_MAX)
+
+
+_SHOWN = (Kind.REQUEST, Kind.ALERT, Kind.REFRESH)  # rows that show the request as it stands, not as it was owed
+
+
+class _Done(NamedTuple):
+    owed: Owed
+    outcome: Outcome
+    ref: MessageRef | None
+    link: str | None
+
+
+class _Sent(NamedTuple):
+    done: int  # rows of the run marked done
+    stop: bool  # Slack is not taking messages: try nothing more now
+
+
+class _Request:
+    """The request a run is about, read once when first needed (after the claim, so as fresh as what the run owes),
+    then told where the run's own posts went: a later row of the run threads under them and links to them."""
+
+    def __init__(self, deps: Deps, request_id: int | None) -> None:
+        self._deps, self._id = deps, request_id
+        self._view: RequestView | None = None
+        self._read = False
+
+    def view(self) -> RequestView | None:
+        if not self._read:
+            assert self._id is not None, "only a request's rows ask for its view"
+            self._view, self._read = load_view(self._deps, self._id), True
+        return self._view
+
+    def learn(self, done: _Done) -> None:
+        if not self._read or self._view is None or done.ref is None:
+            return
+        if done.owed.kind is Kind.REQUEST:
+            self._view = replace(self._view, approval_channel=done.ref.channel, approval_ts=done.ref.ts)
+        elif done.owed.kind is Kind.ALERT:
+            self._view = replace(self._view, alert_channel=done.ref.channel, alert_ts=done.ref.ts)
+        if done.link is not None:
+            self._view = replace(self._view, approval_link=done.link)
 
 
 def _notice(owed: Owed) -> Notice:
@@ -72,51 +116,63 @@ class Courier:
                 return done
             progressed = False
             for message_id in due:
-                outcome = self._one(message_id)
-                if outcome is None:
+                sent = self._run(message_id)
+                if sent is None:
                     continue  # someone else has it, or it must wait for an earlier message
-                if outcome is False:
+                done += sent.done
+                if sent.stop:
                     return done
-                done += 1
                 progressed = True
             if not progressed:
                 return done
 
-    def _one(self, message_id: int) -> bool | None:
+    def _run(self, message_id: int) -> _Sent | None:
+        """Send the rows a request owes from ``message_id`` on, in order, up to the first that fails (the rest are
+        handed back untried). None if the first was not ours to send."""
         deps = self.deps
         now = deps.now()
         with deps.db.transaction() as session:
             dead_before = heartbeat.dead_before(deps, now)
-            owed = outbox.claim(session, message_id, deps.tuning.instance, now, now + LEASE, dead_before)
-        if owed is None:
+            run = outbox.claim_run(session, message_id, deps.tuning.instance, now, now + LEASE, dead_before)
+        if not run:
             return None
-        if owed.kind in (Kind.REQUEST, Kind.ALERT, Kind.REFRESH) and owed.request_id is not None:
+        request_id = run[0].request_id
+        if request_id is not None and any(owed.kind in _SHOWN for owed in run):
             # Owed whenever a request changes, after its commit: the Home tabs it is on follow, whatever Slack
             # makes of the message (handed to a thread of their own; this never waits).
-            deps.homes.changed(owed.request_id)
-        looked = False
-        try:
-            ref = None
-            if owed.in_doubt and owed.kind in POSTS:
-                ref = self._found(owed)
-                looked = True
-            outcome = Outcome.FOUND if ref is not None else Outcome.SENT
-            if ref is None:
-                ref = self._send(owed)
+            deps.homes.changed(request_id)
+        request = _Request(deps, request_id)
+        done: list[_Done] = []
+        for at, owed in enumerate(run):
+            looked = False
+            try:
+                ref = None
+                if owed.in_doubt and owed.kind in POSTS:
+                    ref = self._found(owed, request)
+                    looked = True
+                outcome = Outcome.FOUND if ref is not None else Outcome.SENT
                 if ref is None:
-                    outcome = Outcome.SKIPPED
-        except NotSent as failure:
-            # A post stays in doubt until it is found or posted cleanly: an earlier attempt nobody could look for, or
-            # this one, may have reached Slack.
-            doubt = owed.kind in POSTS and (failure.in_doubt or (owed.in_doubt and not looked))
-            return self._failed(owed, failure, doubt)
-        self._finish(owed, outcome, ref)
-        return True
+                    ref = self._send(owed, request)
+                    if ref is None:
+                        outcome = Outcome.SKIPPED
+            except NotSent as failure:
+                # A post stays in doubt until it is found or posted cleanly: an earlier attempt nobody could look
+                # for, or this one, may have reached Slack.
+                doubt = owed.kind in POSTS and (failure.in_doubt or (owed.in_doubt and not looked))
+                self._finish(done)
+                self._hand_back(run[at + 1 :])
+                return _Sent(len(done), stop=not self._failed(owed, failure, doubt))
+            done.append(_Done(owed, outcome, ref, self._link(owed, ref)))
+            request.learn(done[-1])
+        self._finish(done)
+        return _Sent(len(done), stop=False)
 
-    def _found(self, owed: Owed) -> MessageRef | None:
+    def _found(self, owed: Owed, request: _Request) -> MessageRef | None:
         channel, thread = self._channel(owed), None
         if owed.kind is Kind.THREAD or (owed.kind is Kind.ACTIVITY and owed.channel is None):
-            place = self._thread_of(owed)  # a reply is looked for in its thread, never in the channel's history
+            place = self._thread_of(
+                owed, request
+            )  # a reply is looked for in its thread, never in the channel's history
             if place is None and owed.kind is Kind.THREAD:
                 return None  # never posted: there was no thread to post it in
             channel, thread = place or (self.deps.policy.channels.approvals, None)
@@ -132,11 +188,10 @@ class Courier:
     def _channel(self, owed: Owed) -> str:
         return owed.channel or self.deps.policy.channels.audit
 
-    def _send(self, owed: Owed) -> MessageRef | None:
+    def _send(self, owed: Owed, request: _Request) -> MessageRef | None:
         notifier = self.deps.notifier
-        if owed.kind in (Kind.REQUEST, Kind.ALERT, Kind.REFRESH):
-            assert owed.request_id is not None
-            current = load_view(self.deps, owed.request_id)
+        if owed.kind in _SHOWN:
+            current = request.view()
             if current is None:
                 return None
             if owed.kind is not Kind.REFRESH:
@@ -162,7 +217,7 @@ class Courier:
             channel, taken = self._channel(owed), bool(p.get("taken", True))
             return notifier.tell_reconciled(channel, p["resource"], p["principal"], p["found"], owed.uid, taken=taken)
         if owed.kind is Kind.ACTIVITY:
-            return self._activity(owed)
+            return self._activity(owed, request)
         if owed.kind is Kind.DRILL:
             return notifier.tell_drill(self._channel(owed), owed.payload, owed.uid)
         if owed.kind is Kind.SINK:
@@ -170,32 +225,32 @@ class Courier:
         if owed.kind is Kind.POLICY:
             return notifier.tell_policy(self._channel(owed), owed.payload, owed.uid)
         if owed.kind is Kind.THREAD:
-            return self._thread(owed)
+            return self._thread(owed, request)
         if owed.kind is Kind.REFUSALS:
             p = owed.payload
             window = timedelta(seconds=float(p["window"]))
             return notifier.warn_refusals(
                 self._channel(owed), p["actor"], int(p["count"]), window, p["latest"], owed.uid
             )
-        view = self._linked(from_data(owed.payload))
+        view = self._linked(from_data(owed.payload), request)
         notice = _notice(owed)
         if owed.kind is Kind.REQUESTER:
             return notifier.tell_requester(view, notice, owed.uid)
         return notifier.tell_channel(self._channel(owed), view, notice, owed.uid)
 
-    def _linked(self, view: RequestView) -> RequestView:
+    def _linked(self, view: RequestView, request: _Request) -> RequestView:
         """The notice as it was owed, with the approval message's link as it is now: the message is posted, and its
         link learnt, after the first notices were owed (rows of a request go in order, so it exists by now)."""
         if view.approval_link is not None:
             return view
-        current = load_view(self.deps, view.id)
+        current = request.view()
         return replace(view, approval_link=current.approval_link) if current is not None else view
 
-    def _thread_of(self, owed: Owed) -> tuple[str, str] | None:
+    @staticmethod
+    def _thread_of(owed: Owed, request: _Request) -> tuple[str, str] | None:
         """Where a reply about a request goes: the thread of its approval message, or of its emergency alert (first,
         for a reply ``on_alert``); None when neither made it to Slack."""
-        assert owed.request_id is not None
-        current = load_view(self.deps, owed.request_id)
+        current = request.view()
         if current is None:
             return None
         places = [(current.approval_channel, current.approval_ts), (current.alert_channel, current.alert_ts)]
@@ -203,56 +258,71 @@ class Courier:
             places.reverse()
         return next(((c, t) for c, t in places if c and t), None)
 
-    def _thread(self, owed: Owed) -> MessageRef | None:
+    def _thread(self, owed: Owed, request: _Request) -> MessageRef | None:
         view = from_data(owed.payload["view"])
-        place = self._thread_of(owed)
+        place = self._thread_of(owed, request)
         if place is None:
             return None  # its message never made it to Slack: no thread to reply in, and no stray top-level post
         note = dict(owed.payload.get("note") or {})
         note["broadcast"] = bool(owed.payload.get("on_alert"))
-        linked = self._linked(view)
+        linked = self._linked(view, request)
         return self.deps.notifier.reply_in_thread(place[0], place[1], linked, _notice(owed), note, owed.uid)
 
-    def _activity(self, owed: Owed) -> MessageRef:
+    def _activity(self, owed: Owed, request: _Request) -> MessageRef:
         note = ActivityNote.from_data(owed.payload["note"])
         view = from_data(owed.payload["view"])
         if owed.channel is not None:
             return self.deps.notifier.tell_activity(owed.channel, None, view, note, owed.uid)
         # The request's earlier messages went first (rows of a request go in order), so its approval message, or an
         # emergency's alert, has been posted by now; one that Slack refused for good leaves the approvals channel.
-        place = self._thread_of(owed)
+        place = self._thread_of(owed, request)
         channel, thread = place if place is not None else (self.deps.policy.channels.approvals, None)
         return self.deps.notifier.tell_activity(channel, thread, view, note, owed.uid)
 
-    def _finish(self, owed: Owed, outcome: Outcome, ref: MessageRef | None) -> None:
-        deps = self.deps
-        # The message people are pointed to from DMs and incident channels: the approval message, or for an
-        # emergency whose approvals and audit channels are one, its alert (never an alert elsewhere: the requester
-        # may not be in the audit channel). One chat.getPermalink per request.
-        link = None
-        channels = deps.policy.channels
+    def _link(self, owed: Owed, ref: MessageRef | None) -> str | None:
+        """The message people are pointed to from DMs and incident channels: the approval message, or for an
+        emergency whose approvals and audit channels are one, its alert (never an alert elsewhere: the requester
+        may not be in the audit channel). One chat.getPermalink per request."""
+        channels = self.deps.policy.channels
         linked = owed.kind is Kind.REQUEST or (owed.kind is Kind.ALERT and channels.approvals == channels.audit)
-        if ref is not None and linked and owed.request_id is not None:
-            link = deps.notifier.permalink(ref)
+        if ref is None or not linked or owed.request_id is None:
+            return None
+        return self.deps.notifier.permalink(ref)
+
+    def _finish(self, done: list[_Done]) -> None:
+        """Mark the run's sent rows done, and where the request's own messages went, in one transaction."""
+        if not done:
+            return
+        deps = self.deps
         with deps.db.transaction() as session:
-            ours = outbox.finish(
-                session,
-                owed.id,
-                deps.tuning.instance,
-                deps.now(),
-                outcome,
-                channel=ref.channel if ref else None,
-                ts=ref.ts if ref else None,
-            )
-            if ours and ref is not None and owed.request_id is not None:
-                if owed.kind is Kind.REQUEST:
-                    queries.set_fields(session, owed.request_id, approval_channel=ref.channel, approval_ts=ref.ts)
-                elif owed.kind is Kind.ALERT:
-                    queries.set_fields(session, owed.request_id, alert_channel=ref.channel, alert_ts=ref.ts)
-                if link is not None:
-                    queries.set_fields(session, owed.request_id, approval_link=link)
-        if outcome is Outcome.FOUND:
-            log.info("message %s was in Slack already (%s %s); adopted, not posted again", owed.id, ref, owed.kind)
+            now = deps.now()
+            for owed, outcome, ref, link in done:
+                ours = outbox.finish(
+                    session,
+                    owed.id,
+                    deps.tuning.instance,
+                    now,
+                    outcome,
+                    channel=ref.channel if ref else None,
+                    ts=ref.ts if ref else None,
+                )
+                if ours and ref is not None and owed.request_id is not None:
+                    if owed.kind is Kind.REQUEST:
+                        queries.set_fields(session, owed.request_id, approval_channel=ref.channel, approval_ts=ref.ts)
+                    elif owed.kind is Kind.ALERT:
+                        queries.set_fields(session, owed.request_id, alert_channel=ref.channel, alert_ts=ref.ts)
+                    if link is not None:
+                        queries.set_fields(session, owed.request_id, approval_link=link)
+        for owed, outcome, ref, _ in done:
+            if outcome is Outcome.FOUND:
+                log.info("message %s was in Slack already (%s %s); adopted, not posted again", owed.id, ref, owed.kind)
+
+    def _hand_back(self, untried: list[Owed]) -> None:
+        if not untried:
+            return
+        with self.deps.db.transaction() as session:
+            for owed in untried:
+                outbox.unclaim(session, owed, self.deps.tuning.instance)
 
     def _failed(self, owed: Owed, failure: NotSent, doubt: bool) -> bool:
         deps = self.deps

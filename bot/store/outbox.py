@@ -1,9 +1,10 @@
 """The outbox: Slack messages owed, recorded in the transaction of the change that owes them.
 
 A change and the messages it owes commit together or not at all, so a crash between the two cannot lose a message,
-and a message is never sent for a change that rolled back. Delivery (bot/services/delivery.py) claims one row at
-a time by compare-and-set, with a lease, like the requests' own claims; the rows of one request are claimed strictly
-in ``id`` order, so nobody hears "approved" before "requested", whichever replica delivers.
+and a message is never sent for a change that rolled back. Delivery (bot/services/delivery.py) claims rows by
+compare-and-set, with a lease, like the requests' own claims; the rows of one request are claimed strictly in ``id``
+order, so nobody hears "approved" before "requested", whichever replica delivers. Whoever holds a request's first
+row undone holds all of its rows (the others wait for it), so it takes the rest that are due in the same claim.
 """
 
 from __future__ import annotations
@@ -110,13 +111,16 @@ def owed_in(session: Session) -> bool:
     return bool(session.info.get("owed"))
 
 
-def _claimable(now: datetime, dead_before: datetime | None) -> list[ColumnElement[bool]]:
-    earlier = aliased(OutboxMessage)
-    waits_for_earlier = exists().where(
-        earlier.request_id == OutboxMessage.request_id,
-        earlier.id < OutboxMessage.id,
-        earlier.done_at.is_(None),
-    )
+_earlier = aliased(OutboxMessage, name="earlier")
+_WAITS_FOR_EARLIER = exists().where(
+    _earlier.request_id == OutboxMessage.request_id,
+    _earlier.id < OutboxMessage.id,
+    _earlier.done_at.is_(None),
+)
+
+
+def _free(now: datetime, dead_before: datetime | None) -> list[ColumnElement[bool]]:
+    """Due, and held by nobody alive."""
     return [
         OutboxMessage.done_at.is_(None),
         OutboxMessage.due_at <= now,
@@ -128,8 +132,11 @@ def _claimable(now: datetime, dead_before: datetime | None) -> list[ColumnElemen
             if dead_before is not None
             else false(),
         ),
-        or_(OutboxMessage.request_id.is_(None), ~waits_for_earlier),
     ]
+
+
+def _claimable(now: datetime, dead_before: datetime | None) -> list[ColumnElement[bool]]:
+    return [*_free(now, dead_before), or_(OutboxMessage.request_id.is_(None), ~_WAITS_FOR_EARLIER)]
 
 
 ALL = -1  # due_ids: every request's rows, not one request's
@@ -169,6 +176,56 @@ def claim(
     )
     if changed(claimed) != 1:
         return None
+    return _owed(row)
+
+
+def claim_run(
+    session: Session,
+    message_id: int,
+    holder: str,
+    now: datetime,
+    lease_until: datetime,
+    dead_before: datetime | None = None,
+    limit: int = 20,
+) -> list[Owed]:
+    """``claim``, and with it the rows of the same request that follow it and are due, in order, up to the first
+    that is not (a retry waiting for its time): one claim for what a request owes at once. Empty if the first row
+    could not be had. Each row is marked in doubt, as ``claim`` marks it."""
+    first = claim(session, message_id, holder, now, lease_until, dead_before)
+    if first is None or first.request_id is None:
+        return [first] if first is not None else []
+    following = session.scalars(
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.request_id == first.request_id, OutboxMessage.id > first.id, OutboxMessage.done_at.is_(None)
+        )
+        .order_by(OutboxMessage.id)
+        .limit(limit - 1)
+        .execution_options(populate_existing=True)
+    ).all()
+    due = []
+    for row in following:
+        if row.due_at > now:
+            break  # later rows wait for this one, as they would for the first
+        due.append(row)
+    if not due:
+        return [first]
+    # Nobody else can have claimed these while the first was undone (they wait for it): held by a live sender means
+    # a sender from before a takeover of the first row, and the run stops short of its rows.
+    with session.begin_nested() as taken:
+        claimed = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_([row.id for row in due]), *_free(now, dead_before))
+            .values(claimed_by=holder, lease_until=lease_until, attempts=OutboxMessage.attempts + 1, in_doubt=True)
+            .execution_options(synchronize_session=False)
+        )
+        if changed(claimed) != len(due):
+            taken.rollback()
+            return [first]
+    return [first, *(_owed(row) for row in due)]
+
+
+def _owed(row: OutboxMessage) -> Owed:
     return Owed(
         id=row.id,
         uid=row.uid,
@@ -226,6 +283,17 @@ def retry_at(session: Session, message_id: int, holder: str, due_at: datetime, *
         .execution_options(synchronize_session=False)
     )
     return changed(later) == 1
+
+
+def unclaim(session: Session, owed: Owed, holder: str) -> bool:
+    """Hand back a row claimed with others and not tried (an earlier row of its run failed): as it was before."""
+    back = session.execute(
+        update(OutboxMessage)
+        .where(_mine(owed.id, holder))
+        .values(attempts=owed.attempts, in_doubt=owed.in_doubt, claimed_by=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return changed(back) == 1
 
 
 def next_due(session: Session, after: datetime) -> datetime | None:

@@ -18,7 +18,9 @@ def test_sigterm_hands_back_claims_and_exits_in_bounded_time(database_url: str, 
         # Revokes hang until released, and neither the adapter nor the bot gives up on them first: how busy the
         # machine is cannot end a revoke before the stop finds it in flight.
         running.policy_file.write_text(POLICY.replace("timeout: 5\n", "timeout: 120\n"))
-        old = running.start(running.replica("old-pod", settings={"BREAKGLASS_BACKEND_TIMEOUT": "120"}))
+        # A short grace: the revokes in flight hang past any grace, so its length only sets how long the test waits.
+        stopping = {"BREAKGLASS_BACKEND_TIMEOUT": "120", "BREAKGLASS_STOP_GRACE": "2"}
+        old = running.start(running.replica("old-pod", settings=stopping))
         for user in ON_CALL[:GRANTS]:
             assert running.break_glass(old, "1h", user).status_code == 200
         running.backend.wait_for(lambda calls: sum(c.event == "grant" for c in calls) >= GRANTS)
