@@ -226,7 +226,9 @@ def build(
         book.add(Loaded(version, policy, adapters))
     assert settings.slack_bot_token is not None
     metrics = PrometheusMetrics()  # a registry per runtime: several bots in one process (tests) keep theirs apart
-    client = web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url, metrics)
+    after_ack = AfterAck()  # post-ack work pauses at each transaction and Slack call while acks are being made
+    give_way = after_ack.acks_first.give_way
+    client = web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url, metrics, give_way)
     tuning = tuning or Tuning(
         instance=settings.instance or instance_name(),
         lease=settings.lease,
@@ -272,8 +274,8 @@ def build(
     deps.alarms = scheduler
     secret = None if settings.socket_mode else settings.slack_signing_secret
     link = slack_link(settings, metrics)
-    after_ack = AfterAck()
-    app = build_app(client, secret.get_secret_value() if secret else None, deps, link, after_ack)
+    deps.db.before_each = give_way
+    app = build_app(client, secret.get_secret_value() if secret else None, deps, link, after_ack, give_way)
     web = WebApp(
         app,
         deps,
@@ -281,6 +283,7 @@ def build(
         slack=link,
         metrics=metrics.page,
         events=not settings.socket_mode,  # Slack's requests come over the socket; HTTP serves health and metrics
+        acks_first=after_ack.acks_first,
     )
     running = Runtime(
         settings, deps, app, web, sweeper, scheduler, slack_link=link, environ=environ, after_ack=after_ack

@@ -30,6 +30,7 @@ from bot.services import guard
 from bot.services.deadline import Overdue, call_within
 from bot.services.deps import Deps
 from bot.slack import payloads, replies
+from bot.slack.after_ack import AcksFirst
 from bot.slack.link import SlackLink
 from bot.slack.replies import DATABASE_UNREACHABLE as DB_DOWN
 from bot.store import deliveries
@@ -53,6 +54,7 @@ class WebApp:
         slack: SlackLink | None = None,
         metrics: Callable[[], tuple[bytes, str]] | None = None,
         events: bool = True,
+        acks_first: AcksFirst | None = None,
     ) -> None:
         """``metrics``: what GET /metrics answers (bot/metrics.py), else it is not served. ``events=False`` (Socket
         Mode, where Slack's requests come over the socket) serves only /healthz and /metrics: an events endpoint
@@ -65,6 +67,7 @@ class WebApp:
         self.secret = signing_secret.encode() if signing_secret else None
         self.wall_clock = wall_clock
         self.bad_signatures = _Throttled(deps)
+        self.acks_first = acks_first or AcksFirst()
 
     def healthy(self) -> bool:
         """Whether the database answers, within ANSWER_WITHIN whatever the database does."""
@@ -98,7 +101,8 @@ class WebApp:
         if not self.events:
             return _reply(start_response, 404, {"error": "not found"})
         if path == EVENTS_PATH and method == "POST" and self.secret is not None:
-            return self._from_slack(environ, start_response)
+            with self.acks_first.acking():  # work that follows earlier acks waits meanwhile
+                return self._from_slack(environ, start_response)
         return self.slack(environ, start_response)
 
     def _from_slack(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

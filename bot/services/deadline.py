@@ -3,6 +3,7 @@ for the ones that don't, or that hang somewhere a socket timeout cannot see."""
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -39,9 +40,48 @@ def call_within(seconds: float, call: Callable[..., T], *args: Any) -> T:
         finally:
             finished.set()
 
-    threading.Thread(target=run, name="backend-call", daemon=True).start()
+    _threads.run(run)
     if not finished.wait(seconds):
         raise Overdue(f"no answer within {seconds:g}s", finished, outcome)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+class _Threads:
+    """Daemon threads kept for the next call. Starting one per call cost every call (each acknowledgement's check
+    for a replay among them) a wait for the new thread to take the interpreter, behind whatever else held it. A
+    thread whose call hangs is simply never handed back: the next call starts another."""
+
+    KEEP = 32  # idle threads kept; more than a burst's calls at once, few enough to cost nothing while idle
+
+    def __init__(self) -> None:
+        self._idle: list[queue.SimpleQueue[Callable[[], None]]] = []
+        self._lock = threading.Lock()
+        self.running = 0  # calls started and not yet returned, abandoned ones included
+
+    def run(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            self.running += 1
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(inbox,), name="backend-call", daemon=True).start()
+        inbox.put(job)
+
+    def _serve(self, inbox: queue.SimpleQueue[Callable[[], None]]) -> None:
+        while True:
+            inbox.get()()  # the job catches all it raises (call_within's run)
+            with self._lock:
+                self.running -= 1
+                if len(self._idle) >= self.KEEP:
+                    return
+                self._idle.append(inbox)
+
+
+_threads = _Threads()
+
+
+def calls_running() -> int:
+    """Calls made through ``call_within`` that have not returned yet, those abandoned after their time included."""
+    return _threads.running

@@ -7,16 +7,21 @@ listener acknowledges, then hands the rest here. Bolt's pool is sized so that a 
 and this pool's few threads are all the post-ack work there is, which bounds what competes with acks for the
 interpreter however many requests arrive at once.
 
+Acks come first (``AcksFirst``): while one is being made, post-ack work pauses at its next step (a transaction or a
+Slack call) for at most ``GIVE_WAY`` seconds. Python's threads have no priorities, and eight threads of post-ack work
+wanting the interpreter made every ack wait its turn behind them.
+
 Work runs in a copy of the caller's context, so its log lines keep the request, resource and actor they were about.
 A failure is logged, never raised into the pool: the person's answer is the work's own business (``replies.answer``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger("breakglass.slack.after_ack")
@@ -24,11 +29,54 @@ log = logging.getLogger("breakglass.slack.after_ack")
 ACK_THREADS = 64  # Bolt's listener pool: only acks run there now, so one per request in flight, more than enough
 WORK_THREADS = 8  # post-ack work at once: mostly waiting on the database, a backend or Slack, so a few suffice
 
+GIVE_WAY = 0.25  # seconds post-ack work waits at a step for acks to pass: under a steady stream it still moves on
+
 Later = Callable[[Callable[[], object]], None]
 
 
+class AcksFirst:
+    """Counts the acknowledgements being made; threads that do post-ack work wait at their next step while any is."""
+
+    def __init__(self, give_way: float = GIVE_WAY) -> None:
+        self._acking = 0
+        self._quiet = threading.Condition()
+        self._mine = threading.local()
+        self._give_way = give_way
+
+    @contextlib.contextmanager
+    def acking(self) -> Iterator[None]:
+        with self._quiet:
+            self._acking += 1
+        try:
+            yield
+        finally:
+            with self._quiet:
+                self._acking -= 1
+                if not self._acking:
+                    self._quiet.notify_all()
+
+    @contextlib.contextmanager
+    def deferring(self) -> Iterator[None]:
+        """The calling thread's work follows acks: it gives way to them at each step until the block ends."""
+        before = getattr(self._mine, "defers", False)
+        self._mine.defers = True
+        try:
+            yield
+        finally:
+            self._mine.defers = before
+
+    def give_way(self) -> None:
+        """Called at each step of any work: waits only in a thread doing post-ack work, and only while acks are
+        being made."""
+        if not self._acking or not getattr(self._mine, "defers", False):  # a racy read: at worst one step early
+            return
+        with self._quiet:
+            self._quiet.wait_for(lambda: not self._acking, timeout=self._give_way)
+
+
 class AfterAck:
-    def __init__(self, workers: int = WORK_THREADS) -> None:
+    def __init__(self, workers: int = WORK_THREADS, acks_first: AcksFirst | None = None) -> None:
+        self.acks_first = acks_first or AcksFirst()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="after-ack")
         self._pending = 0
         self._idle = threading.Condition()
@@ -46,7 +94,8 @@ class AfterAck:
 
     def _run(self, work: Callable[[], object]) -> None:
         try:
-            work()
+            with self.acks_first.deferring():
+                work()
         except Exception:  # a listener's own answer covers what it expects; this is only what slipped past it
             log.exception("work after an acknowledgement failed")
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from slack_bolt import App
@@ -21,10 +22,12 @@ from bot.slack.retry import SlackRetry
 DEFAULT_API_URL = "https://slack.com/api/"
 
 
-def web_client(token: str, api_url: str | None, metrics: Metrics | None = None) -> WebClient:
+def web_client(
+    token: str, api_url: str | None, metrics: Metrics | None = None, before_call: Callable[[], None] | None = None
+) -> WebClient:
     """The bot's client; with ``metrics``, one that counts its calls (bot/slack/metered.py)."""
     client = WebClient(token=token, base_url=api_url or DEFAULT_API_URL, timeout=10, retry_handlers=[SlackRetry()])
-    return client if metrics is None else metered.metered(client, metrics)
+    return client if metrics is None else metered.metered(client, metrics, before_call)
 
 
 def home_from(team_id: str | None, enterprise_id: str | None) -> Home | None:
@@ -47,8 +50,16 @@ class _UnusedTokenWarning(logging.Filter):
 _NO_UNUSED_TOKEN_WARNING = _UnusedTokenWarning()
 
 
-def build_app(client: WebClient, signing_secret: str | None, deps: Deps, link: SlackLink, later: Later) -> App:
-    """``later`` runs what each listener does after its ack (bot/slack/after_ack.py): Bolt's own pool only acks."""
+def build_app(
+    client: WebClient,
+    signing_secret: str | None,
+    deps: Deps,
+    link: SlackLink,
+    later: Later,
+    before_call: Callable[[], None] | None = None,
+) -> App:
+    """``later`` runs what each listener does after its ack (bot/slack/after_ack.py): Bolt's own pool only acks.
+    ``before_call`` runs before each Slack call the listeners' clients make."""
     # The token is checked by the link at start (a refused token stops start-up there): Bolt's own check would make
     # an unreachable Slack fatal, and its lazy one would call Slack in the middle of a request. So authorization comes
     # from the link, which hands each request the token; Bolt's warnings that the token goes unused are dropped.
@@ -63,6 +74,6 @@ def build_app(client: WebClient, signing_secret: str | None, deps: Deps, link: S
         ignoring_self_events_enabled=True,
         listener_executor=ThreadPoolExecutor(max_workers=ACK_THREADS, thread_name_prefix="ack"),
     )
-    app.use(metered.middleware(lambda: deps.metrics))  # Bolt's per-request clients count their calls too
+    app.use(metered.middleware(lambda: deps.metrics, before_call))  # Bolt's per-request clients count their calls too
     listeners.register(app, deps, RateLimiter(deps.tuning.actions_per_minute, deps.clock), later)
     return app

@@ -32,11 +32,15 @@ UNREACHABLE = "unreachable"  # no answer at all: refused connection, DNS, droppe
 
 
 class MeteredWebClient(WebClient):
-    def __init__(self, *args: Any, metrics: Metrics, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, metrics: Metrics, before_call: Callable[[], None] | None = None, **kwargs: Any):
+        """``before_call`` runs first at each call: the runtime lets acknowledgements go first there
+        (bot/slack/after_ack.py)."""
         super().__init__(*args, **kwargs)
         self.metrics = metrics
+        self.before_call = before_call or _nothing
 
     def api_call(self, api_method: str, **kwargs: Any) -> SlackResponse:
+        self.before_call()
         outcome = UNREACHABLE
         try:
             response = super().api_call(api_method, **kwargs)
@@ -63,7 +67,11 @@ def _timed_out(error: BaseException) -> bool:
     return isinstance(reason, TimeoutError | socket.timeout)
 
 
-def metered(client: WebClient, metrics: Metrics) -> MeteredWebClient:
+def _nothing() -> None:
+    return None
+
+
+def metered(client: WebClient, metrics: Metrics, before_call: Callable[[], None] | None = None) -> MeteredWebClient:
     """A copy of ``client`` that counts its calls: the same token, address, timeouts and retry handlers (the
     handlers are shared, as Bolt shares them between its per-request clients)."""
     return MeteredWebClient(
@@ -77,10 +85,11 @@ def metered(client: WebClient, metrics: Metrics) -> MeteredWebClient:
         logger=client._logger,
         retry_handlers=list(client.retry_handlers),
         metrics=metrics,
+        before_call=before_call,
     )
 
 
-def middleware(metrics: Callable[[], Metrics]) -> Callable[..., Any]:
+def middleware(metrics: Callable[[], Metrics], before_call: Callable[[], None] | None = None) -> Callable[..., Any]:
     """A Bolt global middleware: the per-request client listeners are given counts its calls too, into
     ``metrics()`` (asked per request: ``Deps.metrics`` as it is now). Global middleware runs after authorization, so
     the copy carries the token the request was authorized with."""
@@ -88,7 +97,7 @@ def middleware(metrics: Callable[[], Metrics]) -> Callable[..., Any]:
     def count_slack_calls(context: BoltContext, next: Callable[[], Any]) -> Any:  # Bolt passes it by this name
         given = context.client
         if given is not None and not isinstance(given, MeteredWebClient):
-            context["client"] = metered(given, metrics())
+            context["client"] = metered(given, metrics(), before_call)
         return next()
 
     return count_slack_calls

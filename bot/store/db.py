@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,6 +30,10 @@ def make_engine(url: str) -> Engine:
 CONNECT_TIMEOUT = 2  # seconds
 
 
+def _nothing() -> None:
+    return None
+
+
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -49,6 +53,7 @@ class Database:
         self.seal = seal or AuditSeal(None)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         install(self._sessions, self.seal)
+        self.before_each: Callable[[], None] = _nothing  # the runtime lets acks go first here (bot/slack/after_ack.py)
 
     @classmethod
     def from_url(cls, url: str, seal: AuditSeal | None = None) -> Database:
@@ -57,6 +62,7 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One unit of work: commits on success (sealing its audit events last), rolls back on any error."""
+        self.before_each()
         with self._sessions() as session, session.begin():
             yield session
 

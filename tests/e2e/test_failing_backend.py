@@ -4,7 +4,6 @@ as done early; a failed grant is never shown as active; one hung backend holds u
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
@@ -18,6 +17,7 @@ from bot.devtools.local_bot import BOT_TOKEN, LocalBot
 from bot.devtools.webhook_receiver import WebhookReceiver
 from bot.domain.states import Status
 from bot.policy import parse_policy
+from bot.services import deadline
 from bot.services.deps import Tuning
 from bot.slack.ids import ActionId
 from bot.store.models import AuditEvent, Request
@@ -196,7 +196,7 @@ PATIENT_ADAPTER = re.sub(r"timeout: \d+\n", "timeout: 90\n", POLICY)
 
 def no_backend_call_running() -> bool:
     """No abandoned backend call is still waiting for its answer (``call_within`` runs each on such a thread)."""
-    return not any(thread.name == "backend-call" for thread in threading.enumerate())
+    return deadline.calls_running() == 0
 
 
 def test_a_hung_revoke_is_given_up_after_the_call_timeout_and_retried_after_backoff(

@@ -229,3 +229,28 @@ def test_a_message_slack_refuses_for_good_is_given_up_and_does_not_hold_back_the
     rows = owed(bot)
     assert rows[0].outcome == "undeliverable" and "channel_not_found" in (rows[0].failure or "")
     assert len(dm_texts(bot, BOB)) == 1  # the requester still hears, and nothing waits forever
+
+
+def test_a_request_s_messages_go_as_one_run_and_a_failure_hands_back_the_rest_untried(bot: LocalBot) -> None:
+    no_retry_waits(bot)
+    bot.slack.fail_next("chat.postMessage", status=503, channel=BOB)  # the requester's DM fails, this time
+
+    bot.command(BOB, "orders-db 30m INC-3 fix from the incident")
+
+    approval, dm, incident = owed(bot)  # in the order they were owed: the message, the DM, the incident channel
+    assert (approval.kind, dm.kind, incident.kind) == ("request", "requester", "channel")
+    assert approval.outcome == "sent" and approval.done_at is not None
+    assert dm.done_at is None and dm.attempts == 1 and dm.claimed_by is None and dm.due_at > bot.clock.now()
+    # Claimed with the others, never tried: as it was before the run took it, so no look in Slack comes first.
+    assert incident.done_at is None and incident.attempts == 0 and not incident.in_doubt
+    assert incident.claimed_by is None and incident.lease_until is None
+    assert [call.args["channel"] for call in bot.slack.calls("chat.postMessage") if call.ok] == [APPROVALS]
+
+    bot.advance(timedelta(seconds=2))  # Slack takes DMs again; the retry is due
+
+    assert [call.args["channel"] for call in bot.slack.calls("chat.postMessage") if call.ok] == [
+        APPROVALS,
+        BOB,
+        "C0INCIDENT",
+    ]
+    assert_each_delivered_once(bot)
