@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -19,7 +19,7 @@ from bot.services.approvers import asking, casts
 from bot.services.deps import Deps
 from bot.services.snapshots import Approval, RequestView, StepView, snapshot
 from bot.store import queries
-from bot.store.models import Request
+from bot.store.models import Decision, Request
 
 
 def view(deps: Deps, session: Session, request: Request) -> RequestView:
@@ -30,16 +30,20 @@ def view(deps: Deps, session: Session, request: Request) -> RequestView:
         lesser = tuple(
             lv for lv in resource.lesser() if plainly_requester(request.requester_id, base.at(lv)) is not False
         )
+    decided = queries.decisions(session, request.id)  # read once: the steps and the list of decisions both show them
     return snapshot(
         session,
         request,
         deps.approvals_required(request.resource, request.level),
         lesser,
-        approval_of(deps, session, request, resource),
+        approval_of(deps, session, request, resource, decided),
+        decided,
     )
 
 
-def approval_of(deps: Deps, session: Session, request: Request, resource: Resource | None) -> Approval:
+def approval_of(
+    deps: Deps, session: Session, request: Request, resource: Resource | None, decided: Sequence[Decision] | None = None
+) -> Approval:
     """The approval steps as they stand for the round in question: the request's own while it waits or once decided,
     an extension's while one waits. Counted as recorded (no lookups): a snapshot is rendered, not decided on."""
     mention = deps.policy.channels.audit_mention
@@ -49,7 +53,7 @@ def approval_of(deps: Deps, session: Session, request: Request, resource: Resour
     if resource is None:
         return Approval(audit_mentions=audit_mentions)
     round = request.extension_round if request.extension_seconds is not None else 0
-    now = standing(resource.steps, casts(queries.decisions(session, request.id), round))
+    now = standing(resource.steps, casts(queries.decisions(session, request.id) if decided is None else decided, round))
     steps = tuple(StepView(s.name, s.required, now.approved[i]) for i, s in enumerate(resource.steps))
     waiting = request.status == Status.PENDING.value or (
         request.status == Status.ACTIVE.value and request.extension_seconds is not None

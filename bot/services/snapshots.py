@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 from bot.domain.states import Status
 from bot.policy import label
 from bot.store import queries
-from bot.store.models import Request
+from bot.store.models import Decision, Request
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,9 @@ def snapshot(
     approvals_required: int,
     lesser_levels: tuple[str, ...] = (),
     approval: Approval = Approval(),
+    decided: Sequence[Decision] | None = None,
 ) -> RequestView:
+    """The request as it stands; ``decided``: its decisions, when the caller has read them already."""
     review = queries.review(session, request.id)
     return RequestView(
         id=request.id,
@@ -167,7 +170,7 @@ def snapshot(
         approvals_required=approvals_required,
         decisions=tuple(
             DecisionView(d.approver_id, d.approve, d.at, d.step, d.comment, d.via, d.round)
-            for d in queries.decisions(session, request.id)
+            for d in (queries.decisions(session, request.id) if decided is None else decided)
         ),
         granted_at=request.granted_at,
         expires_at=request.expires_at,

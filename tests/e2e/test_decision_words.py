@@ -288,6 +288,7 @@ def test_submissions_count_against_the_rate_limit(make_bot: Callable[..., LocalB
 
     replies: list[Reply] = [bot.submit_form(CAROL, form.view, " ") for _ in range(2)]  # second and third
     slowed = bot.submit_form(CAROL, form.view, REASON)  # fourth in a minute
+    assert bot.runtime is not None and bot.runtime.after_ack.wait_idle(10)  # the slow-down is recorded after the ack
 
     assert all(r.errors for r in replies)
     assert slowed.errors is not None and "Slow down" in slowed.errors[WORDS_BLOCK]
