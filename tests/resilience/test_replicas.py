@@ -143,6 +143,7 @@ def test_when_a_replica_dies_mid_work_the_other_finishes_its_claims(postgres_url
         with running.db.transaction() as session:
             orphaned = session.query(Request).filter_by(status="revoking", claimed_by="replica-a").count()
         assert orphaned, "the doomed replica held no claim when it died"
+        survivor_started = datetime.now(UTC)
         running.start(survivor)
 
         rows = running.wait_until_settled(timeout=60)
@@ -151,8 +152,9 @@ def test_when_a_replica_dies_mid_work_the_other_finishes_its_claims(postgres_url
         assert sorted(revokes) == sorted(uids)
         for times in revokes.values():
             # A second revoke only for a grant whose first went out from the replica that died before it could
-            # record the answer.
-            assert len(times) == 1 or (len(times) == 2 and times[0] <= killed_at)
+            # record the answer: made before the survivor started. (Not "before the kill": the receiver stamps a
+            # call when it reads it, which on a busy machine can be a few ms after a sender that wrote it died.)
+            assert len(times) == 1 or (len(times) == 2 and times[0] < survivor_started)
         events = running.audit()
         taken = [e for e in events if e.action == "claim_taken_over"]
         assert taken and all(e.detail["previous"] == "replica-a" and e.detail["replica"] == "replica-b" for e in taken)
