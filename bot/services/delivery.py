@@ -78,8 +78,11 @@ class _Request:
         return self._view
 
     def learn(self, done: _Done) -> None:
-        if not self._read or self._view is None or done.ref is None:
+        """Where a post of the run went. Read first if need be: a post found in Slack (an earlier try's) was not
+        rendered from the request, yet the rows after it must thread under it and link to it."""
+        if done.ref is None or done.owed.kind not in (Kind.REQUEST, Kind.ALERT) or self.view() is None:
             return
+        assert self._view is not None
         if done.owed.kind is Kind.REQUEST:
             self._view = replace(self._view, approval_channel=done.ref.channel, approval_ts=done.ref.ts)
         elif done.owed.kind is Kind.ALERT:

@@ -90,7 +90,8 @@ def test_an_approval_post_whose_connection_dropped_is_found_not_posted_twice_and
     [message] = bot.slack.messages(APPROVALS)
     assert view(bot, 1).approval_ts == message.ts  # adopted
     assert bot.slack.calls("conversations.history")
-    assert len(dm_texts(bot, BOB)) == 1  # "is with the approvers", now that the approval message is out
+    [received] = dm_texts(bot, BOB)  # "is with the approvers", now that the approval message is out
+    assert "|Open request #1>" in received  # linked to the message found, though the run did not render it
 
     assert "recorded" in bot.click(ALICE, ActionId.APPROVE, 1).text
 
