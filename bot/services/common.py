@@ -22,7 +22,9 @@ from bot.store import queries
 from bot.store.models import Decision, Request
 
 
-def view(deps: Deps, session: Session, request: Request) -> RequestView:
+def view(deps: Deps, session: Session, request: Request, *, new: bool = False) -> RequestView:
+    """The request as it stands. ``new``: created in this transaction, so nothing is decided or reviewed yet and
+    neither is looked for (nor are the transaction's pending writes flushed early to answer)."""
     resource = deps.resource(request.resource, request.level)
     lesser: tuple[str, ...] = ()
     if resource is not None and request.level is not None:  # what the requester could have asked for instead
@@ -30,7 +32,8 @@ def view(deps: Deps, session: Session, request: Request) -> RequestView:
         lesser = tuple(
             lv for lv in resource.lesser() if plainly_requester(request.requester_id, base.at(lv)) is not False
         )
-    decided = queries.decisions(session, request.id)  # read once: the steps and the list of decisions both show them
+    # Read once: the steps and the list of decisions both show them.
+    decided = () if new else queries.decisions(session, request.id)
     return snapshot(
         session,
         request,
@@ -38,6 +41,7 @@ def view(deps: Deps, session: Session, request: Request) -> RequestView:
         lesser,
         approval_of(deps, session, request, resource, decided),
         decided,
+        unreviewed=new,
     )
 
 

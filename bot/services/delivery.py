@@ -22,10 +22,12 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import NamedTuple
 
+from sqlalchemy.orm import Session
+
 from bot.domain.actions import AuditAction
 from bot.services import heartbeat
 from bot.services.activity_notes import ActivityNote
-from bot.services.common import load_view
+from bot.services.common import load_view, view
 from bot.services.deps import Deps
 from bot.services.ports import MessageRef, Notice, NotSent
 from bot.services.snapshots import RequestView, from_data
@@ -48,6 +50,7 @@ def retry_wait(attempts: int) -> timedelta:
 
 
 _SHOWN = (Kind.REQUEST, Kind.ALERT, Kind.REFRESH)  # rows that show the request as it stands, not as it was owed
+_READS_REQUEST = (*_SHOWN, Kind.THREAD, Kind.ACTIVITY)  # and rows that need to know where its messages are
 
 
 class _Done(NamedTuple):
@@ -70,11 +73,22 @@ class _Request:
         self._deps, self._id = deps, request_id
         self._view: RequestView | None = None
         self._read = False
+        self.shown: set[str] = set()  # the ts of messages this run posted from this reading: nothing to edit in them
+
+    def read_in(self, session: Session) -> None:
+        """Read it in the transaction that claimed the run: as fresh, without a transaction of its own."""
+        assert self._id is not None, "only a request's rows ask for its view"
+        row = queries.get(session, self._id)
+        self._view, self._read = (view(self._deps, session, row) if row is not None else None), True
 
     def view(self) -> RequestView | None:
         if not self._read:
             assert self._id is not None, "only a request's rows ask for its view"
             self._view, self._read = load_view(self._deps, self._id), True
+        return self._view
+
+    def known(self) -> RequestView | None:
+        """The view, if the run read it: never read just to be asked."""
         return self._view
 
     def learn(self, done: _Done) -> None:
@@ -83,6 +97,8 @@ class _Request:
         if done.ref is None or done.owed.kind not in (Kind.REQUEST, Kind.ALERT) or self.view() is None:
             return
         assert self._view is not None
+        if done.outcome is Outcome.SENT:  # rendered from this reading (one found in Slack was not)
+            self.shown.add(done.ref.ts)
         if done.owed.kind is Kind.REQUEST:
             self._view = replace(self._view, approval_channel=done.ref.channel, approval_ts=done.ref.ts)
         elif done.owed.kind is Kind.ALERT:
@@ -104,12 +120,17 @@ class Courier:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    def deliver(self, request_id: int | None) -> None:
-        self.drain(request_id)
+    def deliver(self, request_id: int | None) -> RequestView | None:
+        if request_id is None:
+            self.drain(None)
+            return None
+        return self._drain_request(request_id)[1]
 
     def drain(self, request_id: int | None = outbox.ALL) -> int:
         """Send every row that can go now (only this request's, or with None those of no request); stop at the first
         failure that says Slack is not taking messages. Returns how many rows were done."""
+        if request_id is not None and request_id != outbox.ALL:
+            return self._drain_request(request_id)[0]
         done = 0
         while True:
             now = self.deps.now()
@@ -129,6 +150,36 @@ class Courier:
             if not progressed:
                 return done
 
+    def _drain_request(self, request_id: int) -> tuple[int, RequestView | None]:
+        """``drain`` for one request, whose person waits: each run found, claimed and read in one transaction. With
+        the count, the request as the last run that read it saw it, and where its messages went (None if none did):
+        what the person is answered with, without reading it again."""
+        done, latest = 0, None
+        while True:
+            ran = self._run_request(request_id)
+            if ran is None:
+                return done, latest
+            sent, request = ran
+            done += sent.done
+            latest = request.known() or latest
+            if sent.stop:
+                return done, latest
+
+    def _run_request(self, request_id: int) -> tuple[_Sent, _Request] | None:
+        deps = self.deps
+        now = deps.now()
+        request = _Request(deps, request_id)
+        try:
+            with deps.db.transaction() as session:
+                dead_before = heartbeat.dead_before(deps, now)
+                run = outbox.claim_request_run(session, request_id, deps.tuning.instance, now, now + LEASE, dead_before)
+                if any(owed.kind in _READS_REQUEST for owed in run):
+                    request.read_in(session)
+        except outbox.Contended as contended:  # rolled back: claim what can be had, as the sweep would
+            sent = self._run(contended.first)
+            return (sent, request) if sent is not None else None
+        return (self._send_run(run, request), request) if run else None
+
     def _run(self, message_id: int) -> _Sent | None:
         """Send the rows a request owes from ``message_id`` on, in order, up to the first that fails (the rest are
         handed back untried). None if the first was not ours to send."""
@@ -137,14 +188,15 @@ class Courier:
         with deps.db.transaction() as session:
             dead_before = heartbeat.dead_before(deps, now)
             run = outbox.claim_run(session, message_id, deps.tuning.instance, now, now + LEASE, dead_before)
-        if not run:
-            return None
+        return self._send_run(run, _Request(deps, run[0].request_id)) if run else None
+
+    def _send_run(self, run: list[Owed], request: _Request) -> _Sent:
+        deps = self.deps
         request_id = run[0].request_id
         if request_id is not None and any(owed.kind in _SHOWN for owed in run):
             # Owed whenever a request changes, after its commit: the Home tabs it is on follow, whatever Slack
             # makes of the message (handed to a thread of their own; this never waits).
             deps.homes.changed(request_id)
-        request = _Request(deps, request_id)
         done: list[_Done] = []
         for at, owed in enumerate(run):
             looked = False
@@ -199,13 +251,15 @@ class Courier:
                 return None
             if owed.kind is not Kind.REFRESH:
                 return notifier.post_request(self._channel(owed), current, owed.uid, alert=owed.kind is Kind.ALERT)
+            # A message this run has just posted already shows the request as this run read it (where its
+            # messages are is not part of it): editing it would change nothing.
             refs = [
                 MessageRef(channel, ts)
                 for channel, ts in (
                     (current.approval_channel, current.approval_ts),
                     (current.alert_channel, current.alert_ts),
                 )
-                if channel and ts
+                if channel and ts and ts not in request.shown
             ]
             for ref in refs:
                 try:
@@ -299,23 +353,21 @@ class Courier:
         deps = self.deps
         with deps.db.transaction() as session:
             now = deps.now()
-            for owed, outcome, ref, link in done:
-                ours = outbox.finish(
-                    session,
-                    owed.id,
-                    deps.tuning.instance,
-                    now,
-                    outcome,
-                    channel=ref.channel if ref else None,
-                    ts=ref.ts if ref else None,
-                )
-                if ours and ref is not None and owed.request_id is not None:
+            sent = [(d.owed.id, d.outcome, d.ref.channel if d.ref else None, d.ref.ts if d.ref else None) for d in done]
+            ours = outbox.finish_run(session, deps.tuning.instance, now, sent)
+            learnt: dict[int, dict[str, str]] = {}  # where each request's messages went: one UPDATE a request
+            for owed, _, ref, link in done:
+                if owed.id in ours and ref is not None and owed.request_id is not None:
+                    fields = learnt.setdefault(owed.request_id, {})
                     if owed.kind is Kind.REQUEST:
-                        queries.set_fields(session, owed.request_id, approval_channel=ref.channel, approval_ts=ref.ts)
+                        fields |= {"approval_channel": ref.channel, "approval_ts": ref.ts}
                     elif owed.kind is Kind.ALERT:
-                        queries.set_fields(session, owed.request_id, alert_channel=ref.channel, alert_ts=ref.ts)
+                        fields |= {"alert_channel": ref.channel, "alert_ts": ref.ts}
                     if link is not None:
-                        queries.set_fields(session, owed.request_id, approval_link=link)
+                        fields["approval_link"] = link
+            for request_id, fields in learnt.items():
+                if fields:
+                    queries.set_fields(session, request_id, **fields)
         for owed, outcome, ref, _ in done:
             if outcome is Outcome.FOUND:
                 log.info("message %s was in Slack already (%s %s); adopted, not posted again", owed.id, ref, owed.kind)

@@ -224,17 +224,18 @@ class NoMetrics:
 class Courier(Protocol):
     """Delivers what the outbox owes once the transaction that owed it has committed."""
 
-    def deliver(self, request_id: int | None) -> None:
+    def deliver(self, request_id: int | None) -> RequestView | None:
         """Send what is owed for this request now, in this thread where the caller waits on Slack anyway (a person's
-        click sees its effect before the answer), or hand it to the delivery thread (background work)."""
+        click sees its effect before the answer), or hand it to the delivery thread (background work). Returns the
+        request as delivery last read it, with where its messages went, when it did; else None."""
         ...
 
 
 class NoCourier:
     """Until the runtime wires the real one: rows stay owed, and the sweep delivers them."""
 
-    def deliver(self, request_id: int | None) -> None:
-        pass
+    def deliver(self, request_id: int | None) -> RequestView | None:
+        return None
 
 
 class Homes(Protocol):

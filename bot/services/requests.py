@@ -118,7 +118,7 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
                 superseded = view(deps, session, withdrawn)
                 tell.refresh(deps, session, superseded)  # its approval message now says the emergency replaced it
             request_id = request.id
-            current = view(deps, session, request)
+            current = view(deps, session, request, new=True)
             # Owed from this commit on, whatever happens to Slack or to this process next.
             if ask.emergency:  # the loud part: both channels hear it, with a button to revoke at once
                 tell.alert(deps, session, current)
@@ -150,8 +150,7 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
         access.finish_grant(deps, request_id)  # access first; the alerts go out right after it
     if ask.emergency:
         triggers.page(deps, resource, request_id)
-    deps.courier.deliver(request_id)
-    current = existing(deps, request_id)
+    current = deps.courier.deliver(request_id) or existing(deps, request_id)
     if current.status is Status.PENDING:  # on time, not a sweep late: the moments it waits for have alarms now
         waiting.set_alarms(deps, resource, current.created_at)
     return current

@@ -154,9 +154,12 @@ def snapshot(
     lesser_levels: tuple[str, ...] = (),
     approval: Approval = Approval(),
     decided: Sequence[Decision] | None = None,
+    *,
+    unreviewed: bool = False,
 ) -> RequestView:
-    """The request as it stands; ``decided``: its decisions, when the caller has read them already."""
-    review = queries.review(session, request.id)
+    """The request as it stands; ``decided``: its decisions, when the caller has read them already; ``unreviewed``:
+    the caller knows it has no review (it was created in this transaction), so none is looked for."""
+    review = None if unreviewed else queries.review(session, request.id)
     return RequestView(
         id=request.id,
         uid=request.uid,

@@ -10,12 +10,14 @@ row undone holds all of its rows (the others wait for it), so it takes the rest 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from itertools import takewhile
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, exists, false, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session, aliased
 
 from bot.store.models import OutboxMessage, Replica
@@ -225,6 +227,54 @@ def claim_run(
     return [first, *(_owed(row) for row in due)]
 
 
+class Contended(Exception):
+    """The rows changed between their reading and their claim, and only some were claimed: roll the transaction back
+    and claim from ``first`` as ``claim_run`` does."""
+
+    def __init__(self, first: int) -> None:
+        super().__init__(f"outbox row {first} and those after it changed while being claimed")
+        self.first = first
+
+
+def claim_request_run(
+    session: Session,
+    request_id: int,
+    holder: str,
+    now: datetime,
+    lease_until: datetime,
+    dead_before: datetime | None = None,
+    limit: int = 20,
+) -> list[Owed]:
+    """What ``claim_run`` claims from the request's first row not yet done, found and claimed with one read and one
+    compare-and-set instead of a search, a read, a claim and a claim of the rest. Empty when that row is not due or is
+    held by a live sender. Raises Contended when only some of the rows could be had (a sender from before a
+    takeover holds the later ones): nothing may be kept of this transaction then."""
+    undone = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.request_id == request_id, OutboxMessage.done_at.is_(None))
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+        .execution_options(populate_existing=True)
+    ).all()
+    run = list(takewhile(lambda row: row.due_at <= now, undone))  # later rows wait for a retry's time, as it does
+    if not run:
+        return []
+    # As read, attempt for attempt: a row claimed, dropped and freed meanwhile would carry a doubt this read missed.
+    claimed = session.execute(
+        update(OutboxMessage)
+        .where(tuple_(OutboxMessage.id, OutboxMessage.attempts).in_([(r.id, r.attempts) for r in run]))
+        .where(*_free(now, dead_before))
+        .values(claimed_by=holder, lease_until=lease_until, attempts=OutboxMessage.attempts + 1, in_doubt=True)
+        .execution_options(synchronize_session=False)
+    )
+    count = changed(claimed)
+    if count == len(run):
+        return [_owed(row) for row in run]
+    if count == 0:
+        return []  # someone else has the first row, so all of them
+    raise Contended(run[0].id)
+
+
 def _owed(row: OutboxMessage) -> Owed:
     return Owed(
         id=row.id,
@@ -272,6 +322,42 @@ def finish(
         .execution_options(synchronize_session=False)
     )
     return changed(done) == 1
+
+
+def finish_run(
+    session: Session, holder: str, now: datetime, sent: Sequence[tuple[int, Outcome, str | None, str | None]]
+) -> set[int]:
+    """``finish`` for each (row, outcome, channel, ts) of a run, in one statement. Returns the rows that were still
+    ours: all of them, unless a lease ran out meanwhile and another sender took some."""
+    if not sent:
+        return set()
+    ids = [message_id for message_id, *_ in sent]
+
+    def by_row(values: list[str | None]) -> Any:
+        return case(dict(zip(ids, values, strict=True)), value=OutboxMessage.id, else_=None)
+
+    done = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids), OutboxMessage.claimed_by == holder, OutboxMessage.done_at.is_(None))
+        .values(
+            done_at=now,
+            outcome=by_row([outcome.value for _, outcome, _, _ in sent]),
+            sent_channel=by_row([channel for _, _, channel, _ in sent]),
+            sent_ts=by_row([ts for _, _, _, ts in sent]),
+            failure=None,
+            in_doubt=False,
+            claimed_by=None,
+            lease_until=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if changed(done) == len(sent):
+        return set(ids)
+    # Some had been taken over: ours are those that now say what we sent (a post's ts is Slack's, unique to it).
+    now_says = dict(
+        session.execute(select(OutboxMessage.id, OutboxMessage.sent_ts).where(OutboxMessage.id.in_(ids))).tuples()
+    )
+    return {message_id for message_id, _, _, ts in sent if ts is not None and now_says.get(message_id) == ts}
 
 
 def retry_at(session: Session, message_id: int, holder: str, due_at: datetime, *, in_doubt: bool, failure: str) -> bool:

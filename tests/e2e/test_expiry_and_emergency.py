@@ -115,6 +115,8 @@ def test_emergency_grants_at_once_alerts_loudly_and_chases_a_review(bot: LocalBo
     for channel in ("C0SECURITY", "C0APPROVALS"):
         alert = bot.request_message(1, channel)
         assert buttons(alert) == [ActionId.REVOKE] and "BREAK-GLASS" in alert["text"]  # type: ignore[index]
+        assert "Active" in state(alert)
+    assert not bot.slack.calls("chat.update")  # posted once granted, as granted: not posted, then edited at once
     assert any("emergency access" in t for t in dm_texts(bot, BOB))
 
     bot.advance(timedelta(minutes=20))

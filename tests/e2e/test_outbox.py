@@ -255,3 +255,49 @@ def test_a_request_s_messages_go_as_one_run_and_a_failure_hands_back_the_rest_un
         "C0INCIDENT",
     ]
     assert_each_delivered_once(bot)
+
+
+def test_a_run_part_held_by_a_live_sender_is_left_whole_to_it(bot: LocalBot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The request's thread claims its run with one read and one compare-and-set. When a live sender holds the
+    first row (claimed alone), the later rows look free: the claim that got them is rolled back, not kept."""
+    assert bot.runtime is not None
+    deps = bot.runtime.deps
+    deliver = deps.courier.deliver
+    monkeypatch.setattr(deps.courier, "deliver", lambda request_id: None)
+    bot.command(BOB, "orders-db 30m INC-1 fix")
+    first, *rest = owed(bot)
+    assert rest, "a request owes its message and the requester's DM"
+    with deps.db.transaction() as session:
+        replicas.beat(session, "live-replica", deps.now())
+        assert outbox.claim(session, first.id, "live-replica", deps.now(), deps.now() + LEASE) is not None
+    fell_back: list[int] = []
+    claim_run = outbox.claim_run
+    monkeypatch.setattr(
+        outbox, "claim_run", lambda session, first, *a: fell_back.append(first) or claim_run(session, first, *a)
+    )
+
+    deliver(1)
+
+    assert fell_back == [first.id]  # the one-statement claim got only the later rows, and was undone
+    assert not bot.slack.calls("chat.postMessage")
+    assert [(row.claimed_by, row.attempts) for row in owed(bot)] == [("live-replica", 1)] + [(None, 0)] * len(rest)
+    with deps.db.transaction() as session:  # the live sender lets go: the whole run is ours, in one claim
+        outbox.unclaim(session, outbox.Owed(**_owed_fields(first)), "live-replica")
+    deliver(1)
+    assert fell_back == [first.id]
+    assert_each_delivered_once(bot)
+
+
+def _owed_fields(row: OutboxMessage) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "uid": row.uid,
+        "request_id": row.request_id,
+        "kind": outbox.Kind(row.kind),
+        "channel": row.channel,
+        "notice": row.notice,
+        "payload": dict(row.payload or {}),
+        "created_at": row.created_at,
+        "attempts": row.attempts,
+        "in_doubt": row.in_doubt,
+    }
