@@ -9,7 +9,9 @@ in a third. Each of ``--n`` people sends one signed ``/breakglass`` command:
 * emergencies: the same with ``--emergency``, measured to the backend's grant call.
 
 Each row prints requests/s (from the first command sent to the last effect), and the median, p99 and max of each
-request's own time from its command to its effect. The target is 100 a second for both.
+request's own time from its command to its effect. The target is 100 a second for both. The floor, measured first in
+the same run, is what this machine allows any Bolt app: a bare one served the same way, whose command listener acks
+and then posts one message to the same Slack stand-in (the least a request's effect can cost, with nothing stored).
 
     python bench/throughput.py
     python bench/throughput.py --quick          # CI: 40 of each; fails only if one is lost
@@ -21,8 +23,19 @@ import argparse
 import os
 import re
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.authorization import AuthorizeResult
+from slack_sdk import WebClient
+from waitress.server import create_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadkit import DEFAULT_POSTGRES, bot_settings, database, fire, receiver_elsewhere, slack_elsewhere, summary
@@ -30,7 +43,7 @@ from loadkit import DEFAULT_POSTGRES, bot_settings, database, fire, receiver_els
 from bot import runtime
 from bot.clock import SystemClock
 from bot.devtools.local_bot import BOT_TOKEN, PEOPLE, SIGNING_SECRET
-from bot.devtools.slack_requests import slash_command
+from bot.devtools.slack_requests import TEAM_ID, slash_command
 from bot.policy import parse_policy
 
 WEBHOOK_SECRET = "bench-webhook-secret-0123456789"
@@ -63,7 +76,7 @@ def people(n: int, start: int) -> list[str]:
 
 
 def directory(n: int) -> dict[str, dict[str, str]]:
-    return PEOPLE | {u: {"name": u.lower(), "email": f"{u.lower()}@example.com"} for u in people(2 * n, 0)}
+    return PEOPLE | {u: {"name": u.lower(), "email": f"{u.lower()}@example.com"} for u in people(3 * n, 0)}
 
 
 def bodies(who: list[str], respond: str, emergency: bool) -> list[str]:
@@ -92,6 +105,38 @@ def row(name: str, sent: list[tuple[float, float, int]], effects: dict[str, floa
     return problems + ([f"{name}: {errors} commands answered with an error"] if errors else [])
 
 
+@contextmanager
+def floor_bolt(slack_url: str) -> Iterator[str]:
+    """A bare Bolt app served as the bot is (waitress, 8 threads), whose command listener acks and then, in a pool
+    of 8 threads as the bot's after-ack work runs, posts the approval message: yields its events URL."""
+    app = App(
+        signing_secret=SIGNING_SECRET,
+        authorize=lambda **_: AuthorizeResult(
+            enterprise_id=None, team_id=TEAM_ID, bot_token=BOT_TOKEN, bot_user_id="U0BOT", bot_id="B0BOT"
+        ),
+    )
+    client = WebClient(token=BOT_TOKEN, base_url=slack_url)
+    after_ack = ThreadPoolExecutor(8)
+
+    def post(user: str) -> None:
+        client.chat_postMessage(channel="C0APPROVALS", text=f"{user.lower()} (`{user}`) asks for {RESOURCE}")
+
+    def on_command(ack: Ack, command: dict[str, Any]) -> None:
+        ack()
+        after_ack.submit(post, command["user_id"])
+
+    app.command("/breakglass")(on_command)
+    server = create_server(SlackRequestHandler(app), host="127.0.0.1", port=0, threads=8)
+    port = int(server.effective_port)  # type: ignore[union-attr]  # set by waitress, missing from its stubs
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}/slack/events"
+    finally:
+        server.close()
+        after_ack.shutdown()
+
+
 def run(n: int, clients: int, postgres: str | None, kinds: list[str]) -> int:
     receiver = receiver_elsewhere(WEBHOOK_SECRET, BACKEND_MS / 1000)
     slack = slack_elsewhere(BOT_TOKEN, directory(n))
@@ -107,6 +152,11 @@ def run(n: int, clients: int, postgres: str | None, kinds: list[str]) -> int:
                 events = f"http://127.0.0.1:{port}/slack/events"
                 print(f"{clients} clients, {n} people each run; backend {BACKEND_MS} ms a call")
                 print(f"{'':<34} {'n':>5} {'per s':>8} {'median ms':>10} {'p99 ms':>9} {'max ms':>9}")
+                with floor_bolt(slack.url) as floor:
+                    asking = people(n, 2 * n)
+                    sent = fire(floor, bodies(asking, respond, emergency=False), clients, SIGNING_SECRET)
+                    posted = wait(lambda: approvals(slack.ask(), asking), len(asking))
+                    failures += row("floor: bare Bolt app, one post", sent, posted, asking)
 
                 if "requests" in kinds:
                     asking = people(n, 0)
