@@ -139,7 +139,7 @@ def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
     deps.alarms.wake_at(ctx.expires_at)
     if warned_at is None:
         deps.alarms.wake_at(ctx.expires_at - deps.tuning.expiry_warning)
-    deps.courier.deliver(request_id)
+    current = deps.courier.deliver(request_id) or current  # as delivered: with where its messages went
     if receipt.credentials and not drill:  # never stored, so never owed: straight to the requester, once
         deps.notifier.send_credentials(current, receipt.credentials)
     return current
