@@ -168,13 +168,37 @@ def _serve_slack(token: str, users: dict[str, dict[str, str]], pipe: multiproces
         slack.stop()
 
 
+def _serve_replica(
+    database_url: str,
+    slack_url: str,
+    audit_key: str,
+    environ: dict[str, str],
+    policy: str,
+    pipe: multiprocessing.connection.Connection,
+) -> None:
+    from bot import runtime
+    from bot.clock import SystemClock
+    from bot.policy import parse_policy
+
+    settings = bot_settings(database_url, slack_url, audit_key)
+    bot = runtime.build(settings, environ, clock=SystemClock(), policy=parse_policy(policy))
+    try:
+        pipe.send(f"http://127.0.0.1:{bot.serve_http(host='127.0.0.1', port=0, block=False)}/slack/events")
+        while pipe.recv() != "stop":
+            pipe.send([])
+    finally:
+        bot.stop(grace=2)
+
+
 class Elsewhere:
     """A stand-in run in a child process: ``url`` is where it listens; ``ask()`` what it recorded (the webhook
-    receiver: every call; Slack: every ``chat.postMessage`` as (method, channel, its arguments as JSON, when))."""
+    receiver: every call; Slack: every ``chat.postMessage`` as (method, channel, its arguments as JSON, when)).
+    Forked, unless ``fresh`` (a bot replica: started from nothing, as a replica on another machine would be)."""
 
-    def __init__(self, target: object, *args: object) -> None:
+    def __init__(self, target: object, *args: object, fresh: bool = False) -> None:
         self._pipe, theirs = multiprocessing.Pipe()
-        self._process = multiprocessing.get_context("fork").Process(target=target, args=(*args, theirs), daemon=True)
+        context = multiprocessing.get_context("spawn" if fresh else "fork")
+        self._process = context.Process(target=target, args=(*args, theirs), daemon=True)
         self._process.start()
         self.url = str(self._pipe.recv())
 
@@ -194,6 +218,13 @@ def receiver_elsewhere(secret: str, hang: float) -> Elsewhere:
     return Elsewhere(_serve_receiver, secret, hang)
 
 
+def replica_elsewhere(
+    database_url: str, slack_url: str, audit_key: str, environ: dict[str, str], policy: str
+) -> Elsewhere:
+    """Another replica of the bot, in a process of its own on the same database; ``url``: its events URL."""
+    return Elsewhere(_serve_replica, database_url, slack_url, audit_key, environ, policy, fresh=True)
+
+
 def slack_elsewhere(token: str, users: dict[str, dict[str, str]]) -> Elsewhere:
     """The Slack Web API stand-in; its ``url`` is the API's base, and ``{url}../respond/<name>`` takes answers."""
     return Elsewhere(_serve_slack, token, users)
@@ -202,8 +233,9 @@ def slack_elsewhere(token: str, users: dict[str, dict[str, str]]) -> Elsewhere:
 # -- clients, in a process of their own --------------------------------------------------------------------------
 
 
-def _fire(url: str, bodies: list[str], clients: int, secret: str) -> list[tuple[float, float, int]]:
-    def one_client(share: list[tuple[int, str]]) -> list[tuple[int, float, float, int]]:
+def _fire(urls: list[str], bodies: list[str], clients: int, secret: str) -> list[tuple[float, float, int]]:
+    def one_client(client: int, share: list[tuple[int, str]]) -> list[tuple[int, float, float, int]]:
+        url = urls[client % len(urls)]  # as a load balancer would spread connections over the replicas
         timings = []
         with requests.Session() as session:
             for index, body in share:
@@ -216,13 +248,13 @@ def _fire(url: str, bodies: list[str], clients: int, secret: str) -> list[tuple[
     numbered = list(enumerate(bodies))
     shares = [numbered[i::clients] for i in range(clients)]
     with ThreadPoolExecutor(clients) as pool:
-        done = sorted(t for timings in pool.map(one_client, shares) for t in timings)
+        done = sorted(t for timings in pool.map(one_client, range(clients), shares) for t in timings)
     return [(sent, ms, status) for _, sent, ms, status in done]
 
 
-def fire(url: str, bodies: list[str], clients: int, secret: str) -> list[tuple[float, float, int]]:
+def fire(url: str | list[str], bodies: list[str], clients: int, secret: str) -> list[tuple[float, float, int]]:
     """Send the signed ``bodies`` from ``clients`` threads in a process of their own, each as soon as its last answer
     came: (when it was sent on the machine's monotonic clock, round trip in ms, HTTP status) for each, in order.
     The process comes from a fork server, not a fork of this one: the bot's threads may hold locks at that moment."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver")) as process:
-        return process.submit(_fire, url, bodies, clients, secret).result()
+        return process.submit(_fire, [url] if isinstance(url, str) else url, bodies, clients, secret).result()

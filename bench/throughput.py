@@ -38,7 +38,16 @@ from slack_sdk import WebClient
 from waitress.server import create_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadkit import DEFAULT_POSTGRES, bot_settings, database, fire, receiver_elsewhere, slack_elsewhere, summary
+from loadkit import (
+    DEFAULT_POSTGRES,
+    bot_settings,
+    database,
+    fire,
+    receiver_elsewhere,
+    replica_elsewhere,
+    slack_elsewhere,
+    summary,
+)
 
 from bot import runtime
 from bot.clock import SystemClock
@@ -137,11 +146,12 @@ def floor_bolt(slack_url: str) -> Iterator[str]:
         after_ack.shutdown()
 
 
-def run(n: int, clients: int, postgres: str | None, kinds: list[str]) -> int:
+def run(n: int, clients: int, postgres: str | None, kinds: list[str], replicas: int = 1) -> int:
     receiver = receiver_elsewhere(WEBHOOK_SECRET, BACKEND_MS / 1000)
     slack = slack_elsewhere(BOT_TOKEN, directory(n))
     respond = slack.url.removesuffix("api/") + "respond/"
     failures: list[str] = []
+    others = []
     try:
         with database(postgres) as url:
             settings = bot_settings(url, slack.url)
@@ -149,8 +159,10 @@ def run(n: int, clients: int, postgres: str | None, kinds: list[str]) -> int:
             bot = runtime.build(settings, environ, clock=SystemClock(), policy=parse_policy(POLICY))
             try:
                 port = bot.serve_http(host="127.0.0.1", port=0, block=False)
-                events = f"http://127.0.0.1:{port}/slack/events"
-                print(f"{clients} clients, {n} people each run; backend {BACKEND_MS} ms a call")
+                audit_key = settings.audit_key.get_secret_value() if settings.audit_key else ""
+                others = [replica_elsewhere(url, slack.url, audit_key, environ, POLICY) for _ in range(replicas - 1)]
+                events = [f"http://127.0.0.1:{port}/slack/events", *(other.url for other in others)]
+                print(f"{clients} clients, {n} people each run; backend {BACKEND_MS} ms a call; {replicas} replica(s)")
                 print(f"{'':<34} {'n':>5} {'per s':>8} {'median ms':>10} {'p99 ms':>9} {'max ms':>9}")
                 with floor_bolt(slack.url) as floor:
                     asking = people(n, 2 * n)
@@ -169,6 +181,8 @@ def run(n: int, clients: int, postgres: str | None, kinds: list[str]) -> int:
                     granted = wait(lambda: grants(receiver.ask(), breaking), len(breaking))
                     failures += row("emergencies: command to backend call", sent, granted, breaking)
             finally:
+                for other in others:
+                    other.stop()
                 bot.stop()
     finally:
         receiver.stop()
@@ -219,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", choices=["requests", "emergencies"], help="measure one kind only (each is measured after the other)"
     )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="replicas on the one database, the clients spread over them (1)"
+    )
     parser.add_argument("--quick", action="store_true", help="a short run for CI: 40 of each")
     args = parser.parse_args(argv)
     if args.quick:
@@ -226,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.n < 1 or args.clients < 1:
         parser.error("--n and --clients must be at least 1")
     kinds = [args.only] if args.only else ["requests", "emergencies"]
-    return run(args.n, args.clients, args.postgres or None, kinds)
+    if args.replicas > 1 and not args.postgres:
+        parser.error("--replicas share one database: PostgreSQL, not SQLite")
+    return run(args.n, args.clients, args.postgres or None, kinds, max(args.replicas, 1))
 
 
 if __name__ == "__main__":
