@@ -354,9 +354,10 @@ def finish_run(
     if changed(done) == len(sent):
         return set(ids)
     # Some had been taken over: ours are those that now say what we sent (a post's ts is Slack's, unique to it).
-    now_says = dict(
-        session.execute(select(OutboxMessage.id, OutboxMessage.sent_ts).where(OutboxMessage.id.in_(ids))).tuples()
-    )
+    now_says = {
+        row.id: row.sent_ts
+        for row in session.execute(select(OutboxMessage.id, OutboxMessage.sent_ts).where(OutboxMessage.id.in_(ids)))
+    }
     return {message_id for message_id, _, _, ts in sent if ts is not None and now_says.get(message_id) == ts}
 
 

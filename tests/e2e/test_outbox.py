@@ -301,3 +301,28 @@ def _owed_fields(row: OutboxMessage) -> dict[str, Any]:
         "attempts": row.attempts,
         "in_doubt": row.in_doubt,
     }
+
+
+def test_finishing_a_run_marks_done_only_the_rows_still_ours(bot: LocalBot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run is finished by one statement; when a lease ran out meanwhile and another sender took a row, only the
+    rows still ours are marked done, and only they say where their messages went."""
+    assert bot.runtime is not None
+    deps = bot.runtime.deps
+    monkeypatch.setattr(deps.courier, "deliver", lambda request_id: None)
+    bot.command(BOB, "orders-db 30m INC-1 fix")
+    now = deps.now()
+    with deps.db.transaction() as session:
+        run = outbox.claim_request_run(session, 1, "me", now, now + LEASE)
+    assert len(run) >= 2
+    taken, kept = run[0], run[1:]
+    with deps.db.transaction() as session:  # our lease ran out; another sender took the first row
+        session.execute(outbox.update(OutboxMessage).where(OutboxMessage.id == taken.id).values(claimed_by="other"))
+    sent = [(owed.id, outbox.Outcome.SENT, "C0SOMEWHERE", f"100.{owed.id}") for owed in run]
+
+    with deps.db.transaction() as session:
+        ours = outbox.finish_run(session, "me", now, sent)
+
+    assert ours == {owed.id for owed in kept}
+    rows = {row.id: row for row in owed(bot)}
+    assert rows[taken.id].done_at is None and rows[taken.id].claimed_by == "other"
+    assert all(rows[o.id].done_at is not None and rows[o.id].sent_ts == f"100.{o.id}" for o in kept)
