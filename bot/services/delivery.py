@@ -65,6 +65,10 @@ class _Sent(NamedTuple):
     stop: bool  # Slack is not taking messages: try nothing more now
 
 
+class _Idle(NamedTuple):
+    view: RequestView | None  # the request as it stands, when asked for: read where nothing was left to send
+
+
 class _Request:
     """The request a run is about, read once when first needed (after the claim, so as fresh as what the run owes),
     then told where the run's own posts went: a later row of the run threads under them and links to them."""
@@ -73,7 +77,7 @@ class _Request:
         self._deps, self._id = deps, request_id
         self._view: RequestView | None = None
         self._read = False
-        self.shown: set[str] = set()  # the ts of messages this run posted from this reading: nothing to edit in them
+        self.shown: set[MessageRef] = set()  # messages this run posted from this reading: nothing to edit in them
 
     def read_in(self, session: Session) -> None:
         """Read it in the transaction that claimed the run: as fresh, without a transaction of its own."""
@@ -88,7 +92,7 @@ class _Request:
         return self._view
 
     def known(self) -> RequestView | None:
-        """The view, if the run read it: never read just to be asked."""
+        """The view, if it was read: never read just to be asked."""
         return self._view
 
     def learn(self, done: _Done) -> None:
@@ -98,7 +102,7 @@ class _Request:
             return
         assert self._view is not None
         if done.outcome is Outcome.SENT:  # rendered from this reading (one found in Slack was not)
-            self.shown.add(done.ref.ts)
+            self.shown.add(done.ref)
         if done.owed.kind is Kind.REQUEST:
             self._view = replace(self._view, approval_channel=done.ref.channel, approval_ts=done.ref.ts)
         elif done.owed.kind is Kind.ALERT:
@@ -124,13 +128,13 @@ class Courier:
         if request_id is None:
             self.drain(None)
             return None
-        return self._drain_request(request_id)[1]
+        return self._drain_request(request_id, answer=True)[1]
 
     def drain(self, request_id: int | None = outbox.ALL) -> int:
         """Send every row that can go now (only this request's, or with None those of no request); stop at the first
         failure that says Slack is not taking messages. Returns how many rows were done."""
         if request_id is not None and request_id != outbox.ALL:
-            return self._drain_request(request_id)[0]
+            return self._drain_request(request_id, answer=False)[0]
         done = 0
         while True:
             now = self.deps.now()
@@ -150,22 +154,23 @@ class Courier:
             if not progressed:
                 return done
 
-    def _drain_request(self, request_id: int) -> tuple[int, RequestView | None]:
+    def _drain_request(self, request_id: int, answer: bool) -> tuple[int, RequestView | None]:
         """``drain`` for one request, whose person waits: each run found, claimed and read in one transaction. With
-        the count, the request as the last run that read it saw it, and where its messages went (None if none did):
-        what the person is answered with, without reading it again."""
-        done, latest = 0, None
+        ``answer``, the count comes with the request as it stands once nothing is left to send, read in the
+        transaction that found nothing (what the person is answered with, without a transaction of its own); None
+        when delivery stopped short (the caller reads it)."""
+        done = 0
         while True:
-            ran = self._run_request(request_id)
-            if ran is None:
-                return done, latest
-            sent, request = ran
+            sent = self._run_request(request_id, answer)
+            if isinstance(sent, _Idle):
+                return done, sent.view
+            if sent is None:  # someone else holds the request's first row: they send the rest
+                return done, None
             done += sent.done
-            latest = request.known() or latest
             if sent.stop:
-                return done, latest
+                return done, None
 
-    def _run_request(self, request_id: int) -> tuple[_Sent, _Request] | None:
+    def _run_request(self, request_id: int, answer: bool) -> _Sent | _Idle | None:
         deps = self.deps
         now = deps.now()
         request = _Request(deps, request_id)
@@ -173,12 +178,11 @@ class Courier:
             with deps.db.transaction() as session:
                 dead_before = heartbeat.dead_before(deps, now)
                 run = outbox.claim_request_run(session, request_id, deps.tuning.instance, now, now + LEASE, dead_before)
-                if any(owed.kind in _READS_REQUEST for owed in run):
+                if any(owed.kind in _READS_REQUEST for owed in run) or (answer and not run):
                     request.read_in(session)
         except outbox.Contended as contended:  # rolled back: claim what can be had, as the sweep would
-            sent = self._run(contended.first)
-            return (sent, request) if sent is not None else None
-        return (self._send_run(run, request), request) if run else None
+            return self._run(contended.first)
+        return self._send_run(run, request) if run else _Idle(request.known())
 
     def _run(self, message_id: int) -> _Sent | None:
         """Send the rows a request owes from ``message_id`` on, in order, up to the first that fails (the rest are
@@ -259,7 +263,7 @@ class Courier:
                     (current.approval_channel, current.approval_ts),
                     (current.alert_channel, current.alert_ts),
                 )
-                if channel and ts and ts not in request.shown
+                if channel and ts and MessageRef(channel, ts) not in request.shown
             ]
             for ref in refs:
                 try:

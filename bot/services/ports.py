@@ -227,7 +227,7 @@ class Courier(Protocol):
     def deliver(self, request_id: int | None) -> RequestView | None:
         """Send what is owed for this request now, in this thread where the caller waits on Slack anyway (a person's
         click sees its effect before the answer), or hand it to the delivery thread (background work). Returns the
-        request as delivery last read it, with where its messages went, when it did; else None."""
+        request as it stands once nothing is left to send, read by delivery itself; else None."""
         ...
 
 

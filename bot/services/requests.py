@@ -144,14 +144,13 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
     if superseded is not None:
         deps.metrics.request_settled(superseded.resource, superseded.level, Settled.CANCELLED, None)
         deps.courier.deliver(superseded.id)
-    granted = None
     if ask.emergency or auto:
         settled = Settled.EMERGENCY if ask.emergency else Settled.AUTO_APPROVED
         deps.metrics.request_settled(resource.name, resource.level, settled, None)
-        granted = access.finish_grant(deps, request_id)  # access first; the alerts go out right after it
+        access.finish_grant(deps, request_id)  # access first; the alerts go out right after it
     if ask.emergency:
         triggers.page(deps, resource, request_id)
-    current = deps.courier.deliver(request_id) or granted or existing(deps, request_id)
+    current = deps.courier.deliver(request_id) or existing(deps, request_id)
     if current.status is Status.PENDING:  # on time, not a sweep late: the moments it waits for have alarms now
         waiting.set_alarms(deps, resource, current.created_at)
     return current

@@ -62,7 +62,7 @@ class Outcome(StrEnum):
     SENT = "sent"
     FOUND = "found"  # a post whose answer was lost, found in the channel and adopted instead of posted again
     UNDELIVERABLE = "undeliverable"  # Slack refused it for good (a channel that no longer exists); given up
-    SKIPPED = "skipped"  # nothing left to do (a refresh of a request whose message was never posted)
+    SKIPPED = "skipped"  # nothing to do: a refresh of a message never posted, or posted in the same run as it stands
 
 
 @dataclass(frozen=True)
@@ -327,8 +327,9 @@ def finish(
 def finish_run(
     session: Session, holder: str, now: datetime, sent: Sequence[tuple[int, Outcome, str | None, str | None]]
 ) -> set[int]:
-    """``finish`` for each (row, outcome, channel, ts) of a run, in one statement. Returns the rows that were still
-    ours: all of them, unless a lease ran out meanwhile and another sender took some."""
+    """``finish`` for each (row, outcome, channel, ts) of a run, in one statement. Returns the rows whose place in
+    Slack is ours to record: all of them; or, when a lease ran out meanwhile and another sender took some, those
+    that now carry the ts we sent (rows without one are left out: they have no place to record)."""
     if not sent:
         return set()
     ids = [message_id for message_id, *_ in sent]

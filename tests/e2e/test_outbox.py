@@ -15,7 +15,7 @@ from bot.devtools.local_bot import LocalBot
 from bot.devtools.slack_standin import SlackStandIn
 from bot.devtools.webhook_receiver import WebhookReceiver
 from bot.domain.states import Status
-from bot.services.delivery import LEASE
+from bot.services.delivery import LEASE, Courier
 from bot.slack.ids import ActionId
 from bot.slack.notifier import MARK_EVENT
 from bot.slack.retry import SlackRetry
@@ -326,3 +326,52 @@ def test_finishing_a_run_marks_done_only_the_rows_still_ours(bot: LocalBot, monk
     rows = {row.id: row for row in owed(bot)}
     assert rows[taken.id].done_at is None and rows[taken.id].claimed_by == "other"
     assert all(rows[o.id].done_at is not None and rows[o.id].sent_ts == f"100.{o.id}" for o in kept)
+
+
+def test_the_answer_shows_what_others_did_while_the_request_s_messages_went(
+    bot: LocalBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The person is answered with the request as delivery last read it, once nothing is left to send: an approval
+    made (and delivered by the approver's own thread) between this thread's run and its last look is in it."""
+    assert bot.runtime is not None
+    finish = Courier._finish
+    approved: list[str] = []
+
+    def then_approve(self: Courier, done: Any) -> None:
+        finish(self, done)
+        if done and not approved:
+            approved.append(bot.click(ALICE, ActionId.APPROVE, 1).text)
+
+    monkeypatch.setattr(Courier, "_finish", then_approve)
+
+    answer = bot.command(BOB, "orders-db 30m INC-1 fix").text
+
+    assert approved and view(bot, 1).status is Status.ACTIVE
+    assert "is active" in answer, answer
+    assert "Active" in state(bot.request_message(1))
+    assert_each_delivered_once(bot)
+
+
+def test_an_emergency_s_messages_are_posted_as_granted_and_a_later_change_still_edits_them(
+    bot: LocalBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refresh in the run that just posted the message is skipped; one owed after the run's reading is not."""
+    assert bot.runtime is not None
+    deps = bot.runtime.deps
+    post = deps.notifier.post_request
+    revoked: list[str] = []
+
+    def revoke_meanwhile(channel: str, current: Any, mark: str, **options: Any) -> Any:
+        posted = post(channel, current, mark, **options)
+        if not revoked:  # committed after the run read the request, before the run ends
+            revoked.append(bot.click(ALICE, ActionId.REVOKE, 1, channel=SECURITY).text)
+        return posted
+
+    monkeypatch.setattr(deps.notifier, "post_request", revoke_meanwhile)
+
+    bot.command(BOB, "orders-db 30m INC-1 outage --emergency")
+
+    assert revoked and view(bot, 1).status is Status.REVOKED
+    for channel in (SECURITY, APPROVALS):
+        assert "Revoked by <@U0ALICE01>" in state(bot.request_message(1, channel))
+    assert_each_delivered_once(bot)
