@@ -23,7 +23,6 @@ import os
 import re
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,9 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slack_bolt import Ack, App
-from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.authorization import AuthorizeResult
-from waitress.server import create_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadkit
@@ -104,15 +101,8 @@ def bare_bolt() -> Iterator[str]:
 
     app.command("/breakglass")(noop)
     app.action(re.compile(".*"))(noop)
-    handler = SlackRequestHandler(app)
-    server = create_server(handler, host="127.0.0.1", port=0, threads=8)
-    port = int(server.effective_port)  # type: ignore[union-attr]  # set by waitress, missing from its stubs
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}/slack/events"
-    finally:
-        server.close()
+    with loadkit.served(app) as url:
+        yield url
 
 
 # -- the bot -----------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import multiprocessing
 import multiprocessing.connection
 import secrets
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -22,7 +23,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 import requests
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy import Engine, insert
+from waitress.server import create_server
 
 from bot.devtools.local_bot import BOT_TOKEN, SIGNING_SECRET
 from bot.devtools.slack_requests import signed_headers
@@ -228,6 +232,18 @@ def replica_elsewhere(
 def slack_elsewhere(token: str, users: dict[str, dict[str, str]]) -> Elsewhere:
     """The Slack Web API stand-in; its ``url`` is the API's base, and ``{url}../respond/<name>`` takes answers."""
     return Elsewhere(_serve_slack, token, users)
+
+
+@contextmanager
+def served(app: App) -> Iterator[str]:
+    """A Bolt app served as the bot is (waitress, 8 threads) on a free loopback port; yields its events URL."""
+    server = create_server(SlackRequestHandler(app), host="127.0.0.1", port=0, threads=8)
+    port = int(server.effective_port)  # type: ignore[union-attr]  # set by waitress, missing from its stubs
+    threading.Thread(target=server.run, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{port}/slack/events"
+    finally:
+        server.close()
 
 
 # -- clients, in a process of their own --------------------------------------------------------------------------

@@ -23,7 +23,6 @@ import argparse
 import os
 import re
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,10 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from slack_bolt import Ack, App
-from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
-from waitress.server import create_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadkit import (
@@ -45,6 +42,7 @@ from loadkit import (
     fire,
     receiver_elsewhere,
     replica_elsewhere,
+    served,
     slack_elsewhere,
     summary,
 )
@@ -135,14 +133,10 @@ def floor_bolt(slack_url: str) -> Iterator[str]:
         after_ack.submit(post, command["user_id"])
 
     app.command("/breakglass")(on_command)
-    server = create_server(SlackRequestHandler(app), host="127.0.0.1", port=0, threads=8)
-    port = int(server.effective_port)  # type: ignore[union-attr]  # set by waitress, missing from its stubs
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{port}/slack/events"
+        with served(app) as url:
+            yield url
     finally:
-        server.close()
         after_ack.shutdown()
 
 
