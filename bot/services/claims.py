@@ -2,11 +2,13 @@
 the same transaction that decides the work is due, so that exactly one process calls the backend for it.
 
 A claim whose holder died (its lease ran out, or its heartbeat stopped) is taken over and audited as such; the new
-holder repeats the call, which adapters make safe by being idempotent (``services/access.py`` does the calls).
+holder repeats the call, which adapters make safe by being idempotent (``services/access.py`` grants,
+``services/revoking.py`` revokes).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -24,6 +26,8 @@ from bot.services.deps import Deps
 from bot.services.ports import Notice
 from bot.store import audit, queries, replicas
 from bot.store.models import Request
+
+log = logging.getLogger("breakglass.claims")
 
 
 class Step(StrEnum):
@@ -221,3 +225,22 @@ def claim_revoke(deps: Deps, request_id: int, *, end_reason: str | None = None, 
         if request is None or request.status not in (Status.ACTIVE, Status.REVOKE_FAILED, Status.REVOKING):
             return False
         return claim(deps, session, request, deps.now(), end_reason=end_reason, actor=actor) is not None
+
+
+def held(deps: Deps, session: Session, request_id: int, status: Status) -> Request | None:
+    """The request, if it is in ``status`` under a claim this process holds, with its lease renewed.
+
+    Renewed in the same statement that checks the lease has not run out: work that waited in a lane past its
+    lease may already be another replica's (``move_claim`` takes lapsed claims with the mirror condition), and
+    exactly one of the two statements can win.
+
+    Nothing is started while this replica is fenced: its heartbeat is so old that others may already count it dead
+    and be taking this very claim over (``heartbeat.Heartbeat.fenced``).
+    """
+    now = deps.now()
+    if deps.heartbeat.fenced(now, deps.tuning):
+        log.warning("request %s waits: this replica's heartbeat could not be written lately", request_id)
+        return None
+    if not queries.refresh_claim(session, request_id, status, deps.tuning.instance, now, now + deps.tuning.lease):
+        return None
+    return queries.get(session, request_id)

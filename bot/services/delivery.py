@@ -11,13 +11,13 @@ did not act on is retried after 1, 2, 4… s, at most a minute apart, for as lon
 never take (a deleted channel) is given up and logged, so it cannot hold back the request's later messages.
 
 A person's thread delivers its request's messages itself, so they see the effect in Slack before the bot answers;
-background work hands them to one delivery thread, so a Slack outage never holds up a revoke.
+background work hands them to one delivery thread (bot/services/delivery_thread.py), so a Slack outage never holds
+up a revoke.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import replace
 from datetime import timedelta
 from typing import NamedTuple
@@ -33,7 +33,6 @@ from bot.services.ports import MessageRef, Notice, NotSent
 from bot.services.snapshots import RequestView, from_data
 from bot.store import audit, outbox, queries
 from bot.store.outbox import POSTS, Kind, Outcome, Owed
-from bot.store.reachability import database_outage
 
 log = logging.getLogger("breakglass.delivery")
 
@@ -406,56 +405,3 @@ class Courier:
         log.warning("message %s (%s) not delivered: %s; retrying from %s", owed.id, owed.kind, failure, due)
         deps.alarms.wake_at(due)
         return False
-
-
-class BackgroundCourier:
-    """Hands delivery to one thread of its own, so background work never waits on Slack."""
-
-    def __init__(self, courier: Courier) -> None:
-        self.courier = courier
-        self._changed = threading.Condition()
-        self._kicked = False
-        self._busy = False
-        self._closed = False
-        self._thread: threading.Thread | None = None
-
-    def deliver(self, request_id: int | None) -> None:
-        self.kick()
-
-    def kick(self) -> None:
-        with self._changed:
-            if self._closed:
-                return  # the rows stay owed; the next start delivers them
-            self._kicked = True
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="delivery", daemon=True)
-                self._thread.start()
-            self._changed.notify_all()
-
-    def _run(self) -> None:
-        while True:
-            with self._changed:
-                while not self._kicked and not self._closed:
-                    self._changed.wait()
-                if self._closed:
-                    return
-                self._kicked, self._busy = False, True
-            try:
-                self.courier.drain()
-            except Exception as error:  # the rows stay owed and the next kick tries again
-                database_outage.failed(log, "delivering Slack messages", error)
-            finally:
-                with self._changed:
-                    self._busy = False
-                    self._changed.notify_all()
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until the thread has nothing in hand. True if it got there within ``timeout``."""
-        with self._changed:
-            return self._changed.wait_for(lambda: not self._kicked and not self._busy, timeout=timeout)
-
-    def close(self, grace: float) -> None:
-        self.flush(grace)
-        with self._changed:
-            self._closed = True
-            self._changed.notify_all()

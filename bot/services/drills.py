@@ -3,7 +3,7 @@
 A drill stores an emergency request for the policy's drill principal (``drills:``), marked ``drill``, and takes the
 same path a person's broken glass takes: ``pending -> approved -> granting`` in one transaction with its alert owed,
 the grant through the claim path (``access.finish_grant``), then the normal revoke (``claims.claim_revoke`` and
-``access.finish_revoke``, which ``revoke_confirmed`` checks with the backend). Around those it asks the backend
+``revoking.finish_revoke``, which ``revoke_confirmed`` checks with the backend). Around those it asks the backend
 itself, through ``Verifies``, that the access existed and then that it is gone, and it looks at the outbox for the
 alert. A drill that cannot ask the backend does not pass: it says "cannot verify".
 
@@ -35,7 +35,7 @@ from bot.domain.rules import Forbidden, Refused
 from bot.domain.states import FINAL, Status
 from bot.policy import Policy, Resource
 from bot.policy.drills import Drill
-from bot.services import access, claims, guard, tell
+from bot.services import access, claims, guard, revoking, tell
 from bot.services.backend import call_backend
 from bot.services.common import grant_context, view
 from bot.services.deps import Deps
@@ -289,7 +289,7 @@ def _steps(deps: Deps, adapter: Adapter, result: DrillResult) -> None:
         actor = result.actor[:32]
         if not claims.claim_revoke(deps, request_id, end_reason="revoked", actor=actor):
             return False, f"could not claim the revoke ({_status(deps, request_id).value})"
-        current = access.finish_revoke(deps, request_id)
+        current = revoking.finish_revoke(deps, request_id)
         status = current.status if current else _status(deps, request_id)
         if status is Status.REVOKED:
             return True, ""
@@ -357,7 +357,7 @@ def _never_leave_access(deps: Deps, request_id: int, actor: str) -> None:
         if status in FINAL or status is Status.REVOKE_FAILED:  # revoke_failed: the sweep retries it, and alerts
             return
         if claims.claim_revoke(deps, request_id, end_reason="revoked", actor=actor[:32]):
-            access.finish_revoke(deps, request_id)
+            revoking.finish_revoke(deps, request_id)
     except Exception:
         log.exception("drill request %s: could not end its access; the sweep will at its expiry", request_id)
 

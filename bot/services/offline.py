@@ -4,7 +4,7 @@ revoke one.
 A revoke here is the bot's own revoke, not a copy of it: the same compare-and-set claim (``active -> revoking`` with
 this process as holder and a lease, so of two operators, or an operator and the bot's expiry, exactly one proceeds),
 the same backend call and verification, the same final state, audit event, review and Slack messages
-(bot/services/access.py). Only Slack is left out: the messages are owed in the outbox in the transaction of the
+(bot/services/revoking.py). Only Slack is left out: the messages are owed in the outbox in the transaction of the
 change, and the bot sends them once it drains with Slack answering. A revoke the backend does not confirm ends in
 ``revoke_failed`` with the claim handed back, which is how the bot's sweep knows to retry it.
 """
@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.domain.states import FINAL, Status
-from bot.services import access, claims, heartbeat, leases
+from bot.services import claims, heartbeat, leases, revoking
 from bot.services.common import view
 from bot.services.deps import Deps
 from bot.services.reviews import Action  # one captured action, as the review packet shows it too
@@ -119,7 +119,7 @@ def revoke(deps: Deps, request_id: int, actor: str, reason: str) -> RequestView:
             claimed = claims.claim(deps, session, request, now, end_reason="revoked", actor=actor, words=reason)
         if claimed is None:
             raise NotRevoked(_lost(deps, request_id))
-        ended = access.finish_revoke(deps, request_id)
+        ended = revoking.finish_revoke(deps, request_id)
     if ended is None:  # our claim was taken over mid-call (the lease ran out): whoever took it finishes it
         raise NotRevoked(_lost(deps, request_id))
     if ended.status is not Status.REVOKED:

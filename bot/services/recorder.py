@@ -21,9 +21,9 @@ from concurrent.futures import Future
 from dataclasses import replace
 
 from bot.logs import log_context
-from bot.services.access import Ended, after_revoked, record_revoked
 from bot.services.deps import Deps
 from bot.services.ports import Courier
+from bot.services.revoking import Ended, after_revoked, record_revoked
 from bot.store.reachability import database_outage
 
 log = logging.getLogger("breakglass.recorder")

@@ -14,7 +14,7 @@ from bot.domain.live import live_key, scope
 from bot.domain.rules import Forbidden, Refused, check_ask, check_revoke, find_resource
 from bot.domain.states import FINAL, Status
 from bot.policy import Resource
-from bot.services import access, claims, guard, one_live, reviews, tell, triggers, waiting
+from bot.services import access, claims, guard, one_live, reviews, revoking, tell, triggers, waiting
 from bot.services.common import (
     approver_unless_holder,
     existing,
@@ -184,7 +184,7 @@ def end_early(deps: Deps, actor: str, request_id: int) -> RequestView:
                 "(at most a minute)."
             )
         raise Refused(f"Request #{request_id} changed just now; `/breakglass mine` shows where it is.")
-    return access.finish_revoke(deps, request_id) or existing(deps, request_id)
+    return revoking.finish_revoke(deps, request_id) or existing(deps, request_id)
 
 
 def _withdraw(deps: Deps, actor: str, current: RequestView) -> RequestView:

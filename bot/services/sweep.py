@@ -15,9 +15,10 @@ from typing import Any
 
 from bot.domain.states import FINAL, Status
 from bot.logs import log_context
-from bot.services import access, claims, decisions, reviews, tell, waiting
+from bot.services import access, claims, decisions, reviews, revoking, tell, waiting
 from bot.services.common import view
-from bot.services.delivery import BackgroundCourier, Courier
+from bot.services.delivery import Courier
+from bot.services.delivery_thread import BackgroundCourier
 from bot.services.deps import Deps
 from bot.services.lanes import Lanes
 from bot.services.ports import Notice
@@ -185,7 +186,7 @@ def _succeeded(future: Future[Any]) -> bool:
         result = future.result()
         if isinstance(result, Future):  # a revoke handed to the recorder
             result = result.result()
-        if isinstance(result, access.Ended):
+        if isinstance(result, revoking.Ended):
             result = result.current
     except Exception:
         return False  # logged by the lane or the recorder; one bad row must not stop the sweep for every other

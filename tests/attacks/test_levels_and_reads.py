@@ -17,7 +17,7 @@ from bot.devtools.webhook_receiver import WebhookReceiver
 from bot.domain.states import Status
 from bot.policy import PolicyError, parse_policy
 from bot.services import activity
-from bot.services.delivery import BackgroundCourier
+from bot.services.delivery_thread import BackgroundCourier
 from bot.slack.ids import ActionId
 from bot.store.models import ActivityRecord
 from tests.attacks.test_same_person_and_levels import demo_policy, rid, thread

@@ -13,7 +13,7 @@ from bot.devtools.webhook_receiver import WebhookReceiver
 from bot.domain.states import ReviewStatus, Status
 from bot.policy import parse_policy
 from bot.services import activity
-from bot.services.delivery import BackgroundCourier
+from bot.services.delivery_thread import BackgroundCourier
 from bot.slack.ids import ActionId
 from tests.e2e.helpers import ALICE, BOB, CAROL, DAVE, channel_texts, view
 from tests.e2e.test_levels import POLICY as LEVELS

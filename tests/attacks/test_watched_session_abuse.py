@@ -11,7 +11,7 @@ from bot.devtools.local_bot import LocalBot
 from bot.domain.states import Status
 from bot.policy import parse_policy
 from bot.services import activity
-from bot.services.delivery import BackgroundCourier
+from bot.services.delivery_thread import BackgroundCourier
 from bot.slack.ids import ActionId
 from tests.attacks.test_same_person_and_levels import BOB2, demo_policy, rid
 from tests.e2e.helpers import BOB, channel_texts, view

@@ -19,7 +19,7 @@ from bot.devtools.local_bot import LocalBot
 from bot.devtools.webhook_receiver import WebhookReceiver
 from bot.domain.states import Status
 from bot.policy import parse_policy
-from bot.services import access, claims, heartbeat, recorder
+from bot.services import claims, heartbeat, recorder, revoking
 from bot.services.deps import Deps, Tuning
 from bot.services.recorder import Recorder
 from bot.store import queries, schema
@@ -145,7 +145,7 @@ def test_a_call_prepared_before_a_hand_back_asks_the_database_and_makes_no_call(
     wave_bot.clock.advance(Tuning().dead_after - Tuning().heartbeat)  # fenced
     heartbeat.beat(deps(wave_bot))  # written again: the claim, not yet started, is handed back
     assert not work.prepared.trusted(deps(wave_bot), wave_bot.clock.now())
-    assert access.revoke_then(deps(wave_bot), request_id, _never, work.prepared) is None
+    assert revoking.revoke_then(deps(wave_bot), request_id, _never, work.prepared) is None
     assert receiver.events("revoke") == []
 
     assert wave_bot.sweep().revoked == 1
@@ -186,7 +186,7 @@ def test_the_recorder_gives_way_to_running_calls_then_records_in_one_go(wave_bot
 
     record = Recorder(deps(wave_bot), deps(wave_bot).courier, calls_running, give_way=600)
     try:
-        futures = [access.revoke_then(deps(wave_bot), w.request_id, record, w.prepared) for w in claimed]
+        futures = [revoking.revoke_then(deps(wave_bot), w.request_id, record, w.prepared) for w in claimed]
         for _ in range(3):  # it looked, more than once, and found calls still running
             assert asked.acquire(timeout=10)
         assert all(view(wave_bot, r).status is Status.REVOKING for r in ids), "nothing recorded while calls run"
@@ -217,7 +217,7 @@ def test_a_row_that_cannot_be_recorded_costs_the_others_nothing(
     monkeypatch.setattr(recorder, "record_revoked", record_revoked)
     record = Recorder(deps(wave_bot), deps(wave_bot).courier)
     try:
-        futures = [access.revoke_then(deps(wave_bot), w.request_id, record, w.prepared) for w in claimed]
+        futures = [revoking.revoke_then(deps(wave_bot), w.request_id, record, w.prepared) for w in claimed]
         assert record.flush(timeout=30)
     finally:
         record.close(5)
@@ -235,7 +235,7 @@ def test_what_waits_to_be_recorded_is_recorded_when_the_recorder_closes(wave_bot
     claimed = claims.claim_due(deps(wave_bot), 10)
     record = Recorder(deps(wave_bot), deps(wave_bot).courier, calls_running=lambda: True, give_way=600)
     for work in claimed:
-        access.revoke_then(deps(wave_bot), work.request_id, record, work.prepared)
+        revoking.revoke_then(deps(wave_bot), work.request_id, record, work.prepared)
     assert all(view(wave_bot, r).status is Status.REVOKING for r in ids)
 
     assert record.close(30)
@@ -277,7 +277,7 @@ def test_a_claim_whose_record_is_on_its_way_is_not_called_again(wave_bot: LocalB
     calls_done = threading.Event()
     sweeper.recorder.calls_running = lambda: not calls_done.is_set()
     sweeper.recorder.give_way = 600
-    access.revoke_then(deps(wave_bot), request_id, sweeper.recorder, work.prepared)
+    revoking.revoke_then(deps(wave_bot), request_id, sweeper.recorder, work.prepared)
     assert sweeper.recorder.has(request_id)
 
     wave_bot.clock.advance(Tuning().lease)  # its lease ran out while it waited to be recorded

@@ -16,7 +16,7 @@ from bot.clock import ManualClock
 from bot.devtools.local_bot import LocalBot
 from bot.devtools.webhook_receiver import WebhookReceiver
 from bot.domain.states import Status
-from bot.services import access, claims, heartbeat
+from bot.services import claims, heartbeat, revoking
 from bot.services.deps import Deps, Tuning
 from bot.store import replicas
 from bot.store.models import AuditEvent, Replica
@@ -86,9 +86,9 @@ def test_the_claim_of_a_replica_whose_heartbeat_stopped_is_taken_over_at_dead_af
     assert taken["previous"] == deps(dead).tuning.instance and taken["replica"] == deps(survivor).tuning.instance
 
     # The dead holder comes back to life (a stalled process): whether fenced or beating again, it calls nothing.
-    assert access.finish_revoke(deps(dead), request_id) is None
+    assert revoking.finish_revoke(deps(dead), request_id) is None
     heartbeat.beat(deps(dead))
-    assert access.finish_revoke(deps(dead), request_id) is None
+    assert revoking.finish_revoke(deps(dead), request_id) is None
     assert len(receiver.events("revoke")) == 1
 
 
@@ -125,7 +125,7 @@ def test_a_replica_that_could_not_write_its_heartbeat_starts_no_backend_call(
     # Two beats missed: others may count us dead one beat from now, so the claim in hand is not started...
     bot.clock.advance(DEAD_AFTER - BEAT)
     assert deps(bot).heartbeat.fenced(bot.clock.now(), DEFAULTS)
-    assert access.finish_revoke(deps(bot), request_id) is None
+    assert revoking.finish_revoke(deps(bot), request_id) is None
     assert receiver.events("revoke") == []
 
     # ...until the heartbeat is written again: the claim not started is handed back and taken up at once, not when
