@@ -21,7 +21,7 @@ from bot.devtools.local_bot import LocalBot
 from bot.domain.states import Status
 from bot.policy import parse_policy
 from bot.services import activity
-from bot.services.delivery import BackgroundCourier
+from bot.services.delivery_thread import BackgroundCourier
 from bot.slack.ids import ActionId
 from bot.store.models import Request
 from tests.adapters.conftest import service_url
