@@ -29,15 +29,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from slack_bolt import Ack, App
-from slack_bolt.authorization import AuthorizeResult
+from slack_bolt import Ack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadkit
 from loadkit import database, percentile
 
 from bot.devtools.local_bot import SIGNING_SECRET, LocalBot
-from bot.devtools.slack_requests import TEAM_ID, block_action, slash_command
+from bot.devtools.slack_requests import block_action, slash_command
 from bot.devtools.webhook_receiver import WebhookReceiver
 from bot.policy import parse_policy
 from bot.slack.ids import ActionId
@@ -89,12 +88,7 @@ def fire(url: str, bodies: list[str], clients: int) -> list[Sent]:
 @contextmanager
 def bare_bolt() -> Iterator[str]:
     """A Bolt app whose listeners only ack, served as the bot is served; yields its events URL."""
-    app = App(
-        signing_secret=SIGNING_SECRET,
-        authorize=lambda **_: AuthorizeResult(
-            enterprise_id=None, team_id=TEAM_ID, bot_token="xoxb-bare", bot_user_id="U0BOT", bot_id="B0BOT"
-        ),
-    )
+    app = loadkit.bare_app()
 
     def noop(ack: Ack) -> None:
         ack()

@@ -25,11 +25,12 @@ from urllib.parse import urlparse
 import requests
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.authorization import AuthorizeResult
 from sqlalchemy import Engine, insert
 from waitress.server import create_server
 
 from bot.devtools.local_bot import BOT_TOKEN, SIGNING_SECRET
-from bot.devtools.slack_requests import signed_headers
+from bot.devtools.slack_requests import TEAM_ID, signed_headers
 from bot.devtools.slack_standin import SlackStandIn
 from bot.devtools.webhook_receiver import WebhookReceiver
 from bot.domain.states import Status
@@ -232,6 +233,17 @@ def replica_elsewhere(
 def slack_elsewhere(token: str, users: dict[str, dict[str, str]]) -> Elsewhere:
     """The Slack Web API stand-in; its ``url`` is the API's base, and ``{url}../respond/<name>`` takes answers."""
     return Elsewhere(_serve_slack, token, users)
+
+
+def bare_app() -> App:
+    """A Bolt app with none of the bot's listeners or middleware, checking signatures as the bot does: the baseline
+    the benchmarks measure the bot against."""
+    return App(
+        signing_secret=SIGNING_SECRET,
+        authorize=lambda **_: AuthorizeResult(
+            enterprise_id=None, team_id=TEAM_ID, bot_token=BOT_TOKEN, bot_user_id="U0BOT", bot_id="B0BOT"
+        ),
+    )
 
 
 @contextmanager

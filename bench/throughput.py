@@ -30,13 +30,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from slack_bolt import Ack, App
-from slack_bolt.authorization import AuthorizeResult
+from slack_bolt import Ack
 from slack_sdk import WebClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadkit import (
     DEFAULT_POSTGRES,
+    bare_app,
     bot_settings,
     database,
     fire,
@@ -50,7 +50,7 @@ from loadkit import (
 from bot import runtime
 from bot.clock import SystemClock
 from bot.devtools.local_bot import BOT_TOKEN, PEOPLE, SIGNING_SECRET
-from bot.devtools.slack_requests import TEAM_ID, slash_command
+from bot.devtools.slack_requests import slash_command
 from bot.policy import parse_policy
 
 WEBHOOK_SECRET = "bench-webhook-secret-0123456789"
@@ -116,12 +116,7 @@ def row(name: str, sent: list[tuple[float, float, int]], effects: dict[str, floa
 def floor_bolt(slack_url: str) -> Iterator[str]:
     """A bare Bolt app served as the bot is (waitress, 8 threads), whose command listener acks and then, in a pool
     of 8 threads as the bot's after-ack work runs, posts the approval message: yields its events URL."""
-    app = App(
-        signing_secret=SIGNING_SECRET,
-        authorize=lambda **_: AuthorizeResult(
-            enterprise_id=None, team_id=TEAM_ID, bot_token=BOT_TOKEN, bot_user_id="U0BOT", bot_id="B0BOT"
-        ),
-    )
+    app = bare_app()
     client = WebClient(token=BOT_TOKEN, base_url=slack_url)
     after_ack = ThreadPoolExecutor(8)
 

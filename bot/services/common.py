@@ -72,8 +72,13 @@ def approval_of(
 
 def load_view(deps: Deps, request_id: int) -> RequestView | None:
     with deps.db.transaction() as session:
-        request = queries.get(session, request_id)
-        return view(deps, session, request) if request else None
+        return read_view(deps, session, request_id)
+
+
+def read_view(deps: Deps, session: Session, request_id: int) -> RequestView | None:
+    """``load_view`` in a transaction the caller already has."""
+    request = queries.get(session, request_id)
+    return view(deps, session, request) if request else None
 
 
 def existing(deps: Deps, request_id: int) -> RequestView:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from bot.domain.actions import AuditAction
 from bot.services import heartbeat
 from bot.services.activity_notes import ActivityNote
-from bot.services.common import load_view, view
+from bot.services.common import load_view, read_view
 from bot.services.deps import Deps
 from bot.services.ports import MessageRef, Notice, NotSent
 from bot.services.snapshots import RequestView, from_data
@@ -81,8 +81,7 @@ class _Request:
     def read_in(self, session: Session) -> None:
         """Read it in the transaction that claimed the run: as fresh, without a transaction of its own."""
         assert self._id is not None, "only a request's rows ask for its view"
-        row = queries.get(session, self._id)
-        self._view, self._read = (view(self._deps, session, row) if row is not None else None), True
+        self._view, self._read = read_view(self._deps, session, self._id), True
 
     def view(self) -> RequestView | None:
         if not self._read:
