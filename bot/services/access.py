@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy.orm import Session
 
@@ -52,25 +53,31 @@ def _expiry(request: Request) -> datetime:
 # -- granting ----------------------------------------------------------------------------------------------------
 
 
+class Granted(NamedTuple):
+    view: RequestView | None  # None: nothing was granted here (the claim was not ours, or it had moved on)
+    told: bool  # the view was read where delivery found nothing left to send: it needs no fresh look
+
+
 def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
+    return grant_and_tell(deps, request_id).view
+
+
+def grant_and_tell(deps: Deps, request_id: int) -> Granted:
+    """Make the access this process claimed, record it, and deliver what that owes."""
     me = deps.tuning.instance
     with deps.leases.holding(request_id):
         with deps.db.transaction() as session:
             request = held(deps, session, request_id, Status.GRANTING)
             if request is None:
-                return None
+                return Granted(None, told=False)
             ctx = grant_context(deps, request, _expiry(request))
             duration = request_duration(request)
             made_under = request
             drill = request.drill
         if deps.now() >= ctx.expires_at:
             # Taken over too late to be of use: finish by making sure nothing the dead holder did is left.
-            return _undo(
-                deps,
-                request_id,
-                AdapterError("the grant was interrupted and its time ran out", retryable=True),
-                "expired",
-            )
+            ran_out = AdapterError("the grant was interrupted and its time ran out", retryable=True)
+            return Granted(_undo(deps, request_id, ran_out, "expired"), told=False)
         adapter = deps.adapter_for(made_under)  # granted as the version it was asked under, and revoked so
         try:
             if adapter is None:
@@ -79,7 +86,7 @@ def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
                 _check_still_allowed(deps, ctx)
             receipt = _grant_with_retries(deps, adapter.grant, ctx)
         except Exception as raised:
-            return _grant_failed(deps, request_id, adapter_error(raised))
+            return Granted(_grant_failed(deps, request_id, adapter_error(raised)), told=False)
         watched = activity.watch(deps, adapter, ctx, receipt)  # never raises: a failed watch leaves the grant standing
 
         now = deps.now()
@@ -101,24 +108,26 @@ def finish_grant(deps: Deps, request_id: int) -> RequestView | None:
             )
             request = queries.get(session, request_id)
             assert request is not None
-            if moved:
-                audit.record(
-                    session, AuditAction.GRANTED, at=now, request=request, expires_at=ctx.expires_at.isoformat()
-                )
-                activity.record_watch(deps, session, request, watched)
-            current = view(deps, session, request)
+            with session.no_autoflush:  # the event is inserted sealed at the commit, not early and then updated
+                if moved:
+                    audit.record(
+                        session, AuditAction.GRANTED, at=now, request=request, expires_at=ctx.expires_at.isoformat()
+                    )
+                    activity.record_watch(deps, session, request, watched)
+                current = view(deps, session, request)
             if moved:
                 tell.refresh(deps, session, current)
                 tell.announce(deps, session, current, Notice.EMERGENCY if current.emergency else Notice.ACTIVE)
     if not moved:
-        return None
+        return Granted(None, told=False)
     deps.alarms.wake_at(ctx.expires_at)
     if warned_at is None:
         deps.alarms.wake_at(ctx.expires_at - deps.tuning.expiry_warning)
-    current = deps.courier.deliver(request_id) or current  # as delivered: with where its messages went
+    told = deps.courier.deliver(request_id)  # as delivered: with where its messages went
+    current = told or current
     if receipt.credentials and not drill:  # never stored, so never owed: straight to the requester, once
         deps.notifier.send_credentials(current, receipt.credentials)
-    return current
+    return Granted(current, told is not None)
 
 
 def _check_still_allowed(deps: Deps, ctx: GrantContext) -> None:

@@ -29,7 +29,7 @@ from bot.services import heartbeat
 from bot.services.activity_notes import ActivityNote
 from bot.services.common import load_view, read_view
 from bot.services.deps import Deps
-from bot.services.ports import MessageRef, Notice, NotSent
+from bot.services.ports import Held, MessageRef, Notice, NotSent
 from bot.services.snapshots import RequestView, from_data
 from bot.store import audit, outbox, queries
 from bot.store.outbox import POSTS, Kind, Outcome, Owed
@@ -68,14 +68,22 @@ class _Idle(NamedTuple):
     view: RequestView | None  # the request as it stands, when asked for: read where nothing was left to send
 
 
+class _Held(NamedTuple):
+    """A new request's rows, claimed in the transaction that created it, with the request as it stood there."""
+
+    request_id: int
+    view: RequestView
+    run: list[Owed]
+
+
 class _Request:
     """The request a run is about, read once when first needed (after the claim, so as fresh as what the run owes),
     then told where the run's own posts went: a later row of the run threads under them and links to them."""
 
-    def __init__(self, deps: Deps, request_id: int | None) -> None:
+    def __init__(self, deps: Deps, request_id: int | None, view: RequestView | None = None) -> None:
         self._deps, self._id = deps, request_id
-        self._view: RequestView | None = None
-        self._read = False
+        self._view = view  # given when read already: in the transaction that owed the run and claimed it
+        self._read = view is not None
         self.shown: set[MessageRef] = set()  # messages this run posted from this reading: nothing to edit in them
 
     def read_in(self, session: Session) -> None:
@@ -122,10 +130,20 @@ class Courier:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    def deliver(self, request_id: int | None) -> RequestView | None:
+    def hold(self, session: Session, current: RequestView) -> Held | None:
+        deps = self.deps
+        run = outbox.hold(session, current.id, deps.tuning.instance, deps.now() + LEASE)
+        return _Held(current.id, current, run)
+
+    def deliver(self, request_id: int | None, held: Held | None = None) -> RequestView | None:
         if request_id is None:
             self.drain(None)
             return None
+        if isinstance(held, _Held) and held.run:
+            assert held.request_id == request_id, "held rows are delivered with their own request"
+            sent = self._send_run(held.run, _Request(self.deps, request_id, held.view))
+            if sent.stop:
+                return None
         return self._drain_request(request_id, answer=True)[1]
 
     def drain(self, request_id: int | None = outbox.ALL) -> int:

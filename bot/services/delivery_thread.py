@@ -7,7 +7,11 @@ from __future__ import annotations
 import logging
 import threading
 
+from sqlalchemy.orm import Session
+
 from bot.services.delivery import Courier
+from bot.services.ports import Held
+from bot.services.snapshots import RequestView
 from bot.store.reachability import database_outage
 
 log = logging.getLogger("breakglass.delivery")
@@ -24,7 +28,10 @@ class BackgroundCourier:
         self._closed = False
         self._thread: threading.Thread | None = None
 
-    def deliver(self, request_id: int | None) -> None:
+    def hold(self, session: Session, current: RequestView) -> Held | None:
+        return None  # background work never waits on Slack: the delivery thread claims its rows as any sender would
+
+    def deliver(self, request_id: int | None, held: Held | None = None) -> None:
         self.kick()
 
     def kick(self) -> None:

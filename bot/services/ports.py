@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+from sqlalchemy.orm import Session
+
 from bot.adapters.base import Person
 from bot.services.activity_notes import ActivityNote
 from bot.services.snapshots import RequestView
@@ -221,20 +223,38 @@ class NoMetrics:
         pass
 
 
+class Held(Protocol):
+    """What a transaction owes for the request it created, claimed in it for its own thread to send once it commits
+    (``Courier.hold``)."""
+
+    @property
+    def request_id(self) -> int: ...
+
+
 class Courier(Protocol):
     """Delivers what the outbox owes once the transaction that owed it has committed."""
 
-    def deliver(self, request_id: int | None) -> RequestView | None:
+    def hold(self, session: Session, current: RequestView) -> Held | None:
+        """In the transaction that created the request ``current`` shows (as it stands there), after everything it
+        owes was owed: claim that for this thread to send once the transaction commits (``deliver`` with it), so
+        delivery need not find, read and claim it again. None where delivery is not this thread's."""
+        ...
+
+    def deliver(self, request_id: int | None, held: Held | None = None) -> RequestView | None:
         """Send what is owed for this request now, in this thread where the caller waits on Slack anyway (a person's
-        click sees its effect before the answer), or hand it to the delivery thread (background work). Returns the
-        request as it stands once nothing is left to send, read by delivery itself; else None."""
+        click sees its effect before the answer), or hand it to the delivery thread (background work); ``held`` first,
+        once its transaction has committed. Returns the request as it stands once nothing is left to send, read by
+        delivery itself; else None."""
         ...
 
 
 class NoCourier:
     """Until the runtime wires the real one: rows stay owed, and the sweep delivers them."""
 
-    def deliver(self, request_id: int | None) -> RequestView | None:
+    def hold(self, session: Session, current: RequestView) -> Held | None:
+        return None
+
+    def deliver(self, request_id: int | None, held: Held | None = None) -> RequestView | None:
         return None
 
 

@@ -100,19 +100,27 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
                 principal=identity,
             )
             if ask.emergency or auto:
-                queries.move(session, request.id, Status.PENDING, Status.APPROVED, decided_at=now)
-                if ask.emergency:
-                    audit.record(
-                        session, AuditAction.EMERGENCY, at=now, actor=actor, request=request, **triggers.said(trigger)
-                    )
-                else:  # loud: in the trail, on the approval message, and in its thread
-                    queries.set_fields(session, request.id, auto_approved=True)
-                    audit.record(
-                        session, AuditAction.AUTO_APPROVED, at=now, actor=actor, request=request, **oncall.said()
-                    )
-                approved = queries.get(session, request.id)
-                assert approved is not None
-                claims.claim(deps, session, approved, now)
+                # Nothing here reads the events: they are inserted sealed at the commit, not inserted early by an
+                # autoflush and then updated.
+                with session.no_autoflush:
+                    queries.move(session, request.id, Status.PENDING, Status.APPROVED, decided_at=now)
+                    if ask.emergency:
+                        audit.record(
+                            session,
+                            AuditAction.EMERGENCY,
+                            at=now,
+                            actor=actor,
+                            request=request,
+                            **triggers.said(trigger),
+                        )
+                    else:  # loud: in the trail, on the approval message, and in its thread
+                        queries.set_fields(session, request.id, auto_approved=True)
+                        audit.record(
+                            session, AuditAction.AUTO_APPROVED, at=now, actor=actor, request=request, **oncall.said()
+                        )
+                    approved = queries.get(session, request.id)
+                    assert approved is not None
+                    claims.claim(deps, session, approved, now)
             if withdrawn is not None:
                 withdrawn = one_live.record_superseded(session, withdrawn, request, actor, now)
                 superseded = view(deps, session, withdrawn)
@@ -134,6 +142,9 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
                     tell.thread(deps, session, current, Notice.AUTO_APPROVED, oncall.said())
                 elif oncall.unknown:
                     tell.thread(deps, session, current, Notice.ONCALL_UNKNOWN, {"why": oncall.unknown})
+            # A request waiting for approvers is sent as it stands here, by this thread, as soon as this commits. A
+            # grant's messages wait for the grant (and show it): they are claimed after it.
+            held = None if ask.emergency or auto else deps.courier.hold(session, current)
     except IntegrityError:
         if key is None:
             raise
@@ -144,13 +155,17 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
     if superseded is not None:
         deps.metrics.request_settled(superseded.resource, superseded.level, Settled.CANCELLED, None)
         deps.courier.deliver(superseded.id)
+    granted = access.Granted(None, told=False)
     if ask.emergency or auto:
         settled = Settled.EMERGENCY if ask.emergency else Settled.AUTO_APPROVED
         deps.metrics.request_settled(resource.name, resource.level, settled, None)
-        access.finish_grant(deps, request_id)  # access first; the alerts go out right after it
-    if ask.emergency:
-        triggers.page(deps, resource, request_id)
-    current = deps.courier.deliver(request_id) or existing(deps, request_id)
+        granted = access.grant_and_tell(deps, request_id)  # access first; the alerts go out right after it
+    if ask.emergency and triggers.page(deps, resource, request_id):
+        granted = access.Granted(None, told=False)  # the page owed a note in the alert's thread
+    if granted.told and granted.view is not None:  # delivered, and read where nothing was left to send
+        current = granted.view
+    else:
+        current = deps.courier.deliver(request_id, held) or existing(deps, request_id)
     if current.status is Status.PENDING:  # on time, not a sweep late: the moments it waits for have alarms now
         waiting.set_alarms(deps, resource, current.created_at)
     return current

@@ -96,15 +96,16 @@ def on_call(deps: Deps, resource: Resource) -> OnCallNow:
     return OnCallNow(rule.schedule, people, rule.auto_approve)
 
 
-def page(deps: Deps, resource: Resource, request_id: int) -> None:
+def page(deps: Deps, resource: Resource, request_id: int) -> bool:
     """Breaking the glass pages the schedule's on-call (``page_on_emergency``); the page, or why there is none, is in
-    the trail and in the alert's thread, shown in the audit channel."""
+    the trail and in the alert's thread, shown in the audit channel. False when there was nobody to page (and so
+    nothing owed)."""
     rule = resource.oncall
     if rule is None or not rule.page_on_emergency or deps.oncall is None:
-        return
+        return False
     current = load_view(deps, request_id)
     if current is None:
-        return
+        return False
     summary = f"Break-glass: {current.requester_name or current.requester_id} on {current.label}: {current.reason}"
     details = {"request": str(current.id), "resource": current.label, "requester": current.requester_id}
     sent = deps.oncall.page(rule.schedule, deps.redactor.scrub(summary), f"breakglass-{current.uid}", details)
@@ -129,3 +130,4 @@ def page(deps: Deps, resource: Resource, request_id: int) -> None:
                 session, AuditAction.PAGE_FAILED, at=deps.now(), request=request, schedule=rule.schedule, why=sent
             )
         tell.thread(deps, session, current, Notice.PAGED, note, on_alert=True)
+    return True

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from itertools import takewhile
@@ -91,26 +91,35 @@ def owe(
     notice: str | None = None,
     payload: dict[str, Any] | None = None,
 ) -> None:
-    session.add(
-        OutboxMessage(
-            uid=uuid.uuid4().hex,
-            request_id=request_id,
-            kind=kind.value,
-            channel=channel,
-            notice=notice,
-            payload=payload or {},
-            created_at=at,
-            due_at=at,
-            attempts=0,
-            in_doubt=False,
-        )
+    row = OutboxMessage(
+        uid=uuid.uuid4().hex,
+        request_id=request_id,
+        kind=kind.value,
+        channel=channel,
+        notice=notice,
+        payload=payload or {},
+        created_at=at,
+        due_at=at,
+        attempts=0,
+        in_doubt=False,
     )
-    session.info["owed"] = True
+    session.add(row)
+    session.info.setdefault(_OWED, []).append(row)
 
 
-def owed_in(session: Session) -> bool:
-    """Whether this transaction recorded a message to send (delivery is woken once it commits)."""
-    return bool(session.info.get("owed"))
+_OWED = "breakglass.outbox.owed"  # session.info: the rows this transaction owes, for ``hold``
+
+
+def hold(session: Session, request_id: int, holder: str, lease_until: datetime) -> list[Owed]:
+    """Claim what this transaction owes for a request it created, for the thread that commits it to send: the rows
+    are written claimed, as ``claim_request_run`` would leave them, so nobody need find, read and claim them again
+    after the commit. Only for a request made in this transaction: it has no earlier rows that these must wait for.
+    If the holder dies before sending, its heartbeat (or the lease) frees them for anyone, as after any claim."""
+    rows = [row for row in session.info.get(_OWED, []) if row.request_id == request_id and row.done_at is None]
+    for row in rows:
+        row.claimed_by, row.lease_until, row.attempts, row.in_doubt = holder, lease_until, 1, True
+    session.flush()
+    return [replace(_owed(row), attempts=0, in_doubt=False) for row in rows]  # as it was before this claim
 
 
 _earlier = aliased(OutboxMessage, name="earlier")

@@ -16,6 +16,7 @@ from bot.devtools.slack_standin import SlackStandIn
 from bot.devtools.webhook_receiver import WebhookReceiver
 from bot.domain.states import Status
 from bot.services.delivery import LEASE, Courier
+from bot.services.ports import NoCourier
 from bot.slack.ids import ActionId
 from bot.slack.notifier import MARK_EVENT
 from bot.slack.retry import SlackRetry
@@ -150,7 +151,7 @@ def test_a_sender_that_died_after_slack_took_its_post_is_adopted_after_its_lease
 ) -> None:
     assert bot.runtime is not None
     deps = bot.runtime.deps
-    monkeypatch.setattr(deps.courier, "deliver", lambda request_id: None)  # the request's thread sends nothing
+    monkeypatch.setattr(deps, "courier", NoCourier())  # the request's thread sends nothing
     bot.command(BOB, "orders-db 30m INC-1 fix")
     first = owed(bot)[0]
     assert first.kind == "request"
@@ -173,7 +174,7 @@ def test_a_sender_whose_heartbeat_stopped_is_taken_over_without_waiting_for_its_
 ) -> None:
     assert bot.runtime is not None
     deps = bot.runtime.deps
-    monkeypatch.setattr(deps.courier, "deliver", lambda request_id: None)
+    monkeypatch.setattr(deps, "courier", NoCourier())
     bot.command(BOB, "orders-db 30m INC-1 fix")
     with deps.db.transaction() as session:  # a live replica claims the post, then is killed mid-call
         replicas.beat(session, "killed-replica", deps.now())
@@ -192,7 +193,7 @@ def test_a_sender_that_died_before_slack_took_its_post_is_followed_by_one_post(
 ) -> None:
     assert bot.runtime is not None
     deps = bot.runtime.deps
-    monkeypatch.setattr(deps.courier, "deliver", lambda request_id: None)
+    monkeypatch.setattr(deps, "courier", NoCourier())
     bot.command(BOB, "orders-db 30m INC-1 fix")
     with deps.db.transaction() as session:
         assert outbox.claim(session, owed(bot)[0].id, "dead-replica", deps.now(), deps.now() + LEASE) is not None
@@ -263,7 +264,7 @@ def test_a_run_part_held_by_a_live_sender_is_left_whole_to_it(bot: LocalBot, mon
     assert bot.runtime is not None
     deps = bot.runtime.deps
     deliver = deps.courier.deliver
-    monkeypatch.setattr(deps.courier, "deliver", lambda request_id: None)
+    monkeypatch.setattr(deps, "courier", NoCourier())
     bot.command(BOB, "orders-db 30m INC-1 fix")
     first, *rest = owed(bot)
     assert rest, "a request owes its message and the requester's DM"
@@ -308,7 +309,7 @@ def test_finishing_a_run_marks_done_only_the_rows_still_ours(bot: LocalBot, monk
     rows still ours are marked done, and only they say where their messages went."""
     assert bot.runtime is not None
     deps = bot.runtime.deps
-    monkeypatch.setattr(deps.courier, "deliver", lambda request_id: None)
+    monkeypatch.setattr(deps, "courier", NoCourier())
     bot.command(BOB, "orders-db 30m INC-1 fix")
     now = deps.now()
     with deps.db.transaction() as session:
@@ -374,4 +375,60 @@ def test_an_emergency_s_messages_are_posted_as_granted_and_a_later_change_still_
     assert revoked and view(bot, 1).status is Status.REVOKED
     for channel in (SECURITY, APPROVALS):
         assert "Revoked by <@U0ALICE01>" in state(bot.request_message(1, channel))
+    assert_each_delivered_once(bot)
+
+
+def test_a_new_request_s_messages_are_written_claimed_by_the_thread_that_sends_them(
+    bot: LocalBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transaction that stores a request claims what it owes for the thread that commits it: nobody else may take
+    those rows while that thread lives, and it sends them without finding and claiming them again."""
+    assert bot.runtime is not None
+    deps = bot.runtime.deps
+    deliver = deps.courier.deliver
+    seen: list[list[tuple[str | None, int, bool]]] = []
+
+    def deliver_later(request_id: int | None, held: Any = None) -> Any:
+        seen.append([(row.claimed_by, row.attempts, row.in_doubt) for row in owed(bot)])
+        with deps.db.transaction() as session:  # held by a live sender: another replica gets nothing
+            replicas.beat(session, "other-replica", deps.now())
+            assert outbox.claim_request_run(session, 1, "other-replica", deps.now(), deps.now() + LEASE) == []
+        assert held is not None
+        return deliver(request_id, held)
+
+    claims: list[int] = []
+    claim_request_run = outbox.claim_request_run
+    monkeypatch.setattr(
+        outbox,
+        "claim_request_run",
+        lambda session, request_id, *a: claims.append(request_id) or claim_request_run(session, request_id, *a),
+    )
+    monkeypatch.setattr(deps.courier, "deliver", deliver_later)
+
+    answer = bot.command(BOB, "orders-db 30m INC-1 fix").text
+
+    [rows] = seen
+    assert len(rows) >= 2 and rows == [(deps.tuning.instance, 1, True)] * len(rows)
+    assert claims == [1, 1]  # the other replica's try, then the last look that finds nothing left and reads the answer
+    assert "with the approvers" in answer or "waiting" in answer.lower(), answer
+    assert len(bot.slack.messages(APPROVALS)) == 1 and len(dm_texts(bot, BOB)) == 1
+    assert_each_delivered_once(bot)
+
+
+def test_a_new_request_whose_thread_never_sent_it_is_delivered_once_its_claim_runs_out(
+    bot: LocalBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread that stored a request and died before sending what it claimed: the rows wait for the claim's lease
+    (or the holder's heartbeat) as after any claim, then go once."""
+    assert bot.runtime is not None
+    deps = bot.runtime.deps
+    monkeypatch.setattr(deps.courier, "deliver", lambda request_id, held=None: None)  # the thread dies after its commit
+
+    bot.command(BOB, "orders-db 30m INC-1 fix")
+    assert all(row.claimed_by == deps.tuning.instance for row in owed(bot))
+    assert bot.advance(LEASE / 2).delivered == 0  # its holder still looks alive: nobody else posts meanwhile
+
+    bot.advance(LEASE / 2)
+    assert len(bot.slack.messages(APPROVALS)) == 1
+    assert len(dm_texts(bot, BOB)) == 1
     assert_each_delivered_once(bot)
