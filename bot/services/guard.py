@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from bot.clock import Clock
 from bot.domain.actions import AuditAction
@@ -141,13 +142,13 @@ class Verdict:
         )
 
 
-def requests_cap_problem(deps: Deps, actor: str, now: datetime) -> str | None:
-    """Why this person may not file another request now (too many in the last hour), or None."""
+def requests_cap_problem(session: Session, deps: Deps, actor: str, now: datetime) -> str | None:
+    """Why this person may not file another request now (too many in the last hour), or None. Counted in the
+    transaction that would store the request: where the rule takes effect, and without a transaction of its own."""
     limit = deps.tuning.requests_per_hour
-    with deps.db.transaction() as session:
-        recent = session.scalar(
-            select(func.count()).where(Request.requester_id == actor, Request.created_at > now - timedelta(hours=1))
-        )
+    recent = session.scalar(
+        select(func.count()).where(Request.requester_id == actor, Request.created_at > now - timedelta(hours=1))
+    )
     if (recent or 0) < limit:
         return None
     return (

@@ -30,6 +30,10 @@ from bot.store import audit, queries
 from bot.store.models import Request
 
 
+class _Capped(Exception):
+    """The hourly cap, found in the transaction that would have stored the request."""
+
+
 def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_name: str | None = None) -> RequestView:
     """Store a request and put it in front of its approvers; an emergency, or a request by whoever is on call where
     the schedule may ``auto_approve``, is granted at once."""
@@ -44,10 +48,6 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
         guard.refused(deps, actor, AuditAction.REQUEST_REFUSED, str(refusal), resource=ask.resource)
         raise
     now = deps.now()
-    too_many = guard.requests_cap_problem(deps, actor, now)
-    if too_many:
-        guard.refused(deps, actor, AuditAction.RATE_LIMITED, too_many, resource=resource.name)
-        raise Refused(too_many)
     person = deps.directory.person(actor)
     try:
         identity = principal_for(deps, resource, person)
@@ -66,6 +66,9 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
     superseded: RequestView | None = None
     try:
         with deps.db.transaction() as session:
+            too_many = guard.requests_cap_problem(session, deps, actor, now)
+            if too_many:
+                raise _Capped(too_many)  # nothing of this transaction is kept
             withdrawn = one_live.make_way(session, key, actor, ask.emergency, now)
             request = Request(
                 uid=str(uuid.uuid4()),
@@ -145,6 +148,9 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
             # A request waiting for approvers is sent as it stands here, by this thread, as soon as this commits. A
             # grant's messages wait for the grant (and show it): they are claimed after it.
             held = None if ask.emergency or auto else deps.courier.hold(session, current)
+    except _Capped as capped:
+        guard.refused(deps, actor, AuditAction.RATE_LIMITED, str(capped), resource=resource.name)
+        raise Refused(str(capped)) from None
     except IntegrityError:
         if key is None:
             raise

@@ -274,7 +274,8 @@ def test_requests_per_hour_are_capped_across_the_database(make_bot: Callable[...
     refused = bot.command(BOB, "orders-db 30m INC-3 fix")
 
     assert "2 requests in the last hour; the limit is 2" in refused.text
-    assert count_rows(bot, Request) == 2
+    assert count_rows(bot, Request) == 2  # the transaction that counted is the one that would have stored it
+    assert audit_actions(bot).count(("rate_limited", BOB)) == 1
     bot.clock.advance(timedelta(minutes=61))
     assert "is with the approvers" in bot.command(BOB, "orders-db 30m INC-4 fix").text
 
