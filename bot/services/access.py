@@ -115,15 +115,18 @@ def grant_and_tell(deps: Deps, request_id: int) -> Granted:
                     )
                     activity.record_watch(deps, session, request, watched)
                 current = view(deps, session, request)
+            ours = None
             if moved:
                 tell.refresh(deps, session, current)
                 tell.announce(deps, session, current, Notice.EMERGENCY if current.emergency else Notice.ACTIVE)
+                # What the request owes goes out showing the grant, from this thread, as soon as this commits.
+                ours = deps.courier.hold(session, current, created=False)
     if not moved:
         return Granted(None, told=False)
     deps.alarms.wake_at(ctx.expires_at)
     if warned_at is None:
         deps.alarms.wake_at(ctx.expires_at - deps.tuning.expiry_warning)
-    told = deps.courier.deliver(request_id)  # as delivered: with where its messages went
+    told = deps.courier.deliver(request_id, ours)  # as delivered: with where its messages went
     current = told or current
     if receipt.credentials and not drill:  # never stored, so never owed: straight to the requester, once
         deps.notifier.send_credentials(current, receipt.credentials)

@@ -130,10 +130,15 @@ class Courier:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    def hold(self, session: Session, current: RequestView) -> Held | None:
+    def hold(self, session: Session, current: RequestView, created: bool = True) -> Held | None:
         deps = self.deps
-        run = outbox.hold(session, current.id, deps.tuning.instance, deps.now() + LEASE)
-        return _Held(current.id, current, run)
+        now = deps.now()
+        if created:
+            run = outbox.hold(session, current.id, deps.tuning.instance, now + LEASE)
+        else:
+            dead_before = heartbeat.dead_before(deps, now)
+            run = outbox.hold_run(session, current.id, deps.tuning.instance, now, now + LEASE, dead_before)
+        return _Held(current.id, current, run) if run else None
 
     def deliver(self, request_id: int | None, held: Held | None = None) -> RequestView | None:
         if request_id is None:

@@ -28,7 +28,7 @@ class BackgroundCourier:
         self._closed = False
         self._thread: threading.Thread | None = None
 
-    def hold(self, session: Session, current: RequestView) -> Held | None:
+    def hold(self, session: Session, current: RequestView, created: bool = True) -> Held | None:
         return None  # background work never waits on Slack: the delivery thread claims its rows as any sender would
 
     def deliver(self, request_id: int | None, held: Held | None = None) -> None:

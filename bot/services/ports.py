@@ -234,10 +234,12 @@ class Held(Protocol):
 class Courier(Protocol):
     """Delivers what the outbox owes once the transaction that owed it has committed."""
 
-    def hold(self, session: Session, current: RequestView) -> Held | None:
-        """In the transaction that created the request ``current`` shows (as it stands there), after everything it
-        owes was owed: claim that for this thread to send once the transaction commits (``deliver`` with it), so
-        delivery need not find, read and claim it again. None where delivery is not this thread's."""
+    def hold(self, session: Session, current: RequestView, created: bool = True) -> Held | None:
+        """In a transaction that changed the request ``current`` shows (as it stands there), after everything the
+        change owes was owed: claim what the request owes for this thread to send once the transaction commits
+        (``deliver`` with it), so delivery need not find, read and claim it again. ``created``: the transaction
+        created the request, so all it owes is this transaction's. None where delivery is not this thread's, or a
+        live sender holds some of it."""
         ...
 
     def deliver(self, request_id: int | None, held: Held | None = None) -> RequestView | None:
@@ -251,7 +253,7 @@ class Courier(Protocol):
 class NoCourier:
     """Until the runtime wires the real one: rows stay owed, and the sweep delivers them."""
 
-    def hold(self, session: Session, current: RequestView) -> Held | None:
+    def hold(self, session: Session, current: RequestView, created: bool = True) -> Held | None:
         return None
 
     def deliver(self, request_id: int | None, held: Held | None = None) -> RequestView | None:

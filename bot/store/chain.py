@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
@@ -199,6 +200,20 @@ def install(sessions: sessionmaker[Session], seal: AuditSeal) -> None:
 
     sa_event.listen(sessions, "transient_to_pending", track)
     sa_event.listen(sessions, "before_commit", before_commit)
+
+
+@contextmanager
+def events_kept_back(session: Session) -> Iterator[None]:
+    """Within: this transaction's new audit events stay out of every flush, to be inserted sealed when it commits
+    (one INSERT each), not inserted unsealed now and updated then (two statements each)."""
+    waiting = [e for e in session.info.get(_PENDING, []) if e in session.new]
+    for event in waiting:
+        session.expunge(event)
+    try:
+        yield
+    finally:
+        session.add_all(waiting)  # tracked again on the way back in: once is enough
+        session.info[_PENDING] = list(dict.fromkeys(session.info.get(_PENDING, [])))
 
 
 def seal_pending(session: Session, seal: AuditSeal) -> None:

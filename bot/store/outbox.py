@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, exists, false, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session, aliased
 
+from bot.store.chain import events_kept_back
 from bot.store.models import OutboxMessage, Replica
 from bot.store.results import changed
 
@@ -118,8 +119,22 @@ def hold(session: Session, request_id: int, holder: str, lease_until: datetime) 
     rows = [row for row in session.info.get(_OWED, []) if row.request_id == request_id and row.done_at is None]
     for row in rows:
         row.claimed_by, row.lease_until, row.attempts, row.in_doubt = holder, lease_until, 1, True
-    session.flush()
+    with events_kept_back(session):
+        session.flush()
     return [replace(_owed(row), attempts=0, in_doubt=False) for row in rows]  # as it was before this claim
+
+
+def hold_run(
+    session: Session, request_id: int, holder: str, now: datetime, lease_until: datetime, dead_before: datetime
+) -> list[Owed]:
+    """``claim_request_run`` in the transaction that owes the request's latest rows, for the thread that commits it
+    to send: its earlier rows with them when they are free. Empty, with nothing claimed, when a live sender holds
+    any of them (that sender takes the rest, as it would after the commit)."""
+    try:
+        with events_kept_back(session), session.begin_nested():  # this transaction's rows are flushed first
+            return claim_request_run(session, request_id, holder, now, lease_until, dead_before)
+    except Contended:  # the savepoint took back what was claimed
+        return []
 
 
 _earlier = aliased(OutboxMessage, name="earlier")

@@ -432,3 +432,60 @@ def test_a_new_request_whose_thread_never_sent_it_is_delivered_once_its_claim_ru
     assert len(bot.slack.messages(APPROVALS)) == 1
     assert len(dm_texts(bot, BOB)) == 1
     assert_each_delivered_once(bot)
+
+
+def test_a_grant_claims_what_the_request_owes_unless_a_live_sender_holds_part_of_it(
+    bot: LocalBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grant's transaction claims the request's rows for its thread, the alert owed when the glass broke with
+    the grant's own. When a live sender took the alert meanwhile, the claim is undone whole (a savepoint): the rows
+    the grant owed stay free, and go with the rest once that sender lets go."""
+    from bot.services import access
+
+    assert bot.runtime is not None
+    deps = bot.runtime.deps
+    check = access._check_still_allowed
+    taken: list[int] = []
+
+    def sender_takes_the_alert(deps_: Any, ctx: Any) -> None:
+        check(deps_, ctx)
+        first = owed(bot)[0]
+        with deps.db.transaction() as session:
+            replicas.beat(session, "live-replica", deps.now())
+            assert outbox.claim(session, first.id, "live-replica", deps.now(), deps.now() + LEASE) is not None
+        taken.append(first.id)
+
+    monkeypatch.setattr(access, "_check_still_allowed", sender_takes_the_alert)
+
+    bot.command(BOB, "orders-db 30m INC-1 outage --emergency")
+
+    rows = owed(bot)
+    assert taken and rows[0].kind == "alert" and rows[0].claimed_by == "live-replica"
+    assert all(row.done_at is None for row in rows)  # the sender holds the first row: the rest wait for it
+    assert [(row.claimed_by, row.attempts) for row in rows[1:]] == [(None, 0)] * (len(rows) - 1)
+    with deps.db.transaction() as session:  # the sender dies without posting
+        session.execute(
+            outbox.update(OutboxMessage).where(OutboxMessage.id == rows[0].id).values(lease_until=deps.now())
+        )
+    bot.advance(timedelta(seconds=1))
+    assert "Active" in state(bot.request_message(1, SECURITY))
+    assert_each_delivered_once(bot)
+
+
+def test_a_grant_s_messages_go_from_its_own_claim_without_another_read(
+    bot: LocalBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grant's transaction claims the run and hands over the request as it read it: the run posts it as granted
+    with no read of its own, and the last look alone reads it again (for the answer)."""
+    from bot.services import delivery
+
+    reads: list[int] = []
+    read_in = delivery._Request.read_in
+    monkeypatch.setattr(delivery._Request, "read_in", lambda self, session: reads.append(1) or read_in(self, session))
+
+    bot.command(BOB, "orders-db 30m INC-1 outage --emergency")
+
+    assert len(reads) == 1  # the last look, which reads the answer; the run itself went from the grant's reading
+    assert not bot.slack.calls("chat.update")
+    assert "Active" in state(bot.request_message(1, SECURITY)) and "Active" in state(bot.request_message(1))
+    assert_each_delivered_once(bot)
