@@ -118,7 +118,7 @@ class WebApp:
         if problem:
             self.bad_signatures.note(problem, environ.get("REMOTE_ADDR"))
             return _reply(start_response, 401, {"error": "invalid request signature"})
-        shape = payloads.problem(body, environ.get("CONTENT_TYPE"))
+        shape, bolted = payloads.read(body, environ.get("CONTENT_TYPE"))
         if shape:  # signed, yet not what Slack sends: Bolt would answer 500 or crash a listener
             log.warning("refused a signed request: %s", shape)
             return _reply(start_response, 400, {"error": "not a Slack payload"})
@@ -134,7 +134,6 @@ class WebApp:
         if not first:
             log.warning("ignored a replayed Slack request")
             return _reply(start_response, 200, None)
-        bolted = payloads.for_bolt(body, environ.get("CONTENT_TYPE"))
         if bolted != body:  # Bolt checks the signature again, over the body it is given
             environ["HTTP_X_SLACK_SIGNATURE"] = self._signature(environ["HTTP_X_SLACK_REQUEST_TIMESTAMP"], bolted)
         environ["wsgi.input"] = io.BytesIO(bolted)

@@ -94,10 +94,21 @@ def middleware(metrics: Callable[[], Metrics], before_call: Callable[[], None] |
     ``metrics()`` (asked per request: ``Deps.metrics`` as it is now). Global middleware runs after authorization, so
     the copy carries the token the request was authorized with."""
 
+    # One copy per token and metrics, kept: a client holds no state between calls, and making one reads the
+    # environment for proxies and builds a user agent, on the path of every ack.
+    copies: dict[tuple[Any, ...], MeteredWebClient] = {}
+
     def count_slack_calls(context: BoltContext, next: Callable[[], Any]) -> Any:  # Bolt passes it by this name
         given = context.client
         if given is not None and not isinstance(given, MeteredWebClient):
-            context["client"] = metered(given, metrics(), before_call)
+            counted = metrics()
+            key = (given.token, given.base_url, given.default_params.get("team_id"), id(counted))
+            copy = copies.get(key)
+            if copy is None or copy.metrics is not counted:
+                if len(copies) >= 64:  # tokens of many workspaces: keep the newest few
+                    copies.clear()
+                copy = copies[key] = metered(given, counted, before_call)
+            context["client"] = copy
         return next()
 
     return count_slack_calls

@@ -20,24 +20,7 @@ _SLACK_ID = re.compile(r"[A-Z0-9]{1,31}")
 
 def problem(body: bytes, content_type: str | None) -> str | None:
     """Why ``body`` is not a payload Slack sends, or None."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return "the body is not UTF-8"
-    if not text:
-        return None
-    if _is_json(text, content_type):
-        return _json_problem(text, _event_problem)
-    pairs = parse_qsl(text, keep_blank_values=True)
-    payloads = [value for key, value in pairs if key == "payload"]
-    if len(payloads) > 1:
-        return "more than one payload"
-    if payloads:
-        return _json_problem(payloads[0], _interaction_problem)
-    form = dict(pairs)
-    if "command" in form:
-        return _command_problem(form)
-    return None if "ssl_check" in form else "neither a command nor an interaction"
+    return read(body, content_type)[0]
 
 
 def for_bolt(body: bytes, content_type: str | None) -> bytes:
@@ -47,11 +30,31 @@ def for_bolt(body: bytes, content_type: str | None) -> bytes:
     it, for an empty request: a /breakglass command whose text (or user or channel name) says "payload" would
     vanish. Percent-encoding one letter keeps every value as it was and hides the word from that test.
     """
-    if b"payload" not in body or _is_json(body.decode("utf-8", "replace"), content_type):
-        return body
-    if any(key == "payload" for key, _ in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)):
-        return body
-    return body.replace(b"payload", b"p%61yload")
+    return read(body, content_type)[1]
+
+
+def read(body: bytes, content_type: str | None) -> tuple[str | None, bytes]:
+    """``problem`` and ``for_bolt`` from one parse of the form: every ack waits for it, and a click's form is one
+    long percent-encoded payload."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "the body is not UTF-8", body
+    if not text:
+        return None, body
+    if _is_json(text, content_type):
+        return _json_problem(text, _event_problem), body
+    pairs = parse_qsl(text, keep_blank_values=True)
+    payloads = [value for key, value in pairs if key == "payload"]
+    bolted = body.replace(b"payload", b"p%61yload") if b"payload" in body and not payloads else body
+    if len(payloads) > 1:
+        return "more than one payload", bolted
+    if payloads:
+        return _json_problem(payloads[0], _interaction_problem), bolted
+    form = dict(pairs)
+    if "command" in form:
+        return _command_problem(form), bolted
+    return (None if "ssl_check" in form else "neither a command nor an interaction"), bolted
 
 
 def _is_json(text: str, content_type: str | None) -> bool:
