@@ -18,6 +18,7 @@ from itertools import takewhile
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, exists, false, func, or_, select, tuple_, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
 from bot.store.chain import events_kept_back
@@ -132,9 +133,19 @@ def hold_run(
     any of them (that sender takes the rest, as it would after the commit)."""
     try:
         with events_kept_back(session), session.begin_nested():  # this transaction's rows are flushed first
-            return claim_request_run(session, request_id, holder, now, lease_until, dead_before)
+            return claim_request_run(session, request_id, holder, now, lease_until, dead_before, nowait=True)
     except Contended:  # the savepoint took back what was claimed
         return []
+    except OperationalError as error:
+        if not _locked_elsewhere(error):
+            raise
+        return []  # a sender is recording a row of the run: it is not ours to wait for (see claim_request_run)
+
+
+def _locked_elsewhere(error: OperationalError) -> bool:
+    """The database refused a NOWAIT lock: PostgreSQL's lock_not_available, MariaDB's and MySQL's lock errors."""
+    cause = error.orig
+    return getattr(cause, "sqlstate", None) == "55P03" or (getattr(cause, "args", None) or (None,))[0] in (1205, 3572)
 
 
 _earlier = aliased(OutboxMessage, name="earlier")
@@ -268,18 +279,24 @@ def claim_request_run(
     lease_until: datetime,
     dead_before: datetime | None = None,
     limit: int = 20,
+    nowait: bool = False,
 ) -> list[Owed]:
     """What ``claim_run`` claims from the request's first row not yet done, found and claimed with one read and one
     compare-and-set instead of a search, a read, a claim and a claim of the rest. Empty when that row is not due or is
     held by a live sender. Raises Contended when only some of the rows could be had (a sender from before a
-    takeover holds the later ones): nothing may be kept of this transaction then."""
-    undone = session.scalars(
+    takeover holds the later ones): nothing may be kept of this transaction then.
+
+    ``nowait``: the rows are locked as they are read, and a row another transaction has locked fails the read at
+    once (OperationalError) instead of waiting. For a transaction that already holds the request's row: a sender
+    finishing a run locks its rows first and the request's row next, and waiting for it would close a cycle."""
+    statement = (
         select(OutboxMessage)
         .where(OutboxMessage.request_id == request_id, OutboxMessage.done_at.is_(None))
         .order_by(OutboxMessage.id)
         .limit(limit)
         .execution_options(populate_existing=True)
-    ).all()
+    )
+    undone = session.scalars(statement.with_for_update(nowait=True) if nowait else statement).all()
     run = list(takewhile(lambda row: row.due_at <= now, undone))  # later rows wait for a retry's time, as it does
     if not run:
         return []

@@ -489,3 +489,62 @@ def test_a_grant_s_messages_go_from_its_own_claim_without_another_read(
     assert not bot.slack.calls("chat.update")
     assert "Active" in state(bot.request_message(1, SECURITY)) and "Active" in state(bot.request_message(1))
     assert_each_delivered_once(bot)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_grant_does_not_wait_for_a_sender_recording_a_row_of_its_run(
+    bot: LocalBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sender that looks dead (its heartbeat is old) yet still runs posts the alert and records it: it locks the
+    alert's row, then waits for the request's row, which the grant's transaction holds. The grant's claim must not
+    wait for the alert's row in turn (a deadlock, one of the two transactions killed): it leaves the run to
+    delivery after its commit."""
+    import threading
+
+    from bot.services import access, tell
+    from bot.store import queries
+
+    assert bot.runtime is not None
+    deps = bot.runtime.deps
+    check = access._check_still_allowed
+    alert: list[int] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def stale_sender_claims_the_alert(deps_: Any, ctx: Any) -> None:
+        check(deps_, ctx)
+        alert.append(owed(bot)[0].id)
+        with deps.db.transaction() as session:
+            replicas.beat(session, "stale-replica", deps.now() - timedelta(hours=1))
+            assert outbox.claim(session, alert[0], "stale-replica", deps.now(), deps.now() + LEASE) is not None
+
+    def stale_sender_records_it() -> None:
+        try:
+            with deps.db.transaction() as session:
+                sent = [(alert[0], outbox.Outcome.SENT, SECURITY, "1.000001")]
+                assert outbox.finish_run(session, "stale-replica", deps.now(), sent) == {alert[0]}
+                recorded.set()  # the alert's row is locked by this transaction from here to its commit
+                queries.set_fields(session, 1, alert_channel=SECURITY, alert_ts="1.000001")
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            done.set()
+
+    recorded = threading.Event()
+    announce = tell.announce
+
+    def while_the_grant_holds_the_request(*args: Any, **kwargs: Any) -> Any:
+        threading.Thread(target=stale_sender_records_it, daemon=True).start()
+        assert recorded.wait(10)
+        return announce(*args, **kwargs)
+
+    monkeypatch.setattr(access, "_check_still_allowed", stale_sender_claims_the_alert)
+    monkeypatch.setattr(tell, "announce", while_the_grant_holds_the_request)
+
+    bot.command(BOB, "orders-db 30m INC-1 outage --emergency")
+
+    assert done.wait(10) and not errors, errors
+    assert view(bot, 1).status is Status.ACTIVE and view(bot, 1).alert_ts == "1.000001"
+    bot.advance(timedelta(seconds=1))
+    assert all(row.done_at is not None for row in owed(bot))
