@@ -143,8 +143,9 @@ class Verdict:
 
 
 def requests_cap_problem(session: Session, deps: Deps, actor: str, now: datetime) -> str | None:
-    """Why this person may not file another request now (too many in the last hour), or None. Counted in the
-    transaction that would store the request: where the rule takes effect, and without a transaction of its own."""
+    """Why this person may not file another request now (too many in the last hour), or None. Counted before
+    anything else is looked up, and again in the transaction that would store the request, where the rule takes
+    effect."""
     limit = deps.tuning.requests_per_hour
     recent = session.scalar(
         select(func.count()).where(Request.requester_id == actor, Request.created_at > now - timedelta(hours=1))

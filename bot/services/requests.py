@@ -48,6 +48,11 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
         guard.refused(deps, actor, AuditAction.REQUEST_REFUSED, str(refusal), resource=ask.resource)
         raise
     now = deps.now()
+    with deps.db.transaction() as session:  # at once: a capped flood costs no lookups in Slack or the pager
+        too_many = guard.requests_cap_problem(session, deps, actor, now)
+    if too_many:
+        guard.refused(deps, actor, AuditAction.RATE_LIMITED, too_many, resource=resource.name)
+        raise Refused(too_many)
     person = deps.directory.person(actor)
     try:
         identity = principal_for(deps, resource, person)
@@ -66,7 +71,7 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
     superseded: RequestView | None = None
     try:
         with deps.db.transaction() as session:
-            too_many = guard.requests_cap_problem(session, deps, actor, now)
+            too_many = guard.requests_cap_problem(session, deps, actor, now)  # and again where it takes effect
             if too_many:
                 raise _Capped(too_many)  # nothing of this transaction is kept
             withdrawn = one_live.make_way(session, key, actor, ask.emergency, now)

@@ -280,6 +280,30 @@ def test_requests_per_hour_are_capped_across_the_database(make_bot: Callable[...
     assert "is with the approvers" in bot.command(BOB, "orders-db 30m INC-4 fix").text
 
 
+def test_a_capped_requester_is_refused_before_anything_is_looked_up(
+    make_bot: Callable[..., LocalBot], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood from someone over the cap costs a count each, not a directory, review or on-call lookup."""
+    from bot.services import reviews, triggers
+
+    bot = make_bot(tuning=Tuning(grant_retry_pause=0.01, requests_per_hour=1))
+    assert bot.runtime is not None
+    deps = bot.runtime.deps
+    assert "is with the approvers" in bot.command(BOB, "orders-db 30m INC-0 fix").text
+    bot.command(BOB, "revoke 1")
+    looked: list[str] = []
+    person, blocked, on_call = deps.directory.person, reviews.check_not_blocked, triggers.on_call
+    monkeypatch.setattr(deps.directory, "person", lambda *a: looked.append("directory") or person(*a))
+    monkeypatch.setattr(reviews, "check_not_blocked", lambda *a: looked.append("reviews") or blocked(*a))
+    monkeypatch.setattr(triggers, "on_call", lambda *a: looked.append("on-call") or on_call(*a))
+
+    for n in range(3):
+        assert "the limit is 1" in bot.command(BOB, f"orders-db 30m INC-{n + 1} fix").text
+
+    assert looked == []
+    assert audit_actions(bot).count(("rate_limited", BOB)) == 3
+
+
 # -- signatures made the way Slack makes them are the only way in ------------------------------------------------
 
 
