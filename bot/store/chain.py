@@ -217,22 +217,19 @@ def events_kept_back(session: Session) -> Iterator[None]:
 
 
 def seal_pending(session: Session, seal: AuditSeal) -> None:
-    events: list[AuditEvent] = [e for e in session.info.pop(_PENDING, []) if e.seq is None and e in session]
+    events: list[AuditEvent] = [e for e in session.info.get(_PENDING, []) if e.seq is None and e in session]
     if not events:
+        session.info.pop(_PENDING, None)
         return
-    unsent = [e for e in events if e in session.new]
-    for event in unsent:  # inserted below, sealed, in one statement each instead of an INSERT and an UPDATE
-        session.expunge(event)
-    session.flush()  # the changes being recorded, and the row locks they take, come first
-    seq, last_hash, first = _start(session, seal, _lock_head(session), events)
-    events[:0] = first
-    unsent[:0] = first
-    for event in events:
-        seq += 1
-        event.detail = plain_json(event.detail)  # stored exactly as hashed
-        event.seq, event.prev_hash, event.key_id = seq, last_hash, seal.key_id
-        event.hash = last_hash = seal.mac(seal.key_id, canonical(event))
-    session.add_all(unsent)
+    with events_kept_back(session):  # inserted once they are sealed: one statement each, not an INSERT and an UPDATE
+        session.flush()  # the changes being recorded, and the row locks they take, come first
+        seq, last_hash, first = _start(session, seal, _lock_head(session), events)
+        session.add_all(first)  # ahead of the events they come before in the chain, so their rows come first too
+        for event in [*first, *events]:
+            seq += 1
+            event.detail = plain_json(event.detail)  # stored exactly as hashed
+            event.seq, event.prev_hash, event.key_id = seq, last_hash, seal.key_id
+            event.hash = last_hash = seal.mac(seal.key_id, canonical(event))
     session.flush()
     session.info.pop(_PENDING, None)
     session.execute(
