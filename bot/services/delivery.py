@@ -69,7 +69,8 @@ class _Idle(NamedTuple):
 
 
 class _Held(NamedTuple):
-    """A new request's rows, claimed in the transaction that created it, with the request as it stood there."""
+    """A request's rows, claimed in the transaction that owed them (the one that created it, or recorded its grant),
+    with the request as it stood there."""
 
     request_id: int
     view: RequestView

@@ -224,7 +224,7 @@ class NoMetrics:
 
 
 class Held(Protocol):
-    """What a transaction owes for the request it created, claimed in it for its own thread to send once it commits
+    """What a request owes, claimed in the transaction that owed it for its own thread to send once it commits
     (``Courier.hold``)."""
 
     @property

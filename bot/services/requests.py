@@ -34,6 +34,12 @@ class _Capped(Exception):
     """The hourly cap, found in the transaction that would have stored the request."""
 
 
+def _rate_limited(deps: Deps, actor: str, why: str, resource: str) -> Refused:
+    """The refusal of a request over the hourly cap, recorded (in a transaction of its own)."""
+    guard.refused(deps, actor, AuditAction.RATE_LIMITED, why, resource=resource)
+    return Refused(why)
+
+
 def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_name: str | None = None) -> RequestView:
     """Store a request and put it in front of its approvers; an emergency, or a request by whoever is on call where
     the schedule may ``auto_approve``, is granted at once."""
@@ -51,8 +57,7 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
     with deps.db.transaction() as session:  # at once: a capped flood costs no lookups in Slack or the pager
         too_many = guard.requests_cap_problem(session, deps, actor, now)
     if too_many:
-        guard.refused(deps, actor, AuditAction.RATE_LIMITED, too_many, resource=resource.name)
-        raise Refused(too_many)
+        raise _rate_limited(deps, actor, too_many, resource.name)
     person = deps.directory.person(actor)
     try:
         identity = principal_for(deps, resource, person)
@@ -154,8 +159,7 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
             # grant's messages wait for the grant (and show it): they are claimed after it.
             held = None if ask.emergency or auto else deps.courier.hold(session, current)
     except _Capped as capped:
-        guard.refused(deps, actor, AuditAction.RATE_LIMITED, str(capped), resource=resource.name)
-        raise Refused(str(capped)) from None
+        raise _rate_limited(deps, actor, str(capped), resource.name) from None
     except IntegrityError:
         if key is None:
             raise
@@ -166,17 +170,15 @@ def submit(deps: Deps, actor: str, ask: Ask, origin_channel: str | None, origin_
     if superseded is not None:
         deps.metrics.request_settled(superseded.resource, superseded.level, Settled.CANCELLED, None)
         deps.courier.deliver(superseded.id)
-    granted = access.Granted(None, told=False)
+    told = None  # the request as delivery read it where nothing was left to send: no need to look again
     if ask.emergency or auto:
         settled = Settled.EMERGENCY if ask.emergency else Settled.AUTO_APPROVED
         deps.metrics.request_settled(resource.name, resource.level, settled, None)
         granted = access.grant_and_tell(deps, request_id)  # access first; the alerts go out right after it
+        told = granted.view if granted.told else None
     if ask.emergency and triggers.page(deps, resource, request_id):
-        granted = access.Granted(None, told=False)  # the page owed a note in the alert's thread
-    if granted.told and granted.view is not None:  # delivered, and read where nothing was left to send
-        current = granted.view
-    else:
-        current = deps.courier.deliver(request_id, held) or existing(deps, request_id)
+        told = None  # the page owed a note in the alert's thread
+    current = told or deps.courier.deliver(request_id, held) or existing(deps, request_id)
     if current.status is Status.PENDING:  # on time, not a sweep late: the moments it waits for have alarms now
         waiting.set_alarms(deps, resource, current.created_at)
     return current

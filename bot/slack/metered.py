@@ -96,15 +96,15 @@ def middleware(metrics: Callable[[], Metrics], before_call: Callable[[], None] |
 
     # One copy per token and metrics, kept: a client holds no state between calls, and making one reads the
     # environment for proxies and builds a user agent, on the path of every ack.
-    copies: dict[tuple[Any, ...], MeteredWebClient] = {}
+    copies: dict[tuple[str | None, str, Any], MeteredWebClient] = {}
 
     def count_slack_calls(context: BoltContext, next: Callable[[], Any]) -> Any:  # Bolt passes it by this name
         given = context.client
         if given is not None and not isinstance(given, MeteredWebClient):
             counted = metrics()
-            key = (given.token, given.base_url, given.default_params.get("team_id"), id(counted))
+            key = (given.token, given.base_url, given.default_params.get("team_id"))
             copy = copies.get(key)
-            if copy is None or copy.metrics is not counted:
+            if copy is None or copy.metrics is not counted:  # new, or the metrics were swapped since
                 if len(copies) >= 64:  # tokens of many workspaces: keep the newest few
                     copies.clear()
                 copy = copies[key] = metered(given, counted, before_call)
