@@ -13,15 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
 from bot.domain.actions import AuditAction
 from bot.services import tell
 from bot.services.deps import Deps
-from bot.store import audit
-from bot.store.models import AuditEvent, Request
+from bot.store import audit, queries
 
 # Audit actions that mean "someone tried something they may not do".
 REFUSALS = frozenset(
@@ -64,17 +62,10 @@ def refused(
     # Ranked in a transaction of its own, after ours committed: each refusal gets a distinct rank even when two
     # replicas record one at the same moment, so the alert goes out once per threshold reached, never twice.
     with deps.db.transaction() as session:
-        rank = session.scalar(
-            select(func.count()).where(
-                AuditEvent.actor == actor,
-                AuditEvent.action.in_(REFUSALS),
-                AuditEvent.at > now - WINDOW,
-                AuditEvent.id <= event_id,
-            )
-        )
-        alert = bool(rank) and _alerts_at(rank or 0, deps.tuning.refusals_alert)
+        rank = audit.rank_among(session, actor, REFUSALS, now - WINDOW, event_id)
+        alert = bool(rank) and _alerts_at(rank, deps.tuning.refusals_alert)
         if alert:
-            tell.refusals(deps, session, actor, rank or 0, WINDOW, why)
+            tell.refusals(deps, session, actor, rank, WINDOW, why)
     if alert:
         deps.courier.deliver(None)
 
@@ -147,10 +138,8 @@ def requests_cap_problem(session: Session, deps: Deps, actor: str, now: datetime
     anything else is looked up, and again in the transaction that would store the request, where the rule takes
     effect."""
     limit = deps.tuning.requests_per_hour
-    recent = session.scalar(
-        select(func.count()).where(Request.requester_id == actor, Request.created_at > now - timedelta(hours=1))
-    )
-    if (recent or 0) < limit:
+    recent = queries.requests_since(session, actor, now - timedelta(hours=1))
+    if recent < limit:
         return None
     return (
         f"You have made {recent} requests in the last hour; the limit is {limit}. "

@@ -3,11 +3,11 @@ record, and sealed into the hash chain when it commits (bot/store/chain.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, select
+from sqlalchemy import Engine, Row, func, select
 from sqlalchemy.orm import Session
 
 from bot.store.models import AuditEvent, Request
@@ -44,6 +44,19 @@ def record(
         event.detail = {**event.detail, "drill": True}
     session.add(event)
     return event
+
+
+def rank_among(session: Session, actor: str, actions: Iterable[str], since: datetime, event_id: int) -> int:
+    """Where event ``event_id`` falls among this actor's events of ``actions`` after ``since``: 1 for the first."""
+    count = session.scalar(
+        select(func.count()).where(
+            AuditEvent.actor == actor,
+            AuditEvent.action.in_(list(actions)),
+            AuditEvent.at > since,
+            AuditEvent.id <= event_id,
+        )
+    )
+    return count or 0
 
 
 def stream(

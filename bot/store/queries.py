@@ -75,6 +75,12 @@ def move_many(
     return set(session.scalars(statement).all())
 
 
+def requests_since(session: Session, requester_id: str, since: datetime) -> int:
+    """How many requests this person made after ``since`` (on ix_requests_requester_id)."""
+    count = session.scalar(select(func.count()).where(Request.requester_id == requester_id, Request.created_at > since))
+    return count or 0
+
+
 def live_request(session: Session, key: str) -> Request | None:
     """The live request holding ``key`` (bot/domain/live.py), if any."""
     return session.scalars(
