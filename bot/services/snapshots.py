@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
@@ -239,10 +240,23 @@ def to_data(view: RequestView) -> dict[str, Any]:
     return plain(asdict(view))
 
 
+@functools.cache
+def _view_fields() -> tuple[frozenset[str], frozenset[str]]:
+    """The view's field names, and those that hold a moment: read once, as every message sent from the outbox needs
+    them and ``fields`` builds them afresh each time."""
+    view = fields(RequestView)
+    return frozenset(f.name for f in view), frozenset(f.name for f in view if "datetime" in str(f.type))
+
+
+@functools.cache
+def _review_fields() -> frozenset[str]:
+    return frozenset(f.name for f in fields(ReviewView))
+
+
 def from_data(data: dict[str, Any]) -> RequestView:
     """The snapshot ``to_data`` made, as it was."""
-    times = {f.name for f in fields(RequestView) if "datetime" in str(f.type)}
-    values = {key: value for key, value in data.items() if key in {f.name for f in fields(RequestView)}}
+    names, times = _view_fields()
+    values = {key: value for key, value in data.items() if key in names}
     for key in times:
         if values.get(key) is not None:
             values[key] = datetime.fromisoformat(values[key])
@@ -268,7 +282,7 @@ def from_data(data: dict[str, Any]) -> RequestView:
     )
     review = values.get("review")
     if review is not None:
-        known = {f.name for f in fields(ReviewView)}
+        known = _review_fields()
         moments = {
             key: datetime.fromisoformat(review[key]) if review.get(key) else None for key in ("done_at", "written_at")
         }
