@@ -158,12 +158,38 @@ def _parse_args(content_type: str, body: bytes, query: str) -> dict[str, Any]:
 
 
 class _Server(ThreadingHTTPServer):
+    """Keeps connections open between calls, as Slack does; closes them all when stopped, so a client that kept one
+    finds Slack gone (refused), not a server that lingers in a thread."""
+
     daemon_threads = True
     standin: SlackStandIn
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._open_lock:
+            for connection in self._open:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    protocol_version = "HTTP/1.1"  # keep-alive: a client's connection serves many calls
+    disable_nagle_algorithm = True  # headers and body go out in two writes: without it the body waits for an ACK
 
     def log_message(self, format: str, *args: Any) -> None:  # silence http.server's request log
         pass
@@ -264,8 +290,14 @@ class SlackStandIn:
         if server is not None:
             server.shutdown()
             server.server_close()
+            server.close_connections()
         if thread is not None:
             thread.join(timeout=5)
+
+    def close_connections(self) -> None:
+        """Close every connection clients keep open, as Slack's edge does to one left idle; the server stays up."""
+        if self._server is not None:
+            self._server.close_connections()
 
     def __enter__(self) -> SlackStandIn:
         return self.start()

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 from urllib.error import URLError
+from urllib.request import Request
 
 from slack_bolt import BoltContext
 from slack_sdk import WebClient
@@ -20,6 +21,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
 from bot.services.ports import Metrics
+from bot.slack.keepalive import Connections
 
 # The few outcomes a call is counted under: Slack's error codes are many and new ones appear, and a label may only
 # take values known in advance.
@@ -38,6 +40,14 @@ class MeteredWebClient(WebClient):
         super().__init__(*args, **kwargs)
         self.metrics = metrics
         self.before_call = before_call or _nothing
+        self.connections = Connections(self.timeout, self.ssl)
+
+    def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
+        """slack_sdk's one step that touches the network, sent over kept-alive connections (bot/slack/keepalive.py).
+        Through a proxy, slack_sdk's own way, which knows how to reach one."""
+        if self.proxy is not None or not url.lower().startswith("http"):
+            return super()._perform_urllib_http_request_internal(url, req)
+        return self.connections.send(req)
 
     def api_call(self, api_method: str, **kwargs: Any) -> SlackResponse:
         self.before_call()
