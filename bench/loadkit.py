@@ -152,7 +152,9 @@ def _serve_receiver(secret: str, hang: float, pipe: multiprocessing.connection.C
         while pipe.recv() != "stop":
             calls = receiver.calls[sent:]
             sent += len(calls)
-            pipe.send([(c.event, c.body.get("grant_id"), c.received_at, c.status, c.valid, _user(c.body)) for c in calls])
+            pipe.send(
+                [(c.event, c.body.get("grant_id"), c.received_at, c.status, c.valid, _user(c.body)) for c in calls]
+            )
 
 
 def _user(body: dict[str, Any]) -> str | None:
