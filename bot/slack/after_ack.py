@@ -1,11 +1,10 @@
 """Where the work that follows an acknowledgement runs: never in the thread that acknowledges.
 
-Bolt runs each listener in a pool of its own (five threads by default) and answers Slack only once the listener calls
-``ack()``. A listener that went on to do its work in that thread (the database, the backend, Slack's Web API) held a
-thread the next request's ack was waiting for: under a burst, acks queued behind work that followed other acks. So a
-listener acknowledges, then hands the rest here. Bolt's pool is sized so that a listener never waits for a thread,
-and this pool's few threads are all the post-ack work there is, which bounds what competes with acks for the
-interpreter however many requests arrive at once.
+Bolt answers Slack with a listener's ``ack()``. A listener that went on to do its work before answering (the
+database, the backend, Slack's Web API) made its ack, and under a burst every ack queued behind it, wait for work that
+followed other acks. So a listener acknowledges, then hands the rest here, and returns: Bolt runs it in the request's
+own thread (``process_before_response``, bot/slack/app.py) and answers as it returns. This pool's few threads are all
+the post-ack work there is, which bounds what competes with acks for the interpreter however many requests arrive.
 
 Acks come first (``AcksFirst``): while one is being made, post-ack work pauses at its next step (a transaction or a
 Slack call) for at most ``GIVE_WAY`` seconds. Python's threads have no priorities, and eight threads of post-ack work
@@ -26,7 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger("breakglass.slack.after_ack")
 
-ACK_THREADS = 64  # Bolt's listener pool: only acks run there now, so one per request in flight, more than enough
 WORK_THREADS = 8  # post-ack work at once: mostly waiting on the database, a backend or Slack, so a few suffice
 
 GIVE_WAY = 0.25  # seconds post-ack work waits at a step for acks to pass: under a steady stream it still moves on

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import select
 
@@ -20,11 +21,13 @@ from bot.devtools.form_filling import block_of, state_of
 from bot.devtools.local_bot import LocalBot, Reply
 from bot.devtools.slack_requests import checked
 from bot.devtools.slack_standin import OpenedView
+from bot.devtools.webhook_receiver import WebhookReceiver
 from bot.domain.states import Status
 from bot.policy import Policy, parse_policy
 from bot.services.deps import Tuning
 from bot.slack.ids import ActionId, CallbackId
 from bot.store.models import AuditEvent, Request
+from tests.e2e.conftest import WEBHOOK_SECRET
 from tests.e2e.helpers import ALICE, BOB, DAVE, audit_actions, view
 
 POLICY = """
@@ -293,6 +296,32 @@ def test_someone_removed_from_the_requesters_after_opening_is_refused_at_submit(
     assert where == block_of(form, "resource") and "no resource 'orders-db' you may request" in text
     eventually(lambda: bool(refusals(bot)))
     assert requests_stored(bot) == [] and refusals(bot) == [("request_refused", BOB)]
+
+
+def test_the_refusal_is_written_after_the_form_is_answered_and_the_answer_never_waits_for_it(
+    policy: Policy, postgres_url: str, receiver: WebhookReceiver
+) -> None:
+    """Bolt answers a form when its listener returns (``process_before_response``): what a listener writes after its
+    ack must go to the work that follows it, or the answer waits for the database. PostgreSQL only: there a lock can
+    hold back the audit trail alone (SQLite's would hold back the replay check every ack makes as well)."""
+    environ = {"WEBHOOK_URL": receiver.url, "BREAKGLASS_WEBHOOK_SECRET": WEBHOOK_SECRET}
+    bot = LocalBot(policy, postgres_url, environ=environ).start()
+    try:
+        form = opened(bot, BOB).view
+        bot.slack.set_group("S0ONCALL", [])
+        bot.advance(timedelta(seconds=61))
+        with psycopg.connect(postgres_url) as held:  # nobody can write an audit event until it lets go
+            held.execute("LOCK TABLE audit_chain_head IN EXCLUSIVE MODE")
+
+            reply = bot.submit_request_form(BOB, form, {"reason": "INC-3 fix"})
+
+            assert "no resource 'orders-db' you may request" in next(iter(errors(reply).values()))
+            assert refusals(bot) == []  # the answer came first: the write is still waiting for the lock
+            held.rollback()
+        eventually(lambda: bool(refusals(bot)))
+        assert refusals(bot) == [("request_refused", BOB)]
+    finally:
+        bot.stop()
 
 
 # -- what a submission becomes -------------------------------------------------------------------------------------

@@ -88,8 +88,8 @@ def register(app: App, deps: Deps, limiter: RateLimiter, later: Later) -> None:
             resource, asked = request_form.check(policy, lambda r: deps.may_request(actor, r), filled)
         except request_form.Mistakes as mistakes:
             ack(response_action="errors", errors=mistakes.errors)
-            if mistakes.forbidden:  # after the ack: this writes to the database
-                _record_refusal(deps, actor, mistakes.forbidden, filled.resource or "")
+            if forbidden := mistakes.forbidden:  # after the ack: this writes to the database
+                later(lambda: _record_refusal(deps, actor, forbidden, filled.resource or ""))
             return
         except MembershipUnknown:
             ack(response_action="errors", errors={filled.where(FormField.RESOURCE): MEMBERSHIP_UNKNOWN})
