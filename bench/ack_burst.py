@@ -5,7 +5,8 @@
 then signed Approve clicks on those requests (each followed by a grant through a webhook backend that takes 50 ms a
 call), as fast as their answers come back. The same payloads go to a bare Bolt app whose listeners only ``ack()``,
 served the same way (waitress, 8 threads) on the same machine in the same run: the floor any Bolt bot stands on.
-The clients run in a process of their own, so their work does not share the servers' interpreter.
+The clients, the Slack stand-in and the webhook receiver each run in a process of their own, so their work does
+not share the servers' interpreter. The bot is built as `serve` builds it, with default settings.
 
 Each figure is a client's round trip from sending the signed POST until its HTTP response: the ack Slack waits for
 (at most 3 s). The bot runs on SQLite in a temporary directory, or on PostgreSQL in a database of its own created
@@ -35,9 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadkit
 from loadkit import database, percentile
 
-from bot.devtools.local_bot import SIGNING_SECRET, LocalBot
+from bot import runtime
+from bot.clock import SystemClock
+from bot.devtools.local_bot import BOT_TOKEN, PEOPLE, SIGNING_SECRET
 from bot.devtools.slack_requests import block_action, slash_command
-from bot.devtools.webhook_receiver import WebhookReceiver
 from bot.policy import parse_policy
 from bot.slack.ids import ActionId
 
@@ -102,23 +104,21 @@ def bare_bolt() -> Iterator[str]:
 # -- the bot -----------------------------------------------------------------------------------------------------
 
 
-def commands(bot: LocalBot, start: int, count: int) -> list[str]:
+def commands(respond: str, start: int, count: int) -> list[str]:
     return [
         slash_command(
             text=f"{RESOURCE} 1h INC-{start + i} burst",
             user_id=REQUESTERS[start + i],
             user_name=REQUESTERS[start + i].lower(),
-            response_url=bot.slack.response_url(f"c{start + i}"),
+            response_url=f"{respond}c{start + i}",
         )
         for i in range(count)
     ]
 
 
-def clicks(bot: LocalBot, request_ids: Sequence[int]) -> list[str]:
+def clicks(respond: str, request_ids: Sequence[int]) -> list[str]:
     return [
-        block_action(
-            ActionId.APPROVE, str(request_id), APPROVER, "C0APPROVALS", response_url=bot.slack.response_url(f"a{i}")
-        )
+        block_action(ActionId.APPROVE, str(request_id), APPROVER, "C0APPROVALS", response_url=f"{respond}a{i}")
         for i, request_id in enumerate(request_ids)
     ]
 
@@ -155,20 +155,21 @@ def row_line(row: Row, base: Row | None) -> str:
 
 
 def run(client_counts: Sequence[int], n: int, postgres: str | None, quick: bool) -> int:
-    receiver = WebhookReceiver(WEBHOOK_SECRET)
-    receiver.start()
-    receiver.hang(BACKEND_MS / 1000)
+    # Slack and the backend each in a process of their own, as in production: in the bot's they would take its
+    # interpreter's turns from the acks being measured (the bare app makes no calls, so it would not pay that).
+    receiver = loadkit.receiver_elsewhere(WEBHOOK_SECRET, BACKEND_MS / 1000)
+    people = PEOPLE | {user: {"name": user.lower(), "email": f"{user.lower()}@example.com"} for user in REQUESTERS}
+    slack = loadkit.slack_elsewhere(BOT_TOKEN, people)
+    respond = slack.url.removesuffix("api/") + "respond/"
     environ = {"BENCH_WEBHOOK_URL": receiver.url, "BENCH_WEBHOOK_SECRET": WEBHOOK_SECRET}
     policy = parse_policy(POLICY, source="bench policy")
     failures: list[str] = []
     print(f"{'':<26} {'n':>5} {'median ms':>10} {'p99 ms':>8} {'max ms':>8} {'vs bare':>9} {'errors':>7}")
     try:
         with database(postgres) as url:
-            bot = LocalBot(policy, url, environ=environ)
-            for user in REQUESTERS:
-                bot.slack.add_user(user, user.lower(), f"{user.lower()}@example.com")
-            bot.start()
+            bot = runtime.build(loadkit.bot_settings(url, slack.url), environ, clock=SystemClock(), policy=policy)
             try:
+                events = f"http://127.0.0.1:{bot.serve_http(host='127.0.0.1', port=0, block=False)}/slack/events"
                 used = 0
                 for clients in client_counts:
                     with bare_bolt() as bare_url:
@@ -176,12 +177,11 @@ def run(client_counts: Sequence[int], n: int, postgres: str | None, quick: bool)
                         bare_click = Row(
                             f"bare Bolt, {clients} clients: click", fire(bare_url, bare_clicks(n), clients)
                         )
-                    bodies = commands(bot, used, n)
-                    bot_cmd = Row(f"bot, {clients} clients: cmd", fire(bot.sender.url, bodies, clients))
-                    answered = wait_for_answers(bot, [f"c{used + i}" for i in range(n)])
+                    bot_cmd = Row(f"bot, {clients} clients: cmd", fire(events, commands(respond, used, n), clients))
+                    answered = wait_for_answers(slack, [f"c{used + i}" for i in range(n)])
                     ids = [int(m.group(1)) for text in answered if (m := _REQUEST_ID.search(text))]
-                    bot_click = Row(f"bot, {clients} clients: click", fire(bot.sender.url, clicks(bot, ids), clients))
-                    wait_for_answers(bot, [f"a{i}" for i in range(len(ids))])
+                    bot_click = Row(f"bot, {clients} clients: click", fire(events, clicks(respond, ids), clients))
+                    wait_for_answers(slack, [f"a{i}" for i in range(len(ids))])
                     used += n
                     for row, base in (
                         (bare_cmd, None),
@@ -197,6 +197,7 @@ def run(client_counts: Sequence[int], n: int, postgres: str | None, quick: bool)
                 bot.stop()
     finally:
         receiver.stop()
+        slack.stop()
     print(
         f"\ntargets with 32 clients: median <= {TARGET_RATIO:.0f}x the bare Bolt app's, p99 <= {TARGET_P99_MS:.0f} ms;"
         f" always: no ack at or over {SLACK_ACK_LIMIT_MS:.0f} ms, no error"
@@ -206,13 +207,13 @@ def run(client_counts: Sequence[int], n: int, postgres: str | None, quick: bool)
     return 1 if failures else 0
 
 
-def wait_for_answers(bot: LocalBot, names: Sequence[str], timeout: float = 120.0) -> list[str]:
-    """The private answer each response_url got, once all came (the work after every ack is done)."""
+def wait_for_answers(slack: loadkit.Elsewhere, names: Sequence[str], timeout: float = 120.0) -> list[str]:
+    """The last private answer each response_url got, once all came (the work after every ack is done)."""
     deadline = time.monotonic() + timeout
     while True:
-        answers = [bot.slack.responses(name) for name in names]
-        if all(answers) or time.monotonic() > deadline:
-            return [str(a[-1].get("text")) if a and isinstance(a[-1], dict) else "" for a in answers]
+        latest = {name: text for name, text in slack.answers()}
+        if all(name in latest for name in names) or time.monotonic() > deadline:
+            return [str(latest.get(name, "")) for name in names]
         time.sleep(0.05)
 
 

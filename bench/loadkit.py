@@ -166,8 +166,13 @@ def _serve_slack(token: str, users: dict[str, dict[str, str]], pipe: multiproces
     slack = SlackStandIn(token=token, users=users).start()
     try:
         pipe.send(slack.api_url)
-        sent = 0
-        while pipe.recv() != "stop":
+        sent = answered = 0
+        while (asked := pipe.recv()) != "stop":
+            if asked == "answers":
+                answers = slack.named_responses()[answered:]
+                answered += len(answers)
+                pipe.send([(name, body.get("text") if isinstance(body, dict) else body) for name, body in answers])
+                continue
             posts = slack.calls("chat.postMessage")[sent:]
             sent += len(posts)
             pipe.send([(c.method, str(c.args.get("channel")), json.dumps(c.args, default=str), c.at) for c in posts])
@@ -199,7 +204,8 @@ def _serve_replica(
 
 class Elsewhere:
     """A stand-in run in a child process: ``url`` is where it listens; ``ask()`` what it recorded (the webhook
-    receiver: every call; Slack: every ``chat.postMessage`` as (method, channel, its arguments as JSON, when)).
+    receiver: every call; Slack: every ``chat.postMessage`` as (method, channel, its arguments as JSON, when)), and
+    for Slack ``answers()`` what was posted to response URLs.
     Forked, unless ``fresh`` (a bot replica: started from nothing, as a replica on another machine would be)."""
 
     def __init__(self, target: object, *args: object, fresh: bool = False) -> None:
@@ -209,6 +215,7 @@ class Elsewhere:
         self._process.start()
         self.url = str(self._pipe.recv())
         self._seen: list[Any] = []
+        self._answers: list[tuple[str, Any]] = []
 
     def ask(self) -> list[Any]:
         """Everything recorded so far, oldest first. Only what is new since the last ask crosses the pipe: a
@@ -216,6 +223,12 @@ class Elsewhere:
         self._pipe.send("calls")
         self._seen.extend(self._pipe.recv())
         return list(self._seen)
+
+    def answers(self) -> list[tuple[str, Any]]:
+        """Slack's only: (name, text) of each answer POSTed to a response URL so far, oldest first."""
+        self._pipe.send("answers")
+        self._answers.extend(self._pipe.recv())
+        return list(self._answers)
 
     def stop(self) -> None:
         self._pipe.send("stop")

@@ -20,9 +20,11 @@ and then posts one message to the same Slack stand-in (the least a request's eff
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -83,7 +85,7 @@ def people(n: int, start: int) -> list[str]:
 
 
 def directory(n: int) -> dict[str, dict[str, str]]:
-    return PEOPLE | {u: {"name": u.lower(), "email": f"{u.lower()}@example.com"} for u in people(3 * n, 0)}
+    return PEOPLE | {u: {"name": u.lower(), "email": f"{u.lower()}@example.com"} for u in people(4 * n, 0)}
 
 
 def bodies(who: list[str], respond: str, emergency: bool) -> list[str]:
@@ -135,6 +137,75 @@ def floor_bolt(slack_url: str) -> Iterator[str]:
         after_ack.shutdown()
 
 
+# A request's I/O, as counted over this benchmark (an SQLAlchemy statement counter, the stand-in's calls): the
+# statements of its transactions in order (the replay check, the hourly cap, the storing transaction, the run's
+# finish, the last look), its Web API calls (users.info, the approval message, its permalink, the requester's DM,
+# the note where it was asked) and the answer through its response_url.
+IO_TRANSACTIONS = (1, 1, 7, 2, 4)
+IO_WEB_API_CALLS = 5
+
+
+@contextmanager
+def floor_io(slack_url: str, database_url: str) -> Iterator[str]:
+    """A bare Bolt app, served and run as ``floor_bolt``, whose work after the ack is a request's I/O and nothing
+    else: ``IO_TRANSACTIONS`` of plain statements through psycopg (a connection kept per thread), the Web API calls
+    over kept-alive connections, and the answer. What a request costs on this machine before any of the bot's own
+    work: the ORM, rendering, sealing, the courier's bookkeeping. Yields its events URL."""
+    import psycopg
+    import urllib3
+
+    dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as setup:
+        setup.execute("CREATE TABLE floor_requests (id serial PRIMARY KEY, requester text, body text, ts text)")
+        setup.execute("CREATE INDEX ON floor_requests (requester)")
+    pool = urllib3.PoolManager(maxsize=16, block=False, retries=False)
+    kept = threading.local()
+    opened: list[psycopg.Connection[Any]] = []
+
+    def call(url: str, **args: str) -> dict[str, Any]:
+        body = json.dumps(args).encode()
+        headers = {"Authorization": f"Bearer {BOT_TOKEN}", "Content-Type": "application/json; charset=utf-8"}
+        answer: dict[str, Any] = json.loads(pool.request("POST", url, body=body, headers=headers).data or b"{}")
+        return answer
+
+    def statement(connection: psycopg.Connection[Any], user: str) -> None:
+        connection.execute("SELECT count(*) FROM floor_requests WHERE requester = %s", (user,)).fetchall()
+
+    def work(user: str, response_url: str) -> None:
+        if not hasattr(kept, "connection"):
+            kept.connection = psycopg.connect(dsn)
+            opened.append(kept.connection)
+        connection = kept.connection
+        for step, count in enumerate(IO_TRANSACTIONS):
+            with connection.transaction():
+                connection.execute("INSERT INTO floor_requests (requester, body) VALUES (%s, %s)", (user, "x" * 200))
+                for _ in range(count - 1):
+                    statement(connection, user)
+            if step == 1:  # between the cap and the storing transaction: the directory
+                call(f"{slack_url}users.info", user=user)
+        text = f"{user.lower()} (`{user}`) asks for {RESOURCE}"
+        call(f"{slack_url}chat.postMessage", channel="C0APPROVALS", text=text)
+        for _ in range(IO_WEB_API_CALLS - 2):
+            call(f"{slack_url}chat.postMessage", channel=user, text=text)
+        pool.request("POST", response_url, body=b'{"text": "sent"}', headers={"Content-Type": "application/json"})
+
+    app = bare_app()
+    after_ack = ThreadPoolExecutor(8)
+
+    def on_command(ack: Ack, command: dict[str, Any]) -> None:
+        ack()
+        after_ack.submit(work, command["user_id"], command["response_url"])
+
+    app.command("/breakglass")(on_command)
+    try:
+        with served(app) as url:
+            yield url
+    finally:
+        after_ack.shutdown()
+        for connection in opened:
+            connection.close()
+
+
 def run(n: int, clients: int, postgres: str | None, kinds: list[str], replicas: int = 1) -> int:
     receiver = receiver_elsewhere(WEBHOOK_SECRET, BACKEND_MS / 1000)
     slack = slack_elsewhere(BOT_TOKEN, directory(n))
@@ -158,6 +229,12 @@ def run(n: int, clients: int, postgres: str | None, kinds: list[str], replicas: 
                     sent = fire(floor, bodies(asking, respond, emergency=False), clients, SIGNING_SECRET)
                     posted = wait(lambda: approvals(slack.ask(), asking), len(asking))
                     failures += row("floor: bare Bolt app, one post", sent, posted, asking)
+                if postgres:
+                    with floor_io(slack.url, url) as floor:
+                        asking = people(n, 3 * n)
+                        sent = fire(floor, bodies(asking, respond, emergency=False), clients, SIGNING_SECRET)
+                        posted = wait(lambda: approvals(slack.ask(), asking), len(asking))
+                        failures += row("floor: a request's I/O alone", sent, posted, asking)
 
                 if "requests" in kinds:
                     asking = people(n, 0)
@@ -184,7 +261,7 @@ def run(n: int, clients: int, postgres: str | None, kinds: list[str], replicas: 
 
 def approvals(posts: list[tuple[str, str, str, float]], who: list[str]) -> dict[str, float]:
     """When each person's approval message was posted."""
-    wanted, found = set(who), {}
+    wanted, found = set(who), dict[str, float]()
     for _, channel, args, at in posts:
         requester = _REQUESTER.search(args) if channel == "C0APPROVALS" else None
         if requester and requester.group(1) in wanted:
@@ -193,7 +270,7 @@ def approvals(posts: list[tuple[str, str, str, float]], who: list[str]) -> dict[
 
 
 def grants(calls: list[tuple[str | None, object, float, int, bool, str | None]], who: list[str]) -> dict[str, float]:
-    wanted, found = set(who), {}
+    wanted, found = set(who), dict[str, float]()
     for event, _, at, _, _, user in calls:
         if event == "grant" and user in wanted:
             found.setdefault(user, at)

@@ -453,6 +453,11 @@ class SlackStandIn:
         with self._cond:
             return [body for n, body in self._responses if name is None or n == name]
 
+    def named_responses(self) -> list[tuple[str, Any]]:
+        """(name, body) of every POST to a response URL, oldest first."""
+        with self._cond:
+            return list(self._responses)
+
     def wait_for(self, predicate: Callable[[SlackStandIn], T], timeout: float = 30.0) -> T:
         """Wait until ``predicate(self)`` is truthy and return its value; TimeoutError with a dump if not.
 
