@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import io
 import ssl
-from http.client import HTTPMessage
+import time
+from http.client import HTTPException, HTTPMessage
 from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.request import Request
@@ -32,7 +33,33 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
-POOL_SIZE = 16  # connections kept per host: one per thread that calls Slack at once (8 after-ack, the sweep's...)
+POOL_SIZE = 32  # connections kept per host: more than the threads that call Slack at once (after-ack, lanes, sweep)
+
+# A connection left idle longer than this is closed, not reused. Slack's edge closes idle ones cleanly, which urllib3
+# notices before reuse; a NAT or load balancer on the way forgets them silently (AWS's NAT gateway after 350 s, Azure's
+# after 4 min), and the first call on one would then fail or time out although it never reached Slack.
+MAX_IDLE = 30.0  # seconds
+
+
+class _FreshHTTPPool(urllib3.HTTPConnectionPool):
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        connection = super()._get_conn(timeout)
+        idle_since = getattr(connection, _IDLE_SINCE, None)
+        if idle_since is not None and time.monotonic() - idle_since > MAX_IDLE:
+            connection.close()  # reconnects on use, as urllib3 does with one it found dropped
+        return connection
+
+    def _put_conn(self, conn: Any) -> None:
+        if conn is not None:
+            setattr(conn, _IDLE_SINCE, time.monotonic())
+        super()._put_conn(conn)
+
+
+class _FreshHTTPSPool(_FreshHTTPPool, urllib3.HTTPSConnectionPool):
+    pass
+
+
+_IDLE_SINCE = "_breakglass_idle_since"
 
 
 class Connections:
@@ -40,6 +67,7 @@ class Connections:
         self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
         # block=False: a thread finding every kept connection busy opens one more and closes it after the call
         self._pool = urllib3.PoolManager(num_pools=4, maxsize=size, block=False, retries=False, ssl_context=ssl_context)
+        self._pool.pool_classes_by_scheme = {"http": _FreshHTTPPool, "https": _FreshHTTPSPool}
 
     def send(self, request: Request) -> dict[str, Any]:
         """``request`` sent as ``urlopen`` would send it: {"status", "headers", "body"}, or its exceptions."""
@@ -57,9 +85,9 @@ class Connections:
             raise URLError(_reason(error)) from error
         except ReadTimeoutError as error:
             raise TimeoutError(str(error)) from error
-        except ProtocolError as error:  # the connection broke mid-call: urllib let the socket's error through
+        except ProtocolError as error:  # the connection broke mid-call: urllib let that error through as it was
             cause = error.args[1] if len(error.args) > 1 else None
-            raise (cause if isinstance(cause, OSError) else URLError(error)) from error
+            raise (cause if isinstance(cause, OSError | HTTPException) else URLError(error)) from error
         except urllib3.exceptions.HTTPError as error:  # TLS, a bad address...: urllib gives URLError for these too
             raise URLError(error.__cause__ or error) from error
         headers = HTTPMessage()

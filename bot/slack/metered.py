@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 from urllib.error import URLError
-from urllib.request import Request
+from urllib.request import Request, getproxies
 
 from slack_bolt import BoltContext
 from slack_sdk import WebClient
@@ -41,11 +41,14 @@ class MeteredWebClient(WebClient):
         self.metrics = metrics
         self.before_call = before_call or _nothing
         self.connections = Connections(self.timeout, self.ssl)
+        # slack_sdk reads a proxy from the environment into ``proxy``; urlopen also took the system's (macOS,
+        # Windows), which only slack_sdk's own path knows how to use.
+        self._system_proxy = bool(getproxies())
 
     def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
         """slack_sdk's one step that touches the network, sent over kept-alive connections (bot/slack/keepalive.py).
         Through a proxy, slack_sdk's own way, which knows how to reach one."""
-        if self.proxy is not None or not url.lower().startswith("http"):
+        if self.proxy is not None or self._system_proxy or not url.lower().startswith("http"):
             return super()._perform_urllib_http_request_internal(url, req)
         return self.connections.send(req)
 
@@ -115,9 +118,12 @@ def middleware(metrics: Callable[[], Metrics], before_call: Callable[[], None] |
             key = (given.token, given.base_url, given.default_params.get("team_id"))
             copy = copies.get(key)
             if copy is None or copy.metrics is not counted:  # new, or the metrics were swapped since
+                dropped = list(copies.values()) if len(copies) >= 64 else [copy] if copy else []
                 if len(copies) >= 64:  # tokens of many workspaces: keep the newest few
                     copies.clear()
                 copy = copies[key] = metered(given, counted, before_call)
+                for old in dropped:  # its kept connections with it (a call still using one finishes first)
+                    old.connections.close()
             context["client"] = copy
         return next()
 

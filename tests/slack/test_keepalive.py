@@ -7,6 +7,7 @@ import contextlib
 import socket
 import threading
 from collections.abc import Iterator
+from http.client import HTTPException
 from urllib.error import URLError
 from urllib.parse import urlsplit
 
@@ -17,6 +18,7 @@ from slack_sdk.errors import SlackApiError
 from bot.devtools.ports import free_port
 from bot.devtools.slack_standin import SlackStandIn
 from bot.metrics import PrometheusMetrics
+from bot.slack import keepalive
 from bot.slack.metered import MeteredWebClient
 from bot.slack.retry import SlackRetry, never_reached_slack
 
@@ -41,6 +43,7 @@ class Counting:
 
     def __init__(self, target: int) -> None:
         self.opened = 0
+        self.generation = 0  # a connection from an earlier generation is forgotten: what it carries goes nowhere
         self._target = target
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -55,13 +58,17 @@ class Counting:
             self.opened += 1
             upstream = socket.create_connection(("127.0.0.1", self._target))
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+                threading.Thread(target=self._pipe, args=(a, b, self.generation), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def forget(self) -> None:
+        """Drop what open connections carry from now on, without closing them: a NAT that forgot them."""
+        self.generation += 1
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, generation: int) -> None:
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                if generation == self.generation:
+                    sink.sendall(data)
         except OSError:
             pass
         finally:
@@ -96,6 +103,38 @@ def test_slack_closing_an_idle_connection_costs_nothing_but_a_new_one(slack: Sla
     slack.close_connections()  # as Slack's edge does to a connection left idle
     assert web.users_info(user="U0BOB")["ok"]
     assert [c.method for c in slack.calls()] == ["auth.test", "users.info"]  # nothing sent twice
+
+
+def test_a_connection_idle_too_long_is_not_trusted_as_a_nat_may_have_forgotten_it(
+    slack: SlackStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(keepalive, "time", clock)
+    relay = Counting(urlsplit(slack.api_url).port or 0)
+    try:
+        web = metered(f"http://127.0.0.1:{relay.port}/api/", timeout=3)
+        web.auth_test()
+        clock.now += keepalive.MAX_IDLE - 1
+        web.auth_test()
+        assert relay.opened == 1  # kept while it was in use
+
+        clock.now += keepalive.MAX_IDLE + 1
+        relay.forget()  # the kept connection now leads nowhere, and nothing says so
+        assert web.chat_postMessage(channel="C0X", text="hi")["ok"]  # on a new connection, not a 3 s timeout
+        assert relay.opened == 2
+        assert len(slack.calls("chat.postMessage")) == 1
+    finally:
+        relay.close()
+
+
+class Clock:
+    """Stands in for the time module in bot/slack/keepalive.py."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
 
 
 def test_a_rate_limit_is_an_api_error_with_its_retry_after_and_is_waited_out(slack: SlackStandIn) -> None:
@@ -152,3 +191,20 @@ def test_a_dropped_answer_is_not_taken_for_one_that_never_reached_slack(slack: S
         metered(slack.api_url).chat_postMessage(channel="C0X", text="hi")
     assert not never_reached_slack(raised.value)  # Slack did act: repeating it could post twice
     assert len(slack.calls("chat.postMessage")) == 1
+
+
+def test_an_answer_that_is_not_http_is_the_error_urllib_gave_for_it() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_garbage() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    try:
+        with pytest.raises(HTTPException):  # BadStatusLine, not a URLError that retry handlers read as "reached"
+            metered(f"http://127.0.0.1:{listener.getsockname()[1]}/api/").auth_test()
+    finally:
+        listener.close()
