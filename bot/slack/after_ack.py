@@ -22,6 +22,11 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from bot.services.deadline import call_within
+
+T = TypeVar("T")
 
 log = logging.getLogger("breakglass.slack.after_ack")
 
@@ -29,7 +34,18 @@ WORK_THREADS = 8  # post-ack work at once: mostly waiting on the database, a bac
 
 GIVE_WAY = 0.25  # seconds post-ack work waits at a step for acks to pass: under a steady stream it still moves on
 
+# What a check made before an ack (a form's, that may ask Slack for a user group or read the database) may take:
+# Bolt waits for the listener, which holds one of the server's few request threads meanwhile, so a slow Slack must
+# not hold it longer than Slack waits for the answer anyway.
+CHECK_WITHIN = 2.0  # seconds
+
 Later = Callable[[Callable[[], object]], None]
+
+
+def checked_in_time(check: Callable[..., T], *args: Any) -> T:
+    """``check(*args)`` before an ack, given ``CHECK_WITHIN`` seconds: raises ``Overdue`` past that (the check
+    goes on in a thread of its own and ends when its lookup does; it only reads)."""
+    return call_within(CHECK_WITHIN, check, *args)
 
 
 class AcksFirst:
@@ -88,7 +104,13 @@ class AfterAck:
                 log.warning("stopping: work after an acknowledgement was not started")
                 return
             self._pending += 1
-        self._pool.submit(context.run, self._run, work)
+        try:
+            self._pool.submit(context.run, self._run, work)
+        except RuntimeError:  # closed between the check above and here: as if it had come after ``close``
+            log.warning("stopping: work after an acknowledgement was not started")
+            with self._idle:
+                self._pending -= 1
+                self._idle.notify_all()
 
     def _run(self, work: Callable[[], object]) -> None:
         try:

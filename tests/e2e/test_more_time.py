@@ -12,11 +12,15 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from bot.devtools.local_bot import LocalBot, Reply
 from bot.devtools.slack_requests import selected
 from bot.devtools.slack_standin import OpenedView
 from bot.devtools.webhook_receiver import WebhookReceiver
 from bot.domain.states import Status
+from bot.services import extension_asks
+from bot.slack import after_ack
 from bot.slack.ids import (
     MORE_PICK,
     MORE_PICK_BLOCK,
@@ -142,6 +146,31 @@ def test_an_ask_above_the_room_left_or_unreadable_is_answered_on_its_field(bot: 
     assert nonsense.errors is not None and "Say how much longer" in nonsense.errors[MORE_TYPED_BLOCK]
     assert nothing.errors is not None and "at most 1h30m more" in nothing.errors[MORE_PICK_BLOCK]
     assert long_why.errors is not None and "501" in long_why.errors[WORDS_BLOCK]
+    assert view(bot, 1).extension_seconds is None and ("extension_asked", BOB) not in audit_actions(bot, 1)
+
+
+def test_a_check_that_does_not_answer_in_time_is_cut_short_in_the_form(
+    bot: LocalBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bolt waits for the form's listener in one of the server's few request threads: reading the room left (the
+    database, user groups, on-call) gets ``CHECK_WITHIN`` seconds before the form says so and nothing is asked."""
+    active(bot)
+    form = opened(bot)
+    released = threading.Event()
+    room = extension_asks.room
+
+    def stuck(*args: Any) -> Any:  # a lookup that has not answered yet
+        released.wait(10)
+        return room(*args)
+
+    monkeypatch.setattr(extension_asks, "room", stuck)
+    monkeypatch.setattr(after_ack, "CHECK_WITHIN", 0.2)
+    try:
+        reply = submit(bot, form, pick="30m")
+    finally:
+        released.set()
+
+    assert reply.errors is not None and "did not answer in time" in reply.errors[MORE_PICK_BLOCK]
     assert view(bot, 1).extension_seconds is None and ("extension_asked", BOB) not in audit_actions(bot, 1)
 
 

@@ -25,7 +25,9 @@ from bot.devtools.webhook_receiver import WebhookReceiver
 from bot.domain.states import Status
 from bot.policy import Policy, parse_policy
 from bot.services.deps import Tuning
+from bot.slack import after_ack
 from bot.slack.ids import ActionId, CallbackId
+from bot.slack.listeners.request_form import NOT_CHECKED_IN_TIME
 from bot.store.models import AuditEvent, Request
 from tests.e2e.conftest import WEBHOOK_SECRET
 from tests.e2e.helpers import ALICE, BOB, DAVE, audit_actions, view
@@ -322,6 +324,27 @@ def test_the_refusal_is_written_after_the_form_is_answered_and_the_answer_never_
         assert refusals(bot) == [("request_refused", BOB)]
     finally:
         bot.stop()
+
+
+def test_a_check_slack_is_slow_to_answer_is_cut_short_in_the_form_not_left_holding_the_server(
+    bot: LocalBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bolt waits for a form's listener (``process_before_response``), in one of the server's few request threads:
+    a user-group lookup Slack is slow to answer gets ``CHECK_WITHIN`` seconds before the form says so."""
+    form = opened(bot, BOB).view
+    bot.advance(timedelta(seconds=61))  # the membership read when the form opened is too old to trust now
+    monkeypatch.setattr(after_ack, "CHECK_WITHIN", 0.2)
+    bot.slack.stall_next("usergroups.users.list", seconds=2)
+
+    reply = bot.submit_request_form(BOB, form, {"reason": "INC-5 fix"})
+
+    [(where, text)] = errors(reply).items()
+    assert where == block_of(form, "resource") and text == NOT_CHECKED_IN_TIME
+    assert requests_stored(bot) == []
+    monkeypatch.setattr(after_ack, "CHECK_WITHIN", 2.0)  # the stalled lookup was the one; the next is answered
+    again = bot.submit_request_form(BOB, form, {"reason": "INC-5 fix"})
+    assert again.errors is None and "is with the approvers" in str(again.answer)
+    assert [r.resource for r in requests_stored(bot)] == ["orders-db"]
 
 
 # -- what a submission becomes -------------------------------------------------------------------------------------

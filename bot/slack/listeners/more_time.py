@@ -27,12 +27,13 @@ from bot.domain.durations import format_duration
 from bot.domain.rules import Refused
 from bot.logs import log_context
 from bot.services import extension_asks
+from bot.services.deadline import Overdue
 from bot.services.deps import Deps
 from bot.services.extension_asks import MAX_WHY
 from bot.services.guard import RateLimiter
 from bot.services.ports import MembershipUnknown
 from bot.slack import more_time
-from bot.slack.after_ack import Later
+from bot.slack.after_ack import Later, checked_in_time
 from bot.slack.ids import (
     MORE_PICK,
     MORE_PICK_BLOCK,
@@ -164,7 +165,10 @@ def _submitted(deps: Deps, limiter: RateLimiter, later: Later) -> Callable[..., 
             later(lambda: record_slow_down(deps, actor, verdict))
             return
         try:
-            asked = read(deps, actor, body.get("view"))
+            asked = checked_in_time(read, deps, actor, body.get("view"))
+        except Overdue:
+            ack(**_errors(MORE_PICK_BLOCK, _NOT_IN_TIME))
+            return
         except _Field as problem:
             ack(**_errors(problem.block, problem.text))
             return
@@ -184,6 +188,9 @@ def _submitted(deps: Deps, limiter: RateLimiter, later: Later) -> Callable[..., 
 
 
 _FAILED = "Something went wrong on our side, so nothing was done. Please submit again in a moment."
+_NOT_IN_TIME = (
+    "Slack or the database did not answer in time while Breakglass checked this, so nothing was done. Try again."
+)
 _NO_GROUPS = "Breakglass could not check user-group membership with Slack just now, so nothing was done. Try again."
 
 

@@ -22,11 +22,12 @@ from bot.domain.actions import AuditAction
 from bot.domain.commands import Ask
 from bot.logs import log_context
 from bot.services import guard, requests
+from bot.services.deadline import Overdue
 from bot.services.deps import Deps
 from bot.services.guard import RateLimiter
 from bot.services.ports import MembershipUnknown
 from bot.slack import blocks, request_form
-from bot.slack.after_ack import Later
+from bot.slack.after_ack import Later, checked_in_time
 from bot.slack.ids import ActionId, CallbackId, FormField
 from bot.slack.listeners.clicks import listener, open_form
 from bot.slack.listeners.views import told
@@ -36,6 +37,10 @@ from bot.store.reachability import database_outage
 
 log = logging.getLogger("breakglass.slack.request_form")
 
+NOT_CHECKED_IN_TIME = (
+    "Slack did not answer in time while Breakglass checked who may request this, so nothing was done. "
+    "Please submit again."
+)
 MEMBERSHIP_UNKNOWN = (
     "Breakglass could not check user-group membership with Slack just now, so nothing was done. Try again in a minute."
 )
@@ -85,7 +90,10 @@ def register(app: App, deps: Deps, limiter: RateLimiter, later: Later) -> None:
             return
         policy = deps.policy  # read once: a reload meanwhile must not check one field against another version
         try:
-            resource, asked = request_form.check(policy, lambda r: deps.may_request(actor, r), filled)
+            resource, asked = checked_in_time(request_form.check, policy, lambda r: deps.may_request(actor, r), filled)
+        except Overdue:
+            ack(response_action="errors", errors={filled.where(FormField.RESOURCE): NOT_CHECKED_IN_TIME})
+            return
         except request_form.Mistakes as mistakes:
             ack(response_action="errors", errors=mistakes.errors)
             if forbidden := mistakes.forbidden:  # after the ack: this writes to the database
