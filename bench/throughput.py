@@ -26,7 +26,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,18 +116,27 @@ def row(name: str, sent: list[tuple[float, float, int]], effects: dict[str, floa
 
 @contextmanager
 def floor_bolt(slack_url: str) -> Iterator[str]:
-    """A bare Bolt app served as the bot is (waitress, 8 threads), whose command listener acks and then, in a pool
-    of 8 threads as the bot's after-ack work runs, posts the approval message: yields its events URL."""
-    app = bare_app()
+    """A bare Bolt app (``bare_bolt_then``) whose work after the ack posts the approval message: its events URL."""
     client = WebClient(token=BOT_TOKEN, base_url=slack_url)
-    after_ack = ThreadPoolExecutor(8)
 
-    def post(user: str) -> None:
+    def post(command: dict[str, Any]) -> None:
+        user = command["user_id"]
         client.chat_postMessage(channel="C0APPROVALS", text=f"{user.lower()} (`{user}`) asks for {RESOURCE}")
+
+    with bare_bolt_then(post) as url:
+        yield url
+
+
+@contextmanager
+def bare_bolt_then(work: Callable[[dict[str, Any]], None]) -> Iterator[str]:
+    """A bare Bolt app served as the bot is (waitress, 8 threads), whose command listener acks and then runs
+    ``work(command)`` in a pool of 8 threads, as the bot's after-ack work runs: yields its events URL."""
+    app = bare_app()
+    after_ack = ThreadPoolExecutor(8)
 
     def on_command(ack: Ack, command: dict[str, Any]) -> None:
         ack()
-        after_ack.submit(post, command["user_id"])
+        after_ack.submit(work, command)
 
     app.command("/breakglass")(on_command)
     try:
@@ -171,7 +180,8 @@ def floor_io(slack_url: str, database_url: str) -> Iterator[str]:
     def statement(connection: psycopg.Connection[Any], user: str) -> None:
         connection.execute("SELECT count(*) FROM floor_requests WHERE requester = %s", (user,)).fetchall()
 
-    def work(user: str, response_url: str) -> None:
+    def work(command: dict[str, Any]) -> None:
+        user, response_url = command["user_id"], command["response_url"]
         if not hasattr(kept, "connection"):
             kept.connection = psycopg.connect(dsn)
             opened.append(kept.connection)
@@ -189,19 +199,10 @@ def floor_io(slack_url: str, database_url: str) -> Iterator[str]:
             call(f"{slack_url}chat.postMessage", channel=user, text=text)
         pool.request("POST", response_url, body=b'{"text": "sent"}', headers={"Content-Type": "application/json"})
 
-    app = bare_app()
-    after_ack = ThreadPoolExecutor(8)
-
-    def on_command(ack: Ack, command: dict[str, Any]) -> None:
-        ack()
-        after_ack.submit(work, command["user_id"], command["response_url"])
-
-    app.command("/breakglass")(on_command)
     try:
-        with served(app) as url:
+        with bare_bolt_then(work) as url:
             yield url
     finally:
-        after_ack.shutdown()
         for connection in opened:
             connection.close()
 
