@@ -104,13 +104,8 @@ class AfterAck:
                 log.warning("stopping: work after an acknowledgement was not started")
                 return
             self._pending += 1
-        try:
+            # Under the lock: ``close`` shuts the pool down only after it has seen ``_closed`` set under it.
             self._pool.submit(context.run, self._run, work)
-        except RuntimeError:  # closed between the check above and here: as if it had come after ``close``
-            log.warning("stopping: work after an acknowledgement was not started")
-            with self._idle:
-                self._pending -= 1
-                self._idle.notify_all()
 
     def _run(self, work: Callable[[], object]) -> None:
         try:

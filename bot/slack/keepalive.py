@@ -39,6 +39,7 @@ POOL_SIZE = 32  # connections kept per host: more than the threads that call Sla
 # notices before reuse; a NAT or load balancer on the way forgets them silently (AWS's NAT gateway after 350 s, Azure's
 # after 4 min), and the first call on one would then fail or time out although it never reached Slack.
 MAX_IDLE = 30.0  # seconds
+_IDLE_SINCE = "_breakglass_idle_since"  # set on each connection as it goes back to the pool
 
 
 class _FreshHTTPPool(urllib3.HTTPConnectionPool):
@@ -57,9 +58,6 @@ class _FreshHTTPPool(urllib3.HTTPConnectionPool):
 
 class _FreshHTTPSPool(_FreshHTTPPool, urllib3.HTTPSConnectionPool):
     pass
-
-
-_IDLE_SINCE = "_breakglass_idle_since"
 
 
 class Connections:

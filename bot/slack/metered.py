@@ -42,8 +42,8 @@ class MeteredWebClient(WebClient):
         self.before_call = before_call or _nothing
         self.connections = Connections(self.timeout, self.ssl)
         # slack_sdk reads a proxy from the environment into ``proxy``; urlopen also took the system's (macOS,
-        # Windows), which only slack_sdk's own path knows how to use.
-        self._system_proxy = bool(getproxies())
+        # Windows), which only slack_sdk's own path knows how to use. A ``no_proxy`` list alone names no proxy.
+        self._system_proxy = bool(getproxies().keys() & {"http", "https"})
 
     def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
         """slack_sdk's one step that touches the network, sent over kept-alive connections (bot/slack/keepalive.py).
@@ -118,11 +118,12 @@ def middleware(metrics: Callable[[], Metrics], before_call: Callable[[], None] |
             key = (given.token, given.base_url, given.default_params.get("team_id"))
             copy = copies.get(key)
             if copy is None or copy.metrics is not counted:  # new, or the metrics were swapped since
-                dropped = list(copies.values()) if len(copies) >= 64 else [copy] if copy else []
+                stale = [copy] if copy is not None else []
                 if len(copies) >= 64:  # tokens of many workspaces: keep the newest few
+                    stale = list(copies.values())
                     copies.clear()
                 copy = copies[key] = metered(given, counted, before_call)
-                for old in dropped:  # its kept connections with it (a call still using one finishes first)
+                for old in stale:  # its kept connections with it (a call still using one finishes first)
                     old.connections.close()
             context["client"] = copy
         return next()
