@@ -27,6 +27,7 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.authorization import AuthorizeResult
 from sqlalchemy import Engine, insert
+from waitress import wasyncore
 from waitress.server import create_server
 
 from bot.devtools.local_bot import BOT_TOKEN, SIGNING_SECRET
@@ -270,11 +271,16 @@ def served(app: App) -> Iterator[str]:
     """A Bolt app served as the bot is (waitress, 8 threads) on a free loopback port; yields its events URL."""
     server = create_server(SlackRequestHandler(app), host="127.0.0.1", port=0, threads=8)
     port = int(server.effective_port)  # type: ignore[union-attr]  # set by waitress, missing from its stubs
-    threading.Thread(target=server.run, daemon=True).start()
+    loop = threading.Thread(target=server.run, daemon=True)
+    loop.start()
     try:
         yield f"http://127.0.0.1:{port}/slack/events"
     finally:
-        server.close()
+        # As the bot stops its own (bot/runtime.py): the sockets are closed by the server's loop, through its
+        # trigger; closed from here, they were pulled out from under its select() (a traceback at every stop).
+        server.task_dispatcher.shutdown()
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))  # type: ignore[union-attr]
+        loop.join(timeout=5)
 
 
 # -- clients, in a process of their own --------------------------------------------------------------------------

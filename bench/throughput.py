@@ -12,6 +12,9 @@ Each row prints requests/s (from the first command sent to the last effect), and
 request's own time from its command to its effect. The target is 100 a second for both. The floor, measured first in
 the same run, is what this machine allows any Bolt app: a bare one served the same way, whose command listener acks
 and then posts one message to the same Slack stand-in (the least a request's effect can cost, with nothing stored).
+On PostgreSQL, two more floors: the same bare app doing a request's I/O, and an emergency's, and nothing else (its
+statements, Web API calls, backend call and answer, counted off the bot; ``IoShape``): what that I/O alone costs
+on this machine, before any of the bot's own work.
 
     python bench/throughput.py
     python bench/throughput.py --quick          # CI: 40 of each; fails only if one is lost
@@ -29,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +58,7 @@ from bot.clock import SystemClock
 from bot.devtools.local_bot import BOT_TOKEN, PEOPLE, SIGNING_SECRET
 from bot.devtools.slack_requests import slash_command
 from bot.policy import parse_policy
+from bot.slack.after_ack import WORK_THREADS
 
 WEBHOOK_SECRET = "bench-webhook-secret-0123456789"
 BACKEND_MS = 50
@@ -85,7 +90,7 @@ def people(n: int, start: int) -> list[str]:
 
 
 def directory(n: int) -> dict[str, dict[str, str]]:
-    return PEOPLE | {u: {"name": u.lower(), "email": f"{u.lower()}@example.com"} for u in people(4 * n, 0)}
+    return PEOPLE | {u: {"name": u.lower(), "email": f"{u.lower()}@example.com"} for u in people(5 * n, 0)}
 
 
 def bodies(who: list[str], respond: str, emergency: bool) -> list[str]:
@@ -101,15 +106,61 @@ def bodies(who: list[str], respond: str, emergency: bool) -> list[str]:
     ]
 
 
-def row(name: str, sent: list[tuple[float, float, int]], effects: dict[str, float], who: list[str]) -> list[str]:
-    """Print the row; what went wrong, if anything."""
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds used so far: by this process (the app being measured: the clients, Slack, the backend and other
+    replicas run in processes of their own) and by the whole machine (NaN where /proc/stat is not to be had)."""
+
+    own: float
+    machine: float
+
+    @classmethod
+    def now(cls) -> Cpu:
+        times = os.times()
+        return cls(times.user + times.system, _machine_cpu())
+
+    def per_item_ms(self, since: Cpu, items: int) -> tuple[float, float]:
+        return 1000 * (self.own - since.own) / items, 1000 * (self.machine - since.machine) / items
+
+
+def _machine_cpu() -> float:
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(field) for field in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return float("nan")
+    busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+HEADER = (
+    f"{'':<38} {'n':>5} {'per s':>8} {'median ms':>10} {'p99 ms':>9} {'max ms':>9} {'own CPU ms':>11} {'CPU ms':>7}"
+)
+
+
+Asked = tuple[list[str], list[str], Callable[[], dict[str, float]]]  # the bodies, the people, where to look
+
+
+def measure(name: str, url: str | list[str], clients: int, asked: Asked) -> list[str]:
+    """Send the bodies of ``asked`` (one per person) to ``url`` from ``clients`` clients, wait until its look finds
+    each person's effect, and print the row: what went wrong, if anything. The CPU columns are the app's own (this
+    process) and the whole machine's over the row, per command."""
+    texts, who, look = asked
+    before = Cpu.now()
+    sent = fire(url, texts, clients, SIGNING_SECRET)
+    effects = wait(look, len(who))
+    own, machine = Cpu.now().per_item_ms(before, len(who))
     missing = [user for user in who if user not in effects]
     errors = sum(status != 200 for _, _, status in sent)
     times = [(effects[user] - sent[i][0]) * 1000 for i, user in enumerate(who) if user in effects]
     span = max(effects.values(), default=sent[0][0]) - sent[0][0]
     rate = len(times) / span if span > 0 else float("nan")
     median, p99, top = summary(times) if times else (float("nan"),) * 3
-    print(f"{name:<34} {len(who):>5} {rate:>8.0f} {median:>10.1f} {p99:>9.1f} {top:>9.1f}")
+    print(f"{name:<38} {len(who):>5} {rate:>8.0f} {median:>10.1f} {p99:>9.1f} {top:>9.1f} {own:>11.1f} {machine:>7.1f}")
     problems = [f"{name}: {len(missing)} of {len(who)} never took effect"] if missing else []
     return problems + ([f"{name}: {errors} commands answered with an error"] if errors else [])
 
@@ -128,11 +179,11 @@ def floor_bolt(slack_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def bare_bolt_then(work: Callable[[dict[str, Any]], None]) -> Iterator[str]:
+def bare_bolt_then(work: Callable[[dict[str, Any]], None], threads: int = WORK_THREADS) -> Iterator[str]:
     """A bare Bolt app served as the bot is (waitress, 8 threads), whose command listener acks and then runs
-    ``work(command)`` in a pool of 8 threads, as the bot's after-ack work runs: yields its events URL."""
+    ``work(command)`` in a pool of ``threads`` (as many as the bot's post-ack work has): yields its events URL."""
     app = bare_app()
-    after_ack = ThreadPoolExecutor(8)
+    after_ack = ThreadPoolExecutor(threads)
 
     def on_command(ack: Ack, command: dict[str, Any]) -> None:
         ack()
@@ -146,27 +197,51 @@ def bare_bolt_then(work: Callable[[dict[str, Any]], None]) -> Iterator[str]:
         after_ack.shutdown()
 
 
-# A request's I/O, as counted over this benchmark (an SQLAlchemy statement counter, the stand-in's calls): the
-# statements of its transactions in order (the replay check, the hourly cap, the storing transaction, the run's
-# finish, the last look), its Web API calls (users.info, the approval message, its permalink, the requester's DM,
-# the note where it was asked) and the answer through its response_url.
-IO_TRANSACTIONS = (1, 1, 7, 2, 4)
-IO_WEB_API_CALLS = 5
+@dataclass(frozen=True)
+class IoShape:
+    """What one command costs in I/O, as counted over this benchmark (an SQLAlchemy statement counter, the
+    stand-in's calls): the statements of each of its transactions in order, its Web API calls (``users.info`` after
+    the transaction numbered ``directory_after``, the rest after ``posts_after``), and, for an emergency, the
+    backend's grant call after the transaction numbered ``backend_after``. Then the answer through the response_url.
+    """
+
+    transactions: tuple[int, ...]
+    web_api_calls: int
+    directory_after: int
+    posts_after: int
+    backend_after: int | None = None
+
+
+# The replay check, the hourly cap, the storing transaction, the run's finish, the last look; users.info, the
+# approval message, its permalink, the requester's DM, the note where it was asked.
+REQUEST_IO = IoShape(transactions=(1, 1, 7, 2, 4), web_api_calls=5, directory_after=1, posts_after=2)
+# The replay check, the hourly cap, the storing and claiming transaction, the claim's renewal before the backend
+# call, the grant's record (and the claim of its messages), the run's finish, the last look; users.info, the alert,
+# the approval message, its permalink, the requester's DM, the note where it was asked, the alert's thread.
+EMERGENCY_IO = IoShape(
+    transactions=(1, 1, 10, 2, 12, 2, 4), web_api_calls=7, directory_after=1, posts_after=4, backend_after=3
+)
 
 
 @contextmanager
-def floor_io(slack_url: str, database_url: str) -> Iterator[str]:
-    """A bare Bolt app, served and run as ``floor_bolt``, whose work after the ack is a request's I/O and nothing
-    else: ``IO_TRANSACTIONS`` of plain statements through psycopg (a connection kept per thread), the Web API calls
-    over kept-alive connections, and the answer. What a request costs on this machine before any of the bot's own
-    work: the ORM, rendering, sealing, the courier's bookkeeping. Yields its events URL."""
+def floor_io(
+    slack_url: str, database_url: str, shape: IoShape, backend_url: str | None = None, threads: int = WORK_THREADS
+) -> Iterator[str]:
+    """A bare Bolt app, served and run as ``floor_bolt``, whose work after the ack is a command's I/O (``shape``)
+    and nothing else: plain statements through psycopg (a connection kept per thread), the Web API calls and the
+    backend call (signed as the webhook adapter signs it) over kept-alive connections, and the answer. What a
+    command costs on this machine before any of the bot's own work: the ORM, rendering, sealing, the courier's
+    bookkeeping. Yields its events URL."""
     import psycopg
     import urllib3
 
+    from bot.adapters.webhook import sign
+
     dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
+    table = f"floor_{len(shape.transactions)}_{sum(shape.transactions)}"
     with psycopg.connect(dsn, autocommit=True) as setup:
-        setup.execute("CREATE TABLE floor_requests (id serial PRIMARY KEY, requester text, body text, ts text)")
-        setup.execute("CREATE INDEX ON floor_requests (requester)")
+        setup.execute(f"CREATE TABLE {table} (id serial PRIMARY KEY, requester text, body text, ts text)")
+        setup.execute(f"CREATE INDEX ON {table} (requester)")
     pool = urllib3.PoolManager(maxsize=16, block=False, retries=False)
     kept = threading.local()
     opened: list[psycopg.Connection[Any]] = []
@@ -177,8 +252,16 @@ def floor_io(slack_url: str, database_url: str) -> Iterator[str]:
         answer: dict[str, Any] = json.loads(pool.request("POST", url, body=body, headers=headers).data or b"{}")
         return answer
 
+    def grant(user: str) -> None:
+        assert backend_url is not None, "an emergency's floor calls the backend"
+        body = json.dumps({"event": "grant", "grant_id": user, "user": {"slack_id": user}}).encode()
+        stamp = int(time.time())
+        headers = {"Content-Type": "application/json", "X-Breakglass-Timestamp": str(stamp)}
+        headers["X-Breakglass-Signature"] = sign(WEBHOOK_SECRET, stamp, body)
+        pool.request("POST", backend_url, body=body, headers=headers)
+
     def statement(connection: psycopg.Connection[Any], user: str) -> None:
-        connection.execute("SELECT count(*) FROM floor_requests WHERE requester = %s", (user,)).fetchall()
+        connection.execute(f"SELECT count(*) FROM {table} WHERE requester = %s", (user,)).fetchall()
 
     def work(command: dict[str, Any]) -> None:
         user, response_url = command["user_id"], command["response_url"]
@@ -186,33 +269,45 @@ def floor_io(slack_url: str, database_url: str) -> Iterator[str]:
             kept.connection = psycopg.connect(dsn)
             opened.append(kept.connection)
         connection = kept.connection
-        for step, count in enumerate(IO_TRANSACTIONS):
+        text = f"{user.lower()} (`{user}`) asks for {RESOURCE}"
+        for step, count in enumerate(shape.transactions):
             with connection.transaction():
-                connection.execute("INSERT INTO floor_requests (requester, body) VALUES (%s, %s)", (user, "x" * 200))
+                connection.execute(f"INSERT INTO {table} (requester, body) VALUES (%s, %s)", (user, "x" * 200))
                 for _ in range(count - 1):
                     statement(connection, user)
-            if step == 1:  # between the cap and the storing transaction: the directory
+            if step == shape.directory_after:
                 call(f"{slack_url}users.info", user=user)
-        text = f"{user.lower()} (`{user}`) asks for {RESOURCE}"
-        call(f"{slack_url}chat.postMessage", channel="C0APPROVALS", text=text)
-        for _ in range(IO_WEB_API_CALLS - 2):
-            call(f"{slack_url}chat.postMessage", channel=user, text=text)
+            if step == shape.backend_after:
+                grant(user)
+            if step == shape.posts_after:
+                call(f"{slack_url}chat.postMessage", channel="C0APPROVALS", text=text)
+                for _ in range(shape.web_api_calls - 2):
+                    call(f"{slack_url}chat.postMessage", channel=user, text=text)
         pool.request("POST", response_url, body=b'{"text": "sent"}', headers={"Content-Type": "application/json"})
 
     try:
-        with bare_bolt_then(work) as url:
+        with bare_bolt_then(work, threads) as url:
             yield url
     finally:
         for connection in opened:
             connection.close()
 
 
-def run(n: int, clients: int, postgres: str | None, kinds: list[str], replicas: int = 1) -> int:
+def run(
+    n: int, clients: int, postgres: str | None, kinds: list[str], replicas: int = 1, floor_threads: int = WORK_THREADS
+) -> int:
     receiver = receiver_elsewhere(WEBHOOK_SECRET, BACKEND_MS / 1000)
     slack = slack_elsewhere(BOT_TOKEN, directory(n))
     respond = slack.url.removesuffix("api/") + "respond/"
     failures: list[str] = []
     others = []
+
+    def requests(who: list[str]) -> Asked:
+        return bodies(who, respond, emergency=False), who, lambda: approvals(slack.ask(), who)
+
+    def emergencies(who: list[str]) -> Asked:
+        return bodies(who, respond, emergency=True), who, lambda: grants(receiver.ask(), who)
+
     try:
         with database(postgres) as url:
             settings = bot_settings(url, slack.url)
@@ -223,30 +318,28 @@ def run(n: int, clients: int, postgres: str | None, kinds: list[str], replicas: 
                 audit_key = settings.audit_key.get_secret_value() if settings.audit_key else ""
                 others = [replica_elsewhere(url, slack.url, audit_key, environ, POLICY) for _ in range(replicas - 1)]
                 events = [f"http://127.0.0.1:{port}/slack/events", *(other.url for other in others)]
-                print(f"{clients} clients, {n} people each run; backend {BACKEND_MS} ms a call; {replicas} replica(s)")
-                print(f"{'':<34} {'n':>5} {'per s':>8} {'median ms':>10} {'p99 ms':>9} {'max ms':>9}")
+                print(
+                    f"{clients} clients, {n} people each run; backend {BACKEND_MS} ms a call; {replicas} replica(s);"
+                    f" the floors' work in {floor_threads} threads; {cores()} cores"
+                )
+                print(HEADER)
                 with floor_bolt(slack.url) as floor:
-                    asking = people(n, 2 * n)
-                    sent = fire(floor, bodies(asking, respond, emergency=False), clients, SIGNING_SECRET)
-                    posted = wait(lambda: approvals(slack.ask(), asking), len(asking))
-                    failures += row("floor: bare Bolt app, one post", sent, posted, asking)
+                    asked = requests(people(n, 2 * n))
+                    failures += measure("floor: bare Bolt app, one post", floor, clients, asked)
                 if postgres:
-                    with floor_io(slack.url, url) as floor:
-                        asking = people(n, 3 * n)
-                        sent = fire(floor, bodies(asking, respond, emergency=False), clients, SIGNING_SECRET)
-                        posted = wait(lambda: approvals(slack.ask(), asking), len(asking))
-                        failures += row("floor: a request's I/O alone", sent, posted, asking)
-
+                    with floor_io(slack.url, url, REQUEST_IO, threads=floor_threads) as floor:
+                        asked = requests(people(n, 3 * n))
+                        failures += measure("floor: a request's I/O alone", floor, clients, asked)
                 if "requests" in kinds:
-                    asking = people(n, 0)
-                    sent = fire(events, bodies(asking, respond, emergency=False), clients, SIGNING_SECRET)
-                    posted = wait(lambda: approvals(slack.ask(), asking), len(asking))
-                    failures += row("requests: command to approval message", sent, posted, asking)
+                    asked = requests(people(n, 0))
+                    failures += measure("requests: command to approval message", events, clients, asked)
                 if "emergencies" in kinds:
-                    breaking = people(n, n)
-                    sent = fire(events, bodies(breaking, respond, emergency=True), clients, SIGNING_SECRET)
-                    granted = wait(lambda: grants(receiver.ask(), breaking), len(breaking))
-                    failures += row("emergencies: command to backend call", sent, granted, breaking)
+                    if postgres:
+                        with floor_io(slack.url, url, EMERGENCY_IO, receiver.url, floor_threads) as floor:
+                            asked = emergencies(people(n, 4 * n))
+                            failures += measure("floor: an emergency's I/O alone", floor, clients, asked)
+                    asked = emergencies(people(n, n))
+                    failures += measure("emergencies: command to backend call", events, clients, asked)
             finally:
                 for other in others:
                     other.stop()
@@ -254,7 +347,11 @@ def run(n: int, clients: int, postgres: str | None, kinds: list[str], replicas: 
     finally:
         receiver.stop()
         slack.stop()
-    print(f"\ntarget: at least {TARGET_PER_S:.0f} a second for each")
+    budget = cores() * 1000 / TARGET_PER_S
+    print(
+        f"\ntarget: at least {TARGET_PER_S:.0f} a second for each: at most {budget:.0f} ms of the machine's CPU"
+        f" (the CPU column) per command on its {cores()} cores, whatever runs on them"
+    )
     for failure in failures:
         print(f"FAILED: {failure}")
     return 1 if failures else 0
@@ -303,16 +400,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--replicas", type=int, default=1, help="replicas on the one database, the clients spread over them (1)"
     )
+    parser.add_argument(
+        "--floor-threads",
+        type=int,
+        default=WORK_THREADS,
+        help=f"threads the I/O floors' work runs in ({WORK_THREADS}, as many as the bot's post-ack work has)",
+    )
     parser.add_argument("--quick", action="store_true", help="a short run for CI: 40 of each")
     args = parser.parse_args(argv)
     if args.quick:
         args.n = min(args.n, 40)
-    if args.n < 1 or args.clients < 1:
-        parser.error("--n and --clients must be at least 1")
+    if args.n < 1 or args.clients < 1 or args.floor_threads < 1:
+        parser.error("--n, --clients and --floor-threads must be at least 1")
     kinds = [args.only] if args.only else ["requests", "emergencies"]
     if args.replicas > 1 and not args.postgres:
         parser.error("--replicas share one database: PostgreSQL, not SQLite")
-    return run(args.n, args.clients, args.postgres or None, kinds, max(args.replicas, 1))
+    return run(args.n, args.clients, args.postgres or None, kinds, max(args.replicas, 1), args.floor_threads)
 
 
 if __name__ == "__main__":
