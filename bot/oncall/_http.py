@@ -12,6 +12,7 @@ from typing import Any
 import requests
 
 from bot.oncall.base import OnCallUnavailable
+from bot.slots import blocking
 
 
 def call(
@@ -30,7 +31,8 @@ def call(
     where = f"{vendor} {method} {shown_path}"
     try:
         # No redirects: following one to another host could hand it the key, and the vendors' APIs do not redirect.
-        answer = session.request(method, url, params=params, json=json_body, timeout=timeout, allow_redirects=False)
+        with blocking():  # post-ack work waiting on the pager gives its place to the next (bot/slots.py)
+            answer = session.request(method, url, params=params, json=json_body, timeout=timeout, allow_redirects=False)
     except requests.RequestException as error:
         # The exception's text has the full URL; only its class is said. "from None": a logged traceback of the
         # cause would show that URL too.

@@ -19,6 +19,7 @@ from bot.adapters import registry
 from bot.adapters.base import Adapter, AdapterError, GrantContext, Receipt, Verifies
 from bot.services.deadline import Overdue, call_within
 from bot.services.deps import Deps
+from bot.slots import blocking
 
 log = logging.getLogger("breakglass.backend")
 T = TypeVar("T")
@@ -37,7 +38,8 @@ def within(deps: Deps, call: Callable[..., T], *args: Any) -> T:
     started = time.perf_counter()
     outcome = "error"
     try:
-        result = call_within(deps.tuning.call_timeout, call, *args)
+        with blocking():  # post-ack work waiting on a backend gives its place to the next (bot/slots.py)
+            result = call_within(deps.tuning.call_timeout, call, *args)
         outcome = "ok"
         return result
     except Overdue:

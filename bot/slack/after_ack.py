@@ -3,8 +3,10 @@
 Bolt answers Slack with a listener's ``ack()``. A listener that went on to do its work before answering (the
 database, the backend, Slack's Web API) made its ack, and under a burst every ack queued behind it, wait for work that
 followed other acks. So a listener acknowledges, then hands the rest here, and returns: Bolt runs it in the request's
-own thread (``process_before_response``, bot/slack/app.py) and answers as it returns. This pool's few threads are all
-the post-ack work there is, which bounds what competes with acks for the interpreter however many requests arrive.
+own thread (``process_before_response``, bot/slack/app.py) and answers as it returns. At most ``WORK_SLOTS`` pieces
+of post-ack work run at once outside their calls to backends and pagers (``bot/slots.py``), which bounds what
+competes with acks for the interpreter however many requests arrive; work waiting on a backend or a pager gives its
+place up meanwhile, so a backend that hangs holds only the work that reached it, not everyone's.
 
 Acks come first (``AcksFirst``): while one is being made, post-ack work pauses at its next step (a transaction or a
 Slack call) for at most ``GIVE_WAY`` seconds. Python's threads have no priorities, and eight threads of post-ack work
@@ -25,12 +27,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from bot.services.deadline import call_within
+from bot.slots import Slots
 
 T = TypeVar("T")
 
 log = logging.getLogger("breakglass.slack.after_ack")
 
-WORK_THREADS = 8  # post-ack work at once: mostly waiting on the database, a backend or Slack, so a few suffice
+WORK_SLOTS = 8  # post-ack work running at once outside its calls to backends and pagers
+# Threads for post-ack work: a backend that hangs holds one per person whose work reached it, so there are many more
+# than places; work beyond them waits for one (a thread costs little while it waits).
+WORK_THREADS = 64
 
 GIVE_WAY = 0.25  # seconds post-ack work waits at a step for acks to pass: under a steady stream it still moves on
 
@@ -89,12 +95,16 @@ class AcksFirst:
 
 
 class AfterAck:
-    def __init__(self, workers: int = WORK_THREADS, acks_first: AcksFirst | None = None) -> None:
+    def __init__(
+        self, slots: int = WORK_SLOTS, acks_first: AcksFirst | None = None, threads: int = WORK_THREADS
+    ) -> None:
         self.acks_first = acks_first or AcksFirst()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="after-ack")
+        self.slots = Slots(slots)
+        self._pool = ThreadPoolExecutor(max_workers=max(threads, slots), thread_name_prefix="after-ack")
         self._pending = 0
         self._idle = threading.Condition()
         self._closed = False
+        self._given_up = False
 
     def __call__(self, work: Callable[[], object]) -> None:
         """Run ``work`` soon, in a thread of this pool. After ``close``: not at all (a stopping bot starts nothing)."""
@@ -109,7 +119,10 @@ class AfterAck:
 
     def _run(self, work: Callable[[], object]) -> None:
         try:
-            with self.acks_first.deferring():
+            with self.slots.taken(), self.acks_first.deferring():
+                if self._given_up:  # waited for its place past close's grace, as work still queued is dropped
+                    log.warning("stopping: work after an acknowledgement was not started")
+                    return
                 work()
         except Exception:  # a listener's own answer covers what it expects; this is only what slipped past it
             log.exception("work after an acknowledgement failed")
@@ -128,5 +141,6 @@ class AfterAck:
         with self._idle:
             self._closed = True
         finished = self.wait_idle(grace)
+        self._given_up = True
         self._pool.shutdown(wait=False, cancel_futures=True)
         return finished

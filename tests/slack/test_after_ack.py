@@ -15,7 +15,7 @@ from bot.slack.after_ack import AcksFirst, AfterAck
 def test_work_runs_in_the_callers_log_context_and_a_failure_is_logged_not_raised(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    pool = AfterAck(workers=2)
+    pool = AfterAck(slots=2)
     seen: list[dict[str, object]] = []
     with log_context(request_id=42, actor="U0BOB"):
         pool(lambda: seen.append(dict(current_context())))
@@ -29,7 +29,7 @@ def test_work_runs_in_the_callers_log_context_and_a_failure_is_logged_not_raised
 
 
 def test_a_closed_pool_lets_running_work_finish_and_starts_nothing_new() -> None:
-    pool = AfterAck(workers=1)
+    pool = AfterAck(slots=1)
     release, started, ran = threading.Event(), threading.Event(), []
     pool(lambda: (started.set(), release.wait(10), ran.append("first")))
     assert started.wait(10)
@@ -43,7 +43,7 @@ def test_a_closed_pool_lets_running_work_finish_and_starts_nothing_new() -> None
 
 
 def test_post_ack_work_waits_at_its_next_step_while_an_ack_is_being_made() -> None:
-    pool = AfterAck(workers=1)
+    pool = AfterAck(slots=1)
     first = pool.acks_first
     steps: list[str] = []
     at_step, go_on = threading.Event(), threading.Event()
