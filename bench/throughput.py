@@ -58,7 +58,7 @@ from bot.clock import SystemClock
 from bot.devtools.local_bot import BOT_TOKEN, PEOPLE, SIGNING_SECRET
 from bot.devtools.slack_requests import slash_command
 from bot.policy import parse_policy
-from bot.slack.after_ack import WORK_THREADS
+from bot.slack.after_ack import WORK_SLOTS
 
 WEBHOOK_SECRET = "bench-webhook-secret-0123456789"
 BACKEND_MS = 50
@@ -179,7 +179,7 @@ def floor_bolt(slack_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def bare_bolt_then(work: Callable[[dict[str, Any]], None], threads: int = WORK_THREADS) -> Iterator[str]:
+def bare_bolt_then(work: Callable[[dict[str, Any]], None], threads: int = WORK_SLOTS) -> Iterator[str]:
     """A bare Bolt app served as the bot is (waitress, 8 threads), whose command listener acks and then runs
     ``work(command)`` in a pool of ``threads`` (as many as the bot's post-ack work has): yields its events URL."""
     app = bare_app()
@@ -225,7 +225,7 @@ EMERGENCY_IO = IoShape(
 
 @contextmanager
 def floor_io(
-    slack_url: str, database_url: str, shape: IoShape, backend_url: str | None = None, threads: int = WORK_THREADS
+    slack_url: str, database_url: str, shape: IoShape, backend_url: str | None = None, threads: int = WORK_SLOTS
 ) -> Iterator[str]:
     """A bare Bolt app, served and run as ``floor_bolt``, whose work after the ack is a command's I/O (``shape``)
     and nothing else: plain statements through psycopg (a connection kept per thread), the Web API calls and the
@@ -294,7 +294,7 @@ def floor_io(
 
 
 def run(
-    n: int, clients: int, postgres: str | None, kinds: list[str], replicas: int = 1, floor_threads: int = WORK_THREADS
+    n: int, clients: int, postgres: str | None, kinds: list[str], replicas: int = 1, floor_threads: int = WORK_SLOTS
 ) -> int:
     receiver = receiver_elsewhere(WEBHOOK_SECRET, BACKEND_MS / 1000)
     slack = slack_elsewhere(BOT_TOKEN, directory(n))
@@ -403,8 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--floor-threads",
         type=int,
-        default=WORK_THREADS,
-        help=f"threads the I/O floors' work runs in ({WORK_THREADS}, as many as the bot's post-ack work has)",
+        default=WORK_SLOTS,
+        help=f"threads the I/O floors' work runs in ({WORK_SLOTS}, as many as the bot's post-ack work runs at once)",
     )
     parser.add_argument("--quick", action="store_true", help="a short run for CI: 40 of each")
     args = parser.parse_args(argv)
