@@ -1,5 +1,5 @@
-"""Slots: at most ``size`` pieces of work start and run at once, a blocking call gives its place to the next while it
-waits, and coming back from one never waits for a place (bot/slots.py)."""
+"""Slots: work runs in the order it came, at most ``size`` pieces at once; a piece waiting in a blocking call gives
+its place to the next, and one back from its call never waits for a place (bot/slots.py)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,6 @@ import pytest
 from bot.slots import Slots, blocking
 
 
-def _start(slots: Slots, body: Callable[[], object]) -> threading.Thread:
-    def run() -> None:
-        with slots.taken():
-            body()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
 def _until(condition: Callable[[], bool]) -> None:
     event = threading.Event()
     for _ in range(1000):
@@ -30,100 +20,123 @@ def _until(condition: Callable[[], bool]) -> None:
     raise AssertionError("never happened")
 
 
-def test_no_more_than_size_run_at_once_and_the_next_starts_when_one_ends() -> None:
-    slots = Slots(2)
+def test_work_runs_in_the_order_it_came_no_more_than_size_at_once() -> None:
+    slots = Slots(2, most=8)
     release, started = threading.Event(), threading.Semaphore(0)
-    held = [_start(slots, lambda: (started.release(), release.wait(10))) for _ in range(2)]
+    order: list[int] = []
+    for _ in range(2):
+        slots.submit(lambda: (started.release(), release.wait(10)))
     assert started.acquire(timeout=10) and started.acquire(timeout=10)
-    third_ran = threading.Event()
-    third = _start(slots, third_ran.set)
-    assert not third_ran.wait(0.2), "a third piece ran beside two holding both places"
+    for n in range(20):
+        slots.submit(lambda n=n: order.append(n))
+    _until(lambda: slots.queued == 20)
+    assert order == [] and slots.running == 2, "a piece started beside two holding both places"
     release.set()
-    assert third_ran.wait(10)
-    for thread in [*held, third]:
-        thread.join(10)
-    assert slots.running == 0
+    _until(lambda: len(order) == 20)
+    assert order == list(range(20))
+    _until(lambda: slots.running == 0)
+
+
+def test_while_nothing_blocks_size_threads_do_all_the_work() -> None:
+    slots = Slots(2, most=64)
+    done = threading.Semaphore(0)
+    for _ in range(200):
+        slots.submit(done.release)
+    for _ in range(200):
+        assert done.acquire(timeout=10)
+    assert slots._threads <= 2
 
 
 def test_a_piece_waiting_in_a_blocking_call_lets_the_next_one_run() -> None:
     """A grant waiting on a backend that hangs: the next person's work goes ahead."""
-    slots = Slots(1)
-    answer, waiting = threading.Event(), threading.Event()
+    slots = Slots(1, most=4)
+    answer, waiting, next_ran = threading.Event(), threading.Event(), threading.Event()
 
     def calls_a_hung_backend() -> None:
         with blocking():
             waiting.set()
             answer.wait(10)
 
-    first = _start(slots, calls_a_hung_backend)
+    slots.submit(calls_a_hung_backend)
     assert waiting.wait(10)
-    second_ran = threading.Event()
-    _start(slots, second_ran.set).join(10)
-    assert second_ran.is_set(), "the next piece waited for a call that holds no place"
+    slots.submit(next_ran.set)
+    assert next_ran.wait(10), "the next piece waited for a call that holds no place"
     answer.set()
-    first.join(10)
-    assert slots.running == 0
+    _until(lambda: slots.running == 0)
 
 
-def test_coming_back_from_a_call_never_waits_for_a_place() -> None:
-    """The piece back from its call may hold what the running one wants: it goes on at once, over the bound."""
-    slots = Slots(1)
-    answer, in_call, back, done = threading.Event(), threading.Event(), threading.Event(), threading.Event()
+def test_a_piece_back_from_its_call_goes_on_at_once_and_nothing_new_starts_until_under_the_bound() -> None:
+    """It may hold what the running piece wants: it never waits for a place."""
+    slots = Slots(1, most=4)
+    in_call, answer, back, finish = threading.Event(), threading.Event(), threading.Event(), threading.Event()
 
     def caller() -> None:
         with blocking():
             in_call.set()
             answer.wait(10)
         back.set()
-        done.wait(10)
+        finish.wait(10)
 
-    first = _start(slots, caller)
+    slots.submit(caller)
     assert in_call.wait(10)
-    release, holding = threading.Event(), threading.Event()
-    second = _start(slots, lambda: (holding.set(), release.wait(10)))
+    holding, release, third = threading.Event(), threading.Event(), threading.Event()
+    slots.submit(lambda: (holding.set(), release.wait(10)))
     assert holding.wait(10)
     answer.set()
     assert back.wait(10), "the piece back from its call waited for the place the other holds"
     assert slots.running == 2
-    done.set()
-    first.join(10)
+    slots.submit(third.set)
     release.set()
-    second.join(10)
-    assert slots.running == 0
+    assert not third.wait(0.2), "a new piece started while two ran over a bound of one"
+    finish.set()
+    assert third.wait(10)
+    _until(lambda: slots.running == 0)
 
 
 def test_nested_calls_give_the_place_up_once_and_failures_give_it_back() -> None:
-    slots = Slots(1)
-    with slots.taken():
-        assert slots.running == 1
+    slots = Slots(1, most=2)
+    seen: list[int] = []
+    done = threading.Event()
+
+    def work() -> None:
+        seen.append(slots.running)
         with blocking():
-            assert slots.running == 0
+            seen.append(slots.running)
             with blocking():
-                assert slots.running == 0
-            assert slots.running == 0
-        assert slots.running == 1
+                seen.append(slots.running)
+        seen.append(slots.running)
         with pytest.raises(ConnectionError), blocking():
             raise ConnectionError("the backend went away")
-        assert slots.running == 1
-    assert slots.running == 0
-    with pytest.raises(RuntimeError), slots.taken():
-        raise RuntimeError("the work failed")
-    assert slots.running == 0
+        seen.append(slots.running)
+        done.set()
+
+    slots.submit(work)
+    assert done.wait(10)
+    assert seen == [1, 0, 0, 1, 1]
+    _until(lambda: slots.running == 0)
 
 
-def test_blocking_outside_any_work_does_nothing_and_slots_are_per_thread() -> None:
-    with blocking():  # the sweep's thread, a lane's, a test's: not post-ack work
+def test_blocking_elsewhere_does_nothing_and_dropped_work_never_starts() -> None:
+    with blocking():  # the sweep's thread, a lane's, a test's: not a piece of this work
         pass
-    slots = Slots(1)
+    slots = Slots(1, most=2)
+    release, holding, ran = threading.Event(), threading.Event(), []
+    slots.submit(lambda: (holding.set(), release.wait(10)))
+    assert holding.wait(10)
     other_saw: list[int] = []
-    with slots.taken():
-        thread = threading.Thread(target=lambda: (blocking().__enter__(), other_saw.append(slots.running)))
-        thread.start()
-        thread.join(10)
+    thread = threading.Thread(target=lambda: (blocking().__enter__(), other_saw.append(slots.running)))
+    thread.start()
+    thread.join(10)
     assert other_saw == [1], "another thread's blocking call gave up a place it does not hold"
-    assert slots.running == 0
+    slots.submit(lambda: ran.append("late"))
+    assert slots.drop_queued() == 1
+    release.set()
+    _until(lambda: slots.running == 0)
+    assert ran == []
 
 
-def test_at_least_one_slot() -> None:
+def test_at_least_one_slot_and_a_thread_for_each() -> None:
     with pytest.raises(ValueError):
-        Slots(0)
+        Slots(0, most=4)
+    with pytest.raises(ValueError):
+        Slots(4, most=2)

@@ -32,6 +32,7 @@ from bot.services.deps import Deps
 from bot.services.ports import MembershipUnknown, Notice
 from bot.services.revoking import GRANT_FAILED, Ended, Record, finish_revoke, revoke_then
 from bot.services.snapshots import RequestView
+from bot.slots import blocking
 from bot.store import audit, queries
 from bot.store.models import Request
 
@@ -161,7 +162,8 @@ def _grant_with_retries(deps: Deps, call: Callable[[GrantContext], Receipt], ctx
         except AdapterError as error:
             if not error.retryable or attempt == attempts:
                 raise
-            deps.tuning.pause(deps.tuning.grant_retry_pause * attempt)
+            with blocking():  # a wait like the call's: the place goes to the next piece of work (bot/slots.py)
+                deps.tuning.pause(deps.tuning.grant_retry_pause * attempt)
     raise AssertionError("unreachable")
 
 

@@ -23,7 +23,6 @@ import contextvars
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from bot.services.deadline import call_within
@@ -99,12 +98,10 @@ class AfterAck:
         self, slots: int = WORK_SLOTS, acks_first: AcksFirst | None = None, threads: int = WORK_THREADS
     ) -> None:
         self.acks_first = acks_first or AcksFirst()
-        self.slots = Slots(slots)
-        self._pool = ThreadPoolExecutor(max_workers=max(threads, slots), thread_name_prefix="after-ack")
+        self.slots = Slots(slots, max(threads, slots))
         self._pending = 0
         self._idle = threading.Condition()
         self._closed = False
-        self._given_up = False
 
     def __call__(self, work: Callable[[], object]) -> None:
         """Run ``work`` soon, in a thread of this pool. After ``close``: not at all (a stopping bot starts nothing)."""
@@ -114,15 +111,11 @@ class AfterAck:
                 log.warning("stopping: work after an acknowledgement was not started")
                 return
             self._pending += 1
-            # Under the lock: ``close`` shuts the pool down only after it has seen ``_closed`` set under it.
-            self._pool.submit(context.run, self._run, work)
+            self.slots.submit(lambda: context.run(self._run, work))
 
     def _run(self, work: Callable[[], object]) -> None:
         try:
-            with self.slots.taken(), self.acks_first.deferring():
-                if self._given_up:  # waited for its place past close's grace, as work still queued is dropped
-                    log.warning("stopping: work after an acknowledgement was not started")
-                    return
+            with self.acks_first.deferring():
                 work()
         except Exception:  # a listener's own answer covers what it expects; this is only what slipped past it
             log.exception("work after an acknowledgement failed")
@@ -141,6 +134,10 @@ class AfterAck:
         with self._idle:
             self._closed = True
         finished = self.wait_idle(grace)
-        self._given_up = True
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        dropped = self.slots.drop_queued()
+        if dropped:
+            log.warning("stopping: %s pieces of work after an acknowledgement were not started", dropped)
+            with self._idle:
+                self._pending -= dropped
+                self._idle.notify_all()
         return finished

@@ -94,3 +94,19 @@ def test_an_ack_that_fails_still_lets_post_ack_work_go_on() -> None:
 
     threading.Thread(target=post_ack).start()
     assert done.wait(5), "a failed ack must not leave post-ack work waiting for it"
+
+
+def test_work_still_waiting_for_its_place_when_the_grace_runs_out_never_starts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pool = AfterAck(slots=1)
+    release, started, ran = threading.Event(), threading.Event(), []
+    pool(lambda: (started.set(), release.wait(10), ran.append("first")))
+    assert started.wait(10)
+    pool(lambda: ran.append("waiting"))  # has a thread, waits for the place the first holds
+    with caplog.at_level(logging.WARNING, logger="breakglass.slack.after_ack"):
+        assert not pool.close(0.1)  # the first is still running when the grace ends
+        release.set()
+        assert pool.wait_idle(10)
+    assert ran == ["first"], "work that had not started by the end of the grace ran after the bot stopped"
+    assert "not started" in caplog.text
