@@ -45,6 +45,7 @@ class Slots:
         self._threads = 0
         self._free = 0  # threads waiting for work
         self._blocked = 0  # pieces waiting in a blocking call: each may have a thread started for the next piece
+        self._stopped = False
 
     @property
     def running(self) -> int:
@@ -58,14 +59,19 @@ class Slots:
     def submit(self, work: Callable[[], object]) -> None:
         """Run ``work`` after everything submitted before it, once it has a place. It must not raise."""
         with self._changed:
+            if self._stopped:
+                return
             self._queue.append(work)
             self._wake()
 
-    def drop_queued(self) -> int:
-        """Forget the work not started yet (a stopping bot starts nothing more); how much there was."""
+    def stop(self) -> int:
+        """Start nothing more: forget the work not started yet, and let every thread end once its piece is done (a
+        stopping bot's threads must not outlive it). How much work was forgotten."""
         with self._changed:
             dropped = len(self._queue)
             self._queue.clear()
+            self._stopped = True
+            self._changed.notify_all()
             return dropped
 
     def _startable(self) -> bool:
@@ -85,12 +91,15 @@ class Slots:
         while True:
             with self._changed:
                 self._free += 1
-                while not self._changed.wait_for(self._startable, timeout=IDLE_EXIT):
+                while not self._changed.wait_for(lambda: self._stopped or self._startable(), timeout=IDLE_EXIT):
                     if self._threads > self.size + self._blocked:  # started for a piece that blocked, since back
                         self._free -= 1
                         self._threads -= 1
                         return
                 self._free -= 1
+                if self._stopped:
+                    self._threads -= 1
+                    return
                 work = self._queue.popleft()
                 self._running += 1
             _here.slots = self

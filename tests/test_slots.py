@@ -129,9 +129,10 @@ def test_blocking_elsewhere_does_nothing_and_dropped_work_never_starts() -> None
     thread.join(10)
     assert other_saw == [1], "another thread's blocking call gave up a place it does not hold"
     slots.submit(lambda: ran.append("late"))
-    assert slots.drop_queued() == 1
+    assert slots.stop() == 1
     release.set()
-    _until(lambda: slots.running == 0)
+    _until(lambda: slots.running == 0 and slots._threads == 0)  # no thread outlives a stopped pool
+    slots.submit(lambda: ran.append("after stop"))
     assert ran == []
 
 

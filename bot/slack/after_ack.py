@@ -134,7 +134,7 @@ class AfterAck:
         with self._idle:
             self._closed = True
         finished = self.wait_idle(grace)
-        dropped = self.slots.drop_queued()
+        dropped = self.slots.stop()
         if dropped:
             log.warning("stopping: %s pieces of work after an acknowledgement were not started", dropped)
             with self._idle:
