@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import heapq
-import os
 import sys
 import time
 from collections import Counter
@@ -30,9 +29,9 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadkit import (
-    DEFAULT_POSTGRES,
     MonotonicToWall,
     active_grant,
+    add_postgres_option,
     bot_settings,
     database,
     insert_grants,
@@ -169,11 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--within", type=float, default=1.0, help="seconds over which they expire (1)")
     parser.add_argument("--backend-ms", type=float, default=50.0, help="each webhook call takes this long (50)")
     parser.add_argument("--lead", type=float, default=5.0, help="seconds from start to the first expiry (5)")
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("BREAKGLASS_BENCH_POSTGRES_URL", DEFAULT_POSTGRES),
-        help="the PostgreSQL server to make the run's database on; '' for SQLite",
-    )
+    add_postgres_option(parser)
     parser.add_argument("--quick", action="store_true", help="a short run for CI: 100 grants")
     args = parser.parse_args(argv)
     if args.quick:

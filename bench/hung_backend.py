@@ -17,15 +17,14 @@ for the hang to end: 21 s with a 5 s call timeout and three attempts.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadkit import (
-    DEFAULT_POSTGRES,
     Elsewhere,
+    add_postgres_option,
     bot_settings,
     database,
     fire,
@@ -133,11 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--n", type=int, default=20, help="emergencies on the healthy backend, before and during (20)")
     parser.add_argument("--stuck", type=int, default=2 * WORK_SLOTS, help="emergencies on the hung one (16)")
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("BREAKGLASS_BENCH_POSTGRES_URL", DEFAULT_POSTGRES),
-        help="the PostgreSQL server to make the run's database on; '' for SQLite",
-    )
+    add_postgres_option(parser)
     parser.add_argument("--quick", action="store_true", help="a short run for CI: 3 before and during, 8 stuck")
     args = parser.parse_args(argv)
     if args.quick:

@@ -5,10 +5,12 @@ The benchmarks run as scripts (``python bench/expiry_wave.py``), so this module 
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import multiprocessing
 import multiprocessing.connection
+import os
 import secrets
 import tempfile
 import threading
@@ -39,6 +41,16 @@ from bot.settings import Settings
 from bot.store.models import Request
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def add_postgres_option(parser: argparse.ArgumentParser) -> None:
+    """``--postgres``: the server the load benchmarks make their run's database on (``BREAKGLASS_BENCH_POSTGRES_URL``,
+    else the local one); '' for SQLite."""
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("BREAKGLASS_BENCH_POSTGRES_URL", DEFAULT_POSTGRES),
+        help="the PostgreSQL server to make the run's database on; '' for SQLite",
+    )
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

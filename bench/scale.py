@@ -36,7 +36,7 @@ import requests
 from sqlalchemy import Engine, event, insert, text, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadkit import DEFAULT_POSTGRES, active_grant, bot_settings, database, insert_grants, slack_elsewhere, summary
+from loadkit import active_grant, add_postgres_option, bot_settings, database, insert_grants, slack_elsewhere, summary
 
 from bot import runtime
 from bot.clock import SystemClock
@@ -254,9 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grants", type=int, default=100_000, help="live grants (100000)")
     parser.add_argument("--events", type=int, default=1_000_000, help="audit events (1000000)")
     parser.add_argument("--repeat", type=int, default=50, help="runs of each query (50)")
-    parser.add_argument(
-        "--postgres", default=os.environ.get("BREAKGLASS_BENCH_POSTGRES_URL", DEFAULT_POSTGRES), help="a server URL"
-    )
+    add_postgres_option(parser)
     parser.add_argument("--quick", action="store_true", help="a short run for CI: 2,000 grants, 20,000 events")
     args = parser.parse_args(argv)
     if args.quick:

@@ -41,7 +41,7 @@ from slack_sdk import WebClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadkit import (
-    DEFAULT_POSTGRES,
+    add_postgres_option,
     bare_app,
     bot_settings,
     database,
@@ -389,11 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--n", type=int, default=1000, help="commands of each kind (1000)")
     parser.add_argument("--clients", type=int, default=8, help="clients at once (8)")
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get("BREAKGLASS_BENCH_POSTGRES_URL", DEFAULT_POSTGRES),
-        help="the PostgreSQL server to make the run's database on; '' for SQLite",
-    )
+    add_postgres_option(parser)
     parser.add_argument(
         "--only", choices=["requests", "emergencies"], help="measure one kind only (each is measured after the other)"
     )
